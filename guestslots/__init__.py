@@ -1,0 +1,59 @@
+"""guestslots: inspect and change disk images through a small appliance VM.
+
+Reserve drive slots before launch, hotplug images into them by index after,
+and call into the appliance with stable ``/dev/sdX`` names::
+
+    import guestslots
+
+    with guestslots.Appliance() as app:
+        app.add_drive("/dev/null")          # slot 0: /dev/sda, empty
+        app.launch()
+        app.hotplug(0, "disk.img", format="raw")
+        print(app.list_filesystems())
+"""
+
+from .appliance import Appliance, ApplianceState
+from .drives import DriveSpec
+from .errors import (
+    AgentError,
+    AgentTimeout,
+    ApplianceBuildError,
+    ChannelClosed,
+    DeviceBusyError,
+    DeviceNameError,
+    DriveError,
+    GuestOSError,
+    GuestslotsError,
+    LabelError,
+    LaunchError,
+    QemuError,
+    QMPCommandError,
+    SlotError,
+    StateError,
+)
+from .slots import MAX_SLOTS, Slot, SlotState
+
+__all__ = [
+    "MAX_SLOTS",
+    "AgentError",
+    "AgentTimeout",
+    "Appliance",
+    "ApplianceBuildError",
+    "ApplianceState",
+    "ChannelClosed",
+    "DeviceBusyError",
+    "DeviceNameError",
+    "DriveError",
+    "DriveSpec",
+    "GuestOSError",
+    "GuestslotsError",
+    "LabelError",
+    "LaunchError",
+    "QMPCommandError",
+    "QemuError",
+    "Slot",
+    "SlotError",
+    "SlotState",
+    "StateError",
+]
+__version__ = "0.1.0"

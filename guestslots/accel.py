@@ -1,0 +1,113 @@
+"""Which accelerator to run QEMU with: KVM only if it really runs a kernel.
+
+``/dev/kvm`` existing proves nothing: under nested virtualisation it may hang in
+the guest kernel or abort QEMU on an MSR.  The probe boots the appliance's own
+kernel under KVM with no root disk, so it panics and QEMU exits; a working KVM
+does that in about a second, a broken one hangs until the timeout.  The verdict
+is cached per host boot and per QEMU binary and kernel, because a failing probe
+costs its whole timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .build import cache_root
+from .proc import CommandError, run
+
+log = logging.getLogger("guestslots")
+
+ACCELS = ("auto", "kvm", "tcg")
+ENV_VAR = "GUESTSLOTS_ACCEL"
+PROBE_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class AccelChoice:
+    """The accelerator chosen and why (shown by the demo and test-tool)."""
+
+    accel: str
+    reason: str
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def _file_id(path: str) -> str:
+    st = os.stat(path)
+    return f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def probe_kvm(qemu: str, kernel: str, cpu: str = "max", timeout: float = PROBE_TIMEOUT) -> str:
+    """Boot *kernel* under KVM until it panics; return "" if KVM works, else why not."""
+    with tempfile.TemporaryDirectory(prefix="guestslots-kvm-probe-") as tmp:
+        console = os.path.join(tmp, "console.log")
+        command = [
+            qemu,
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-machine",
+            "pc,accel=kvm",
+            "-cpu",
+            cpu,
+            "-m",
+            "128",
+            "-kernel",
+            kernel,
+            "-append",
+            "console=ttyS0 panic=-1 root=/dev/guestslots-probe loglevel=4",
+            "-serial",
+            f"file:{console}",
+        ]
+        try:
+            run(command, timeout=timeout)
+        except CommandError as e:
+            return f"KVM probe failed ({e.reason})"
+        text = Path(console).read_text(errors="replace")
+        if "Kernel panic" not in text:
+            return "KVM probe: the kernel did not run to its expected panic"
+        return ""
+
+
+def choose_accel(qemu: str, kernel: str, requested: str | None = None) -> AccelChoice:
+    """Pick ``kvm`` or ``tcg``: *requested*, else $GUESTSLOTS_ACCEL, else a cached probe."""
+    want = (requested or os.environ.get(ENV_VAR) or "auto").lower()
+    if want not in ACCELS:
+        raise ValueError(f"accel must be one of {ACCELS}, not {want!r}")
+    if want != "auto":
+        return AccelChoice(want, "requested")
+    if not os.path.exists("/dev/kvm"):
+        return AccelChoice("tcg", "/dev/kvm does not exist: using TCG")
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return AccelChoice("tcg", "/dev/kvm is not accessible to this user: using TCG")
+    key = f"{_boot_id()}|{_file_id(qemu)}|{_file_id(kernel)}"
+    cache = cache_root() / "accel.json"
+    try:
+        cached = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if cached.get("key") == key:
+        return AccelChoice(cached["accel"], cached["reason"] + " (cached for this host boot)")
+    failure = probe_kvm(qemu, kernel)
+    if failure:
+        choice = AccelChoice("tcg", f"/dev/kvm present but KVM does not run: {failure}; using TCG")
+    else:
+        choice = AccelChoice("kvm", "KVM probe booted a kernel: using KVM")
+    log.info("%s", choice.reason)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"key": key, "accel": choice.accel, "reason": choice.reason}))
+    tmp.replace(cache)
+    return choice

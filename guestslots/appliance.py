@@ -1,0 +1,588 @@
+"""The Appliance: one launched appliance VM, its slots, and the calls into it.
+
+The Appliance decides; the slot table says what is allowed; the backend and
+the agent client carry out.  Every slot change is checked against the table
+first, carried out, and only then recorded, so a refused or failed call
+leaves the table, the other slots and their data as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import io
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from .accel import AccelChoice, choose_accel
+from .agent_client import AgentClient
+from .build import ApplianceImage, ensure_appliance
+from .drives import NULL_DRIVE, DriveSpec, make_drive
+from .errors import (
+    AgentError,
+    ChannelClosed,
+    DeviceBusyError,
+    DeviceNameError,
+    DriveError,
+    GuestOSError,
+    GuestslotsError,
+    LabelError,
+    LaunchError,
+    StateError,
+)
+from .names import LINK_DIR, translate_out_text
+from .proc import CommandError, run
+from .qemu import QemuMachine
+from .qmpargs import MachineConfig
+from .slots import MAX_SLOTS, Slot, SlotTable
+
+log = logging.getLogger("guestslots")
+T = TypeVar("T")
+
+Progress = Callable[[str], None]
+
+
+class ApplianceState(enum.Enum):
+    """Where an Appliance is in its life."""
+
+    CONFIG = "not launched"
+    RUNNING = "running"
+    CLOSED = "shut down"
+
+
+def _reap(machine: QemuMachine, workdir: str) -> None:
+    """Finaliser: no QEMU outlives its Appliance, even one the caller forgot."""
+    with contextlib.suppress(Exception):
+        machine.kill()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+class Appliance:
+    """A small Linux appliance VM with drive slots that can be hotplugged by index.
+
+    Reserve slots with :meth:`add_drive` (``/dev/null`` for an empty one),
+    :meth:`launch`, then :meth:`hotplug` and :meth:`unplug` by slot index.
+    Slot *i* is always ``/dev/sd`` + letters(i) (0 -> ``/dev/sda``,
+    27 -> ``/dev/sdab``), whatever the kernel's discovery order was.  Use it as
+    a context manager, or call :meth:`shutdown`.
+    """
+
+    def __init__(
+        self,
+        backend: str = "qemu",
+        *,
+        accel: str | None = None,
+        memory_mb: int = 512,
+        max_slots: int = MAX_SLOTS,
+        call_timeout: float = 120.0,
+        boot_timeout: float = 180.0,
+        qemu: str = "/usr/bin/qemu-system-x86_64",
+        progress: Progress | None = None,
+    ) -> None:
+        if backend != "qemu":
+            raise ValueError(f"backend {backend!r} is not available (this version has: 'qemu')")
+        self.backend = backend
+        self._accel_request = accel
+        self.memory_mb = memory_mb
+        self.call_timeout = call_timeout
+        self.boot_timeout = boot_timeout
+        self.qemu_binary = qemu
+        self._progress = progress
+        self._table = SlotTable(max_slots)
+        self._state = ApplianceState.CONFIG
+        self._lock = threading.RLock()
+        self._machine: QemuMachine | None = None
+        self._agent: AgentClient | None = None
+        self._workdir: str | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        #: The accelerator used, and why (set by :meth:`launch`).
+        self.accel: AccelChoice | None = None
+        #: The appliance image booted (set by :meth:`launch`).
+        self.image: ApplianceImage | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> Appliance:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    @property
+    def state(self) -> ApplianceState:
+        """The appliance's state: not launched, running, or shut down."""
+        return self._state
+
+    def _require(self, call: str, state: ApplianceState) -> None:
+        if self._state is not state:
+            raise StateError(call, state.value, self._state.value)
+
+    def _say(self, message: str) -> None:
+        log.info("%s", message)
+        if self._progress is not None:
+            self._progress(message)
+
+    def add_drive(
+        self,
+        path: str | os.PathLike[str],
+        format: str | None = None,
+        readonly: bool = True,
+        label: str | None = None,
+    ) -> int:
+        """Reserve the next slot before launch; return its index.
+
+        ``/dev/null`` reserves an empty slot, to be filled later by
+        :meth:`hotplug`.  Any other path is checked now and attached at launch.
+        ``format`` is ``raw`` (the default) or ``qcow2``, never guessed;
+        drives are read-only unless ``readonly=False``; ``label`` (1-20
+        letters, digits, ``_``) names the slot as ``/dev/disk/guestslots/LABEL``.
+        """
+        with self._lock:
+            if self._state is ApplianceState.RUNNING:
+                raise StateError(
+                    "add_drive",
+                    ApplianceState.CONFIG.value,
+                    self._state.value + " (reserve every slot before launch; then use hotplug)",
+                )
+            self._require("add_drive", ApplianceState.CONFIG)
+            if os.fspath(path) == NULL_DRIVE:
+                if label is not None:
+                    raise LabelError("an empty slot has no label: give the label to hotplug")
+                return self._table.reserve(None)
+            return self._table.reserve(make_drive(path, format, readonly, label))
+
+    def launch(self) -> None:
+        """Build the appliance if needed, boot it, and attach the drives added so far.
+
+        Raises :class:`LaunchError` with QEMU's exit status, command line and
+        log tail if the appliance does not come up; nothing is left running.
+        """
+        with self._lock:
+            self._require("launch", ApplianceState.CONFIG)
+            started = time.monotonic()
+            self.image = ensure_appliance(self._say)
+            self.accel = choose_accel(self.qemu_binary, str(self.image.kernel), self._accel_request)
+            self._say(f"accelerator: {self.accel.accel} ({self.accel.reason})")
+            try:
+                self._boot(self.image, self.accel.accel)
+            except LaunchError:
+                if not (self.accel.accel == "kvm" and self.accel.reason.startswith("KVM probe")):
+                    raise
+                self._say("the appliance did not boot under KVM: retrying with TCG")
+                self.accel = AccelChoice("tcg", "KVM passed its probe but the boot failed")
+                self._boot(self.image, "tcg")
+            try:
+                for slot in self._table:
+                    if slot.drive is not None:
+                        self._plug(slot.index, slot.drive)
+            except BaseException:
+                self._teardown()
+                self._state = ApplianceState.CLOSED
+                raise
+            self._say(f"appliance ready in {time.monotonic() - started:.1f} s")
+
+    def _boot(self, image: ApplianceImage, accel: str) -> None:
+        workdir = tempfile.mkdtemp(prefix="guestslots-")
+        overlay = os.path.join(workdir, "root.qcow2")
+        try:
+            run(
+                [
+                    "qemu-img",
+                    "create",
+                    "-q",
+                    "-f",
+                    "qcow2",
+                    "-F",
+                    "raw",
+                    "-b",
+                    str(image.root),
+                    overlay,
+                ]
+            )
+        except CommandError as e:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise LaunchError(f"cannot create the root overlay: {e}") from None
+        cfg = MachineConfig(
+            qemu=self.qemu_binary,
+            accel=accel,
+            kernel=str(image.kernel),
+            initrd=str(image.initrd),
+            root_overlay=overlay,
+            qmp_socket=os.path.join(workdir, "qmp.sock"),
+            agent_socket=os.path.join(workdir, "agent.sock"),
+            console_log=os.path.join(workdir, "console.log"),
+            memory_mb=self.memory_mb,
+        )
+        machine = QemuMachine(cfg, Path(workdir))
+        finalizer = weakref.finalize(self, _reap, machine, workdir)
+        self._say(f"booting the appliance ({accel})")
+        try:
+            sock = machine.start(timeout=30)
+            agent = AgentClient(sock, self._death_report(machine), self.call_timeout)
+            try:
+                agent.wait_hello(self.boot_timeout)
+            except AgentError as e:
+                raise machine.error(f"the appliance did not come up: {e}", LaunchError) from None
+        except BaseException:
+            finalizer()
+            raise
+        self._machine, self._agent, self._workdir = machine, agent, workdir
+        self._finalizer = finalizer
+        self._state = ApplianceState.RUNNING
+
+    @staticmethod
+    def _death_report(machine: QemuMachine) -> Callable[[], str]:
+        def report() -> str:
+            status = machine.wait_exit(2)
+            state = "QEMU is still running" if status is None else f"QEMU exited ({status})"
+            return f"{state}\n{machine.log_tail()}"
+
+        return report
+
+    def shutdown(self) -> None:
+        """Unmount everything, sync, power the appliance off and clean up.
+
+        Safe to call more than once; after it, the Appliance cannot be relaunched.
+        """
+        with self._lock:
+            if self._state is ApplianceState.RUNNING and self._agent is not None:
+                with contextlib.suppress(GuestslotsError):
+                    self._agent.call("shutdown", timeout=30)
+            self._teardown()
+            self._state = ApplianceState.CLOSED
+
+    close = shutdown
+
+    def _teardown(self) -> None:
+        if self._machine is not None:
+            self._machine.shutdown(timeout=10)
+        if self._finalizer is not None:
+            self._finalizer()  # removes the work directory; kill() is a no-op by now
+        self._machine = self._agent = None
+        self._workdir = None
+
+    @property
+    def pid(self) -> int | None:
+        """QEMU's process id while running."""
+        return self._machine.pid if self._machine else None
+
+    # ------------------------------------------------------------ slots
+
+    def max_slots(self) -> int:
+        """The most slots this appliance can reserve (255: 256 SCSI targets, less one)."""
+        return self._table.max_slots
+
+    def slots(self) -> list[Slot]:
+        """Every reserved slot: index, device, state, path, format, readonly, label, serial."""
+        return list(self._table)
+
+    def list_devices(self) -> list[str]:
+        """The device of every reserved slot, empty ones included, in slot order."""
+        return [slot.device for slot in self._table]
+
+    def list_disk_labels(self) -> dict[str, str]:
+        """Label -> device, for every full slot that has a label."""
+        return {label: self._table[i].device for label, i in self._table.labels().items()}
+
+    def resolve_link(self, link: str, timeout: float = 10.0) -> str:
+        """Wait until the appliance's udev has made *link* and return the device it names.
+
+        *link* is ``/dev/disk/guestslots/<label|slotK>[-partN]``.  Calls never
+        need these links (the host translates labels itself, without waiting
+        for udev); this is for checking the mapping, and for tools run inside
+        the appliance that want stable names.
+        """
+        prefix = LINK_DIR + "/"
+        if not link.startswith(prefix):
+            raise DeviceNameError(link, f"not a link under {LINK_DIR}")
+        target = self._call(
+            "wait_link",
+            name=link.removeprefix(prefix),
+            timeout=timeout,
+        )
+        return self._out(str(target))
+
+    def hotplug(
+        self,
+        index: int,
+        path: str | os.PathLike[str],
+        format: str | None = None,
+        readonly: bool = True,
+        label: str | None = None,
+    ) -> int:
+        """Fill reserved empty slot *index* (``-1``: the first empty one) with an image.
+
+        Returns the slot index.  Returns once the disk is usable in the
+        appliance.  The same checks as :meth:`add_drive` apply; on any error
+        the slot stays empty and nothing else changes.
+        """
+        with self._lock:
+            self._require("hotplug", ApplianceState.RUNNING)
+            if os.fspath(path) == NULL_DRIVE:
+                raise DriveError(NULL_DRIVE, "cannot be hotplugged: a slot is emptied by unplug")
+            drive = make_drive(path, format, readonly, label)
+            index = self._table.plug_index(index, drive)
+            self._plug(index, drive)
+            return index
+
+    def _plug(self, index: int, drive: DriveSpec) -> None:
+        machine, agent = self._running("hotplug")
+        machine.attach(index, drive)
+        try:
+            name = agent.call("wait_disk", target=index, plugged=True, timeout=60)
+        except BaseException:
+            with contextlib.suppress(GuestslotsError):
+                machine.detach(index)
+            raise
+        self._table.fill(index, drive, name)
+
+    def unplug(self, index: int, force: bool = False) -> int:
+        """Empty full slot *index* (``-1``: the highest full one); return the index.
+
+        A slot whose device is in use (mounted) is refused with
+        :class:`DeviceBusyError` unless ``force=True``, which unmounts what is
+        on it first.  Either way everything written is synced before the disk
+        leaves, so no data is lost by unplugging.
+        """
+        with self._lock:
+            self._require("unplug", ApplianceState.RUNNING)
+            index = self._table.unplug_index(index)
+            slot = self._table[index]
+            machine, agent = self._running("unplug")
+            users = self._call("prepare_unplug", device=f"/dev/{slot.kernel_name}", force=force)
+            if users:
+                raise DeviceBusyError(index, slot.device, [self._out(u) for u in users])
+            machine.detach(index)
+            agent.call("wait_disk", target=index, plugged=False, timeout=60)
+            self._table.empty(index)
+            return index
+
+    def _running(self, call: str) -> tuple[QemuMachine, AgentClient]:
+        self._require(call, ApplianceState.RUNNING)
+        assert self._machine is not None and self._agent is not None
+        return self._machine, self._agent
+
+    # ------------------------------------------------------------ translation
+
+    def _out(self, text: str) -> str:
+        return translate_out_text(text, self._table.kernel_to_api())
+
+    def _dev(self, name: str) -> str:
+        return self._table.to_kernel(name)
+
+    def _call(self, call: str, timeout: float | None = None, **args: Any) -> Any:
+        _, agent = self._running(call)
+        try:
+            return agent.call(call, timeout=timeout, **args)
+        except AgentError as e:
+            raise self._translated(e) from None
+
+    def _translated(self, e: AgentError) -> AgentError:
+        message = self._out(str(e).removeprefix(f"{e.call}: "))
+        if isinstance(e, GuestOSError):
+            return GuestOSError(e.call, message, e.errno)
+        if isinstance(e, ChannelClosed):
+            self._state = ApplianceState.CLOSED
+            self._teardown()
+        return type(e)(e.call, message)
+
+    def _filled_kernel_disks(self) -> list[str]:
+        return [f"/dev/{s.kernel_name}" for s in self._table if s.kernel_name is not None]
+
+    # ------------------------------------------------------------ devices
+
+    def list_partitions(self) -> list[str]:
+        """Every partition of every full slot, in slot then partition order."""
+        parts = self._call("list_partitions", disks=self._filled_kernel_disks())
+        return [self._out(p) for p in parts]
+
+    def list_filesystems(self) -> dict[str, str]:
+        """Device -> filesystem type (``unknown`` when none is recognised).
+
+        Partitions of partitioned disks, and whole disks that are not partitioned.
+        """
+        pairs = self._call("list_filesystems", disks=self._filled_kernel_disks())
+        return {self._out(dev): fstype for dev, fstype in pairs}
+
+    def blkid(self, device: str) -> dict[str, str]:
+        """Everything libblkid says of *device* (TYPE, UUID, LABEL, PTTYPE, PART_ENTRY_*...)."""
+        return dict(self._call("blkid", device=self._dev(device)))
+
+    def vfs_type(self, device: str) -> str:
+        """The filesystem type on *device*, or ``""``."""
+        return self.blkid(device).get("TYPE", "")
+
+    def vfs_label(self, device: str) -> str:
+        """The filesystem label on *device*, or ``""``."""
+        return self.blkid(device).get("LABEL", "")
+
+    def vfs_uuid(self, device: str) -> str:
+        """The filesystem UUID on *device*, or ``""``."""
+        return self.blkid(device).get("UUID", "")
+
+    # ------------------------------------------------------------ mounts
+
+    def mount(self, device: str, mountpoint: str, options: str = "") -> None:
+        """Mount *device* read-write on *mountpoint* (``/`` first) inside the appliance."""
+        slot, _ = self._table.resolve(device)
+        if slot.readonly:
+            raise DeviceNameError(
+                device,
+                f"slot {slot.index} was plugged read-only: use mount_ro, or hotplug "
+                "it with readonly=False",
+            )
+        self._call("mount", device=self._dev(device), mountpoint=mountpoint, options=options)
+
+    def mount_ro(self, device: str, mountpoint: str) -> None:
+        """Mount *device* read-only on *mountpoint*."""
+        self._call("mount", device=self._dev(device), mountpoint=mountpoint, readonly=True)
+
+    def mount_options(self, options: str, device: str, mountpoint: str) -> None:
+        """Mount *device* on *mountpoint* with filesystem *options* (read-only if the slot is)."""
+        slot, _ = self._table.resolve(device)
+        self._call(
+            "mount",
+            device=self._dev(device),
+            mountpoint=mountpoint,
+            options=options,
+            readonly=bool(slot.readonly),
+        )
+
+    def umount(self, mountpoint: str) -> None:
+        """Unmount the filesystem mounted on *mountpoint* (or the one from *device*)."""
+        if mountpoint.startswith("/dev/"):
+            kernel = self._dev(mountpoint)
+            for dev, mp in self._call("mounts"):
+                if dev == kernel:
+                    mountpoint = mp
+                    break
+            else:
+                raise DeviceNameError(mountpoint, "is not mounted")
+        self._call("umount", mountpoint=mountpoint)
+
+    def umount_all(self) -> None:
+        """Unmount everything mounted in the appliance, innermost first, and sync."""
+        self._call("umount_all")
+
+    def mounts(self) -> list[str]:
+        """The devices mounted, in mount order."""
+        return [self._out(dev) for dev, _mp in self._call("mounts")]
+
+    def mountpoints(self) -> dict[str, str]:
+        """Device -> mount point of every mount."""
+        return {self._out(dev): mp for dev, mp in self._call("mounts")}
+
+    # ------------------------------------------------------------ files
+
+    def ls(self, directory: str) -> list[str]:
+        """Names in *directory* (sorted, without ``.`` and ``..``)."""
+        return list(self._call("ls", path=directory))
+
+    def stat(self, path: str) -> dict[str, int]:
+        """stat(2) of *path* (symlinks followed): mode, size, uid, gid, times in ns..."""
+        return dict(self._call("stat", path=path))
+
+    def lstat(self, path: str) -> dict[str, int]:
+        """lstat(2) of *path* (a symlink itself)."""
+        return dict(self._call("stat", path=path, follow=False))
+
+    def exists(self, path: str) -> bool:
+        """Whether *path* exists (a dangling symlink exists)."""
+        return bool(self._call("exists", path=path))
+
+    def is_file(self, path: str, followsymlinks: bool = False) -> bool:
+        """Whether *path* is a regular file."""
+        return bool(self._call("is_file", path=path, follow=followsymlinks))
+
+    def is_dir(self, path: str, followsymlinks: bool = False) -> bool:
+        """Whether *path* is a directory."""
+        return bool(self._call("is_dir", path=path, follow=followsymlinks))
+
+    def mkdir(self, path: str) -> None:
+        """Create directory *path*."""
+        self._call("mkdir", path=path)
+
+    def mkdir_p(self, path: str) -> None:
+        """Create directory *path* and its parents; no error if it exists."""
+        self._call("mkdir", path=path, parents=True)
+
+    def rm(self, path: str) -> None:
+        """Remove file *path*."""
+        self._call("rm", path=path)
+
+    def rmdir(self, path: str) -> None:
+        """Remove empty directory *path*."""
+        self._call("rmdir", path=path)
+
+    def read_file(self, path: str) -> bytes:
+        """The whole content of file *path*, as bytes."""
+        buf = io.BytesIO()
+        self._download(path, buf)
+        return buf.getvalue()
+
+    def cat(self, path: str) -> str:
+        """The content of text file *path* (UTF-8; undecodable bytes replaced)."""
+        return self.read_file(path).decode("utf-8", "replace")
+
+    def write(self, path: str, content: bytes | str) -> None:
+        """Create or replace file *path* with *content*."""
+        data = content.encode() if isinstance(content, str) else content
+        self._upload(io.BytesIO(data), path)
+
+    def download(self, remotefile: str, filename: str | os.PathLike[str]) -> None:
+        """Copy file *remotefile* from the appliance to host file *filename*."""
+        with open(filename, "wb") as f:
+            self._download(remotefile, f)
+
+    def upload(self, filename: str | os.PathLike[str], remotefile: str) -> None:
+        """Copy host file *filename* to *remotefile* in the appliance."""
+        with open(filename, "rb") as f:
+            self._upload(f, remotefile)
+
+    def _download(self, path: str, sink: IO[bytes]) -> None:
+        _, agent = self._running("download")
+        try:
+            agent.download("download", sink, path=path)
+        except AgentError as e:
+            raise self._translated(e) from None
+
+    def _upload(self, source: IO[bytes], path: str) -> None:
+        _, agent = self._running("upload")
+        try:
+            agent.upload("upload", source, path=path)
+        except AgentError as e:
+            raise self._translated(e) from None
+
+    def checksum(self, csumtype: str, path: str) -> str:
+        """Hex digest of file *path*: md5, sha1, sha224, sha256, sha384 or sha512."""
+        return str(self._call("checksum", csumtype=csumtype, path=path))
+
+    def statvfs(self, path: str) -> dict[str, int]:
+        """statvfs(2) of the filesystem holding *path*."""
+        return dict(self._call("statvfs", path=path))
+
+    def sync(self) -> None:
+        """Write every cached change to the disks."""
+        self._call("sync")
+
+    # ------------------------------------------------------------ helpers
+
+    @contextlib.contextmanager
+    def mounted(self, device: str, mountpoint: str = "/", readonly: bool = True) -> Iterator[None]:
+        """Mount *device* for the duration of a ``with`` block, then unmount it."""
+        if readonly:
+            self.mount_ro(device, mountpoint)
+        else:
+            self.mount(device, mountpoint)
+        try:
+            yield
+        finally:
+            self.umount(mountpoint)

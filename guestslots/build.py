@@ -1,0 +1,276 @@
+"""The appliance image: kernel, initrd and root disk, built once per set of inputs.
+
+supermin copies the host's installed packages (see ``appliance/packages``) into
+an ext2 root; our agent, wire module and udev rule go in as a tarball.  The
+result lives in a per-user cache directory named by a hash of every input, is
+built under a lock (concurrent launches wait for one build), and is rebuilt
+when an input changes: our files, the package list, supermin, the kernel, or
+the host's installed packages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import glob
+import hashlib
+import io
+import logging
+import lzma
+import os
+import shutil
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import wire
+from .errors import ApplianceBuildError
+from .proc import CommandError, run
+from .slots import MAX_SLOTS
+
+log = logging.getLogger("guestslots")
+
+Progress = Callable[[str], None]
+
+APPLIANCE_SRC = Path(__file__).parent / "appliance"
+SUPERMIN = "/usr/bin/supermin"
+DPKG_STATUS = "/var/lib/dpkg/status"
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+
+# Python recompiles its stdlib at every boot without these (+3 s under TCG):
+# Debian builds .pyc files at install time, so no package lists them.
+_HOSTFILES = (
+    "/usr/lib/python3.*/__pycache__/*.pyc",
+    "/usr/lib/python3.*/*/__pycache__/*.pyc",
+    "/usr/lib/python3.*/*/*/__pycache__/*.pyc",
+)
+_EXCLUDES = (
+    "-/usr/share/doc/*",
+    "-/usr/share/man/*",
+    "-/usr/share/info/*",
+    "-/usr/share/locale/*",
+    "-/lib/udev/rules.d/*",
+    "-/usr/lib/udev/rules.d/*",
+    "-/lib/udev/hwdb.d/*",
+    "-/usr/lib/udev/hwdb.d/*",
+)
+
+
+@dataclass(frozen=True)
+class ApplianceImage:
+    """A built appliance: what QEMU boots."""
+
+    directory: Path
+    kernel: Path
+    initrd: Path
+    root: Path
+    key: str
+
+
+def cache_root() -> Path:
+    """Where built appliances (and the accelerator verdict) are cached."""
+    env = os.environ.get("GUESTSLOTS_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(xdg) / "guestslots"
+
+
+def host_kernel() -> tuple[Path, Path]:
+    """The newest host kernel and its modules directory (what the appliance boots)."""
+    candidates = []
+    for path in glob.glob("/boot/vmlinuz-*"):
+        version = path.removeprefix("/boot/vmlinuz-")
+        if os.path.isdir(f"/lib/modules/{version}"):
+            candidates.append((os.stat(path).st_mtime, path, version))
+    if not candidates:
+        raise ApplianceBuildError(
+            "no kernel found in /boot with modules in /lib/modules (install linux-image-amd64; "
+            "./tools/setup does)"
+        )
+    _, path, version = max(candidates)
+    return Path(path), Path(f"/lib/modules/{version}")
+
+
+def packages() -> list[str]:
+    text = (APPLIANCE_SRC / "packages").read_text()
+    return [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
+
+
+def udev_rules() -> str:
+    """The udev rule file, with one slotK link rule per SCSI target."""
+    template = (APPLIANCE_SRC / "99-guestslots.rules.in").read_text()
+    lines = []
+    for t in range(MAX_SLOTS):
+        lines.append(
+            f'ENV{{DEVTYPE}}=="disk", KERNELS=="*:0:{t}:0", SYMLINK+="disk/guestslots/slot{t}"'
+        )
+        lines.append(
+            f'ENV{{DEVTYPE}}=="partition", KERNELS=="*:0:{t}:0", '
+            f'SYMLINK+="disk/guestslots/slot{t}-part%n"'
+        )
+    return template.replace("@SLOT_RULES@", "\n".join(lines))
+
+
+def _stat_key(path: str | Path) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"{path}:missing"
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def input_key() -> str:
+    """Hash of everything the appliance is made from."""
+    kernel, modules = host_kernel()
+    h = hashlib.sha256()
+    for f in sorted(APPLIANCE_SRC.iterdir()):
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    h.update(Path(wire.__file__).read_bytes())
+    h.update(udev_rules().encode())
+    for part in (
+        _stat_key(SUPERMIN),
+        _stat_key(kernel),
+        _stat_key(modules),
+        _stat_key(DPKG_STATUS),
+        repr(_HOSTFILES),
+        repr(_EXCLUDES),
+    ):
+        h.update(part.encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _add_file(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    info.mtime = 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _add_dir(tar: tarfile.TarFile, name: str, mode: int = 0o755) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = mode
+    tar.addfile(info)
+
+
+def _overlay_tarball(dest: Path) -> None:
+    """Our files in the appliance: the agent as /init, the wire module, the udev rule."""
+    with tarfile.open(dest, "w:gz") as tar:
+        for d in (
+            "proc",
+            "sys",
+            "dev",
+            "run",
+            "tmp",
+            "sysroot",
+            "etc",
+            "etc/udev",
+            "etc/udev/rules.d",
+            "usr",
+            "usr/lib",
+            "usr/lib/guestslots",
+        ):
+            _add_dir(tar, d, 0o1777 if d == "tmp" else 0o755)
+        _add_file(tar, "init", (APPLIANCE_SRC / "agent.py").read_bytes(), 0o755)
+        _add_file(tar, "usr/lib/guestslots/wire.py", Path(wire.__file__).read_bytes())
+        _add_file(tar, "etc/udev/rules.d/99-guestslots.rules", udev_rules().encode())
+        _add_file(tar, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
+        _add_file(tar, "etc/group", b"root:x:0:\n")
+        _add_file(tar, "etc/fstab", b"")
+
+
+def extract_vmlinux(bzimage: Path, dest: Path) -> Path:
+    """Write the uncompressed kernel inside an XZ bzImage to *dest* (saves ~5 s of TCG boot).
+
+    The ELF has a PVH note, so QEMU's ``-kernel`` boots it directly.  Falls
+    back to copying the bzImage when it is not XZ-compressed.
+    """
+    data = bzimage.read_bytes()
+    at = data.find(_XZ_MAGIC)
+    if at >= 0:
+        try:
+            elf = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(data[at:])
+        except lzma.LZMAError:
+            elf = b""
+        if elf.startswith(b"\x7fELF"):
+            dest.write_bytes(elf)
+            return dest
+    shutil.copyfile(bzimage, dest)
+    return dest
+
+
+def _build(directory: Path, progress: Progress) -> None:
+    kernel, modules = host_kernel()
+    sm = directory / "supermin.d"
+    env = dict(os.environ, SUPERMIN_KERNEL=str(kernel), SUPERMIN_MODULES=str(modules))
+    progress(f"building the appliance from the host's packages (kernel {kernel.name})")
+    try:
+        run([SUPERMIN, "--prepare", "--use-installed", "-o", str(sm), *packages()], env=env)
+        _overlay_tarball(sm / "zz-guestslots.tar.gz")
+        (sm / "zz-hostfiles").write_text("\n".join(_HOSTFILES) + "\n")
+        (sm / "zz-excludefiles").write_text("\n".join(_EXCLUDES) + "\n")
+        run(
+            [
+                SUPERMIN,
+                "--build",
+                "--format",
+                "ext2",
+                "--host-cpu",
+                "x86_64",
+                "-o",
+                str(directory / "out"),
+                str(sm),
+            ],
+            env=env,
+        )
+    except CommandError as e:
+        raise ApplianceBuildError(f"supermin failed: {e}") from None
+    extract_vmlinux(kernel, directory / "vmlinux")
+    (directory / "out" / "initrd").rename(directory / "initrd")
+    (directory / "out" / "root").rename(directory / "root")
+    shutil.rmtree(directory / "out")
+
+
+def ensure_appliance(progress: Progress | None = None, rebuild: bool = False) -> ApplianceImage:
+    """Return the cached appliance for the current inputs, building it first if needed."""
+    say: Progress = progress or (lambda msg: log.info("%s", msg))
+    root = cache_root()
+    key = input_key()
+    final = root / f"appliance-{key}"
+    image = ApplianceImage(final, final / "vmlinux", final / "initrd", final / "root", key)
+    if not rebuild and (final / "complete").exists():
+        return image
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "appliance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same thing
+        if not rebuild and (final / "complete").exists():
+            return image
+        started = time.monotonic()
+        tmp = root / f"building-{key}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            _build(tmp, say)
+            (tmp / "complete").write_text(key + "\n")
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for old in root.glob("appliance-*"):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)  # running VMs keep their open files
+        say(f"appliance built in {time.monotonic() - started:.1f} s: {final}")
+    return image
+
+
+def main() -> None:
+    """``guestslots-build-appliance``: build (or rebuild) the cached appliance."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--rebuild", action="store_true", help="build even if cached")
+    args = parser.parse_args()
+    image = ensure_appliance(print, rebuild=args.rebuild)
+    print(image.directory)

@@ -1,0 +1,130 @@
+"""What a drive is, and whether an image may become one.
+
+A disk image is hostile input.  The format is never guessed: a raw image whose
+first bytes pose as qcow2 could otherwise make QEMU open a backing file of the
+image's choosing.  ``format=None`` means raw, and an image that *looks* like
+another format is refused until the caller names the format.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass
+
+from .errors import DriveError, LabelError
+
+#: The path that reserves an empty slot (libguestfs's convention).
+NULL_DRIVE = "/dev/null"
+
+#: Formats a slot accepts.  Others (vmdk, vhdx...) can name further host files
+#: in their metadata and are refused rather than half-trusted.
+FORMATS = ("raw", "qcow2")
+
+LABEL_MAX = 20
+_LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_RESERVED_LABEL_RE = re.compile(r"^slot[0-9]+$")
+
+# First bytes of image formats a raw image must not be mistaken for.
+_MAGICS: tuple[tuple[bytes, str], ...] = (
+    (b"QFI\xfb", "qcow2"),
+    (b"QEVM", "qcow (v1)"),
+    (b"QED\x00", "qed"),
+    (b"KDMV", "vmdk"),
+    (b"# Disk DescriptorFile", "vmdk"),
+    (b"vhdxfile", "vhdx"),
+    (b"conectix", "vpc"),
+    (b"<<< Oracle VM VirtualBox Disk Image >>>", "vdi"),
+    (b"<<< innotek VirtualBox Disk Image >>>", "vdi"),
+    (b"<<< Sun VirtualBox Disk Image >>>", "vdi"),
+)
+
+
+def check_label(label: str) -> str:
+    """Return *label* if it is a valid slot label, else raise :class:`LabelError`.
+
+    Labels become the SCSI serial and the link ``/dev/disk/guestslots/<label>``:
+    1-20 characters, a letter first, then letters, digits or ``_``; ``slotN``
+    is reserved for the per-slot links.
+    """
+    if not label or len(label) > LABEL_MAX:
+        raise LabelError(f"label {label!r}: must be 1-{LABEL_MAX} characters long")
+    if not _LABEL_RE.match(label):
+        raise LabelError(
+            f"label {label!r}: must start with a letter and contain only letters, digits and _"
+        )
+    if _RESERVED_LABEL_RE.match(label):
+        raise LabelError(f"label {label!r}: names of the form slotN are reserved")
+    return label
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Return the image format whose magic *head* starts with, or None (raw)."""
+    for magic, fmt in _MAGICS:
+        if head.startswith(magic):
+            return fmt
+    return None
+
+
+@dataclass(frozen=True)
+class DriveSpec:
+    """An image to attach to a slot: absolute path, format, access and label."""
+
+    path: str
+    format: str = "raw"
+    readonly: bool = True
+    label: str | None = None
+
+
+def make_drive(
+    path: str | os.PathLike[str],
+    format: str | None = None,
+    readonly: bool = True,
+    label: str | None = None,
+) -> DriveSpec:
+    """Check an image and return its :class:`DriveSpec`, or raise :class:`DriveError`.
+
+    Checks that the path exists, is a regular file or block device, can be
+    opened for reading (and writing unless *readonly*), and that its first
+    bytes agree with *format*.
+    """
+    raw_path = os.fspath(path)
+    if label is not None:
+        check_label(label)
+    if format is not None and format not in FORMATS:
+        raise DriveError(raw_path, f"format {format!r} is not supported (use one of {FORMATS})")
+    abspath = os.path.abspath(raw_path)
+    try:
+        st = os.stat(abspath)
+    except FileNotFoundError:
+        raise DriveError(raw_path, "no such file") from None
+    except OSError as e:
+        raise DriveError(raw_path, e.strerror or str(e)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DriveError(raw_path, "is a directory, not a disk image")
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        raise DriveError(raw_path, "is not a regular file or block device")
+    try:
+        with open(abspath, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise DriveError(raw_path, f"cannot be read: {e.strerror}") from None
+    if not readonly and not os.access(abspath, os.W_OK):
+        raise DriveError(raw_path, "is not writable (add it read-only, or fix its permissions)")
+    looks_like = sniff_format(head)
+    fmt = format or "raw"
+    if fmt == "raw" and looks_like is not None:
+        hint = f"pass format={looks_like!r}" if looks_like in FORMATS else "convert it first"
+        raise DriveError(
+            raw_path,
+            f"looks like a {looks_like} image but is being added as raw; formats are never "
+            f"guessed (a raw image can pose as another format): {hint}",
+        )
+    if fmt != "raw" and looks_like != fmt:
+        raise DriveError(
+            raw_path, f"is not a {fmt} image (it looks like {looks_like or 'raw data'})"
+        )
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+        raise DriveError(raw_path, "is empty (0 bytes); use /dev/null to reserve an empty slot")
+    return DriveSpec(abspath, fmt, readonly, label)

@@ -1,0 +1,284 @@
+"""The QEMU backend: one QEMU process, driven over QMP with ``qemu.qmp``.
+
+QMP is asynchronous (events arrive while commands run), so each machine owns
+a private asyncio loop on its own thread, and the synchronous API submits
+coroutines to it.  QEMU is spawned from that thread with
+``PR_SET_PDEATHSIG=SIGKILL``: if the calling process dies, for any reason,
+QEMU dies with it.
+
+The backend only carries out: the slot table decides what may be plugged
+where, :mod:`guestslots.qmpargs` builds every argument.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import shlex
+import signal
+import socket
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from qemu.qmp import ExecuteError, Message, QMPClient, QMPError
+
+from .drives import DriveSpec
+from .errors import DriveError, LaunchError, QemuError, QMPCommandError
+from .qmpargs import MachineConfig, blockdev_add_args, device_add_args, qemu_command, slot_ids
+
+log = logging.getLogger("guestslots")
+T = TypeVar("T")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+class QemuMachine:
+    """A running QEMU: its process, its QMP session, and the agent socket it connected."""
+
+    def __init__(self, cfg: MachineConfig, workdir: Path) -> None:
+        self.cfg = cfg
+        self.workdir = workdir
+        self.command = qemu_command(cfg)
+        self.qemu_log = workdir / "qemu.log"
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="guestslots-qemu", daemon=True
+        )
+        self._thread.start()
+        self._proc: asyncio.subprocess.Process | None = None
+        self._qmp = QMPClient("guestslots")
+        # The default listener keeps every event forever and cannot be removed:
+        # make it accept none; calls that wait for an event register their own.
+        self._qmp.events.event_filter = lambda _event: False
+        self.agent_sock: socket.socket | None = None
+
+    # ---- plumbing
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._proc.returncode if self._proc else None
+
+    def log_tail(self) -> str:
+        parts = []
+        qemu = tail(self.qemu_log, 10)
+        if qemu:
+            parts.append("[qemu] " + qemu.replace("\n", "\n[qemu] "))
+        console = tail(Path(self.cfg.console_log), 20)
+        if console:
+            parts.append("[console] " + console.replace("\n", "\n[console] "))
+        return "\n".join(parts)
+
+    def error(self, message: str, cls: type[QemuError] = QemuError) -> QemuError:
+        return cls(message, exitcode=self.exitcode, command=self.command, log_tail=self.log_tail())
+
+    # ---- lifecycle
+
+    def start(self, timeout: float = 30.0) -> socket.socket:
+        """Start QEMU, accept its QMP and agent connections; return the agent socket.
+
+        On any failure QEMU is killed and :class:`LaunchError` says why, with
+        QEMU's exit status, command line and log tail.
+        """
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(self.cfg.agent_socket)
+            listener.listen(1)
+            self._run(self._start(timeout))
+            # QEMU opened its chardevs before it served QMP: the agent
+            # connection is already waiting in the backlog.
+            listener.settimeout(timeout)
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                raise self.error("QEMU did not connect the agent channel", LaunchError) from None
+            self.agent_sock = conn
+            return conn
+        except BaseException:
+            self.kill()
+            raise
+        finally:
+            listener.close()
+
+    async def _start(self, timeout: float) -> None:
+        await self._qmp.start_server(self.cfg.qmp_socket)
+        log.debug("starting %s", shlex.join(self.command))
+        with open(self.qemu_log, "wb") as logf:
+            try:
+                self._proc = await asyncio.create_subprocess_exec(
+                    *self.command,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=logf,
+                    stderr=logf,
+                    preexec_fn=_die_with_parent,
+                )
+            except OSError as e:
+                raise LaunchError(
+                    f"cannot run {self.command[0]}: {e.strerror}", command=self.command
+                ) from None
+        accept = asyncio.ensure_future(self._qmp.accept())
+        died = asyncio.ensure_future(self._proc.wait())
+        done, _ = await asyncio.wait(
+            {accept, died}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if accept not in done:
+            accept.cancel()
+            with contextlib.suppress(BaseException):
+                await accept
+            if died in done:
+                raise self.error("QEMU exited during start-up", LaunchError)
+            raise self.error(f"QEMU did not connect to QMP in {timeout:g} s", LaunchError)
+        died.cancel()
+        accept.result()
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """Wait up to *timeout* for QEMU to exit; return its status, or None."""
+        if self._proc is None:
+            return None
+
+        async def wait() -> int | None:
+            assert self._proc is not None
+            try:
+                return await asyncio.wait_for(self._proc.wait(), timeout)
+            except TimeoutError:
+                return None
+
+        return self._run(wait())
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop QEMU: wait for the guest to power off, then ``quit``, then SIGKILL."""
+        try:
+            running = self._proc is not None and self._proc.returncode is None
+            if running and self.wait_exit(timeout) is None:
+                with contextlib.suppress(Exception):
+                    self._run(self._qmp.execute("quit"), timeout=5)
+                if self.wait_exit(5) is None:
+                    self.kill()
+        finally:
+            self.close()
+
+    def kill(self) -> None:
+        """Kill QEMU now (no-op if it already exited) and release everything."""
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+            self.wait_exit(10)
+        self.close()
+
+    def close(self) -> None:
+        if self.agent_sock is not None:
+            self.agent_sock.close()
+            self.agent_sock = None
+        if self._loop.is_closed():
+            return
+        with contextlib.suppress(Exception):
+            self._run(self._qmp.disconnect(), timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    # ---- QMP
+
+    async def _execute(self, command: str, args: dict[str, Any] | None = None) -> Any:
+        try:
+            return await self._qmp.execute(command, args)
+        except ExecuteError as e:
+            raise QMPCommandError(command, args or {}, e.error_class, str(e)) from None
+        except QMPError as e:
+            raise self.error(f"QMP {command}: connection to QEMU lost ({e})") from None
+
+    def execute(
+        self, command: str, args: dict[str, Any] | None = None, timeout: float = 30.0
+    ) -> Any:
+        """Run one QMP command and return its result."""
+        return self._run(self._execute(command, args), timeout)
+
+    # ---- slots
+
+    def attach(self, index: int, drive: DriveSpec, timeout: float = 30.0) -> None:
+        """Plug *drive* into slot *index*; on failure nothing is left attached."""
+        self._run(self._attach(index, drive), timeout)
+
+    async def _attach(self, index: int, drive: DriveSpec) -> None:
+        ids = slot_ids(index)
+        try:
+            await self._execute("blockdev-add", blockdev_add_args(index, drive))
+        except QMPCommandError as e:
+            raise DriveError(
+                drive.path, f"QEMU cannot open it as {drive.format}: {e.desc}"
+            ) from None
+        try:
+            if drive.format == "qcow2":
+                await self._refuse_backing(index, drive)
+            await self._execute("device_add", device_add_args(index, drive))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._execute("blockdev-del", {"node-name": ids.fmt_node})
+            raise
+
+    async def _refuse_backing(self, index: int, drive: DriveSpec) -> None:
+        nodes = await self._execute("query-named-block-nodes", {"flat": True})
+        for node in nodes:
+            if node.get("node-name") == slot_ids(index).fmt_node:
+                backing = node.get("image", {}).get("backing-filename")
+                if backing:
+                    raise DriveError(
+                        drive.path,
+                        f"has a backing file ({backing}); images with backing files are "
+                        "refused (a hostile image could name any host file): flatten it "
+                        "with qemu-img convert first",
+                    )
+
+    def detach(self, index: int, timeout: float = 30.0) -> None:
+        """Unplug slot *index*'s disk: device_del, wait for DEVICE_DELETED, blockdev-del."""
+        self._run(self._detach(index, timeout), timeout + 5)
+
+    async def _detach(self, index: int, timeout: float) -> None:
+        ids = slot_ids(index)
+
+        def ours(event: Message) -> bool:
+            data = event.get("data")
+            return isinstance(data, dict) and data.get("device") == ids.qdev
+
+        # Listen before device_del: the event can come before the command returns.
+        with self._qmp.listener("DEVICE_DELETED", ours) as listener:
+            await self._execute("device_del", {"id": ids.qdev})
+            try:
+                await asyncio.wait_for(listener.get(), timeout)
+            except TimeoutError:
+                raise self.error(
+                    f"DEVICE_DELETED for {ids.qdev} did not come in {timeout:g} s"
+                ) from None
+        await self._execute("blockdev-del", {"node-name": ids.fmt_node})
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+
+def cleanup_workdir(workdir: Path) -> None:
+    for name in ("qmp.sock", "agent.sock", "root.qcow2"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(workdir / name)

@@ -1,0 +1,166 @@
+"""QEMU declarations built from the model: command line, blockdev-add, device_add.
+
+Pure functions.  Ids are reproducible (derived from the slot index only), so
+that a device can be found and removed again and a restarted or restored
+appliance gets the identical layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .drives import DriveSpec
+from .slots import slot_serial
+
+#: qdev id of the virtio-scsi controller; slot disks sit on its bus 0.
+SCSI_CONTROLLER = "scsi0"
+#: virtio-serial port name of the agent channel (the guest finds it by this name).
+AGENT_PORT = "org.guestslots.agent.0"
+
+
+@dataclass(frozen=True)
+class SlotIds:
+    """The QEMU ids of one slot's disk: qdev id, format node, protocol node."""
+
+    qdev: str
+    fmt_node: str
+    file_node: str
+
+
+def slot_ids(index: int) -> SlotIds:
+    """Reproducible ids for slot *index* (node names: at most 31 characters)."""
+    base = f"slot{index}"
+    return SlotIds(qdev=base, fmt_node=f"{base}-fmt", file_node=f"{base}-file")
+
+
+def blockdev_add_args(index: int, drive: DriveSpec) -> dict[str, Any]:
+    """Arguments of ``blockdev-add`` for *drive* in slot *index*.
+
+    Both nodes are read-only for a read-only drive (the guest then sees a
+    read-only disk).  A qcow2 image's backing file is never opened
+    (``backing: null``): the image must not make QEMU open host files of its
+    choosing.
+    """
+    ids = slot_ids(index)
+    args: dict[str, Any] = {
+        "driver": drive.format,
+        "node-name": ids.fmt_node,
+        "read-only": drive.readonly,
+        "file": {
+            "driver": "file",
+            "filename": drive.path,
+            "node-name": ids.file_node,
+            "read-only": drive.readonly,
+        },
+    }
+    if drive.format == "qcow2":
+        args["backing"] = None
+    return args
+
+
+def device_add_args(index: int, drive: DriveSpec) -> dict[str, Any]:
+    """Arguments of ``device_add`` for the ``scsi-hd`` of slot *index* (target = index).
+
+    ``serial`` gives the guest ``ID_SCSI_SERIAL`` (VPD page 0x80, used by the
+    udev rule) and ``device_id`` the by-id link (VPD 0x83); libvirt sets both
+    from ``<serial>``, so both backends present the same disk.
+    """
+    ids = slot_ids(index)
+    serial = slot_serial(index, drive.label)
+    return {
+        "driver": "scsi-hd",
+        "id": ids.qdev,
+        "bus": f"{SCSI_CONTROLLER}.0",
+        "channel": 0,
+        "scsi-id": index,
+        "lun": 0,
+        "drive": ids.fmt_node,
+        "serial": serial,
+        "device_id": serial,
+    }
+
+
+@dataclass(frozen=True)
+class MachineConfig:
+    """Everything that decides an appliance VM's command line."""
+
+    qemu: str
+    accel: str
+    kernel: str
+    initrd: str
+    root_overlay: str
+    qmp_socket: str
+    agent_socket: str
+    console_log: str
+    memory_mb: int = 512
+    vcpus: int = 1
+    cpu: str = "max"
+    machine: str = "pc"
+    append_extra: str = ""
+
+
+def _opt(value: str) -> str:
+    """Escape a value for a QEMU ``key=value,...`` option (commas are doubled)."""
+    return value.replace(",", ",,")
+
+
+KERNEL_CMDLINE = (
+    "console=ttyS0 root=/dev/vda rw quiet loglevel=3 panic=-1 "
+    "8250.nr_uarts=1 no_timer_check tsc=reliable edd=off cryptomgr.notests "
+    "usbcore.nousb selinux=0 mitigations=off random.trust_cpu=on"
+)
+
+
+def qemu_command(cfg: MachineConfig) -> list[str]:
+    """The QEMU command line of an appliance: no slot disks (they are hotplugged).
+
+    The root disk is virtio-blk (``/dev/vda``), outside the ``sdX`` namespace.
+    QEMU connects to the QMP and agent sockets, which the host listens on
+    first, so there is no race with QEMU creating them.
+    """
+    append = KERNEL_CMDLINE + (" " + cfg.append_extra if cfg.append_extra else "")
+    return [
+        cfg.qemu,
+        "-nodefaults",
+        "-no-user-config",
+        "-nographic",
+        "-no-reboot",
+        "-machine",
+        f"{cfg.machine},accel={cfg.accel}",
+        "-cpu",
+        cfg.cpu,
+        "-m",
+        str(cfg.memory_mb),
+        "-smp",
+        str(cfg.vcpus),
+        "-kernel",
+        cfg.kernel,
+        "-initrd",
+        cfg.initrd,
+        "-append",
+        append,
+        "-chardev",
+        f"file,id=console,path={_opt(cfg.console_log)}",
+        "-serial",
+        "chardev:console",
+        "-chardev",
+        f"socket,id=qmp,path={_opt(cfg.qmp_socket)}",
+        "-mon",
+        "chardev=qmp,mode=control",
+        "-device",
+        f"virtio-scsi-pci,id={SCSI_CONTROLLER}",
+        "-blockdev",
+        "driver=qcow2,node-name=approot,file.driver=file,"
+        f"file.filename={_opt(cfg.root_overlay)},file.node-name=approot-file",
+        "-device",
+        "virtio-blk-pci,drive=approot,id=approot",
+        "-device",
+        "virtio-serial-pci,id=vser0",
+        "-chardev",
+        f"socket,id=agent,path={_opt(cfg.agent_socket)}",
+        "-device",
+        f"virtserialport,bus=vser0.0,chardev=agent,name={AGENT_PORT}",
+        "-device",
+        "virtio-rng-pci",
+    ]

@@ -1,0 +1,224 @@
+"""The slot table: which slot holds what, and what may happen next.
+
+Pure model.  Slot *i* is SCSI target *i* on the appliance's virtio-scsi
+controller and is named ``/dev/sd`` + letters(i) in the API, whatever name the
+kernel gave it.  The appliance's own root disk is not a slot (it is a
+virtio-blk disk), so it never takes a name here.
+
+Every check runs before anything changes; a refused call leaves the table
+exactly as it was.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from .drives import DriveSpec, check_label
+from .errors import DeviceNameError, LabelError, SlotError
+from .names import device_name, parse_device
+
+#: 256 virtio-scsi targets; one is kept back as libguestfs did, so programs
+#: written for its limit behave the same.
+MAX_SLOTS = 255
+
+
+class SlotState(enum.Enum):
+    """The state of a reserved slot."""
+
+    EMPTY = "empty"
+    FILLED = "filled"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One reserved slot, as callers see it."""
+
+    index: int
+    state: SlotState
+    drive: DriveSpec | None = None
+    #: The kernel's name for the disk inside the appliance (``sdX``), once known.
+    kernel_name: str | None = None
+
+    @property
+    def device(self) -> str:
+        """The API device name, e.g. ``/dev/sdb``."""
+        return device_name(self.index)
+
+    @property
+    def path(self) -> str | None:
+        return self.drive.path if self.drive else None
+
+    @property
+    def format(self) -> str | None:
+        return self.drive.format if self.drive else None
+
+    @property
+    def readonly(self) -> bool | None:
+        return self.drive.readonly if self.drive else None
+
+    @property
+    def label(self) -> str | None:
+        return self.drive.label if self.drive else None
+
+    @property
+    def serial(self) -> str | None:
+        """The SCSI serial (and device_id): the label, or ``slotN`` if unlabelled."""
+        if self.drive is None:
+            return None
+        return slot_serial(self.index, self.drive.label)
+
+
+def slot_serial(index: int, label: str | None) -> str:
+    """The serial a slot's disk carries: its label, or ``slot<index>``."""
+    return label if label is not None else f"slot{index}"
+
+
+class SlotTable:
+    """The reserved slots of one appliance, and the rules for changing them."""
+
+    def __init__(self, max_slots: int = MAX_SLOTS) -> None:
+        if not 1 <= max_slots <= MAX_SLOTS:
+            raise ValueError(f"max_slots must be 1-{MAX_SLOTS}, not {max_slots}")
+        self.max_slots = max_slots
+        self._slots: list[Slot] = []
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __iter__(self) -> Iterator[Slot]:
+        return iter(list(self._slots))
+
+    def __getitem__(self, index: int) -> Slot:
+        return self._slots[self._check_reserved(index)]
+
+    # ---- checks (raise, change nothing) ----
+
+    def _check_reserved(self, index: int) -> int:
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise SlotError(-1, f"slot index must be an integer, not {index!r}")
+        if index < 0 or index >= self.max_slots:
+            raise SlotError(index, f"slot index {index} is out of range (0-{self.max_slots - 1})")
+        if index >= len(self._slots):
+            n = len(self._slots)
+            have = f"slots 0-{n - 1} are" if n else "no slot is"
+            raise SlotError(
+                index,
+                f"slot {index} is not reserved: {have} reserved; reserve slots before launch "
+                "with add_drive('/dev/null')",
+            )
+        return index
+
+    def check_label_free(self, label: str | None, index: int | None = None) -> None:
+        """Raise :class:`LabelError` if *label* is used by a slot other than *index*."""
+        if label is None:
+            return
+        check_label(label)
+        for slot in self._slots:
+            if slot.label == label and slot.index != index:
+                raise LabelError(f"label {label!r} is already used by slot {slot.index}")
+
+    def plug_index(self, index: int, drive: DriveSpec) -> int:
+        """Resolve and check the target of a hotplug: ``-1`` is the first empty slot."""
+        if index == -1:
+            for slot in self._slots:
+                if slot.state is SlotState.EMPTY:
+                    index = slot.index
+                    break
+            else:
+                n = len(self._slots)
+                raise SlotError(-1, f"no empty slot: all {n} reserved slots are full")
+        slot = self[index]
+        if slot.state is SlotState.FILLED:
+            raise SlotError(
+                index,
+                f"slot {index} ({slot.device}) is already full ({slot.path}); unplug it first",
+            )
+        self.check_label_free(drive.label, index)
+        return index
+
+    def unplug_index(self, index: int) -> int:
+        """Resolve and check the target of an unplug: ``-1`` is the highest full slot."""
+        if index == -1:
+            for slot in reversed(self._slots):
+                if slot.state is SlotState.FILLED:
+                    return slot.index
+            raise SlotError(-1, "no full slot to unplug")
+        slot = self[index]
+        if slot.state is SlotState.EMPTY:
+            raise SlotError(index, f"slot {index} ({slot.device}) is already empty")
+        return index
+
+    # ---- changes ----
+
+    def reserve(self, drive: DriveSpec | None) -> int:
+        """Reserve the next slot, empty or holding *drive*; return its index."""
+        if len(self._slots) >= self.max_slots:
+            raise SlotError(len(self._slots), f"all {self.max_slots} slots are already reserved")
+        if drive is not None:
+            self.check_label_free(drive.label)
+        index = len(self._slots)
+        state = SlotState.EMPTY if drive is None else SlotState.FILLED
+        self._slots.append(Slot(index, state, drive))
+        return index
+
+    def fill(self, index: int, drive: DriveSpec, kernel_name: str | None = None) -> Slot:
+        """Record *drive* in slot *index* (the caller checked with :meth:`plug_index`)."""
+        slot = Slot(index, SlotState.FILLED, drive, kernel_name)
+        self._slots[self._check_reserved(index)] = slot
+        return slot
+
+    def set_kernel_name(self, index: int, kernel_name: str | None) -> None:
+        self._slots[index] = replace(self[index], kernel_name=kernel_name)
+
+    def empty(self, index: int) -> Slot:
+        slot = Slot(index, SlotState.EMPTY)
+        self._slots[self._check_reserved(index)] = slot
+        return slot
+
+    # ---- names ----
+
+    def labels(self) -> dict[str, int]:
+        """Label -> slot index, for every full slot with a label."""
+        return {s.label: s.index for s in self._slots if s.label is not None}
+
+    def kernel_to_api(self) -> dict[str, str]:
+        """Kernel disk name (``sdX``) -> API disk name, for every full slot."""
+        return {
+            s.kernel_name: s.device.removeprefix("/dev/")
+            for s in self._slots
+            if s.kernel_name is not None
+        }
+
+    def resolve(self, name: str) -> tuple[Slot, int]:
+        """Resolve an API device argument to (full slot, partition number).
+
+        Raises :class:`DeviceNameError` for anything that is not a full,
+        reserved slot: the appliance's root disk has no API name at all.
+        """
+        ref = parse_device(name)
+        if ref.label is not None:
+            index = self.labels().get(ref.label)
+            if index is None:
+                raise DeviceNameError(name, f"no slot has the label {ref.label!r}")
+        else:
+            assert ref.index is not None
+            index = ref.index
+        if not 0 <= index < len(self._slots):
+            n = len(self._slots)
+            plural = "s" if n != 1 else ""
+            raise DeviceNameError(
+                name, f"no such device: {n} slot{plural} reserved (slot {index} asked)"
+            )
+        slot = self._slots[index]
+        if slot.state is SlotState.EMPTY:
+            raise DeviceNameError(name, f"slot {index} ({slot.device}) is empty")
+        return slot, ref.partition
+
+    def to_kernel(self, name: str) -> str:
+        """Translate an API device argument to the kernel's device path in the appliance."""
+        slot, partition = self.resolve(name)
+        if slot.kernel_name is None:
+            raise DeviceNameError(name, f"slot {slot.index} has no device in the appliance yet")
+        return f"/dev/{slot.kernel_name}" + (str(partition) if partition else "")

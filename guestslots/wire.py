@@ -1,0 +1,76 @@
+"""The wire format between the host and the appliance agent (both sides import it).
+
+Standard library only: this file is copied into the appliance as it is.
+
+A frame is a 5-byte header, ``>IB`` (payload length, kind), then the payload.
+Kinds:
+
+- ``M`` a message: one JSON object (UTF-8).  Requests are
+  ``{"id": N, "call": NAME, "args": {...}}``; replies are
+  ``{"id": N, "ok": RESULT}`` or ``{"id": N, "error": {"type", "message", "errno"}}``.
+- ``D`` a chunk of a file transfer (raw bytes), ``E`` its end, ``C`` a cancel.
+
+A download is the request, then ``D``... ``E`` from the agent, then the reply;
+an upload is the request, then ``D``... ``E`` (or ``C``) from the host, then
+the reply.  Frames larger than :data:`MAX_FRAME` are refused on both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+HEADER = struct.Struct(">IB")
+MAX_FRAME = 4 * 1024 * 1024
+CHUNK = 256 * 1024
+
+MSG = ord("M")
+DATA = ord("D")
+END = ord("E")
+CANCEL = ord("C")
+KINDS = frozenset((MSG, DATA, END, CANCEL))
+
+#: Bumped when either side's calls or framing change incompatibly.
+PROTOCOL_VERSION = 1
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a valid frame."""
+
+
+def encode(kind: int, payload: bytes = b"") -> bytes:
+    """One frame of *kind* carrying *payload*."""
+    if kind not in KINDS:
+        raise ProtocolError(f"unknown frame kind {kind}")
+    if len(payload) > MAX_FRAME:
+        raise ProtocolError(f"frame of {len(payload)} bytes exceeds the {MAX_FRAME}-byte limit")
+    return HEADER.pack(len(payload), kind) + payload
+
+
+def encode_message(obj: dict[str, Any]) -> bytes:
+    """A ``M`` frame holding *obj* as JSON."""
+    return encode(MSG, json.dumps(obj, separators=(",", ":")).encode())
+
+
+def decode_header(header: bytes) -> tuple[int, int]:
+    """Return (kind, payload length) of a frame header, checking both."""
+    if len(header) != HEADER.size:
+        raise ProtocolError(f"short frame header ({len(header)} bytes)")
+    length, kind = HEADER.unpack(header)
+    if kind not in KINDS:
+        raise ProtocolError(f"unknown frame kind {kind}")
+    if length > MAX_FRAME:
+        raise ProtocolError(f"frame of {length} bytes exceeds the {MAX_FRAME}-byte limit")
+    return kind, length
+
+
+def decode_message(payload: bytes) -> dict[str, Any]:
+    """Parse the payload of a ``M`` frame."""
+    try:
+        obj = json.loads(payload)
+    except ValueError as e:
+        raise ProtocolError(f"message is not JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("message is not a JSON object")
+    return obj
