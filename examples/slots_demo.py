@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""The main job, end to end: reserve slots, launch, hotplug two images by index,
+look inside each, unplug, shut down.  Run by ./tools/demo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import guestslots
+
+START = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[{time.monotonic() - START:6.1f}s] {message}", flush=True)
+
+
+def make_image(directory: Path, name: str, table: str | None) -> Path:
+    """A 16 MiB ext4 holding /whoami (partitioned with *table*, or whole-disk)."""
+    tree = directory / f"{name}.tree"
+    tree.mkdir()
+    (tree / "whoami").write_text(f"I am {name}\n")
+    fs = directory / f"{name}.fs"
+    subprocess.run(["truncate", "-s", "16M", str(fs)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-L", name, "-d", str(tree), str(fs)], check=True)
+    if table is None:
+        return fs
+    disk = directory / f"{name}.img"
+    subprocess.run(["truncate", "-s", "18M", str(disk)], check=True)
+    subprocess.run(["sfdisk", "-q", str(disk)], input=f"label: {table}\nstart=2048\n",
+                   text=True, check=True)
+    with open(fs, "rb") as src, open(disk, "r+b") as dst:
+        dst.seek(1024 * 1024)
+        dst.write(src.read())
+    return disk
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="guestslots-demo-") as tmp:
+        work = Path(tmp)
+        alpha = make_image(work, "alpha", "gpt")
+        beta = make_image(work, "beta", None)
+        say(f"made two images: {alpha.name} (GPT, ext4) and {beta.name} (whole-disk ext4)")
+
+        with guestslots.Appliance(progress=say) as app:
+            for _ in range(3):
+                app.add_drive("/dev/null")  # reserve slots 0-2, empty
+            app.launch()
+            say(f"devices: {app.list_devices()}")
+
+            t = time.perf_counter()
+            app.hotplug(2, alpha, label="alpha")
+            say(f"hotplugged {alpha.name} into slot 2 in {1000 * (time.perf_counter() - t):.0f} ms")
+            t = time.perf_counter()
+            app.hotplug(0, beta, readonly=False)
+            say(f"hotplugged {beta.name} into slot 0 in {1000 * (time.perf_counter() - t):.0f} ms")
+
+            for slot in app.slots():
+                say(f"  slot {slot.index} {slot.device}: {slot.state.value}"
+                    + (f", {slot.path} ({slot.format}, "
+                       f"{'ro' if slot.readonly else 'rw'}, serial {slot.serial})"
+                       if slot.path else ""))
+            filesystems = app.list_filesystems()
+            say(f"filesystems: {filesystems}")
+            for device in filesystems:
+                with app.mounted(device):
+                    say(f"  {device}: /whoami says {app.cat('/whoami').strip()!r}")
+            say(f"labels: {app.list_disk_labels()}")
+
+            for index in (2, 0):
+                t = time.perf_counter()
+                app.unplug(index)
+                say(f"unplugged slot {index} in {1000 * (time.perf_counter() - t):.0f} ms")
+            say(f"devices (empty slots stay listed): {app.list_devices()}")
+        say("shut down")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""One real appliance for the whole test session, and the images the tests use."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import guestslots
+from guestslots import Appliance, SlotState
+
+from . import images
+
+#: Slots reserved in the shared appliance (the 64-slot test needs 64).
+RESERVED = 70
+
+
+@dataclass(frozen=True)
+class Image:
+    """A test image: its path, format, and the device (relative to the disk) holding /whoami."""
+
+    name: str
+    path: Path
+    format: str
+    fs_partition: int  # 0: the filesystem is the whole disk
+    fstype: str
+
+
+@pytest.fixture(scope="session")
+def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("images")
+
+
+@pytest.fixture(scope="session")
+def corpus(image_dir: Path) -> dict[str, Image]:
+    """MBR and GPT, raw and qcow2, ext4 and xfs; each image names itself in /whoami."""
+    d = image_dir
+    out: dict[str, Image] = {}
+
+    def who(name: str) -> dict[str, bytes | str]:
+        return {"whoami": f"{name}\n"}
+
+    fs = images.ext4(d / "mbr.fs", who("mbr-raw-ext4"))
+    out["mbr-raw-ext4"] = Image("mbr-raw-ext4", images.partitioned(d / "mbr.img", "dos", fs),
+                                "raw", 1, "ext4")
+    fs = images.ext4(d / "gpt.fs", who("gpt-qcow2-ext4"))
+    raw = images.partitioned(d / "gpt.raw", "gpt", fs)
+    out["gpt-qcow2-ext4"] = Image("gpt-qcow2-ext4", images.qcow2(raw, d / "gpt.qcow2"), "qcow2",
+                                  1, "ext4")
+    out["whole-raw-xfs"] = Image("whole-raw-xfs", images.xfs(d / "xfs.img", {"whoami":
+                                 "whole-raw-xfs\n"}), "raw", 0, "xfs")
+    raw = images.ext4(d / "whole.raw", who("whole-qcow2-ext4"))
+    out["whole-qcow2-ext4"] = Image("whole-qcow2-ext4", images.qcow2(raw, d / "whole.qcow2"),
+                                    "qcow2", 0, "ext4")
+    return out
+
+
+@pytest.fixture(scope="session")
+def shared_appliance() -> Iterator[Appliance]:
+    app = Appliance()
+    for _ in range(RESERVED):
+        app.add_drive("/dev/null")
+    try:
+        app.launch()
+    except guestslots.LaunchError as e:
+        pytest.fail(f"the appliance did not launch: {e}")
+    yield app
+    app.shutdown()
+
+
+@pytest.fixture
+def app(shared_appliance: Appliance) -> Iterator[Appliance]:
+    """The shared appliance, left with nothing mounted and every slot empty after each test."""
+    yield shared_appliance
+    if shared_appliance.state is not guestslots.ApplianceState.RUNNING:
+        return
+    with contextlib.suppress(guestslots.GuestslotsError):
+        shared_appliance.umount_all()
+    for slot in shared_appliance.slots():
+        if slot.state is SlotState.FILLED:
+            shared_appliance.unplug(slot.index, force=True)
+
+
+def fs_device(app: Appliance, index: int, image: Image) -> str:
+    """The API name of the device holding *image*'s filesystem in slot *index*."""
+    dev = app.slots()[index].device
+    return dev + (str(image.fs_partition) if image.fs_partition else "")
+
+
+def whoami(app: Appliance, device: str) -> str:
+    """Mount *device* read-only, read /whoami, unmount."""
+    with app.mounted(device, "/", readonly=True):
+        return app.cat("/whoami").strip()

@@ -1,0 +1,93 @@
+"""File calls inside the appliance, and that a guest filesystem cannot reach outside itself."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from guestslots import Appliance, GuestOSError
+
+from . import images
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def rw(app: Appliance, image_dir: Path) -> Appliance:
+    img = images.ext4(image_dir / "files.img", {"whoami": "files\n", "etc/hostname": "guest\n"},
+                      size_mib=32)
+    app.hotplug(0, img, readonly=False)
+    app.mount("/dev/sda", "/")
+    return app
+
+
+def test_file_calls(rw: Appliance, tmp_path: Path) -> None:
+    app = rw
+    assert app.ls("/") == ["etc", "lost+found", "whoami"]
+    assert app.cat("/etc/hostname") == "guest\n"
+    app.write("/a.txt", "héllo")
+    assert app.read_file("/a.txt") == "héllo".encode()
+    assert app.exists("/a.txt") and app.is_file("/a.txt") and not app.is_dir("/a.txt")
+    assert not app.exists("/nope")
+    st = app.stat("/a.txt")
+    assert st["size"] == len("héllo".encode()) and stat.S_ISREG(st["mode"])
+    app.mkdir("/d")
+    app.mkdir_p("/d/e/f")
+    assert app.is_dir("/d/e/f")
+    app.rmdir("/d/e/f")
+    app.rm("/a.txt")
+    assert not app.exists("/a.txt")
+    with pytest.raises(GuestOSError) as e:
+        app.rm("/a.txt")
+    assert e.value.errno == errno.ENOENT
+    with pytest.raises(GuestOSError) as e:
+        app.mkdir("/d")
+    assert e.value.errno == errno.EEXIST
+    vfs = app.statvfs("/")
+    assert vfs["blocks"] > 0 and vfs["bfree"] <= vfs["blocks"]
+    app.sync()
+
+
+def test_upload_download_large_file(rw: Appliance, tmp_path: Path) -> None:
+    data = os.urandom(5 * 1024 * 1024 + 1)  # several chunks and a ragged end
+    src, dst = tmp_path / "src.bin", tmp_path / "dst.bin"
+    src.write_bytes(data)
+    rw.upload(src, "/big.bin")
+    assert rw.checksum("sha256", "/big.bin") == hashlib.sha256(data).hexdigest()
+    assert rw.checksum("md5", "/big.bin") == hashlib.md5(data).hexdigest()
+    rw.download("/big.bin", dst)
+    assert dst.read_bytes() == data
+    # the channel stays in step after a failed download
+    with pytest.raises(GuestOSError):
+        rw.download("/missing.bin", dst)
+    assert rw.cat("/whoami") == "files\n"
+
+
+def test_guest_symlinks_cannot_escape_the_guest_filesystem(
+    app: Appliance, image_dir: Path
+) -> None:
+    # /init and /usr/lib/guestslots/wire.py exist in the appliance, not in this guest.
+    img = images.ext4(
+        image_dir / "hostile.img",
+        {"whoami": "hostile\n", "etc/motd": "guest motd\n", "data/x": "x"},
+        symlinks={"abs": "/init", "dotdot": "../../../../usr/lib/guestslots/wire.py",
+                  "inside": "/etc/motd", "mnt": "/etc", "sub/up": "../../../init"},
+    )
+    other = images.ext4(image_dir / "other.img", {"whoami": "other\n"})
+    app.hotplug(0, img)
+    app.hotplug(1, other)
+    app.mount_ro("/dev/sda", "/")
+    for link in ("/abs", "/dotdot", "/sub/up"):
+        with pytest.raises(GuestOSError) as e:
+            app.cat(link)
+        assert e.value.errno == errno.ENOENT, link
+    assert app.cat("/inside") == "guest motd\n"  # resolved inside the guest
+    # A mount point that is a guest symlink resolves inside the guest too.
+    app.mount_ro("/dev/sdb", "/mnt")
+    assert app.mountpoints() == {"/dev/sda": "/", "/dev/sdb": "/etc"}
+    assert app.cat("/etc/whoami") == "other\n"

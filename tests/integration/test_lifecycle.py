@@ -1,0 +1,84 @@
+"""Launch failures say why, and no QEMU process outlives its Appliance."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from guestslots import Appliance, ApplianceState, LaunchError
+
+pytestmark = pytest.mark.integration
+
+
+def test_launch_failure_holds_exit_status_command_and_log(tmp_path: Path) -> None:
+    app = Appliance(memory_mb=-1)  # QEMU refuses the memory size at once
+    app.add_drive("/dev/null")
+    with pytest.raises(LaunchError) as e:
+        app.launch()
+    err = e.value
+    assert err.exitcode == 1
+    assert "-m" in err.command and "-1" in err.command
+    assert "-m -1" in err.log_tail  # QEMU's own complaint, from its log
+    assert "exit status 1" in str(err) and "command: " in str(err)
+    # nothing is left running, and the Appliance can still be configured and relaunched
+    assert app.state is ApplianceState.CONFIG
+    assert app.pid is None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0); it is gone for our purpose
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_gone(pid: int, timeout: float = 30.0) -> bool:
+    """Wait for *pid* to exit, on the kernel's pidfd notification (no polling sleep)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        import select
+
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return bool(ready) or not _alive(pid)
+    finally:
+        os.close(fd)
+
+
+CHILD = textwrap.dedent("""
+    import os, signal, sys
+    import guestslots
+    app = guestslots.Appliance()
+    app.add_drive("/dev/null")
+    app.launch()
+    print(app.pid, flush=True)
+    if sys.argv[1] == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)
+    # "forget": exit without shutdown
+""")
+
+
+@pytest.mark.parametrize("how", ["crash", "forget"])
+def test_no_qemu_outlives_its_caller(how: str) -> None:
+    proc = subprocess.run([sys.executable, "-c", CHILD, how], capture_output=True, text=True,
+                          timeout=300, check=False)
+    if how == "crash":
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr
+    qemu_pid = int(proc.stdout.split()[0])
+    assert _wait_gone(qemu_pid), f"QEMU {qemu_pid} is still running after the caller {how}ed"

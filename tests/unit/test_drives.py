@@ -1,0 +1,72 @@
+"""Drive checks: formats are never guessed; bad images are refused with a clear error."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from guestslots.drives import check_label, make_drive, sniff_format
+from guestslots.errors import DriveError, LabelError
+
+
+def _file(path: Path, head: bytes, size: int = 4096) -> Path:
+    path.write_bytes(head + b"\0" * (size - len(head)))
+    return path
+
+
+def test_raw_image_defaults_to_raw_read_only(tmp_path: Path) -> None:
+    drive = make_drive(_file(tmp_path / "a.img", b"plain"))
+    assert (drive.format, drive.readonly, drive.label) == ("raw", True, None)
+    assert os.path.isabs(drive.path)
+
+
+def test_qcow2_posing_as_raw_is_refused(tmp_path: Path) -> None:
+    img = _file(tmp_path / "a.img", b"QFI\xfb")
+    with pytest.raises(DriveError, match="looks like a qcow2 image.*format='qcow2'"):
+        make_drive(img)
+    assert make_drive(img, format="qcow2").format == "qcow2"
+
+
+def test_claimed_qcow2_that_is_not_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DriveError, match="is not a qcow2 image"):
+        make_drive(_file(tmp_path / "a.img", b"raw"), format="qcow2")
+
+
+@pytest.mark.parametrize("fmt", ["vmdk", "vdi", "auto", "QCOW2"])
+def test_unsupported_formats(tmp_path: Path, fmt: str) -> None:
+    with pytest.raises(DriveError, match="not supported"):
+        make_drive(_file(tmp_path / "a.img", b""), format=fmt)
+
+
+def test_vmdk_descriptor_is_refused_as_raw(tmp_path: Path) -> None:
+    with pytest.raises(DriveError, match="vmdk.*convert it first"):
+        make_drive(_file(tmp_path / "a.vmdk", b"# Disk DescriptorFile\n"))
+
+
+def test_missing_directory_empty_unreadable(tmp_path: Path) -> None:
+    with pytest.raises(DriveError, match="no such file"):
+        make_drive(tmp_path / "nope.img")
+    with pytest.raises(DriveError, match="is a directory"):
+        make_drive(tmp_path)
+    (tmp_path / "empty.img").write_bytes(b"")
+    with pytest.raises(DriveError, match="is empty"):
+        make_drive(tmp_path / "empty.img")
+
+
+def test_sniff_format() -> None:
+    assert sniff_format(b"QFI\xfb\0\0\0\3") == "qcow2"
+    assert sniff_format(b"conectix") == "vpc"
+    assert sniff_format(b"\0" * 16) is None
+
+
+@pytest.mark.parametrize("label", ["a", "data", "Data_2", "x" * 20])
+def test_valid_labels(label: str) -> None:
+    assert check_label(label) == label
+
+
+@pytest.mark.parametrize("label", ["", "x" * 21, "2data", "da-ta", "da ta", "../x", "slot3", "é"])
+def test_invalid_labels(label: str) -> None:
+    with pytest.raises(LabelError):
+        check_label(label)

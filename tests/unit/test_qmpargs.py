@@ -1,0 +1,68 @@
+"""QMP arguments and the QEMU command line, built from the model."""
+
+from __future__ import annotations
+
+from guestslots.drives import DriveSpec
+from guestslots.qmpargs import (
+    MachineConfig,
+    blockdev_add_args,
+    device_add_args,
+    qemu_command,
+    slot_ids,
+)
+
+
+def test_ids_are_reproducible_and_valid_node_names() -> None:
+    assert slot_ids(5) == slot_ids(5)
+    ids = slot_ids(254)
+    for name in (ids.qdev, ids.fmt_node, ids.file_node):
+        assert len(name) <= 31 and name[0].isalpha()
+    assert len({slot_ids(i).fmt_node for i in range(255)}) == 255
+
+
+def test_blockdev_add_read_only_qcow2_never_opens_backing() -> None:
+    args = blockdev_add_args(3, DriveSpec("/i/a.qcow2", "qcow2", True, "base"))
+    assert args == {
+        "driver": "qcow2",
+        "node-name": "slot3-fmt",
+        "read-only": True,
+        "backing": None,
+        "file": {"driver": "file", "filename": "/i/a.qcow2", "node-name": "slot3-file",
+                 "read-only": True},
+    }
+
+
+def test_blockdev_add_raw_read_write() -> None:
+    args = blockdev_add_args(0, DriveSpec("/i/a.img", "raw", False))
+    assert args["read-only"] is False and args["file"]["read-only"] is False
+    assert "backing" not in args
+
+
+def test_device_add_puts_slot_at_its_target_with_serial_and_device_id() -> None:
+    assert device_add_args(27, DriveSpec("/i/a.img", "raw", True, "data")) == {
+        "driver": "scsi-hd",
+        "id": "slot27",
+        "bus": "scsi0.0",
+        "channel": 0,
+        "scsi-id": 27,
+        "lun": 0,
+        "drive": "slot27-fmt",
+        "serial": "data",
+        "device_id": "data",
+    }
+    assert device_add_args(4, DriveSpec("/i/a.img"))["serial"] == "slot4"
+
+
+def test_command_line_has_no_slot_disks_and_a_virtio_blk_root() -> None:
+    cfg = MachineConfig(
+        qemu="qemu", accel="tcg", kernel="/k", initrd="/i", root_overlay="/w,x/root.qcow2",
+        qmp_socket="/w/qmp.sock", agent_socket="/w/agent.sock", console_log="/w/console.log",
+    )
+    cmd = qemu_command(cfg)
+    joined = " ".join(cmd)
+    assert "scsi-hd" not in joined
+    assert "virtio-blk-pci,drive=approot" in joined
+    assert "file.filename=/w,,x/root.qcow2" in joined  # commas escaped for QEMU
+    assert cmd[cmd.index("-machine") + 1] == "pc,accel=tcg"
+    assert "root=/dev/vda" in cmd[cmd.index("-append") + 1]
+    assert qemu_command(cfg) == cmd  # deterministic

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Benchmark the slot model: launch, hotplug, unplug and a per-image scan.
+
+Prints medians (and min/max) of:
+
+- cold launch: appliance build (empty cache) + boot to the first answered call;
+- launch with the appliance cached;
+- hotplug latency: ``hotplug()`` until the new disk opens in the appliance;
+- unplug latency: ``unplug()`` until QEMU and the guest both dropped the disk;
+- per image: hotplug + list_filesystems + mount_ro + read a file + unplug;
+
+and, when libguestfs (Debian's python3-guestfs) is installed, the same launch
+and per-image figures for it (one launch per image, as libguestfs 1.48 must;
+direct backend, TCG forced where KVM does not run), measured in the same run,
+with the ratios.  Run it with ``.venv/bin/python tools/bench/bench_slots.py``;
+``--json FILE`` also writes the figures.  It installs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import guestslots
+
+
+def median_of(samples: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
+            "n": len(samples)}
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def make_images(directory: Path, n: int) -> list[Path]:
+    out = []
+    for i in range(n):
+        tree = directory / f"tree{i}"
+        tree.mkdir()
+        (tree / "whoami").write_text(f"image{i}\n")
+        img = directory / f"image{i}.img"
+        subprocess.run(["truncate", "-s", "16M", str(img)], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-d", str(tree), str(img)], check=True)
+        shutil.rmtree(tree)
+        out.append(img)
+    return out
+
+
+def launch_once(cache_dir: str | None) -> float:
+    env_before = os.environ.get("GUESTSLOTS_CACHE_DIR")
+    if cache_dir:
+        os.environ["GUESTSLOTS_CACHE_DIR"] = cache_dir
+    try:
+        app = guestslots.Appliance()
+        app.add_drive("/dev/null")
+        t = timed(app.launch)
+        app.shutdown()
+        return t
+    finally:
+        if cache_dir:
+            if env_before is None:
+                del os.environ["GUESTSLOTS_CACHE_DIR"]
+            else:
+                os.environ["GUESTSLOTS_CACHE_DIR"] = env_before
+
+
+PEER = textwrap.dedent("""
+    import json, sys, time, guestfs
+    images = sys.argv[1:]
+    out = {"launch": [], "per_image": []}
+    for img in images:
+        t = time.perf_counter()
+        g = guestfs.GuestFS(python_return_dict=True)
+        g.set_backend("direct")
+        if FORCE_TCG:
+            g.set_backend_setting("force_tcg", "1")
+        g.add_drive_opts(img, format="raw", readonly=1)
+        t0 = time.perf_counter()
+        g.launch()
+        out["launch"].append(time.perf_counter() - t0)
+        assert g.list_filesystems()
+        g.mount_ro("/dev/sda", "/")
+        assert g.cat("/whoami").strip()
+        g.umount_all()
+        g.shutdown()
+        g.close()
+        out["per_image"].append(time.perf_counter() - t)
+    print(json.dumps(out))
+""")
+
+
+def peer(images: list[Path], force_tcg: bool) -> dict[str, list[float]] | None:
+    python = "/usr/bin/python3"
+    probe = subprocess.run([python, "-c", "import guestfs"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        return None
+    code = PEER.replace("FORCE_TCG", "True" if force_tcg else "False")
+    proc = subprocess.run([python, "-c", code, *map(str, images)], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        print(f"libguestfs run failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return None
+    result: dict[str, list[float]] = json.loads(proc.stdout)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cycles", type=int, default=20, help="hotplug/unplug cycles")
+    parser.add_argument("--images", type=int, default=10, help="images for the per-image scan")
+    parser.add_argument("--launches", type=int, default=3, help="launches of each kind")
+    parser.add_argument("--peer-images", type=int, default=3, help="libguestfs launches (0: skip)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="guestslots-bench-") as tmp:
+        work = Path(tmp)
+        imgs = make_images(work, max(args.images, args.peer_images, 1))
+
+        cold = [launch_once(str(work / f"cold-cache{i}")) for i in range(args.launches)]
+        results["cold launch (build + boot)"] = median_of(cold)
+        cached = [launch_once(None) for _ in range(args.launches)]
+        results["launch, appliance cached"] = median_of(cached)
+
+        app = guestslots.Appliance()
+        for _ in range(max(args.images, 2)):
+            app.add_drive("/dev/null")
+        app.launch()
+        accel = app.accel.accel if app.accel else "?"
+        # the first hotplug after boot is slower (FIELD-NOTES); warm up once
+        app.hotplug(0, imgs[0])
+        app.unplug(0)
+        plug, unplug = [], []
+        for _ in range(args.cycles):
+            plug.append(timed(lambda: app.hotplug(1, imgs[0])))
+            unplug.append(timed(lambda: app.unplug(1)))
+        results["hotplug (call -> disk opens in appliance)"] = median_of(plug)
+        results["unplug (call -> gone in QEMU and guest)"] = median_of(unplug)
+
+        per_image = []
+        for i in range(args.images):
+            def scan(i: int = i) -> None:
+                app.hotplug(i, imgs[i])
+                dev = app.slots()[i].device
+                assert app.list_filesystems()[dev] == "ext4"
+                app.mount_ro(dev, "/")
+                assert app.cat("/whoami") == f"image{i}\n"
+                app.umount_all()
+                app.unplug(i)
+            per_image.append(timed(scan))
+        results["per image: plug, list fs, mount, read, unplug"] = median_of(per_image)
+        app.shutdown()
+
+        peer_results = None
+        if args.peer_images:
+            peer_results = peer(imgs[: args.peer_images], force_tcg=accel == "tcg")
+        if peer_results:
+            results["libguestfs launch"] = median_of(peer_results["launch"])
+            results["libguestfs per image: launch, list fs, mount, read, close"] = median_of(
+                peer_results["per_image"])
+
+    print(f"guestslots {guestslots.__version__}, accelerator {accel}")
+    print(f"{'measure':58} {'median':>9} {'min':>9} {'max':>9} {'n':>3}")
+    for name, r in results.items():
+        print(f"{name:58} {r['median']:9.3f} {r['min']:9.3f} {r['max']:9.3f} {r['n']:3.0f}")
+    if peer_results:
+        ratios = {
+            "launch: libguestfs / guestslots cached": results["libguestfs launch"]["median"]
+            / results["launch, appliance cached"]["median"],
+            "per image: libguestfs / guestslots slots": results[
+                "libguestfs per image: launch, list fs, mount, read, close"]["median"]
+            / results["per image: plug, list fs, mount, read, unplug"]["median"],
+        }
+        for name, ratio in ratios.items():
+            print(f"{name:58} {ratio:8.1f}x")
+        results["ratios"] = ratios
+    else:
+        print("libguestfs: not measured (install Debian's python3-guestfs to compare)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
