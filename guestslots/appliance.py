@@ -28,7 +28,6 @@ from .build import ApplianceImage, ensure_appliance
 from .drives import NULL_DRIVE, DriveSpec, make_drive
 from .errors import (
     AgentError,
-    ChannelClosed,
     DeviceBusyError,
     DeviceNameError,
     DriveError,
@@ -335,13 +334,14 @@ class Appliance:
 
     def _plug(self, index: int, drive: DriveSpec) -> None:
         machine, agent = self._running("hotplug")
-        machine.attach(index, drive)
-        try:
-            name = agent.call("wait_disk", target=index, plugged=True, timeout=60)
-        except BaseException:
-            with contextlib.suppress(GuestslotsError):
-                machine.detach(index)
-            raise
+        with self._watch():
+            machine.attach(index, drive)
+            try:
+                name = agent.call("wait_disk", target=index, plugged=True, timeout=60)
+            except BaseException:
+                with contextlib.suppress(GuestslotsError):
+                    machine.detach(index)
+                raise
         self._table.fill(index, drive, name)
 
     def unplug(self, index: int, force: bool = False) -> int:
@@ -360,8 +360,9 @@ class Appliance:
             users = self._call("prepare_unplug", device=f"/dev/{slot.kernel_name}", force=force)
             if users:
                 raise DeviceBusyError(index, slot.device, [self._out(u) for u in users])
-            machine.detach(index)
-            agent.call("wait_disk", target=index, plugged=False, timeout=60)
+            with self._watch():
+                machine.detach(index)
+                agent.call("wait_disk", target=index, plugged=False, timeout=60)
             self._table.empty(index)
             return index
 
@@ -369,6 +370,17 @@ class Appliance:
         self._require(call, ApplianceState.RUNNING)
         assert self._machine is not None and self._agent is not None
         return self._machine, self._agent
+
+    @contextlib.contextmanager
+    def _watch(self) -> Iterator[None]:
+        """If QEMU died under a call, close the Appliance (the call's error says why)."""
+        try:
+            yield
+        except GuestslotsError:
+            if self._machine is not None and not self._machine.is_running():
+                self._teardown()
+                self._state = ApplianceState.CLOSED
+            raise
 
     # ------------------------------------------------------------ translation
 
@@ -380,18 +392,16 @@ class Appliance:
 
     def _call(self, call: str, timeout: float | None = None, **args: Any) -> Any:
         _, agent = self._running(call)
-        try:
-            return agent.call(call, timeout=timeout, **args)
-        except AgentError as e:
-            raise self._translated(e) from None
+        with self._watch():
+            try:
+                return agent.call(call, timeout=timeout, **args)
+            except AgentError as e:
+                raise self._translated(e) from None
 
     def _translated(self, e: AgentError) -> AgentError:
         message = self._out(str(e).removeprefix(f"{e.call}: "))
         if isinstance(e, GuestOSError):
             return GuestOSError(e.call, message, e.errno)
-        if isinstance(e, ChannelClosed):
-            self._state = ApplianceState.CLOSED
-            self._teardown()
         return type(e)(e.call, message)
 
     def _filled_kernel_disks(self) -> list[str]:
@@ -549,17 +559,19 @@ class Appliance:
 
     def _download(self, path: str, sink: IO[bytes]) -> None:
         _, agent = self._running("download")
-        try:
-            agent.download("download", sink, path=path)
-        except AgentError as e:
-            raise self._translated(e) from None
+        with self._watch():
+            try:
+                agent.download("download", sink, path=path)
+            except AgentError as e:
+                raise self._translated(e) from None
 
     def _upload(self, source: IO[bytes], path: str) -> None:
         _, agent = self._running("upload")
-        try:
-            agent.upload("upload", source, path=path)
-        except AgentError as e:
-            raise self._translated(e) from None
+        with self._watch():
+            try:
+                agent.upload("upload", source, path=path)
+            except AgentError as e:
+                raise self._translated(e) from None
 
     def checksum(self, csumtype: str, path: str) -> str:
         """Hex digest of file *path*: md5, sha1, sha224, sha256, sha384 or sha512."""

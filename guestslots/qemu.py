@@ -156,8 +156,8 @@ class QemuMachine:
 
     def wait_exit(self, timeout: float) -> int | None:
         """Wait up to *timeout* for QEMU to exit; return its status, or None."""
-        if self._proc is None:
-            return None
+        if self._proc is None or self._proc.returncode is not None or self._loop.is_closed():
+            return self.exitcode
 
         async def wait() -> int | None:
             assert self._proc is not None

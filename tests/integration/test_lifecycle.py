@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from guestslots import Appliance, ApplianceState, LaunchError
+from guestslots import Appliance, ApplianceState, ChannelClosed, LaunchError, StateError
+
+from . import images
 
 pytestmark = pytest.mark.integration
 
@@ -82,3 +84,24 @@ def test_no_qemu_outlives_its_caller(how: str) -> None:
         assert proc.returncode == 0, proc.stderr
     qemu_pid = int(proc.stdout.split()[0])
     assert _wait_gone(qemu_pid), f"QEMU {qemu_pid} is still running after the caller {how}ed"
+
+
+def test_a_dying_qemu_gives_a_clear_error_and_a_closed_appliance(tmp_path: Path) -> None:
+    img = images.ext4(tmp_path / "d.img", {"whoami": "d\n"})
+    app = Appliance()
+    app.add_drive(img)
+    app.add_drive("/dev/null")
+    app.launch()
+    pid = app.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(ChannelClosed) as e:
+        app.list_filesystems()
+    assert "QEMU exited (-9)" in str(e.value)
+    assert app.state is ApplianceState.CLOSED
+    assert not _alive(pid)
+    with pytest.raises(StateError):
+        app.hotplug(1, img)
+    with pytest.raises(StateError):
+        app.cat("/whoami")
+    app.shutdown()  # still fine

@@ -7,6 +7,7 @@ Prints medians (and min/max) of:
 - launch with the appliance cached;
 - hotplug latency: ``hotplug()`` until the new disk opens in the appliance;
 - unplug latency: ``unplug()`` until QEMU and the guest both dropped the disk;
+- hotplug until udev's ``/dev/disk/guestslots/<label>`` link exists (not awaited by calls);
 - per image: hotplug + list_filesystems + mount_ro + read a file + unplug;
 
 and, when libguestfs (Debian's python3-guestfs) is installed, the same launch
@@ -150,6 +151,14 @@ def main() -> None:
             unplug.append(timed(lambda: app.unplug(1)))
         results["hotplug (call -> disk opens in appliance)"] = median_of(plug)
         results["unplug (call -> gone in QEMU and guest)"] = median_of(unplug)
+        links = []
+        for _ in range(max(args.cycles // 2, 1)):
+            t = time.perf_counter()
+            app.hotplug(1, imgs[0], label="bench")
+            app.resolve_link("/dev/disk/guestslots/bench")
+            links.append(time.perf_counter() - t)
+            app.unplug(1)
+        results["hotplug until udev link (serial) exists"] = median_of(links)
 
         per_image = []
         for i in range(args.images):
