@@ -33,6 +33,8 @@ class AccelChoice:
 
     accel: str
     reason: str
+    #: True when the caller (argument or environment) chose, not the probe.
+    requested: bool = False
 
 
 def _boot_id() -> str:
@@ -87,7 +89,8 @@ def choose_accel(qemu: str, kernel: str, requested: str | None = None) -> AccelC
     if want not in ACCELS:
         raise ValueError(f"accel must be one of {ACCELS}, not {want!r}")
     if want != "auto":
-        return AccelChoice(want, "requested")
+        how = "accel=" if requested else f"${ENV_VAR}"
+        return AccelChoice(want, f"requested by {how}", requested=True)
     if not os.path.exists("/dev/kvm"):
         return AccelChoice("tcg", "/dev/kvm does not exist: using TCG")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):

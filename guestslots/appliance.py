@@ -173,7 +173,7 @@ class Appliance:
             try:
                 self._boot(self.image, self.accel.accel)
             except LaunchError:
-                if not (self.accel.accel == "kvm" and self.accel.reason.startswith("KVM probe")):
+                if self.accel.accel != "kvm" or self.accel.requested:
                     raise
                 self._say("the appliance did not boot under KVM: retrying with TCG")
                 self.accel = AccelChoice("tcg", "KVM passed its probe but the boot failed")
