@@ -4,13 +4,13 @@ look inside each, unplug, shut down.  Run by ./tools/demo."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import guestslots
+from guestslots.testimages import named_image
 
 START = time.monotonic()
 
@@ -19,31 +19,11 @@ def say(message: str) -> None:
     print(f"[{time.monotonic() - START:6.1f}s] {message}", flush=True)
 
 
-def make_image(directory: Path, name: str, table: str | None) -> Path:
-    """A 16 MiB ext4 holding /whoami (partitioned with *table*, or whole-disk)."""
-    tree = directory / f"{name}.tree"
-    tree.mkdir()
-    (tree / "whoami").write_text(f"I am {name}\n")
-    fs = directory / f"{name}.fs"
-    subprocess.run(["truncate", "-s", "16M", str(fs)], check=True)
-    subprocess.run(["mkfs.ext4", "-q", "-L", name, "-d", str(tree), str(fs)], check=True)
-    if table is None:
-        return fs
-    disk = directory / f"{name}.img"
-    subprocess.run(["truncate", "-s", "18M", str(disk)], check=True)
-    subprocess.run(["sfdisk", "-q", str(disk)], input=f"label: {table}\nstart=2048\n",
-                   text=True, check=True)
-    with open(fs, "rb") as src, open(disk, "r+b") as dst:
-        dst.seek(1024 * 1024)
-        dst.write(src.read())
-    return disk
-
-
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="guestslots-demo-") as tmp:
         work = Path(tmp)
-        alpha = make_image(work, "alpha", "gpt")
-        beta = make_image(work, "beta", None)
+        alpha = named_image(work, "alpha", "gpt")
+        beta = named_image(work, "beta", None)
         say(f"made two images: {alpha.name} (GPT, ext4) and {beta.name} (whole-disk ext4)")
 
         with guestslots.Appliance(progress=say) as app:

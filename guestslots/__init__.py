@@ -31,6 +31,7 @@ from .errors import (
     SlotError,
     StateError,
 )
+from .isolation import isolated
 from .slots import MAX_SLOTS, Slot, SlotState
 
 __all__ = [
@@ -55,5 +56,6 @@ __all__ = [
     "SlotError",
     "SlotState",
     "StateError",
+    "isolated",
 ]
 __version__ = "0.1.0"

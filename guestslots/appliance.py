@@ -17,11 +17,13 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from . import savedstate
 from .accel import AccelChoice, choose_accel
 from .agent_client import AgentClient
 from .build import ApplianceImage, ensure_appliance
@@ -35,12 +37,13 @@ from .errors import (
     GuestslotsError,
     LabelError,
     LaunchError,
+    QemuError,
     StateError,
 )
 from .names import LINK_DIR, translate_out_text
 from .proc import CommandError, run
 from .qemu import QemuMachine
-from .qmpargs import MachineConfig
+from .qmpargs import MachineConfig, warmup_blockdev_args, warmup_device_args
 from .slots import MAX_SLOTS, Slot, SlotTable
 
 log = logging.getLogger("guestslots")
@@ -85,6 +88,7 @@ class Appliance:
         boot_timeout: float = 180.0,
         qemu: str = "/usr/bin/qemu-system-x86_64",
         progress: Progress | None = None,
+        saved_state: bool = True,
     ) -> None:
         if backend != "qemu":
             raise ValueError(f"backend {backend!r} is not available (this version has: 'qemu')")
@@ -95,6 +99,10 @@ class Appliance:
         self.boot_timeout = boot_timeout
         self.qemu_binary = qemu
         self._progress = progress
+        #: Whether launches save and restore the booted appliance (see :meth:`launch`).
+        self.saved_state = saved_state
+        #: How the last launch started the VM: ``"restored"`` or ``"cold boot"``.
+        self.launched_from: str | None = None
         self._table = SlotTable(max_slots)
         self._state = ApplianceState.CONFIG
         self._lock = threading.RLock()
@@ -158,8 +166,14 @@ class Appliance:
                 return self._table.reserve(None)
             return self._table.reserve(make_drive(path, format, readonly, label))
 
-    def launch(self) -> None:
-        """Build the appliance if needed, boot it, and attach the drives added so far.
+    def launch(self, fresh: bool = False) -> None:
+        """Start the appliance and attach the drives added so far.
+
+        The first launch of a given configuration builds the appliance if
+        needed, boots it cold, and saves the booted state; later launches
+        restore that state (under a second).  ``fresh=True`` forces a cold
+        boot.  A restore that fails for any reason falls back to a cold boot
+        with a :class:`RuntimeWarning`, and the bad state is rebuilt.
 
         Raises :class:`LaunchError` with QEMU's exit status, command line and
         log tail if the appliance does not come up; nothing is left running.
@@ -170,14 +184,7 @@ class Appliance:
             self.image = ensure_appliance(self._say)
             self.accel = choose_accel(self.qemu_binary, str(self.image.kernel), self._accel_request)
             self._say(f"accelerator: {self.accel.accel} ({self.accel.reason})")
-            try:
-                self._boot(self.image, self.accel.accel)
-            except LaunchError:
-                if self.accel.accel != "kvm" or self.accel.requested:
-                    raise
-                self._say("the appliance did not boot under KVM: retrying with TCG")
-                self.accel = AccelChoice("tcg", "KVM passed its probe but the boot failed")
-                self._boot(self.image, "tcg")
+            self._start_vm(self.image, fresh)
             try:
                 for slot in self._table:
                     if slot.drive is not None:
@@ -186,50 +193,115 @@ class Appliance:
                 self._teardown()
                 self._state = ApplianceState.CLOSED
                 raise
-            self._say(f"appliance ready in {time.monotonic() - started:.1f} s")
+            took = time.monotonic() - started
+            self._say(f"appliance ready in {took:.2f} s ({self.launched_from})")
 
-    def _boot(self, image: ApplianceImage, accel: str) -> None:
-        workdir = tempfile.mkdtemp(prefix="guestslots-")
-        overlay = os.path.join(workdir, "root.qcow2")
-        try:
-            run(
-                [
-                    "qemu-img",
-                    "create",
-                    "-q",
-                    "-f",
-                    "qcow2",
-                    "-F",
-                    "raw",
-                    "-b",
-                    str(image.root),
-                    overlay,
-                ]
-            )
-        except CommandError as e:
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise LaunchError(f"cannot create the root overlay: {e}") from None
-        cfg = MachineConfig(
+    def _config(self, image: ApplianceImage, accel: str, workdir: str) -> MachineConfig:
+        return MachineConfig(
             qemu=self.qemu_binary,
             accel=accel,
             kernel=str(image.kernel),
             initrd=str(image.initrd),
-            root_overlay=overlay,
+            root_overlay=os.path.join(workdir, "root.qcow2"),
             qmp_socket=os.path.join(workdir, "qmp.sock"),
             agent_socket=os.path.join(workdir, "agent.sock"),
             console_log=os.path.join(workdir, "console.log"),
             memory_mb=self.memory_mb,
         )
-        machine = QemuMachine(cfg, Path(workdir))
+
+    def _start_vm(self, image: ApplianceImage, fresh: bool) -> None:
+        assert self.accel is not None
+        use_saved = self.saved_state and not fresh
+        key = savedstate.state_key(self._config(image, self.accel.accel, "/"), image.key)
+        saved = savedstate.find(key) if use_saved else None
+        unusable = savedstate.check(saved) if saved is not None else ""
+        if saved is not None and unusable:
+            message = f"the saved appliance is not usable ({unusable}): booting cold to rebuild it"
+            log.warning("%s", message)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            savedstate.discard(key)
+            saved = None
+        if saved is not None:
+            try:
+                self._boot(image, self.accel.accel, saved)
+                self.launched_from = "restored"
+                return
+            except GuestslotsError as e:
+                message = f"restoring the saved appliance failed, booting cold instead: {e}"
+                log.warning("%s", message)
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
+                savedstate.discard(key)
+        try:
+            self._boot(image, self.accel.accel)
+        except LaunchError:
+            if self.accel.accel != "kvm" or self.accel.requested:
+                raise
+            self._say("the appliance did not boot under KVM: retrying with TCG")
+            self.accel = AccelChoice("tcg", "KVM passed its probe but the boot failed")
+            key = savedstate.state_key(self._config(image, "tcg", "/"), image.key)
+            self._boot(image, "tcg")
+        self.launched_from = "cold boot"
+        if use_saved:
+            try:
+                self._save_state(key)
+            except (GuestslotsError, OSError) as e:
+                message = f"could not save the booted appliance (launches stay cold): {e}"
+                log.warning("%s", message)
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
+                if self._machine is None or not self._machine.is_running():
+                    raise
+
+    def _save_state(self, key: str) -> None:
+        machine, agent = self._running("launch")
+        assert self._workdir is not None
+        self._say("saving the booted appliance, so that later launches restore it")
+        started = time.monotonic()
+        # The first hotplug after boot is the slowest: take it now, so that
+        # every restored appliance starts warm.
+        machine.attach_args(0, warmup_blockdev_args(0), warmup_device_args(0))
+        agent.call("wait_disk", target=0, plugged=True, timeout=60)
+        machine.detach(0)
+        agent.call("wait_disk", target=0, plugged=False, timeout=60)
+        staged = savedstate.staging(key)
+        try:
+            machine.save_state(staged / "state")
+            try:
+                shutil.copyfile(os.path.join(self._workdir, "root.qcow2"), staged / "root.qcow2")
+            finally:
+                machine.resume()
+            savedstate.publish(key, staged)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+        self._say(f"saved in {time.monotonic() - started:.1f} s")
+
+    def _boot(
+        self, image: ApplianceImage, accel: str, saved: savedstate.SavedState | None = None
+    ) -> None:
+        workdir = tempfile.mkdtemp(prefix="guestslots-")
+        cfg = self._config(image, accel, workdir)
+        backing, backing_format = (saved.root, "qcow2") if saved else (image.root, "raw")
+        try:
+            run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format,
+                 "-b", str(backing), cfg.root_overlay])
+        except CommandError as e:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise LaunchError(f"cannot create the root overlay: {e}") from None
+        machine = QemuMachine(cfg, Path(workdir), incoming=saved is not None)
         finalizer = weakref.finalize(self, _reap, machine, workdir)
-        self._say(f"booting the appliance ({accel})")
+        self._say(f"restoring the saved appliance ({accel})" if saved
+                  else f"booting the appliance ({accel})")
         try:
             sock = machine.start(timeout=30)
             agent = AgentClient(sock, self._death_report(machine), self.call_timeout)
             try:
-                agent.wait_hello(self.boot_timeout)
-            except AgentError as e:
-                raise machine.error(f"the appliance did not come up: {e}", LaunchError) from None
+                if saved is not None:
+                    machine.restore_state(saved.state)
+                    agent.call("ping", timeout=30)
+                else:
+                    agent.wait_hello(self.boot_timeout)
+            except (AgentError, QemuError) as e:
+                what = "restored" if saved else "came up"
+                raise machine.error(f"the appliance never {what}: {e}", LaunchError) from None
         except BaseException:
             finalizer()
             raise

@@ -260,9 +260,11 @@ def ensure_appliance(progress: Progress | None = None, rebuild: bool = False) ->
             tmp.rename(final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        for old in root.glob("appliance-*"):
+        # Older appliances, and the saved states booted from them, are stale now
+        # (running VMs keep their open files).
+        for old in [*root.glob("appliance-*"), *root.glob("state-*")]:
             if old != final:
-                shutil.rmtree(old, ignore_errors=True)  # running VMs keep their open files
+                shutil.rmtree(old, ignore_errors=True)
         say(f"appliance built in {time.monotonic() - started:.1f} s: {final}")
     return image
 

@@ -31,13 +31,15 @@ def run(
     timeout: float = 600,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
+    input: str | None = None,
 ) -> str:
     """Run *command*, return its stdout; raise :class:`CommandError` on any failure."""
     log.debug("running %s", shlex.join(command))
     try:
         proc = subprocess.run(
             list(command),
-            stdin=subprocess.DEVNULL,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            input=input,
             capture_output=True,
             text=True,
             errors="replace",

@@ -52,10 +52,10 @@ def tail(path: Path, lines: int = 25) -> str:
 class QemuMachine:
     """A running QEMU: its process, its QMP session, and the agent socket it connected."""
 
-    def __init__(self, cfg: MachineConfig, workdir: Path) -> None:
+    def __init__(self, cfg: MachineConfig, workdir: Path, incoming: bool = False) -> None:
         self.cfg = cfg
         self.workdir = workdir
-        self.command = qemu_command(cfg)
+        self.command = qemu_command(cfg, incoming)
         self.qemu_log = workdir / "qemu.log"
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -220,20 +220,35 @@ class QemuMachine:
 
     def attach(self, index: int, drive: DriveSpec, timeout: float = 30.0) -> None:
         """Plug *drive* into slot *index*; on failure nothing is left attached."""
-        self._run(self._attach(index, drive), timeout)
+        blockdev, device = blockdev_add_args(index, drive), device_add_args(index, drive)
+        self._run(self._attach(index, blockdev, device, drive), timeout)
 
-    async def _attach(self, index: int, drive: DriveSpec) -> None:
+    def attach_args(
+        self, index: int, blockdev: dict[str, Any], device: dict[str, Any], timeout: float = 30.0
+    ) -> None:
+        """Plug a disk declared by ready-made arguments (the pre-save warm-up disk)."""
+        self._run(self._attach(index, blockdev, device, None), timeout)
+
+    async def _attach(
+        self,
+        index: int,
+        blockdev: dict[str, Any],
+        device: dict[str, Any],
+        drive: DriveSpec | None,
+    ) -> None:
         ids = slot_ids(index)
         try:
-            await self._execute("blockdev-add", blockdev_add_args(index, drive))
+            await self._execute("blockdev-add", blockdev)
         except QMPCommandError as e:
+            if drive is None:
+                raise
             raise DriveError(
                 drive.path, f"QEMU cannot open it as {drive.format}: {e.desc}"
             ) from None
         try:
-            if drive.format == "qcow2":
+            if drive is not None and drive.format == "qcow2":
                 await self._refuse_backing(index, drive)
-            await self._execute("device_add", device_add_args(index, drive))
+            await self._execute("device_add", device)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._execute("blockdev-del", {"node-name": ids.fmt_node})
@@ -273,6 +288,64 @@ class QemuMachine:
                     f"DEVICE_DELETED for {ids.qdev} did not come in {timeout:g} s"
                 ) from None
         await self._execute("blockdev-del", {"node-name": ids.fmt_node})
+
+    # ---- saved state
+
+    async def _migration(self, command: str, args: dict[str, Any], timeout: float) -> None:
+        """Run a migration command and wait for its MIGRATION event to say how it ended."""
+        await self._execute(
+            "migrate-set-capabilities",
+            {"capabilities": [{"capability": "events", "state": True}]},
+        )
+
+        def final(event: Message) -> bool:
+            data = event.get("data")
+            return isinstance(data, dict) and data.get("status") in (
+                "completed",
+                "failed",
+                "cancelled",
+            )
+
+        with self._qmp.listener("MIGRATION", final) as listener:
+            await self._execute(command, args)
+            try:
+                event = await asyncio.wait_for(listener.get(), timeout)
+            except TimeoutError:
+                raise self.error(f"{command} did not finish in {timeout:g} s") from None
+        data = event.get("data")
+        status = data.get("status") if isinstance(data, dict) else None
+        if status != "completed":
+            raise self.error(f"{command} {status}")
+
+    def save_state(self, path: Path, timeout: float = 120.0) -> None:
+        """Stop the VM and write its whole state to *path*; the VM stays stopped.
+
+        Stopping flushes every disk, so the root overlay can be copied while
+        the VM is stopped and it matches the saved memory.
+        """
+
+        async def save() -> None:
+            await self._execute("stop")
+            uri = "exec:cat > " + shlex.quote(str(path))
+            await self._migration("migrate", {"uri": uri}, timeout)
+
+        self._run(save(), timeout + 10)
+
+    def resume(self) -> None:
+        """Let a stopped VM run again."""
+        self.execute("cont")
+
+    def restore_state(self, path: Path, timeout: float = 60.0) -> None:
+        """Load a state saved by :meth:`save_state` into this (incoming) QEMU, and run it."""
+
+        async def restore() -> None:
+            uri = "exec:cat " + shlex.quote(str(path))
+            await self._migration("migrate-incoming", {"uri": uri}, timeout)
+            status = await self._execute("query-status")
+            if not status.get("running"):
+                await self._execute("cont")  # the state was saved with the VM stopped
+
+        self._run(restore(), timeout + 10)
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None

@@ -7,7 +7,7 @@ appliance gets the identical layout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .drives import DriveSpec
@@ -112,14 +112,17 @@ KERNEL_CMDLINE = (
 )
 
 
-def qemu_command(cfg: MachineConfig) -> list[str]:
+def qemu_command(cfg: MachineConfig, incoming: bool = False) -> list[str]:
     """The QEMU command line of an appliance: no slot disks (they are hotplugged).
 
     The root disk is virtio-blk (``/dev/vda``), outside the ``sdX`` namespace.
     QEMU connects to the QMP and agent sockets, which the host listens on
-    first, so there is no race with QEMU creating them.
+    first, so there is no race with QEMU creating them.  With *incoming*,
+    QEMU waits for a saved state (``migrate-incoming``) instead of booting;
+    the devices are the same, as a restore requires.
     """
     append = KERNEL_CMDLINE + (" " + cfg.append_extra if cfg.append_extra else "")
+    incoming_args = ["-incoming", "defer"] if incoming else []
     return [
         cfg.qemu,
         "-nodefaults",
@@ -163,4 +166,32 @@ def qemu_command(cfg: MachineConfig) -> list[str]:
         f"virtserialport,bus=vser0.0,chardev=agent,name={AGENT_PORT}",
         "-device",
         "virtio-rng-pci",
+        *incoming_args,
     ]
+
+
+def layout_key_command(cfg: MachineConfig) -> list[str]:
+    """The command line with every per-instance path blanked: what a saved state depends on."""
+    blank = "@"
+    return qemu_command(
+        replace(cfg, root_overlay=blank, qmp_socket=blank, agent_socket=blank, console_log=blank)
+    )
+
+
+def warmup_blockdev_args(index: int) -> dict[str, Any]:
+    """A throwaway zero-filled disk, plugged once before a state is saved (warms hotplug)."""
+    return {
+        "driver": "null-co",
+        "node-name": slot_ids(index).fmt_node,
+        "size": 1024 * 1024,
+        "read-zeroes": True,
+    }
+
+
+def warmup_device_args(index: int) -> dict[str, Any]:
+    """The ``scsi-hd`` for :func:`warmup_blockdev_args`."""
+    return {
+        **device_add_args(index, DriveSpec("/dev/null")),
+        "serial": "warmup",
+        "device_id": "warmup",
+    }

@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import hashlib
 import os
 import re
@@ -607,8 +608,6 @@ class Agent:
         fd = os.open(f"/dev/{disk}", os.O_RDONLY | os.O_CLOEXEC)
         try:
             os.fsync(fd)
-            import fcntl
-
             fcntl.ioctl(fd, BLKFLSBUF)
         finally:
             os.close(fd)

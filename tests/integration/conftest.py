@@ -11,8 +11,7 @@ import pytest
 
 import guestslots
 from guestslots import Appliance, SlotState
-
-from . import images
+from guestslots import testimages as images
 
 #: Slots reserved in the shared appliance (the 64-slot test needs 64).
 RESERVED = 70

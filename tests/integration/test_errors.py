@@ -17,8 +17,8 @@ from guestslots import (
     SlotError,
     StateError,
 )
+from guestslots import testimages as images
 
-from . import images
 from .conftest import Image, whoami
 
 pytestmark = pytest.mark.integration

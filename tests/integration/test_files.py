@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from guestslots import Appliance, GuestOSError
-
-from . import images
+from guestslots import testimages as images
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from guestslots import Appliance, DeviceBusyError, SlotState
+from guestslots import testimages as images
 
-from . import images
 from .conftest import RESERVED, Image, fs_device, whoami
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from guestslots import Appliance, ApplianceState, ChannelClosed, LaunchError, StateError
-
-from . import images
+from guestslots import testimages as images
 
 pytestmark = pytest.mark.integration
 

@@ -22,17 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import peer_libguestfs
+
 import guestslots
+from guestslots.testimages import named_image
 
 
 def median_of(samples: list[float]) -> dict[str, float]:
@@ -47,17 +46,7 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def make_images(directory: Path, n: int) -> list[Path]:
-    out = []
-    for i in range(n):
-        tree = directory / f"tree{i}"
-        tree.mkdir()
-        (tree / "whoami").write_text(f"image{i}\n")
-        img = directory / f"image{i}.img"
-        subprocess.run(["truncate", "-s", "16M", str(img)], check=True)
-        subprocess.run(["mkfs.ext4", "-q", "-d", str(tree), str(img)], check=True)
-        shutil.rmtree(tree)
-        out.append(img)
-    return out
+    return [named_image(directory, f"image{i}", None) for i in range(n)]
 
 
 def launch_once(cache_dir: str | None) -> float:
@@ -76,46 +65,6 @@ def launch_once(cache_dir: str | None) -> float:
                 del os.environ["GUESTSLOTS_CACHE_DIR"]
             else:
                 os.environ["GUESTSLOTS_CACHE_DIR"] = env_before
-
-
-PEER = textwrap.dedent("""
-    import json, sys, time, guestfs
-    images = sys.argv[1:]
-    out = {"launch": [], "per_image": []}
-    for img in images:
-        t = time.perf_counter()
-        g = guestfs.GuestFS(python_return_dict=True)
-        g.set_backend("direct")
-        if FORCE_TCG:
-            g.set_backend_setting("force_tcg", "1")
-        g.add_drive_opts(img, format="raw", readonly=1)
-        t0 = time.perf_counter()
-        g.launch()
-        out["launch"].append(time.perf_counter() - t0)
-        assert g.list_filesystems()
-        g.mount_ro("/dev/sda", "/")
-        assert g.cat("/whoami").strip()
-        g.umount_all()
-        g.shutdown()
-        g.close()
-        out["per_image"].append(time.perf_counter() - t)
-    print(json.dumps(out))
-""")
-
-
-def peer(images: list[Path], force_tcg: bool) -> dict[str, list[float]] | None:
-    python = "/usr/bin/python3"
-    probe = subprocess.run([python, "-c", "import guestfs"], capture_output=True, check=False)
-    if probe.returncode != 0:
-        return None
-    code = PEER.replace("FORCE_TCG", "True" if force_tcg else "False")
-    proc = subprocess.run([python, "-c", code, *map(str, images)], capture_output=True,
-                          text=True, check=False)
-    if proc.returncode != 0:
-        print(f"libguestfs run failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-        return None
-    result: dict[str, list[float]] = json.loads(proc.stdout)
-    return result
 
 
 def main() -> None:
@@ -175,12 +124,17 @@ def main() -> None:
         app.shutdown()
 
         peer_results = None
-        if args.peer_images:
-            peer_results = peer(imgs[: args.peer_images], force_tcg=accel == "tcg")
-        if peer_results:
+        missing = peer_libguestfs.available()
+        if args.peer_images and not missing:
+            peer_results = peer_libguestfs.run({
+                "force_tcg": accel == "tcg",
+                "launches": args.peer_images,
+                "launch_image": [str(imgs[0]), "raw"],
+                "scan": [[str(p), "raw", "/dev/sda"] for p in imgs[: args.peer_images]],
+            })
             results["libguestfs launch"] = median_of(peer_results["launch"])
             results["libguestfs per image: launch, list fs, mount, read, close"] = median_of(
-                peer_results["per_image"])
+                peer_results["scan"])
 
     print(f"guestslots {guestslots.__version__}, accelerator {accel}")
     print(f"{'measure':58} {'median':>9} {'min':>9} {'max':>9} {'n':>3}")
@@ -198,7 +152,7 @@ def main() -> None:
             print(f"{name:58} {ratio:8.1f}x")
         results["ratios"] = ratios
     else:
-        print("libguestfs: not measured (install Debian's python3-guestfs to compare)")
+        print(f"libguestfs: not measured ({missing or 'skipped'})")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -1,29 +1,27 @@
-"""Disk images the tests make for themselves, with the host's own tools.
+"""Small disk images for tests, examples and benchmarks, made with the host's tools.
 
-Every image carries ``/whoami`` naming itself, so a test can tell which image
-is behind which device name.  Filesystems are made without mounting anything
-on the host (``mkfs.ext4 -d``, an ``mkfs.xfs`` prototype file), placed into
-partitioned disks with ``sfdisk`` and byte copies, and converted with
-``qemu-img``.
+Images made for checking usually carry ``/whoami`` naming themselves, so a
+caller can tell which image is behind which device name.  Filesystems are
+made without mounting anything on the host (``mkfs.ext4 -d``, an ``mkfs.xfs``
+prototype file), placed into partitioned disks with ``sfdisk`` and byte
+copies, and converted with ``qemu-img``.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
+
+from .proc import run
 
 MiB = 1024 * 1024
 PART_START = MiB  # first partition at 1 MiB (sector 2048)
 
 
 def sh(*cmd: str | Path, stdin: str | None = None) -> str:
-    proc = subprocess.run([str(c) for c in cmd], input=stdin, capture_output=True, text=True,
-                          check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed: {proc.stderr.strip()}")
-    return proc.stdout
+    """Run a host tool (through :func:`guestslots.proc.run`), return its output."""
+    return run([str(c) for c in cmd], input=stdin)
 
 
 def _tree(
@@ -97,3 +95,19 @@ def qcow2(raw: Path, dest: Path) -> Path:
     dest.unlink(missing_ok=True)
     sh("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, dest)
     return dest
+
+
+def named_image(directory: Path, name: str, table: str | None, fmt: str = "raw") -> Path:
+    """An ext4 image with ``/whoami`` = *name*: on partition 1 of a *table* ("gpt"/"dos")
+    disk, or on the whole disk (*table* None); raw or qcow2 (*fmt*)."""
+    fs = ext4(directory / f"{name}.fs", {"whoami": f"{name}\n"}, label=name[:16])
+    if table is None:
+        raw = fs
+    else:
+        raw = partitioned(directory / f"{name}.raw", table, fs)
+        fs.unlink()
+    if fmt == "raw":
+        return raw
+    out = qcow2(raw, directory / f"{name}.qcow2")
+    raw.unlink()
+    return out

@@ -1,0 +1,137 @@
+"""Launch from a saved appliance: restored launches behave as cold ones, and bad states
+are never trusted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+import guestslots
+from guestslots import Appliance
+from guestslots import testimages as images
+from guestslots.build import cache_root
+
+from .conftest import Image, whoami
+
+pytestmark = pytest.mark.integration
+
+
+def _states() -> list[Path]:
+    return sorted(cache_root().glob("state-*/state"))
+
+
+def test_launch_restores_and_drives_added_before_launch_work(
+    shared_appliance: Appliance, corpus: dict[str, Image]
+) -> None:
+    # the shared appliance launched first, so a saved state exists now
+    assert _states(), "no saved state after the first launch"
+    gpt = corpus["gpt-qcow2-ext4"]
+    with Appliance() as app:
+        app.add_drive("/dev/null")
+        app.add_drive(gpt.path, format="qcow2", label="gpt")
+        app.launch()
+        assert app.launched_from == "restored"
+        assert app.list_filesystems() == {"/dev/sdb1": "ext4"}
+        assert whoami(app, "/dev/sdb1") == gpt.name
+        assert app.resolve_link("/dev/disk/guestslots/gpt-part1") == "/dev/sdb1"
+        app.hotplug(0, corpus["whole-raw-xfs"].path)
+        assert whoami(app, "/dev/sda") == "whole-raw-xfs"
+
+
+def test_concurrent_restores_are_separate_appliances(
+    shared_appliance: Appliance, image_dir: Path
+) -> None:
+    paths = [images.ext4(image_dir / f"conc{i}.img", {"whoami": f"conc{i}\n"}) for i in range(2)]
+    apps: list[Appliance] = []
+    errors: list[BaseException] = []
+
+    def launch(path: Path) -> None:
+        try:
+            app = Appliance()
+            app.add_drive(path, readonly=False)
+            apps.append(app)
+            app.launch()
+            app.mount("/dev/sda", "/")
+            app.write("/mine", path.name)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=launch, args=(p,)) for p in paths]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert not errors, errors
+        assert {a.launched_from for a in apps} == {"restored"}
+        assert {a.pid for a in apps} != {None} and apps[0].pid != apps[1].pid
+        for app in apps:
+            mine = app.cat("/mine")
+            assert app.cat("/whoami") == f"{mine.removesuffix('.img')}\n"
+    finally:
+        for app in apps:
+            app.shutdown()
+
+
+def test_fresh_forces_a_cold_boot(shared_appliance: Appliance) -> None:
+    with Appliance() as app:
+        app.add_drive("/dev/null")
+        app.launch(fresh=True)
+        assert app.launched_from == "cold boot"
+        assert app.list_devices() == ["/dev/sda"]
+
+
+def _corrupt_middle(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.seek(path.stat().st_size // 2)
+        f.write(b"\xde\xad\xbe\xef" * 4096)
+
+
+def test_a_corrupt_state_is_detected_and_rebuilt(shared_appliance: Appliance) -> None:
+    for state in _states():
+        _corrupt_middle(state)
+    with Appliance() as app, pytest.warns(RuntimeWarning, match="does not match its checksum"):
+        app.add_drive("/dev/null")
+        app.launch()
+    assert app.launched_from == "cold boot"
+    with Appliance() as again:
+        again.launch()
+        assert again.launched_from == "restored"
+
+
+def test_a_state_qemu_cannot_load_falls_back_to_a_cold_boot(shared_appliance: Appliance) -> None:
+    # A state whose checksums match but that QEMU refuses to load: the
+    # fallback must not depend on the checksum having caught it.
+    for state in _states():
+        state.write_bytes(b"QEVM" + b"\0" * 4096)
+        meta_path = state.parent / "meta.json"
+        meta = json.loads(meta_path.read_text())
+        meta["state_size"] = state.stat().st_size
+        meta["state_sha256"] = hashlib.sha256(state.read_bytes()).hexdigest()
+        meta_path.write_text(json.dumps(meta))
+    with Appliance() as app, pytest.warns(RuntimeWarning, match="restoring the saved appliance "
+                                                                "failed, booting cold"):
+        app.launch()
+    assert app.launched_from == "cold boot"
+    with Appliance() as again:
+        again.launch()
+        assert again.launched_from == "restored"
+
+
+def test_isolated_gives_each_image_its_own_appliance(
+    shared_appliance: Appliance, corpus: dict[str, Image]
+) -> None:
+    seen = []
+    for name in ("mbr-raw-ext4", "whole-qcow2-ext4"):
+        image = corpus[name]
+        with guestslots.isolated(image.path, format=image.format) as app:
+            assert app.launched_from == "restored"
+            assert app.list_devices() == ["/dev/sda"]  # only this image is in there
+            seen.append((app.pid, whoami(app, "/dev/sda" + ("1" if image.fs_partition else ""))))
+        assert app.state is guestslots.ApplianceState.CLOSED
+    assert [w for _, w in seen] == ["mbr-raw-ext4", "whole-qcow2-ext4"]
+    assert seen[0][0] != seen[1][0]
