@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import io
+import json
 import logging
 import os
 import shutil
@@ -40,6 +41,7 @@ from .errors import (
     QemuError,
     StateError,
 )
+from .inspection import inspect_os
 from .names import LINK_DIR, translate_out_text
 from .proc import CommandError, run
 from .qemu import QemuMachine
@@ -143,6 +145,7 @@ class Appliance:
         format: str | None = None,
         readonly: bool = True,
         label: str | None = None,
+        overlay: bool = False,
     ) -> int:
         """Reserve the next slot before launch; return its index.
 
@@ -150,7 +153,9 @@ class Appliance:
         :meth:`hotplug`.  Any other path is checked now and attached at launch.
         ``format`` is ``raw`` (the default) or ``qcow2``, never guessed;
         drives are read-only unless ``readonly=False``; ``label`` (1-20
-        letters, digits, ``_``) names the slot as ``/dev/disk/guestslots/LABEL``.
+        letters, digits, ``_``) names the slot as ``/dev/disk/guestslots/LABEL``;
+        with ``overlay=True`` the guest may write, but to a throwaway overlay:
+        the image itself is only read, and the writes are gone at unplug.
         """
         with self._lock:
             if self._state is ApplianceState.RUNNING:
@@ -164,7 +169,7 @@ class Appliance:
                 if label is not None:
                     raise LabelError("an empty slot has no label: give the label to hotplug")
                 return self._table.reserve(None)
-            return self._table.reserve(make_drive(path, format, readonly, label))
+            return self._table.reserve(make_drive(path, format, readonly, label, overlay))
 
     def launch(self, fresh: bool = False) -> None:
         """Start the appliance and attach the drives added so far.
@@ -388,6 +393,7 @@ class Appliance:
         format: str | None = None,
         readonly: bool = True,
         label: str | None = None,
+        overlay: bool = False,
     ) -> int:
         """Fill reserved empty slot *index* (``-1``: the first empty one) with an image.
 
@@ -399,22 +405,50 @@ class Appliance:
             self._require("hotplug", ApplianceState.RUNNING)
             if os.fspath(path) == NULL_DRIVE:
                 raise DriveError(NULL_DRIVE, "cannot be hotplugged: a slot is emptied by unplug")
-            drive = make_drive(path, format, readonly, label)
+            drive = make_drive(path, format, readonly, label, overlay)
             index = self._table.plug_index(index, drive)
             self._plug(index, drive)
             return index
 
     def _plug(self, index: int, drive: DriveSpec) -> None:
         machine, agent = self._running("hotplug")
-        with self._watch():
-            machine.attach(index, drive)
-            try:
-                name = agent.call("wait_disk", target=index, plugged=True, timeout=60)
-            except BaseException:
-                with contextlib.suppress(GuestslotsError):
-                    machine.detach(index)
-                raise
+        overlay = self._make_overlay(index, drive) if drive.overlay else None
+        try:
+            with self._watch():
+                machine.attach(index, drive, overlay)
+                try:
+                    name = agent.call("wait_disk", target=index, plugged=True, timeout=60)
+                except BaseException:
+                    with contextlib.suppress(GuestslotsError):
+                        machine.detach(index)
+                    raise
+        except BaseException:
+            self._drop_overlay(index)
+            raise
         self._table.fill(index, drive, name)
+
+    def _overlay_path(self, index: int) -> str:
+        assert self._workdir is not None
+        return os.path.join(self._workdir, f"overlay-slot{index}.qcow2")
+
+    def _make_overlay(self, index: int, drive: DriveSpec) -> str:
+        """A throwaway qcow2 over *drive*'s image.  ``qemu-img info`` reads only the
+        image itself (it opens no backing file without --backing-chain), and the
+        overlay is made with -u so that nothing else is opened either."""
+        path = self._overlay_path(index)
+        try:
+            info = json.loads(run(["qemu-img", "info", "--output=json", "-f", drive.format,
+                                   drive.path]))
+            run(["qemu-img", "create", "-q", "-u", "-f", "qcow2", "-F", drive.format,
+                 "-b", drive.path, path, str(info["virtual-size"])])
+        except (CommandError, ValueError, KeyError) as e:
+            raise DriveError(drive.path, f"cannot make its throwaway overlay: {e}") from None
+        return path
+
+    def _drop_overlay(self, index: int) -> None:
+        if self._workdir is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._overlay_path(index))
 
     def unplug(self, index: int, force: bool = False) -> int:
         """Empty full slot *index* (``-1``: the highest full one); return the index.
@@ -435,6 +469,7 @@ class Appliance:
             with self._watch():
                 machine.detach(index)
                 agent.call("wait_disk", target=index, plugged=False, timeout=60)
+            self._drop_overlay(index)
             self._table.empty(index)
             return index
 
@@ -588,6 +623,10 @@ class Appliance:
         """Whether *path* is a directory."""
         return bool(self._call("is_dir", path=path, follow=followsymlinks))
 
+    def readlink(self, path: str) -> str:
+        """The target of symbolic link *path*, as stored (not resolved)."""
+        return str(self._call("readlink", path=path))
+
     def mkdir(self, path: str) -> None:
         """Create directory *path*."""
         self._call("mkdir", path=path)
@@ -656,6 +695,31 @@ class Appliance:
     def sync(self) -> None:
         """Write every cached change to the disks."""
         self._call("sync")
+
+    # ------------------------------------------------------------ inspection
+
+    def inspect_os(self) -> list[dict[str, object]]:
+        """Find operating systems on the full slots (Linux: /etc/os-release, /etc/fstab).
+
+        Each is a dict: root, name, pretty_name, version, distro, hostname, and
+        mountpoints (mount point -> device, from fstab's UUID=, LABEL= and
+        device entries).  Nothing may be mounted; nothing is left mounted.
+        """
+        return [found.as_dict() for found in inspect_os(self)]
+
+    def mount_os(self, root: str, readonly: bool = True) -> None:
+        """Mount the filesystems of the operating system on *root* as its fstab says."""
+        for osinfo in self.inspect_os():
+            if osinfo["root"] == root:
+                mountpoints = osinfo["mountpoints"]
+                assert isinstance(mountpoints, dict)
+                for mountpoint in sorted(mountpoints, key=len):
+                    if readonly:
+                        self.mount_ro(mountpoints[mountpoint], mountpoint)
+                    else:
+                        self.mount(mountpoints[mountpoint], mountpoint)
+                return
+        raise DeviceNameError(root, "no operating system was found on it")
 
     # ------------------------------------------------------------ helpers
 

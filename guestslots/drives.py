@@ -69,12 +69,18 @@ def sniff_format(head: bytes) -> str | None:
 
 @dataclass(frozen=True)
 class DriveSpec:
-    """An image to attach to a slot: absolute path, format, access and label."""
+    """An image to attach to a slot: absolute path, format, access and label.
+
+    With ``overlay``, the guest writes to a throwaway qcow2 overlay and the
+    image itself is opened read-only: it never changes (``readonly`` is then
+    False, the guest's view).
+    """
 
     path: str
     format: str = "raw"
     readonly: bool = True
     label: str | None = None
+    overlay: bool = False
 
 
 def make_drive(
@@ -82,6 +88,7 @@ def make_drive(
     format: str | None = None,
     readonly: bool = True,
     label: str | None = None,
+    overlay: bool = False,
 ) -> DriveSpec:
     """Check an image and return its :class:`DriveSpec`, or raise :class:`DriveError`.
 
@@ -110,7 +117,9 @@ def make_drive(
             head = f.read(64)
     except OSError as e:
         raise DriveError(raw_path, f"cannot be read: {e.strerror}") from None
-    if not readonly and not os.access(abspath, os.W_OK):
+    if overlay:
+        readonly = False  # the guest writes to the overlay; the image is only read
+    elif not readonly and not os.access(abspath, os.W_OK):
         raise DriveError(raw_path, "is not writable (add it read-only, or fix its permissions)")
     looks_like = sniff_format(head)
     fmt = format or "raw"
@@ -127,4 +136,4 @@ def make_drive(
         )
     if stat.S_ISREG(st.st_mode) and st.st_size == 0:
         raise DriveError(raw_path, "is empty (0 bytes); use /dev/null to reserve an empty slot")
-    return DriveSpec(abspath, fmt, readonly, label)
+    return DriveSpec(abspath, fmt, readonly, label, overlay)

@@ -218,9 +218,12 @@ class QemuMachine:
 
     # ---- slots
 
-    def attach(self, index: int, drive: DriveSpec, timeout: float = 30.0) -> None:
-        """Plug *drive* into slot *index*; on failure nothing is left attached."""
-        blockdev, device = blockdev_add_args(index, drive), device_add_args(index, drive)
+    def attach(self, index: int, drive: DriveSpec, overlay: str | None = None,
+               timeout: float = 30.0) -> None:
+        """Plug *drive* into slot *index* (over *overlay*, if given); on failure nothing
+        is left attached."""
+        blockdev = blockdev_add_args(index, drive, overlay)
+        device = device_add_args(index, drive)
         self._run(self._attach(index, blockdev, device, drive), timeout)
 
     def attach_args(
@@ -256,8 +259,10 @@ class QemuMachine:
 
     async def _refuse_backing(self, index: int, drive: DriveSpec) -> None:
         nodes = await self._execute("query-named-block-nodes", {"flat": True})
+        ids = slot_ids(index)
+        image_node = ids.base_node if drive.overlay else ids.fmt_node
         for node in nodes:
-            if node.get("node-name") == slot_ids(index).fmt_node:
+            if node.get("node-name") == image_node:
                 backing = node.get("image", {}).get("backing-filename")
                 if backing:
                     raise DriveError(

@@ -26,37 +26,51 @@ class SlotIds:
     qdev: str
     fmt_node: str
     file_node: str
+    #: The image under a throwaway overlay (only with ``DriveSpec.overlay``).
+    base_node: str
+    base_file_node: str
 
 
 def slot_ids(index: int) -> SlotIds:
     """Reproducible ids for slot *index* (node names: at most 31 characters)."""
     base = f"slot{index}"
-    return SlotIds(qdev=base, fmt_node=f"{base}-fmt", file_node=f"{base}-file")
+    return SlotIds(qdev=base, fmt_node=f"{base}-fmt", file_node=f"{base}-file",
+                   base_node=f"{base}-base", base_file_node=f"{base}-base-file")
 
 
-def blockdev_add_args(index: int, drive: DriveSpec) -> dict[str, Any]:
+def _image_node(node: str, file_node: str, drive: DriveSpec, readonly: bool) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "driver": drive.format,
+        "node-name": node,
+        "read-only": readonly,
+        "file": {"driver": "file", "filename": drive.path, "node-name": file_node,
+                 "read-only": readonly},
+    }
+    if drive.format == "qcow2":
+        args["backing"] = None
+    return args
+
+
+def blockdev_add_args(index: int, drive: DriveSpec, overlay: str | None = None) -> dict[str, Any]:
     """Arguments of ``blockdev-add`` for *drive* in slot *index*.
 
     Both nodes are read-only for a read-only drive (the guest then sees a
     read-only disk).  A qcow2 image's backing file is never opened
     (``backing: null``): the image must not make QEMU open host files of its
-    choosing.
+    choosing.  With *overlay* (the path of a throwaway qcow2 file, for a
+    ``DriveSpec.overlay`` drive) the image is the overlay's read-only backing
+    node, named here rather than taken from the overlay's header.
     """
     ids = slot_ids(index)
-    args: dict[str, Any] = {
-        "driver": drive.format,
+    if overlay is None:
+        return _image_node(ids.fmt_node, ids.file_node, drive, drive.readonly)
+    return {
+        "driver": "qcow2",
         "node-name": ids.fmt_node,
-        "read-only": drive.readonly,
-        "file": {
-            "driver": "file",
-            "filename": drive.path,
-            "node-name": ids.file_node,
-            "read-only": drive.readonly,
-        },
+        "read-only": False,
+        "file": {"driver": "file", "filename": overlay, "node-name": ids.file_node},
+        "backing": _image_node(ids.base_node, ids.base_file_node, drive, True),
     }
-    if drive.format == "qcow2":
-        args["backing"] = None
-    return args
 
 
 def device_add_args(index: int, drive: DriveSpec) -> dict[str, Any]:

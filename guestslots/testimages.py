@@ -47,12 +47,13 @@ def ext4(
     size_mib: int = 16,
     label: str = "",
     symlinks: Mapping[str, str] | None = None,
+    uuid: str | None = None,
 ) -> Path:
     """A whole-image ext4 filesystem holding *files* (and *symlinks*: name -> target)."""
     tree = _tree(path.with_suffix(".tree"), files, symlinks)
     path.unlink(missing_ok=True)
     sh("truncate", "-s", f"{size_mib}M", path)
-    sh("mkfs.ext4", "-q", "-F", "-L", label, "-d", tree, path)
+    sh("mkfs.ext4", "-q", "-F", "-L", label, *(["-U", uuid] if uuid else []), "-d", tree, path)
     shutil.rmtree(tree)
     return path
 
@@ -74,20 +75,31 @@ def xfs(path: Path, files: Mapping[str, str], size_mib: int = 300) -> Path:
     return path
 
 
-def partitioned(path: Path, table: str, fs_image: Path, extra_mib: int = 2) -> Path:
-    """A disk with a *table* ("gpt" or "dos") partition table, *fs_image* as partition 1."""
-    fs_size = fs_image.stat().st_size
+def partitioned(path: Path, table: str, *fs_images: Path, extra_mib: int = 2) -> Path:
+    """A disk with a *table* ("gpt" or "dos") partition table, *fs_images* as partitions 1...
+
+    Each filesystem image size must be a multiple of 1 MiB.
+    """
+    starts = []
+    offset = PART_START
+    for fs in fs_images:
+        starts.append(offset)
+        offset += fs.stat().st_size
     path.unlink(missing_ok=True)
-    sh("truncate", "-s", str(PART_START + fs_size + extra_mib * MiB), path)
-    sectors = fs_size // 512
-    sh("sfdisk", "-q", path, stdin=f"label: {table}\nstart=2048, size={sectors}\n")
-    with open(fs_image, "rb") as src, open(path, "r+b") as dst:
-        offset = PART_START
-        while chunk := src.read(MiB):
-            if chunk.count(0) != len(chunk):  # keep the image sparse
-                dst.seek(offset)
-                dst.write(chunk)
-            offset += len(chunk)
+    sh("truncate", "-s", str(offset + extra_mib * MiB), path)
+    script = f"label: {table}\n" + "".join(
+        f"start={start // 512}, size={fs.stat().st_size // 512}\n"
+        for start, fs in zip(starts, fs_images, strict=True))
+    sh("sfdisk", "-q", path, stdin=script)
+    with open(path, "r+b") as dst:
+        for start, fs in zip(starts, fs_images, strict=True):
+            with open(fs, "rb") as src:
+                at = start
+                while chunk := src.read(MiB):
+                    if chunk.count(0) != len(chunk):  # keep the image sparse
+                        dst.seek(at)
+                        dst.write(chunk)
+                    at += len(chunk)
     return path
 
 
@@ -111,3 +123,28 @@ def named_image(directory: Path, name: str, table: str | None, fmt: str = "raw")
     out = qcow2(raw, directory / f"{name}.qcow2")
     raw.unlink()
     return out
+
+
+def linux_image(directory: Path, name: str, hostname: str = "testhost") -> Path:
+    """A GPT disk that looks like a small Linux: root on partition 1 (os-release,
+    hostname, an fstab mounting partition 2 on /boot by UUID), /boot on partition 2."""
+    boot_uuid = "0b0e7e57-1111-4222-8333-944455556666"
+    boot = ext4(directory / f"{name}-boot.fs", {"vmlinuz-test": "not really a kernel\n"},
+                size_mib=8, label="boot", uuid=boot_uuid)
+    root = ext4(
+        directory / f"{name}-root.fs",
+        {
+            "etc/os-release": 'NAME="Testix"\nVERSION_ID="4.2"\nID=testix\n'
+                              'PRETTY_NAME="Testix 4.2 (Sardine)"\n',
+            "etc/hostname": f"{hostname}\n",
+            "etc/fstab": f"# test fstab\nLABEL=root / ext4 defaults 0 1\n"
+                         f"UUID={boot_uuid} /boot ext4 defaults 0 2\n"
+                         "proc /proc proc defaults 0 0\n/dev/sdz9 none swap sw 0 0\n",
+            "boot/.keep": "",
+            "whoami": f"{name}\n",
+        },
+        size_mib=24, label="root")
+    disk = partitioned(directory / f"{name}.img", "gpt", root, boot)
+    root.unlink()
+    boot.unlink()
+    return disk

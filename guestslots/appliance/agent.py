@@ -722,6 +722,10 @@ class Agent:
                 return False
         return stat.S_ISDIR(st.st_mode)
 
+    def call_readlink(self, path: str) -> str:
+        with self.root.inside():
+            return os.readlink(check_path(path))
+
     def call_mkdir(self, path: str, parents: bool = False, mode: int = 0o755) -> None:
         with self.root.inside():
             if parents:

@@ -1,0 +1,295 @@
+"""``guestslots``: the command line for CI jobs and scripts.
+
+Exit status: 0 success, 1 the operation failed (the reason is one line on
+standard error), 2 the command line was wrong.  Results go to standard
+output, plain or JSON; progress (on a terminal only) to standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import build
+from .appliance import Appliance
+from .commands import CommandError, format_result, lookup
+from .copyout import copy_out
+from .errors import GuestslotsError
+
+PROG = "guestslots"
+
+
+def _progress() -> Callable[[str], None] | None:
+    return (lambda m: print(m, file=sys.stderr)) if sys.stderr.isatty() else None
+
+
+def mount_for_access(app: Appliance, readonly: bool = True) -> None:
+    """Mount the image's operating system as its fstab says, or its only filesystem on /."""
+    found = app.inspect_os()
+    if len(found) == 1:
+        app.mount_os(str(found[0]["root"]), readonly=readonly)
+        return
+    if len(found) > 1:
+        roots = ", ".join(str(f["root"]) for f in found)
+        raise GuestslotsError(f"several operating systems ({roots}): use guestslots-fish -m")
+    candidates = [d for d, t in app.list_filesystems().items() if t not in ("unknown", "swap")]
+    if len(candidates) != 1:
+        raise GuestslotsError(
+            f"no operating system, and {len(candidates)} filesystems: cannot tell which to use "
+            "(use guestslots-fish -m DEVICE)")
+    if readonly:
+        app.mount_ro(candidates[0], "/")
+    else:
+        app.mount(candidates[0], "/")
+
+
+def _open(args: argparse.Namespace, images: Sequence[str], readonly: bool = True) -> Appliance:
+    app = Appliance(accel=args.accel, progress=_progress())
+    for image in images:
+        app.add_drive(image, format=args.format, readonly=readonly)
+    app.launch()
+    return app
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    app = Appliance(accel=args.accel, progress=_progress())
+    try:
+        for _ in args.images:
+            app.add_drive("/dev/null")
+        app.launch()
+        report = []
+        for index, image in enumerate(args.images):
+            app.hotplug(index, image, format=args.format)
+        filesystems = app.list_filesystems()
+        partitions = app.list_partitions()
+        systems = app.inspect_os()
+        for index, image in enumerate(args.images):
+            device = app.slots()[index].device
+
+            def mine(dev: str, device: str = device) -> bool:
+                return dev == device or (dev.startswith(device) and dev[len(device):].isdigit())
+
+            report.append({
+                "image": image,
+                "device": device,
+                "partitions": [p for p in partitions if mine(p)],
+                "filesystems": {
+                    dev: {"type": fstype, "label": app.vfs_label(dev), "uuid": app.vfs_uuid(dev)}
+                    for dev, fstype in filesystems.items() if mine(dev)
+                },
+                "operating_systems": [s for s in systems if mine(str(s["root"]))],
+            })
+        json.dump(report, sys.stdout, indent=2)
+        print()
+        return 0
+    finally:
+        app.shutdown()
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    with _open(args, [args.image]) as app:
+        mount_for_access(app)
+        sys.stdout.buffer.write(app.read_file(args.path))
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    with _open(args, [args.image]) as app:
+        mount_for_access(app)
+        for name in app.ls(args.path):
+            print(os.fsencode(name).decode("utf-8", "backslashreplace"))
+    return 0
+
+
+def cmd_copy_out(args: argparse.Namespace) -> int:
+    *paths, destdir = args.paths
+    if not paths:
+        raise GuestslotsError("copy-out: give at least one PATH and a DESTDIR")
+    if not os.path.isdir(destdir):
+        raise GuestslotsError(f"copy-out: {destdir}: not a directory")
+    with _open(args, [args.image]) as app:
+        mount_for_access(app)
+        for path in paths:
+            copy_out(app, path, destdir,
+                     lambda p, why: print(f"{PROG}: skipped {p}: {why}", file=sys.stderr))
+    return 0
+
+
+def cmd_copy_in(args: argparse.Namespace) -> int:
+    *locals_, remotedir = args.paths
+    if not locals_:
+        raise GuestslotsError("copy-in: give at least one LOCAL path and a REMOTEDIR")
+    with _open(args, [args.image], readonly=False) as app:
+        mount_for_access(app, readonly=False)
+        for local in locals_:
+            _copy_in(app, Path(local), remotedir)
+        app.umount_all()
+    return 0
+
+
+def _copy_in(app: Appliance, local: Path, remotedir: str) -> None:
+    target = remotedir.rstrip("/") + "/" + local.name
+    st = local.lstat()
+    if stat.S_ISDIR(st.st_mode):
+        app.mkdir_p(target)
+        for child in sorted(local.iterdir()):
+            _copy_in(app, child, target)
+    elif stat.S_ISREG(st.st_mode):
+        app.upload(local, target)
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    command = lookup(args.command)
+    app = Appliance(accel=args.accel, progress=_progress())
+    with app:
+        for image in args.add:
+            app.add_drive(image, format=args.format, readonly=not args.rw)
+        app.launch()
+        for spec in args.mount:
+            device, _, mountpoint = spec.partition(":")
+            (app.mount if args.rw else app.mount_ro)(device, mountpoint or "/")
+        if args.inspector:
+            mount_for_access(app, readonly=not args.rw)
+        text = format_result(command.call(app, args.arguments))
+        if isinstance(text, bytes):
+            sys.stdout.buffer.write(text)
+        elif text:
+            print(text, end="" if text.endswith("\n") else "\n")
+    return 0
+
+
+def cmd_build_appliance(args: argparse.Namespace) -> int:
+    image = build.ensure_appliance(lambda m: print(m, file=sys.stderr), rebuild=args.rebuild)
+    print(image.directory)
+    return 0
+
+
+def cmd_test_tool(args: argparse.Namespace) -> int:
+    """Check the host step by step; say what is wrong and how to fix it."""
+    failures = 0
+
+    def check(what: str, fn: Callable[[], str], fix: str) -> bool:
+        nonlocal failures
+        try:
+            detail = fn()
+        except Exception as e:  # every failure is reported, none is fatal here
+            failures += 1
+            print(f"FAIL {what}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            print(f"     fix: {fix}")
+            return False
+        print(f"ok   {what}" + (f": {detail}" if detail else ""))
+        return True
+
+    def tool(name: str) -> str:
+        path = shutil.which(name)
+        if not path:
+            raise FileNotFoundError(f"{name} not found")
+        return path
+
+    check("qemu-system-x86_64", lambda: tool("qemu-system-x86_64"), "./tools/setup")
+    check("qemu-img", lambda: tool("qemu-img"), "./tools/setup")
+    check("supermin", lambda: tool("supermin"), "./tools/setup")
+    check("host kernel", lambda: str(build.host_kernel()[0]), "apt-get install linux-image-amd64")
+    image = None
+
+    def appliance() -> str:
+        nonlocal image
+        image = build.ensure_appliance(lambda m: None)
+        return str(image.directory)
+
+    check("appliance build", appliance, "./tools/setup, then look at the error above")
+    with tempfile.TemporaryDirectory(prefix="guestslots-test-tool-") as tmp:
+        from .testimages import named_image
+
+        disk = named_image(Path(tmp), "testtool", "gpt")
+        app = Appliance(accel=args.accel)
+        app.add_drive("/dev/null")
+
+        def boot() -> str:
+            app.launch()
+            assert app.accel is not None
+            return f"{app.launched_from}, accelerator {app.accel.accel} ({app.accel.reason})"
+
+        if check("appliance launch", boot, "see the QEMU log tail in the error; try --accel tcg"):
+            def hotplug() -> str:
+                app.hotplug(0, disk)
+                found = app.list_filesystems()
+                if found != {"/dev/sda1": "ext4"}:
+                    raise GuestslotsError(f"unexpected filesystems {found}")
+                with app.mounted("/dev/sda1"):
+                    return f"read {app.cat('/whoami').strip()!r} from a hotplugged disk"
+
+            check("hotplug", hotplug, "report a bug with the output of this command")
+        app.shutdown()
+    print("all checks passed" if not failures else f"{failures} check(s) failed")
+    return 0 if not failures else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
+    p.add_argument("--format", choices=("raw", "qcow2"), default=None,
+                   help="format of the images (never guessed; default raw)")
+    sub = p.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+
+    s = sub.add_parser("inspect", help="devices, partitions, filesystems and OS of images, "
+                       "as JSON")
+    s.add_argument("images", nargs="+", metavar="IMAGE")
+    s.set_defaults(func=cmd_inspect)
+    s = sub.add_parser("cat", help="print a file from an image")
+    s.add_argument("image")
+    s.add_argument("path")
+    s.set_defaults(func=cmd_cat)
+    s = sub.add_parser("ls", help="list a directory of an image")
+    s.add_argument("image")
+    s.add_argument("path")
+    s.set_defaults(func=cmd_ls)
+    s = sub.add_parser("copy-out", help="copy files or trees out of an image into DESTDIR")
+    s.add_argument("image")
+    s.add_argument("paths", nargs="+", metavar="PATH... DESTDIR")
+    s.set_defaults(func=cmd_copy_out)
+    s = sub.add_parser("copy-in", help="copy host files or trees into a directory of an image")
+    s.add_argument("--rw", action="store_true", required=True,
+                   help="required: the image is changed")
+    s.add_argument("image")
+    s.add_argument("paths", nargs="+", metavar="LOCAL... REMOTEDIR")
+    s.set_defaults(func=cmd_copy_in)
+    s = sub.add_parser("call", help="run one shell command (see guestslots-fish help)")
+    s.add_argument("-a", "--add", action="append", default=[], metavar="IMAGE")
+    s.add_argument("-m", "--mount", action="append", default=[], metavar="DEV[:MOUNTPOINT]")
+    s.add_argument("-i", "--inspector", action="store_true")
+    s.add_argument("--rw", action="store_true")
+    s.add_argument("command")
+    s.add_argument("arguments", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_call)
+    s = sub.add_parser("build-appliance", help="build (or rebuild) the cached appliance")
+    s.add_argument("--rebuild", action="store_true")
+    s.set_defaults(func=cmd_build_appliance)
+    s = sub.add_parser("test-tool", help="check that this host can run appliances")
+    s.set_defaults(func=cmd_test_tool)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``guestslots``."""
+    args = parser().parse_args(argv)
+    try:
+        status: int = args.func(args)
+        return status
+    except (GuestslotsError, CommandError, OSError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"{PROG}: {args.subcommand}: {first}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

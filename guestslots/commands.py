@@ -1,0 +1,202 @@
+"""The one command table: every front end's commands, arguments and help.
+
+Commands are the public methods of :class:`guestslots.Appliance`, spelled
+with hyphens (``list_devices`` -> ``list-devices``); their arguments and types
+come from the method signatures and their help from the docstrings, so the
+REPL, its help and completion, and the CLI never list a command twice.
+
+Arguments follow guestfish: required ones by position, optional ones as
+``name:value`` (``add disk.img format:qcow2 readonly:false``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .appliance import Appliance
+from .slots import Slot
+
+#: Methods of Appliance that are not commands (context managers, aliases).
+_NOT_COMMANDS = frozenset({"mounted", "close"})
+
+#: guestfish's short names for commands.
+ALIASES = {"add": "add-drive", "run": "launch", "add-ro": "add-drive"}
+
+#: Commands that work before launch; any other launches the appliance first in the shell.
+PRE_LAUNCH = frozenset(
+    {"add-drive", "launch", "list-devices", "slots", "max-slots", "list-disk-labels", "shutdown"}
+)
+
+#: Parameter names whose values are paths inside the appliance (for completion).
+GUEST_PATH_PARAMS = frozenset({"path", "directory", "remotefile", "mountpoint"})
+#: Parameter names whose values are device names (for completion).
+DEVICE_PARAMS = frozenset({"device"})
+
+
+class CommandError(Exception):
+    """A command line cannot be turned into a call (unknown command, bad argument)."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One argument of a command."""
+
+    name: str
+    kind: type
+    required: bool
+    default: Any = None
+
+    def convert(self, text: str) -> Any:
+        """Turn the text typed for this argument into its value."""
+        if self.kind is bool:
+            low = text.lower()
+            if low in ("true", "yes", "on", "1"):
+                return True
+            if low in ("false", "no", "off", "0"):
+                return False
+            raise CommandError(f"{self.name}: expected true or false, not {text!r}")
+        if self.kind is int:
+            try:
+                return int(text, 0)
+            except ValueError:
+                raise CommandError(f"{self.name}: expected an integer, not {text!r}") from None
+        if self.kind is float:
+            try:
+                return float(text)
+            except ValueError:
+                raise CommandError(f"{self.name}: expected a number, not {text!r}") from None
+        return text
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command: its hyphenated name, the Appliance method, arguments and help."""
+
+    name: str
+    method: str
+    params: tuple[Param, ...]
+    doc: str
+
+    @property
+    def summary(self) -> str:
+        return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
+
+    @property
+    def usage(self) -> str:
+        parts = [self.name]
+        for p in self.params:
+            parts.append(p.name if p.required else f"[{p.name}:{_show(p.default)}]")
+        return " ".join(parts)
+
+    def bind(self, words: list[str]) -> dict[str, Any]:
+        """Map the words typed after the command name to keyword arguments."""
+        required = [p for p in self.params if p.required]
+        optional = {p.name: p for p in self.params if not p.required}
+        positional: list[str] = []
+        kwargs: dict[str, Any] = {}
+        for word in words:
+            name, sep, value = word.partition(":")
+            if sep and name in optional:
+                kwargs[name] = optional[name].convert(value)
+            else:
+                positional.append(word)
+        if len(positional) < len(required):
+            missing = " ".join(p.name for p in required[len(positional):])
+            raise CommandError(f"{self.name}: missing argument(s): {missing}; usage: {self.usage}")
+        if len(positional) > len(required):
+            extra = positional[len(required):]
+            raise CommandError(f"{self.name}: unexpected argument(s) {extra}; usage: {self.usage}")
+        for p, word in zip(required, positional, strict=True):
+            kwargs[p.name] = p.convert(word)
+        return kwargs
+
+    def call(self, app: Appliance, words: list[str]) -> Any:
+        method: Callable[..., Any] = getattr(app, self.method)
+        return method(**self.bind(words))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return "" if value is None else str(value)
+
+
+def _kind(annotation: Any) -> type:
+    """The type an argument's text converts to: int, float, bool or str."""
+    if annotation in (bool, int, float):
+        return typing.cast(type, annotation)
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if all(a is int for a in args):
+            return int
+        if all(a is bool for a in args):
+            return bool
+    return str
+
+
+def _build() -> dict[str, Command]:
+    table: dict[str, Command] = {}
+    namespace = {**vars(typing), "os": os, "Slot": Slot}
+    for name, fn in inspect.getmembers(Appliance, inspect.isfunction):
+        if name.startswith("_") or name in _NOT_COMMANDS:
+            continue
+        hints = typing.get_type_hints(fn, globalns={**fn.__globals__, **namespace})
+        params = []
+        for p in list(inspect.signature(fn).parameters.values())[1:]:
+            required = p.default is inspect.Parameter.empty
+            params.append(Param(p.name, _kind(hints.get(p.name, str)), required,
+                                None if required else p.default))
+        cmd = Command(name.replace("_", "-"), name, tuple(params), inspect.getdoc(fn) or "")
+        table[cmd.name] = cmd
+    return table
+
+
+#: Every command, by hyphenated name.
+COMMANDS: dict[str, Command] = _build()
+
+
+def lookup(name: str) -> Command:
+    """The command called *name* (underscores, hyphens and guestfish aliases accepted)."""
+    key = name.replace("_", "-")
+    key = ALIASES.get(key, key)
+    try:
+        return COMMANDS[key]
+    except KeyError:
+        raise CommandError(f"{name}: unknown command (try 'help')") from None
+
+
+def format_result(result: Any) -> str | bytes | None:
+    """Plain, parseable text for a command's result (bytes stay bytes)."""
+    if result is None:
+        return None
+    if isinstance(result, bytes):
+        return result
+    if isinstance(result, bool):
+        return "true" if result else "false"
+    if isinstance(result, dict):
+        return "\n".join(f"{k}: {_show(v)}" for k, v in result.items())
+    if isinstance(result, list) and all(isinstance(x, dict) for x in result):
+        return "\n\n".join(str(format_result(x)) for x in result)  # records, blank-separated
+    if isinstance(result, list):
+        return "\n".join(format_slot(x) if isinstance(x, Slot) else _show(x) for x in result)
+    return str(result)
+
+
+def format_slot(slot: Slot) -> str:
+    """``index device state [path format ro|rw|overlay serial:S label:L]``."""
+    parts = [str(slot.index), slot.device, slot.state.value]
+    if slot.drive is not None:
+        access = "overlay" if slot.drive.overlay else "ro" if slot.drive.readonly else "rw"
+        parts += [slot.drive.path, slot.drive.format, access, f"serial:{slot.serial}"]
+        if slot.label:
+            parts.append(f"label:{slot.label}")
+    return " ".join(parts)

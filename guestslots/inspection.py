@@ -1,0 +1,141 @@
+"""Finding operating systems on the slots' filesystems (Linux: os-release and fstab).
+
+The parsers are pure; :func:`inspect_os` drives an Appliance through its public
+calls, mounting each candidate filesystem read-only in turn.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .errors import GuestslotsError, StateError
+from .names import device_name, parse_device
+
+if TYPE_CHECKING:
+    from .appliance import Appliance
+
+#: Filesystem types never tried as a root.
+_NOT_ROOTS = frozenset({"unknown", "swap", "LVM2_member", "linux_raid_member", "crypto_LUKS"})
+
+
+@dataclass
+class OSInfo:
+    """An operating system found on a root filesystem (device names are API names)."""
+
+    root: str
+    name: str = ""
+    pretty_name: str = ""
+    version: str = ""
+    distro: str = ""
+    hostname: str = ""
+    #: Mount point -> device, from the root's /etc/fstab (the root itself as "/").
+    mountpoints: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "root": self.root, "name": self.name, "pretty_name": self.pretty_name,
+            "version": self.version, "distro": self.distro, "hostname": self.hostname,
+            "mountpoints": dict(self.mountpoints),
+        }
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    """The KEY=value pairs of an os-release file (shell quoting removed)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        try:
+            words = shlex.split(value)
+        except ValueError:
+            continue
+        out[key.strip()] = words[0] if words else ""
+    return out
+
+
+def parse_fstab(text: str) -> list[tuple[str, str, str]]:
+    """(spec, mount point, type) of each fstab entry that mounts a filesystem."""
+    entries = []
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) < 3:
+            continue
+        spec, mountpoint, fstype = fields[0], fields[1].replace("\\040", " "), fields[2]
+        if fstype in ("swap", "proc", "sysfs", "tmpfs", "devpts", "none") or not \
+                mountpoint.startswith("/"):
+            continue
+        entries.append((spec, mountpoint, fstype))
+    return entries
+
+
+def resolve_spec(spec: str, by_uuid: dict[str, str], by_label: dict[str, str],
+                 devices: set[str]) -> str | None:
+    """The API device an fstab *spec* names (UUID=, LABEL=, or a /dev/[svh]dXN name)."""
+    if spec.startswith("UUID="):
+        return by_uuid.get(spec[5:].strip('"').lower())
+    if spec.startswith("LABEL="):
+        return by_label.get(spec[6:].strip('"'))
+    if spec.startswith("/dev/disk/by-uuid/"):
+        return by_uuid.get(spec.rsplit("/", 1)[1].lower())
+    if spec.startswith("/dev/disk/by-label/"):
+        return by_label.get(spec.rsplit("/", 1)[1])
+    try:
+        ref = parse_device(spec)
+    except GuestslotsError:
+        return None
+    if ref.index is None:
+        return None
+    name = device_name(ref.index, ref.partition)
+    return name if name in devices else None
+
+
+def inspect_os(app: Appliance) -> list[OSInfo]:
+    """Find the operating systems on every full slot (nothing may be mounted)."""
+    if app.mounts():
+        raise StateError("inspect_os", "with nothing mounted", "with filesystems mounted")
+    filesystems = app.list_filesystems()
+    by_uuid: dict[str, str] = {}
+    by_label: dict[str, str] = {}
+    for dev, fstype in filesystems.items():
+        if fstype == "unknown":
+            continue
+        info = app.blkid(dev)
+        if info.get("UUID"):
+            by_uuid[info["UUID"].lower()] = dev
+        if info.get("LABEL"):
+            by_label[info["LABEL"]] = dev
+    found = []
+    for dev, fstype in filesystems.items():
+        if fstype in _NOT_ROOTS:
+            continue
+        try:
+            app.mount_ro(dev, "/")
+        except GuestslotsError:
+            continue
+        try:
+            if not app.is_file("/etc/os-release", followsymlinks=True):
+                continue
+            release = parse_os_release(app.cat("/etc/os-release"))
+            osinfo = OSInfo(
+                root=dev,
+                name=release.get("NAME", ""),
+                pretty_name=release.get("PRETTY_NAME", ""),
+                version=release.get("VERSION_ID", ""),
+                distro=release.get("ID", ""),
+            )
+            if app.is_file("/etc/hostname", followsymlinks=True):
+                osinfo.hostname = app.cat("/etc/hostname").strip()
+            osinfo.mountpoints["/"] = dev
+            if app.is_file("/etc/fstab", followsymlinks=True):
+                for spec, mountpoint, _type in parse_fstab(app.cat("/etc/fstab")):
+                    target = resolve_spec(spec, by_uuid, by_label, set(filesystems))
+                    if target is not None and mountpoint != "/":
+                        osinfo.mountpoints[mountpoint] = target
+            found.append(osinfo)
+        finally:
+            app.umount_all()
+    return found

@@ -1,0 +1,60 @@
+"""The command table: derived from the API, arguments bound as guestfish binds them."""
+
+from __future__ import annotations
+
+import pytest
+
+from guestslots.commands import COMMANDS, CommandError, format_result, format_slot, lookup
+from guestslots.drives import DriveSpec
+from guestslots.slots import Slot, SlotState
+
+
+def test_every_public_method_is_a_command_with_help() -> None:
+    for name in ("add-drive", "launch", "hotplug", "unplug", "slots", "list-devices",
+                 "list-filesystems", "mount-ro", "download", "inspect-os", "shutdown"):
+        assert name in COMMANDS
+        assert COMMANDS[name].summary, name
+    assert "mounted" not in COMMANDS and "close" not in COMMANDS
+
+
+def test_aliases_and_spellings() -> None:
+    assert lookup("run").name == "launch"
+    assert lookup("add").name == "add-drive"
+    assert lookup("list_devices").name == "list-devices"
+    with pytest.raises(CommandError, match="unknown command"):
+        lookup("frobnicate")
+
+
+def test_bind_positional_and_name_value_arguments() -> None:
+    assert lookup("hotplug").bind(["-1", "/i/a.qcow2", "format:qcow2", "readonly:false",
+                                   "label:data"]) == {
+        "index": -1, "path": "/i/a.qcow2", "format": "qcow2", "readonly": False, "label": "data"}
+    assert lookup("unplug").bind(["0x1b", "force:yes"]) == {"index": 27, "force": True}
+    assert lookup("resolve-link").bind(["/dev/disk/guestslots/x", "timeout:2.5"])["timeout"] == 2.5
+    # a colon in a required argument is just part of it
+    assert lookup("cat").bind(["/a:b"]) == {"path": "/a:b"}
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [([], "missing argument"), (["1", "/a", "/b"], "unexpected argument"),
+     (["x", "/a"], "expected an integer"), (["1", "/a", "readonly:maybe"], "true or false")],
+)
+def test_bind_errors_say_what_is_wrong(words: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        lookup("hotplug").bind(words)
+
+
+def test_usage_shows_optional_arguments() -> None:
+    assert lookup("unplug").usage == "unplug index [force:false]"
+
+
+def test_format_result() -> None:
+    assert format_result(None) is None
+    assert format_result(True) == "true"
+    assert format_result(["/dev/sda", "/dev/sdb"]) == "/dev/sda\n/dev/sdb"
+    assert format_result({"/dev/sda1": "ext4"}) == "/dev/sda1: ext4"
+    assert format_result(b"\xff") == b"\xff"
+    slot = Slot(2, SlotState.FILLED, DriveSpec("/i/a.img", "raw", True, "base"), "sda")
+    assert format_slot(slot) == "2 /dev/sdc filled /i/a.img raw ro serial:base label:base"
+    assert format_slot(Slot(0, SlotState.EMPTY)) == "0 /dev/sda empty"

@@ -1,0 +1,31 @@
+"""The pure parts of OS inspection: os-release, fstab, fstab device specs."""
+
+from __future__ import annotations
+
+from guestslots.inspection import parse_fstab, parse_os_release, resolve_spec
+
+
+def test_parse_os_release_unquotes() -> None:
+    text = 'NAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n# comment\nBAD LINE\n'
+    assert parse_os_release(text) == {"NAME": "Debian GNU/Linux", "VERSION_ID": "12",
+                                      "ID": "debian"}
+
+
+def test_parse_fstab_keeps_filesystems_only() -> None:
+    text = ("UUID=abc / ext4 defaults 0 1\n# note\nLABEL=boot /boot ext4 defaults 0 2\n"
+            "proc /proc proc defaults 0 0\n/dev/sda3 none swap sw 0 0\n"
+            "/dev/sdb1 /srv/my\\040data xfs defaults 0 0\n")
+    assert parse_fstab(text) == [("UUID=abc", "/", "ext4"), ("LABEL=boot", "/boot", "ext4"),
+                                 ("/dev/sdb1", "/srv/my data", "xfs")]
+
+
+def test_resolve_spec() -> None:
+    by_uuid = {"abc-def": "/dev/sda1"}
+    by_label = {"boot": "/dev/sda2"}
+    devices = {"/dev/sda1", "/dev/sda2", "/dev/sdb1"}
+    assert resolve_spec("UUID=ABC-DEF", by_uuid, by_label, devices) == "/dev/sda1"
+    assert resolve_spec("LABEL=boot", by_uuid, by_label, devices) == "/dev/sda2"
+    assert resolve_spec("/dev/disk/by-uuid/abc-def", by_uuid, by_label, devices) == "/dev/sda1"
+    assert resolve_spec("/dev/vdb1", by_uuid, by_label, devices) == "/dev/sdb1"
+    assert resolve_spec("/dev/sdc1", by_uuid, by_label, devices) is None
+    assert resolve_spec("server:/export", by_uuid, by_label, devices) is None
