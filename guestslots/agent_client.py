@@ -123,9 +123,17 @@ class AgentClient:
             return self._reply(call_id, call, deadline)
 
     def download(
-        self, call: str, sink: IO[bytes], timeout: float | None = None, **args: Any
+        self,
+        call: str,
+        sink: IO[bytes],
+        timeout: float | None = None,
+        progress: Callable[[int], None] | None = None,
+        **args: Any,
     ) -> Any:
-        """Run a streaming *call*; the file's bytes are written to *sink*."""
+        """Run a streaming *call*; the file's bytes are written to *sink*.
+
+        *progress* is told the size of each chunk written.
+        """
         with self._lock:
             call_id = next(self._ids)
             deadline = time.monotonic() + (timeout or self.timeout)
@@ -138,6 +146,8 @@ class AgentClient:
                     return
                 try:
                     sink.write(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
                 except BaseException as e:  # stop the stream, keep the channel in step
                     failure = e
                     self._send(wire.encode(wire.CANCEL), call)
@@ -153,9 +163,17 @@ class AgentClient:
             return result
 
     def upload(
-        self, call: str, source: IO[bytes], timeout: float | None = None, **args: Any
+        self,
+        call: str,
+        source: IO[bytes],
+        timeout: float | None = None,
+        progress: Callable[[int], None] | None = None,
+        **args: Any,
     ) -> Any:
-        """Run a streaming *call*, sending the bytes of *source* as its data."""
+        """Run a streaming *call*, sending the bytes of *source* as its data.
+
+        *progress* is told the size of each chunk sent.
+        """
         with self._lock:
             call_id = next(self._ids)
             deadline = time.monotonic() + (timeout or self.timeout)
@@ -163,6 +181,8 @@ class AgentClient:
             try:
                 while chunk := source.read(wire.CHUNK):
                     self._send(wire.encode(wire.DATA, chunk), call)
+                    if progress is not None:
+                        progress(len(chunk))
             except OSError:
                 self._send(wire.encode(wire.CANCEL), call)
                 with contextlib.suppress(GuestOSError):

@@ -658,29 +658,51 @@ class Appliance:
         data = content.encode() if isinstance(content, str) else content
         self._upload(io.BytesIO(data), path)
 
-    def download(self, remotefile: str, filename: str | os.PathLike[str]) -> None:
-        """Copy file *remotefile* from the appliance to host file *filename*."""
+    def download(
+        self,
+        remotefile: str,
+        filename: str | os.PathLike[str],
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Copy file *remotefile* from the appliance to host file *filename*.
+
+        *progress*, if given, is called with the size of each chunk copied.
+        """
         with open(filename, "wb") as f:
-            self._download(remotefile, f)
+            self._download(remotefile, f, progress)
 
-    def upload(self, filename: str | os.PathLike[str], remotefile: str) -> None:
-        """Copy host file *filename* to *remotefile* in the appliance."""
+    def upload(
+        self,
+        filename: str | os.PathLike[str],
+        remotefile: str,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Copy host file *filename* to *remotefile* in the appliance.
+
+        *progress*, if given, is called with the size of each chunk copied.
+        """
         with open(filename, "rb") as f:
-            self._upload(f, remotefile)
+            self._upload(f, remotefile, progress)
 
-    def _download(self, path: str, sink: IO[bytes]) -> None:
+    def _download(
+        self, path: str, sink: IO[bytes], progress: Callable[[int], None] | None = None
+    ) -> None:
         _, agent = self._running("download")
         with self._watch():
             try:
-                agent.download("download", sink, path=path)
+                agent.download("download", sink, progress=progress, path=path)
             except AgentError as e:
                 raise self._translated(e) from None
 
-    def _upload(self, source: IO[bytes], path: str) -> None:
+    def _upload(
+        self, source: IO[bytes], path: str, progress: Callable[[int], None] | None = None
+    ) -> None:
         _, agent = self._running("upload")
         with self._watch():
             try:
-                agent.upload("upload", source, path=path)
+                agent.upload("upload", source, progress=progress, path=path)
             except AgentError as e:
                 raise self._translated(e) from None
 

@@ -117,9 +117,10 @@ class Command:
             kwargs[p.name] = p.convert(word)
         return kwargs
 
-    def call(self, app: Appliance, words: list[str]) -> Any:
+    def call(self, app: Appliance, words: list[str], **extra: Any) -> Any:
+        """Call the command on *app*; *extra* keyword arguments are passed as they are."""
         method: Callable[..., Any] = getattr(app, self.method)
-        return method(**self.bind(words))
+        return method(**self.bind(words), **extra)
 
 
 def _show(value: Any) -> str:
@@ -152,6 +153,8 @@ def _build() -> dict[str, Command]:
         hints = typing.get_type_hints(fn, globalns={**fn.__globals__, **namespace})
         params = []
         for p in list(inspect.signature(fn).parameters.values())[1:]:
+            if p.kind is inspect.Parameter.KEYWORD_ONLY:
+                continue  # keyword-only parameters (callbacks) are for programs, not commands
             required = p.default is inspect.Parameter.empty
             params.append(Param(p.name, _kind(hints.get(p.name, str)), required,
                                 None if required else p.default))

@@ -19,7 +19,7 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from .appliance import Appliance, ApplianceState
@@ -95,7 +95,8 @@ class Fish(cmd.Cmd):
         command = lookup(name)
         if command.name not in PRE_LAUNCH and self.app.state is ApplianceState.CONFIG:
             self.app.launch()  # as if 'run' had been typed: launching is cheap
-        result = command.call(self.app, args)
+        with self._progress_bar(command.name, args) as extra:
+            result = command.call(self.app, args, **extra)
         text = format_result(result)
         if isinstance(text, bytes):
             self.stdout.flush()
@@ -103,6 +104,23 @@ class Fish(cmd.Cmd):
             sys.stdout.buffer.flush()
         elif text:
             self.stdout.write(text if text.endswith("\n") else text + "\n")
+
+    @contextlib.contextmanager
+    def _progress_bar(self, name: str, args: list[str]) -> Iterator[dict[str, Any]]:
+        """A progress bar for transfers, on a terminal only (scripts' output stays plain)."""
+        if name not in ("download", "upload") or len(args) < 2 or not sys.stderr.isatty():
+            yield {}
+            return
+        from tqdm import tqdm
+
+        try:
+            total = (self.app.stat(args[0])["size"] if name == "download"
+                     else os.path.getsize(args[0]))
+        except (GuestslotsError, OSError):
+            total = None
+        with tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr, leave=False,
+                  desc=name) as bar:
+            yield {"progress": bar.update}
 
     # ---- cmd.Cmd plumbing
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -97,6 +100,8 @@ class Terminal:
         if self.pid == 0:  # the child: become guestslots-fish
             os.environ["HOME"] = os.environ.get("TMPDIR", "/tmp")
             os.execv(FISH, [FISH, *map(str, args)])
+        # a terminal has a size (tqdm and readline size themselves to it)
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
         self.seen = b""
 
     def expect(self, text: str, timeout: float = 60.0) -> str:
@@ -121,6 +126,19 @@ class Terminal:
         _, status = os.waitpid(self.pid, 0)
         os.close(self.fd)
         return os.waitstatus_to_exitcode(status)
+
+
+def test_transfers_show_a_progress_bar_on_a_terminal_only(osimg: Path, tmp_path: Path) -> None:
+    piped = fish("-a", osimg, "-m", "/dev/sda1", stdin=f"download /whoami {tmp_path}/a\n")
+    assert (piped.returncode, piped.stdout, piped.stderr) == (0, "", "")
+    assert (tmp_path / "a").read_text() == "fishos\n"
+    term = Terminal("-a", osimg, "-m", "/dev/sda1")
+    term.expect("><gs> ")
+    term.send(f"download /whoami {tmp_path}/b\r")
+    assert "B/s" in term.expect("><gs> ")  # tqdm's bar was drawn
+    term.send("quit\r")
+    assert term.wait() == 0
+    assert (tmp_path / "b").read_text() == "fishos\n"
 
 
 def test_interactive_session_with_completion(osimg: Path) -> None:
