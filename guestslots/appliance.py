@@ -269,11 +269,11 @@ class Appliance:
         agent.call("wait_disk", target=0, plugged=False, timeout=60)
         staged = savedstate.staging(key)
         try:
-            machine.save_state(staged / "state")
             try:
+                machine.save_state(staged / "state")  # stops the VM, flushing its disks
                 shutil.copyfile(os.path.join(self._workdir, "root.qcow2"), staged / "root.qcow2")
             finally:
-                machine.resume()
+                machine.resume()  # whatever happened: a stopped appliance would answer nothing
             savedstate.publish(key, staged)
         finally:
             shutil.rmtree(staged, ignore_errors=True)

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import ctypes
 import logging
-import os
 import shlex
 import signal
 import socket
@@ -354,9 +353,3 @@ class QemuMachine:
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
-
-
-def cleanup_workdir(workdir: Path) -> None:
-    for name in ("qmp.sock", "agent.sock", "root.qcow2"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(workdir / name)

@@ -570,10 +570,6 @@ class Agent:
         _, name = kernel_device(device)
         return self.blkid.probe(f"/dev/{name}")
 
-    def call_disk_users(self, device: str) -> list[str]:
-        disk, _ = kernel_device(device)
-        return self.users_of(disk)
-
     def users_of(self, disk: str) -> list[str]:
         names = [disk, *partitions_of(disk)]
         devs = {_dev_number(n): n for n in names}
