@@ -9,6 +9,7 @@ copies, and converted with ``qemu-img``.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -148,3 +149,62 @@ def linux_image(directory: Path, name: str, hostname: str = "testhost") -> Path:
     root.unlink()
     boot.unlink()
     return disk
+
+
+def write_into_partition(disk: Path, partition: int, fs_image: Path) -> None:
+    """Copy *fs_image* into partition *partition* of *disk* (where sfdisk says it starts)."""
+    table = json.loads(sh("sfdisk", "-J", disk))["partitiontable"]
+    sector = table.get("sectorsize", 512)
+    for part in table["partitions"]:
+        if part["node"].endswith(str(partition)) and \
+                part["node"][: -len(str(partition))].endswith(disk.name):
+            with open(disk, "r+b") as dst, open(fs_image, "rb") as src:
+                at = part["start"] * sector
+                while chunk := src.read(MiB):
+                    if chunk.count(0) != len(chunk):
+                        dst.seek(at)
+                        dst.write(chunk)
+                    at += len(chunk)
+            return
+    raise ValueError(f"{disk} has no partition {partition}")
+
+
+def mbr_with_logicals(directory: Path, name: str) -> Path:
+    """MBR: ext4 on 1, an extended partition 2 holding logical 5 (ext4) and 6 (swap)."""
+    disk = directory / f"{name}.img"
+    disk.unlink(missing_ok=True)
+    sh("truncate", "-s", "48M", disk)
+    sh("sfdisk", "-q", disk, stdin="label: dos\nsize=12M, type=83\ntype=5\n"
+                                   "size=12M, type=83\nsize=8M, type=82\n")
+    for part, who in ((1, f"{name}-p1"), (5, f"{name}-p5")):
+        fs = ext4(directory / f"{name}-{part}.fs", {"whoami": f"{who}\n"}, size_mib=8)
+        write_into_partition(disk, part, fs)
+        fs.unlink()
+    swap = directory / f"{name}-swap.fs"
+    sh("truncate", "-s", "4M", swap)
+    sh("mkswap", "-q", swap)
+    write_into_partition(disk, 6, swap)
+    swap.unlink()
+    return disk
+
+
+def gpt_many(directory: Path, name: str, count: int = 33) -> Path:
+    """GPT with *count* 2 MiB partitions; the first holds an ext4 with /whoami."""
+    disk = directory / f"{name}.img"
+    disk.unlink(missing_ok=True)
+    sh("truncate", "-s", f"{2 * count + 4}M", disk)
+    sh("sfdisk", "-q", disk, stdin="label: gpt\n" + "size=2M\n" * count)
+    fs = ext4(directory / f"{name}-1.fs", {"whoami": f"{name}-p1\n"}, size_mib=2)
+    write_into_partition(disk, 1, fs)
+    fs.unlink()
+    return disk
+
+
+def btrfs(path: Path, files: Mapping[str, str]) -> Path:
+    """A whole-image btrfs holding *files*."""
+    tree = _tree(path.with_suffix(".tree"), files)
+    path.unlink(missing_ok=True)
+    sh("truncate", "-s", "128M", path)
+    sh("mkfs.btrfs", "-q", "-f", "--rootdir", tree, path)
+    shutil.rmtree(tree)
+    return path

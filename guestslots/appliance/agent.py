@@ -210,6 +210,12 @@ def partitions_of(disk: str) -> list[str]:
     return [name for _, name in sorted(parts)]
 
 
+def is_mbr_extended(disk: str, name: str) -> bool:
+    """Linux exposes an MBR extended partition (1-4) as a 1 KiB device (2 sectors)."""
+    number = int(_sysfs_read(f"/sys/block/{disk}/{name}/partition"))
+    return number <= 4 and int(_sysfs_read(f"/sys/block/{disk}/{name}/size")) <= 2
+
+
 # ---------------------------------------------------------------- libblkid
 
 
@@ -554,17 +560,20 @@ class Agent:
         return out
 
     def call_list_filesystems(self, disks: list[str]) -> list[list[str]]:
-        out = []
+        """As libguestfs orders them: unpartitioned disks first, then partitions
+        (both in the order of *disks*); MBR extended partitions left out."""
+        whole: list[list[str]] = []
+        parts: list[list[str]] = []
         for dev in disks:
             disk, _ = kernel_device(dev)
-            parts = partitions_of(disk)
-            names = parts if parts else [disk]
-            for name in names:
-                values = self.blkid.probe(f"/dev/{name}")
-                if values.get("PART_ENTRY_TYPE") in ("0x5", "0xf", "0x85"):
-                    continue  # an MBR extended partition holds no filesystem
-                out.append([f"/dev/{name}", values.get("TYPE", "unknown")])
-        return out
+            partitions = partitions_of(disk)
+            dos = bool(partitions) and self.blkid.probe(f"/dev/{disk}").get("PTTYPE") == "dos"
+            for name in partitions or [disk]:
+                if dos and is_mbr_extended(disk, name):
+                    continue  # a container of logical partitions, no filesystem
+                fstype = self.blkid.probe(f"/dev/{name}").get("TYPE", "unknown")
+                (parts if partitions else whole).append([f"/dev/{name}", fstype])
+        return whole + parts
 
     def call_blkid(self, device: str) -> dict[str, str]:
         _, name = kernel_device(device)

@@ -28,9 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import peer_libguestfs
-
 import guestslots
+from guestslots import peer
 from guestslots.testimages import named_image
 
 LAYOUTS = (("dos", "raw"), ("gpt", "raw"), ("dos", "qcow2"), ("gpt", "qcow2"))
@@ -98,7 +97,7 @@ def main() -> int:
     parser.add_argument("--launches", type=int, default=3, help="launches of each slow kind")
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
     args = parser.parse_args()
-    missing = peer_libguestfs.available()
+    missing = peer.available()
     if missing:
         print(f"bench_peer: {missing}; nothing was measured", file=sys.stderr)
         return 2
@@ -110,7 +109,7 @@ def main() -> int:
         accel = probe.accel.accel if probe.accel else "?"
         probe.shutdown()
         ours = measure_guestslots(images, args.launches)
-        peer = peer_libguestfs.run({
+        theirs = peer.run({
             "force_tcg": accel == "tcg",
             "launches": args.launches,
             "launch_image": [str(images[0][0]), images[0][1]],
@@ -118,10 +117,10 @@ def main() -> int:
         })
 
     rows: dict[str, dict[str, float]] = {
-        "launch to first call: libguestfs": stats(peer["launch"]),
+        "launch to first call: libguestfs": stats(theirs["launch"]),
         "launch to first call: guestslots cold": stats(ours["cold"]),
         "launch to first call: guestslots restored": stats(ours["restored"]),
-        "scan, per image: libguestfs (launch per image)": stats(peer["scan"]),
+        "scan, per image: libguestfs (launch per image)": stats(theirs["scan"]),
         "scan, per image: guestslots slots (one appliance)": stats(ours["scan_slots"]),
         "scan, per image: guestslots fresh appliance each": stats(ours["scan_fresh"]),
     }
@@ -133,10 +132,10 @@ def main() -> int:
         "launch: libguestfs / guestslots cold":
             rows["launch to first call: libguestfs"]["median"]
             / rows["launch to first call: guestslots cold"]["median"],
-        f"scan of {len(peer['scan'])}: libguestfs / slots, launch included (target >= 30)":
-            sum(peer["scan"]) / slots_total,
-        f"scan of {len(peer['scan'])}: libguestfs / fresh appliance each (target >= 10)":
-            sum(peer["scan"]) / sum(ours["scan_fresh"]),
+        f"scan of {len(theirs['scan'])}: libguestfs / slots, launch included (target >= 30)":
+            sum(theirs["scan"]) / slots_total,
+        f"scan of {len(theirs['scan'])}: libguestfs / fresh appliance each (target >= 10)":
+            sum(theirs["scan"]) / sum(ours["scan_fresh"]),
     }
     print(f"accelerator: {accel}; {len(images)} images")
     print(f"{'measure (seconds)':52} {'median':>8} {'min':>8} {'max':>8} {'total':>9} {'n':>3}")

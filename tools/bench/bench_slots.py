@@ -28,9 +28,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import peer_libguestfs
-
 import guestslots
+from guestslots import peer
 from guestslots.testimages import named_image
 
 
@@ -124,9 +123,9 @@ def main() -> None:
         app.shutdown()
 
         peer_results = None
-        missing = peer_libguestfs.available()
+        missing = peer.available()
         if args.peer_images and not missing:
-            peer_results = peer_libguestfs.run({
+            peer_results = peer.run({
                 "force_tcg": accel == "tcg",
                 "launches": args.peer_images,
                 "launch_image": [str(imgs[0]), "raw"],

@@ -1,0 +1,67 @@
+"""Same answers as libguestfs, for the same images attached in the same order,
+whatever order guestslots' slots were filled in."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from guestslots import Appliance, peer
+from guestslots import testimages as images
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, str]]:
+    d = tmp_path_factory.mktemp("layouts")
+    blank = d / "blank.img"
+    images.sh("truncate", "-s", "8M", blank)
+    return [
+        (images.mbr_with_logicals(d, "mbrlog"), "raw"),
+        (images.gpt_many(d, "gpt33"), "raw"),
+        (images.btrfs(d / "btr.img", {"whoami": "btr\n"}), "raw"),
+        (blank, "raw"),
+        (images.xfs(d / "xfs.img", {"whoami": "xfs\n"}), "raw"),
+        (images.named_image(d, "gptq", "gpt", "qcow2"), "qcow2"),
+    ]
+
+
+def describe(app: Appliance) -> dict[str, Any]:
+    filesystems = app.list_filesystems()
+    whoami = {}
+    for dev, fstype in filesystems.items():
+        if fstype in ("unknown", "swap"):
+            continue
+        with app.mounted(dev):
+            whoami[dev] = app.cat("/whoami") if app.is_file("/whoami") else None
+    return {"list_devices": app.list_devices(), "list_partitions": app.list_partitions(),
+            "list_filesystems": filesystems, "whoami": whoami}
+
+
+def test_same_answers_as_libguestfs(layouts: list[tuple[Path, str]]) -> None:
+    missing = peer.available()
+    if missing:
+        pytest.skip(f"cannot compare with libguestfs: {missing}")
+    order = list(range(len(layouts)))
+    random.Random(5).shuffle(order)
+    with Appliance() as app:
+        for _ in layouts:
+            app.add_drive("/dev/null")
+        app.launch()
+        for index in order:  # scrambled: the kernel's names differ from the slots'
+            path, fmt = layouts[index]
+            app.hotplug(index, path, format=fmt)
+        ours = describe(app)
+        tcg = app.accel is not None and app.accel.accel == "tcg"
+    theirs = peer.describe({"force_tcg": tcg, "drives": [[str(p), f] for p, f in layouts]})
+    for key in ("list_devices", "list_partitions", "list_filesystems", "whoami"):
+        mine, peers = ours[key], theirs[key]
+        if isinstance(mine, dict):
+            mine, peers = list(mine.items()), [tuple(x) for x in peers.items()]
+        assert mine == peers, key
+    assert ours["list_filesystems"]["/dev/sda6"] == "swap"
+    assert len(ours["list_partitions"]) == 4 + 33 + 1  # the extended partition included
