@@ -114,12 +114,17 @@ class AgentClient:
                 raise AgentError(call, message)
             return msg.get("ok")
 
+    def _request(self, call: str, timeout: float | None, args: dict[str, Any]) -> tuple[int, float]:
+        """Send the request of *call* (the lock is held); return its id and deadline."""
+        call_id = next(self._ids)
+        deadline = time.monotonic() + (timeout or self.timeout)
+        self._send(wire.encode_message({"id": call_id, "call": call, "args": args}), call)
+        return call_id, deadline
+
     def call(self, call: str, timeout: float | None = None, **args: Any) -> Any:
         """Run *call* in the agent with keyword *args*; return its result."""
         with self._lock:
-            call_id = next(self._ids)
-            deadline = time.monotonic() + (timeout or self.timeout)
-            self._send(wire.encode_message({"id": call_id, "call": call, "args": args}), call)
+            call_id, deadline = self._request(call, timeout, args)
             return self._reply(call_id, call, deadline)
 
     def download(
@@ -135,9 +140,7 @@ class AgentClient:
         *progress* is told the size of each chunk written.
         """
         with self._lock:
-            call_id = next(self._ids)
-            deadline = time.monotonic() + (timeout or self.timeout)
-            self._send(wire.encode_message({"id": call_id, "call": call, "args": args}), call)
+            call_id, deadline = self._request(call, timeout, args)
             failure: BaseException | None = None
 
             def on_data(chunk: bytes) -> None:
@@ -175,9 +178,7 @@ class AgentClient:
         *progress* is told the size of each chunk sent.
         """
         with self._lock:
-            call_id = next(self._ids)
-            deadline = time.monotonic() + (timeout or self.timeout)
-            self._send(wire.encode_message({"id": call_id, "call": call, "args": args}), call)
+            call_id, deadline = self._request(call, timeout, args)
             try:
                 while chunk := source.read(wire.CHUNK):
                     self._send(wire.encode(wire.DATA, chunk), call)

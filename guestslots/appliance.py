@@ -41,7 +41,7 @@ from .errors import (
     QemuError,
     StateError,
 )
-from .inspection import inspect_os
+from .inspection import inspect_os, mount_mountpoints
 from .names import LINK_DIR, translate_out_text
 from .proc import CommandError, run
 from .qemu import QemuMachine
@@ -731,15 +731,9 @@ class Appliance:
 
     def mount_os(self, root: str, readonly: bool = True) -> None:
         """Mount the filesystems of the operating system on *root* as its fstab says."""
-        for osinfo in self.inspect_os():
-            if osinfo["root"] == root:
-                mountpoints = osinfo["mountpoints"]
-                assert isinstance(mountpoints, dict)
-                for mountpoint in sorted(mountpoints, key=len):
-                    if readonly:
-                        self.mount_ro(mountpoints[mountpoint], mountpoint)
-                    else:
-                        self.mount(mountpoints[mountpoint], mountpoint)
+        for found in inspect_os(self):
+            if found.root == root:
+                mount_mountpoints(self, found.mountpoints, readonly)
                 return
         raise DeviceNameError(root, "no operating system was found on it")
 

@@ -18,36 +18,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import build
-from .appliance import Appliance
-from .commands import CommandError, format_result, lookup
+from .appliance import Appliance, ApplianceState
+from .commands import UsageError, format_result, lookup
 from .copyout import copy_out
 from .errors import GuestslotsError
+from .fish import prepare
+from .inspection import mount_image
 
 PROG = "guestslots"
 
 
 def _progress() -> Callable[[str], None] | None:
     return (lambda m: print(m, file=sys.stderr)) if sys.stderr.isatty() else None
-
-
-def mount_for_access(app: Appliance, readonly: bool = True) -> None:
-    """Mount the image's operating system as its fstab says, or its only filesystem on /."""
-    found = app.inspect_os()
-    if len(found) == 1:
-        app.mount_os(str(found[0]["root"]), readonly=readonly)
-        return
-    if len(found) > 1:
-        roots = ", ".join(str(f["root"]) for f in found)
-        raise GuestslotsError(f"several operating systems ({roots}): use guestslots-fish -m")
-    candidates = [d for d, t in app.list_filesystems().items() if t not in ("unknown", "swap")]
-    if len(candidates) != 1:
-        raise GuestslotsError(
-            f"no operating system, and {len(candidates)} filesystems: cannot tell which to use "
-            "(use guestslots-fish -m DEVICE)")
-    if readonly:
-        app.mount_ro(candidates[0], "/")
-    else:
-        app.mount(candidates[0], "/")
 
 
 def _open(args: argparse.Namespace, images: Sequence[str], readonly: bool = True) -> Appliance:
@@ -81,8 +63,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 "device": device,
                 "partitions": [p for p in partitions if mine(p)],
                 "filesystems": {
-                    dev: {"type": fstype, "label": app.vfs_label(dev), "uuid": app.vfs_uuid(dev)}
-                    for dev, fstype in filesystems.items() if mine(dev)
+                    dev: _fs_record(app, dev, fstype) for dev, fstype in filesystems.items()
+                    if mine(dev)
                 },
                 "operating_systems": [s for s in systems if mine(str(s["root"]))],
             })
@@ -93,16 +75,21 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         app.shutdown()
 
 
+def _fs_record(app: Appliance, device: str, fstype: str) -> dict[str, str]:
+    info = app.blkid(device)  # one probe for label and uuid
+    return {"type": fstype, "label": info.get("LABEL", ""), "uuid": info.get("UUID", "")}
+
+
 def cmd_cat(args: argparse.Namespace) -> int:
     with _open(args, [args.image]) as app:
-        mount_for_access(app)
+        mount_image(app, plain_filesystem=True)
         sys.stdout.buffer.write(app.read_file(args.path))
     return 0
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
     with _open(args, [args.image]) as app:
-        mount_for_access(app)
+        mount_image(app, plain_filesystem=True)
         for name in app.ls(args.path):
             print(os.fsencode(name).decode("utf-8", "backslashreplace"))
     return 0
@@ -115,7 +102,7 @@ def cmd_copy_out(args: argparse.Namespace) -> int:
     if not os.path.isdir(destdir):
         raise GuestslotsError(f"copy-out: {destdir}: not a directory")
     with _open(args, [args.image]) as app:
-        mount_for_access(app)
+        mount_image(app, plain_filesystem=True)
         for path in paths:
             copy_out(app, path, destdir,
                      lambda p, why: print(f"{PROG}: skipped {p}: {why}", file=sys.stderr))
@@ -127,7 +114,7 @@ def cmd_copy_in(args: argparse.Namespace) -> int:
     if not locals_:
         raise GuestslotsError("copy-in: give at least one LOCAL path and a REMOTEDIR")
     with _open(args, [args.image], readonly=False) as app:
-        mount_for_access(app, readonly=False)
+        mount_image(app, readonly=False, plain_filesystem=True)
         for local in locals_:
             _copy_in(app, Path(local), remotedir)
         app.umount_all()
@@ -147,16 +134,13 @@ def _copy_in(app: Appliance, local: Path, remotedir: str) -> None:
 
 def cmd_call(args: argparse.Namespace) -> int:
     command = lookup(args.command)
-    app = Appliance(accel=args.accel, progress=_progress())
-    with app:
-        for image in args.add:
-            app.add_drive(image, format=args.format, readonly=not args.rw)
-        app.launch()
-        for spec in args.mount:
-            device, _, mountpoint = spec.partition(":")
-            (app.mount if args.rw else app.mount_ro)(device, mountpoint or "/")
+    with Appliance(accel=args.accel, progress=_progress()) as app:
+        prepare(app, [(image, args.format) for image in args.add], rw=args.rw,
+                mounts=args.mount)
+        if app.state is ApplianceState.CONFIG:  # prepare() launches only for -m
+            app.launch()
         if args.inspector:
-            mount_for_access(app, readonly=not args.rw)
+            mount_image(app, readonly=not args.rw, plain_filesystem=True)
         text = format_result(command.call(app, args.arguments))
         if isinstance(text, bytes):
             sys.stdout.buffer.write(text)
@@ -283,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.func(args)
         return status
-    except (GuestslotsError, CommandError, OSError) as e:
+    except (GuestslotsError, UsageError, OSError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"{PROG}: {args.subcommand}: {first}", file=sys.stderr)
         return 1

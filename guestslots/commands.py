@@ -40,7 +40,7 @@ GUEST_PATH_PARAMS = frozenset({"path", "directory", "remotefile", "mountpoint"})
 DEVICE_PARAMS = frozenset({"device"})
 
 
-class CommandError(Exception):
+class UsageError(Exception):
     """A command line cannot be turned into a call (unknown command, bad argument)."""
 
 
@@ -61,17 +61,17 @@ class Param:
                 return True
             if low in ("false", "no", "off", "0"):
                 return False
-            raise CommandError(f"{self.name}: expected true or false, not {text!r}")
+            raise UsageError(f"{self.name}: expected true or false, not {text!r}")
         if self.kind is int:
             try:
                 return int(text, 0)
             except ValueError:
-                raise CommandError(f"{self.name}: expected an integer, not {text!r}") from None
+                raise UsageError(f"{self.name}: expected an integer, not {text!r}") from None
         if self.kind is float:
             try:
                 return float(text)
             except ValueError:
-                raise CommandError(f"{self.name}: expected a number, not {text!r}") from None
+                raise UsageError(f"{self.name}: expected a number, not {text!r}") from None
         return text
 
 
@@ -109,10 +109,10 @@ class Command:
                 positional.append(word)
         if len(positional) < len(required):
             missing = " ".join(p.name for p in required[len(positional):])
-            raise CommandError(f"{self.name}: missing argument(s): {missing}; usage: {self.usage}")
+            raise UsageError(f"{self.name}: missing argument(s): {missing}; usage: {self.usage}")
         if len(positional) > len(required):
             extra = positional[len(required):]
-            raise CommandError(f"{self.name}: unexpected argument(s) {extra}; usage: {self.usage}")
+            raise UsageError(f"{self.name}: unexpected argument(s) {extra}; usage: {self.usage}")
         for p, word in zip(required, positional, strict=True):
             kwargs[p.name] = p.convert(word)
         return kwargs
@@ -174,7 +174,7 @@ def lookup(name: str) -> Command:
     try:
         return COMMANDS[key]
     except KeyError:
-        raise CommandError(f"{name}: unknown command (try 'help')") from None
+        raise UsageError(f"{name}: unknown command (try 'help')") from None
 
 
 def format_result(result: Any) -> str | bytes | None:

@@ -28,11 +28,12 @@ from .commands import (
     DEVICE_PARAMS,
     GUEST_PATH_PARAMS,
     PRE_LAUNCH,
-    CommandError,
+    UsageError,
     format_result,
     lookup,
 )
 from .errors import GuestslotsError
+from .inspection import mount_image
 
 PROG = "guestslots-fish"
 HISTORY = os.path.expanduser("~/.guestslots_history")
@@ -80,7 +81,7 @@ class Fish(cmd.Cmd):
                 return
             words = shlex.split(line)
             self.dispatch(words[0], words[1:])
-        except (GuestslotsError, CommandError, ValueError, OSError,
+        except (GuestslotsError, UsageError, ValueError, OSError,
                 subprocess.CalledProcessError) as e:
             print(f"{PROG}: {e}", file=sys.stderr)
             if not ignore_errors:
@@ -158,7 +159,7 @@ class Fish(cmd.Cmd):
             return self.completenames(text)
         try:
             command = lookup(words[0])
-        except CommandError:
+        except UsageError:
             return []
         required = [p for p in command.params if p.required]
         position = len(words) - 1
@@ -253,24 +254,28 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup(app: Appliance, args: argparse.Namespace) -> None:
-    for path, fmt in args.images:
-        app.add_drive(path, format=fmt, readonly=not args.rw)
-    for _ in range(args.slots):
+def prepare(
+    app: Appliance,
+    images: Sequence[tuple[str, str | None]] = (),
+    *,
+    rw: bool = False,
+    mounts: Sequence[str] = (),
+    inspector: bool = False,
+    slots: int = 0,
+) -> None:
+    """What the options -a, --rw, -m, -i and --slots ask for: add the images, and
+    launch and mount if -m or -i is given."""
+    for path, fmt in images:
+        app.add_drive(path, format=fmt, readonly=not rw)
+    for _ in range(slots):
         app.add_drive("/dev/null")
-    if args.inspector or args.mount:
+    if inspector or mounts:
         app.launch()
-    if args.inspector:
-        found = app.inspect_os()
-        if not found:
-            raise GuestslotsError("-i: no operating system was found in the images")
-        if len(found) > 1:
-            roots = ", ".join(str(f["root"]) for f in found)
-            raise GuestslotsError(f"-i: several operating systems ({roots}): use -m instead")
-        app.mount_os(str(found[0]["root"]), readonly=not args.rw)
-    for spec in args.mount:
+    if inspector:
+        mount_image(app, readonly=not rw)
+    for spec in mounts:
         device, _, mountpoint = spec.partition(":")
-        if args.rw:
+        if rw:
             app.mount(device, mountpoint or "/")
         else:
             app.mount_ro(device, mountpoint or "/")
@@ -288,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = Appliance(accel=args.accel, progress=progress)
     try:
         try:
-            _setup(app, args)
+            prepare(app, args.images, rw=args.rw, mounts=args.mount,
+                    inspector=args.inspector, slots=args.slots)
         except GuestslotsError as e:
             print(f"{PROG}: {e}", file=sys.stderr)
             return 1

@@ -139,3 +139,32 @@ def inspect_os(app: Appliance) -> list[OSInfo]:
         finally:
             app.umount_all()
     return found
+
+
+def mount_mountpoints(app: Appliance, mountpoints: dict[str, str], readonly: bool = True) -> None:
+    """Mount *mountpoints* (mount point -> device), parents before children."""
+    for mountpoint in sorted(mountpoints, key=len):
+        if readonly:
+            app.mount_ro(mountpoints[mountpoint], mountpoint)
+        else:
+            app.mount(mountpoints[mountpoint], mountpoint)
+
+
+def mount_image(app: Appliance, readonly: bool = True, plain_filesystem: bool = False) -> None:
+    """Mount the one operating system found, as its fstab says (one inspection).
+
+    With *plain_filesystem*, an image without an operating system but with
+    exactly one mountable filesystem gets that filesystem mounted on ``/``.
+    """
+    found = inspect_os(app)
+    if len(found) > 1:
+        roots = ", ".join(f.root for f in found)
+        raise GuestslotsError(f"several operating systems ({roots}): choose with -m DEVICE")
+    if found:
+        mount_mountpoints(app, found[0].mountpoints, readonly)
+        return
+    candidates = [d for d, t in app.list_filesystems().items() if t not in _NOT_ROOTS]
+    if not plain_filesystem or len(candidates) != 1:
+        raise GuestslotsError(
+            f"no operating system found ({len(candidates)} filesystem(s)): choose with -m DEVICE")
+    mount_mountpoints(app, {"/": candidates[0]}, readonly)

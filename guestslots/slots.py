@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .drives import DriveSpec, check_label
 from .errors import DeviceNameError, LabelError, SlotError
@@ -168,9 +168,6 @@ class SlotTable:
         slot = Slot(index, SlotState.FILLED, drive, kernel_name)
         self._slots[self._check_reserved(index)] = slot
         return slot
-
-    def set_kernel_name(self, index: int, kernel_name: str | None) -> None:
-        self._slots[index] = replace(self[index], kernel_name=kernel_name)
 
     def empty(self, index: int) -> Slot:
         slot = Slot(index, SlotState.EMPTY)

@@ -92,16 +92,19 @@ def partitioned(path: Path, table: str, *fs_images: Path, extra_mib: int = 2) ->
         f"start={start // 512}, size={fs.stat().st_size // 512}\n"
         for start, fs in zip(starts, fs_images, strict=True))
     sh("sfdisk", "-q", path, stdin=script)
-    with open(path, "r+b") as dst:
-        for start, fs in zip(starts, fs_images, strict=True):
-            with open(fs, "rb") as src:
-                at = start
-                while chunk := src.read(MiB):
-                    if chunk.count(0) != len(chunk):  # keep the image sparse
-                        dst.seek(at)
-                        dst.write(chunk)
-                    at += len(chunk)
+    for start, fs in zip(starts, fs_images, strict=True):
+        _copy_sparse(fs, path, start)
     return path
+
+
+def _copy_sparse(src_path: Path, dst_path: Path, offset: int) -> None:
+    """Copy *src_path* into *dst_path* at *offset*, skipping zero blocks (stays sparse)."""
+    with open(src_path, "rb") as src, open(dst_path, "r+b") as dst:
+        while chunk := src.read(MiB):
+            if chunk.count(0) != len(chunk):
+                dst.seek(offset)
+                dst.write(chunk)
+            offset += len(chunk)
 
 
 def qcow2(raw: Path, dest: Path) -> Path:
@@ -156,15 +159,8 @@ def write_into_partition(disk: Path, partition: int, fs_image: Path) -> None:
     table = json.loads(sh("sfdisk", "-J", disk))["partitiontable"]
     sector = table.get("sectorsize", 512)
     for part in table["partitions"]:
-        if part["node"].endswith(str(partition)) and \
-                part["node"][: -len(str(partition))].endswith(disk.name):
-            with open(disk, "r+b") as dst, open(fs_image, "rb") as src:
-                at = part["start"] * sector
-                while chunk := src.read(MiB):
-                    if chunk.count(0) != len(chunk):
-                        dst.seek(at)
-                        dst.write(chunk)
-                    at += len(chunk)
+        if part["node"] == f"{disk}{partition}":  # sfdisk names partitions path + number
+            _copy_sparse(fs_image, disk, part["start"] * sector)
             return
     raise ValueError(f"{disk} has no partition {partition}")
 

@@ -358,7 +358,6 @@ class Sysroot:
 
 class Agent:
     def __init__(self, port: str) -> None:
-        self.port = port
         self.fd = os.open(port, os.O_RDWR | os.O_CLOEXEC)
         self.disks = Disks()
         # udevd's own netlink group: a message there means udevd finished an event.
@@ -547,10 +546,6 @@ class Agent:
             if left <= 0:
                 raise Fail(f"{link} did not appear in {float(timeout):g} s", errno.ETIMEDOUT)
             poller.poll(left * 1000)
-
-    def call_disks(self) -> dict[str, str]:
-        self.disks.drain()
-        return {str(t): n for t, n in sorted(self.disks.present.items())}
 
     def call_list_partitions(self, disks: list[str]) -> list[str]:
         out: list[str] = []

@@ -50,6 +50,6 @@ def test_calls_that_need_a_running_appliance() -> None:
         app.add_drive("/dev/null")
 
 
-def test_unknown_backend_and_accel() -> None:
+def test_unknown_backend() -> None:
     with pytest.raises(ValueError, match="backend 'xen'"):
         Appliance("xen")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from guestslots.commands import COMMANDS, CommandError, format_result, format_slot, lookup
+from guestslots.commands import COMMANDS, UsageError, format_result, format_slot, lookup
 from guestslots.drives import DriveSpec
 from guestslots.slots import Slot, SlotState
 
@@ -21,7 +21,7 @@ def test_aliases_and_spellings() -> None:
     assert lookup("run").name == "launch"
     assert lookup("add").name == "add-drive"
     assert lookup("list_devices").name == "list-devices"
-    with pytest.raises(CommandError, match="unknown command"):
+    with pytest.raises(UsageError, match="unknown command"):
         lookup("frobnicate")
 
 
@@ -41,7 +41,7 @@ def test_bind_positional_and_name_value_arguments() -> None:
      (["x", "/a"], "expected an integer"), (["1", "/a", "readonly:maybe"], "true or false")],
 )
 def test_bind_errors_say_what_is_wrong(words: list[str], message: str) -> None:
-    with pytest.raises(CommandError, match=message):
+    with pytest.raises(UsageError, match=message):
         lookup("hotplug").bind(words)
 
 

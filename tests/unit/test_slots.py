@@ -125,8 +125,8 @@ def test_resolve_and_to_kernel_through_churn() -> None:
 
 
 def test_resolve_refuses_empty_unreserved_unknown_label() -> None:
-    t = table(None, drive("b"))
-    t.set_kernel_name(1, "sda")
+    t = table(None, None)
+    t.fill(1, drive("b"), "sda")
     with pytest.raises(DeviceNameError, match="slot 0 .* is empty"):
         t.resolve("/dev/sda")
     with pytest.raises(DeviceNameError, match="no such device: 2 slots reserved"):
