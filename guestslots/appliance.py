@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -42,7 +43,7 @@ from .errors import (
     StateError,
 )
 from .inspection import inspect_os, mount_mountpoints
-from .names import LINK_DIR, translate_out_text
+from .names import LINK_DIR, canonical_volume, is_volume, translate_out_text
 from .proc import CommandError, run
 from .qemu import QemuMachine
 from .qmpargs import MachineConfig, warmup_blockdev_args, warmup_device_args
@@ -91,6 +92,7 @@ class Appliance:
         qemu: str = "/usr/bin/qemu-system-x86_64",
         progress: Progress | None = None,
         saved_state: bool = True,
+        auto_activate: bool = True,
     ) -> None:
         if backend != "qemu":
             raise ValueError(f"backend {backend!r} is not available (this version has: 'qemu')")
@@ -103,6 +105,9 @@ class Appliance:
         self._progress = progress
         #: Whether launches save and restore the booted appliance (see :meth:`launch`).
         self.saved_state = saved_state
+        #: Whether a hotplugged disk's complete volume groups are activated (md arrays
+        #: are assembled either way); without it, use :meth:`vg_activate`.
+        self.auto_activate = auto_activate
         #: How the last launch started the VM: ``"restored"`` or ``"cold boot"``.
         self.launched_from: str | None = None
         self._table = SlotTable(max_slots)
@@ -156,6 +161,10 @@ class Appliance:
         letters, digits, ``_``) names the slot as ``/dev/disk/guestslots/LABEL``;
         with ``overlay=True`` the guest may write, but to a throwaway overlay:
         the image itself is only read, and the writes are gone at unplug.
+
+        A read-only drive is also seen through a throwaway overlay (as libguestfs
+        does), so that md arrays assemble and dirty journals replay; only
+        read-only mounts are allowed, and the image is never written.
         """
         with self._lock:
             if self._state is ApplianceState.RUNNING:
@@ -412,7 +421,7 @@ class Appliance:
 
     def _plug(self, index: int, drive: DriveSpec) -> None:
         machine, agent = self._running("hotplug")
-        overlay = self._make_overlay(index, drive) if drive.overlay else None
+        overlay = self._make_overlay(index, drive) if drive.throwaway else None
         try:
             with self._watch():
                 machine.attach(index, drive, overlay)
@@ -426,6 +435,31 @@ class Appliance:
             self._drop_overlay(index)
             raise
         self._table.fill(index, drive, name)
+        self._scan_volumes(index, agent, f"/dev/{name}")
+
+    def _scan_volumes(self, index: int, agent: AgentClient, kernel_disk: str) -> None:
+        """Assemble md arrays and activate volume groups the new disk completes.
+
+        The disk is usable whatever happens here: a failure is a warning.
+        """
+        try:
+            with self._watch():
+                found = agent.call("scan_volumes", device=kernel_disk,
+                                   activate=self.auto_activate)
+        except AgentError as e:
+            if self._state is not ApplianceState.RUNNING:
+                raise
+            found = {"warnings": [str(e)]}
+        for array in found.get("arrays", []):
+            self._say(f"slot {index}: md array {array} assembled")
+        for vg in found.get("activated", []):
+            self._say(f"slot {index}: volume group {vg} activated")
+        for vg in found.get("incomplete", []):
+            self._say(f"slot {index}: volume group {vg} waits for more PVs: not activated yet")
+        for warning in found.get("warnings", []):
+            message = f"slot {index}: {self._out(warning)}"
+            log.warning("%s", message)
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     def _overlay_path(self, index: int) -> str:
         assert self._workdir is not None
@@ -437,11 +471,15 @@ class Appliance:
         overlay is made with -u so that nothing else is opened either."""
         path = self._overlay_path(index)
         try:
-            info = json.loads(run(["qemu-img", "info", "--output=json", "-f", drive.format,
-                                   drive.path]))
+            st = os.stat(drive.path)
+            if drive.format == "raw" and stat.S_ISREG(st.st_mode):
+                size = st.st_size  # a raw file is its own virtual size: no process
+            else:
+                size = json.loads(run(["qemu-img", "info", "--output=json", "-f",
+                                       drive.format, drive.path]))["virtual-size"]
             run(["qemu-img", "create", "-q", "-u", "-f", "qcow2", "-F", drive.format,
-                 "-b", drive.path, path, str(info["virtual-size"])])
-        except (CommandError, ValueError, KeyError) as e:
+                 "-b", drive.path, path, str(size)])
+        except (CommandError, OSError, ValueError, KeyError) as e:
             raise DriveError(drive.path, f"cannot make its throwaway overlay: {e}") from None
         return path
 
@@ -453,10 +491,14 @@ class Appliance:
     def unplug(self, index: int, force: bool = False) -> int:
         """Empty full slot *index* (``-1``: the highest full one); return the index.
 
-        A slot whose device is in use (mounted) is refused with
-        :class:`DeviceBusyError` unless ``force=True``, which unmounts what is
-        on it first.  Either way everything written is synced before the disk
-        leaves, so no data is lost by unplugging.
+        A slot whose device is in use is refused with :class:`DeviceBusyError`
+        (naming what uses it) unless ``force=True``: in use means mounted, a
+        member of a running md array, or a PV of an active volume group.
+        ``force=True`` unmounts what is on it (and on the LVs of its volume
+        groups, wherever they are), deactivates those volume groups and stops
+        those arrays first.  Either way everything written is synced before the
+        disk leaves, so no data is lost, and no device-mapper or md device is
+        left behind.
         """
         with self._lock:
             self._require("unplug", ApplianceState.RUNNING)
@@ -495,7 +537,7 @@ class Appliance:
         return translate_out_text(text, self._table.kernel_to_api())
 
     def _dev(self, name: str) -> str:
-        return self._table.to_kernel(name)
+        return name if is_volume(name) else self._table.to_kernel(name)
 
     def _call(self, call: str, timeout: float | None = None, **args: Any) -> Any:
         _, agent = self._running(call)
@@ -522,12 +564,51 @@ class Appliance:
         return [self._out(p) for p in parts]
 
     def list_filesystems(self) -> dict[str, str]:
-        """Device -> filesystem type (``unknown`` when none is recognised).
+        """Device -> filesystem type (``unknown`` when none is recognised), as libguestfs.
 
-        Partitions of partitioned disks, and whole disks that are not partitioned.
+        Whole disks that are not partitioned, partitions, running md arrays, then
+        active LVs (``/dev/VG/LV``, sorted).  Containers are left out: PVs, RAID
+        members, LUKS, MBR extended partitions, Windows LDM and reserved partitions.
         """
         pairs = self._call("list_filesystems", disks=self._filled_kernel_disks())
         return {self._out(dev): fstype for dev, fstype in pairs}
+
+    # ------------------------------------------------------------ LVM and md
+
+    def pvs(self) -> list[str]:
+        """The LVM physical volumes on the slots (device names), sorted."""
+        return sorted(self._out(pv) for pv in self._call("pvs"))
+
+    def vgs(self) -> list[str]:
+        """The LVM volume groups on the slots, active or not, sorted."""
+        return list(self._call("vgs"))
+
+    def lvs(self) -> list[str]:
+        """The LVM logical volumes on the slots as ``/dev/VG/LV``, active or not, sorted."""
+        return list(self._call("lvs"))
+
+    def vg_activate(self, activate: bool, volgroups: list[str]) -> None:
+        """Activate (or deactivate) the volume groups *volgroups*; an empty list means
+        all.  Deactivating a volume group with a mounted LV is refused."""
+        self._call("vg_activate", activate=bool(activate), volgroups=list(volgroups))
+
+    def vg_activate_all(self, activate: bool) -> None:
+        """Activate (or deactivate) every volume group on the slots."""
+        self.vg_activate(activate, [])
+
+    def list_dm_devices(self) -> list[str]:
+        """Every device-mapper node in the appliance's ``/dev/mapper``, sorted (after a
+        slot's volume groups are deactivated, none of theirs is left)."""
+        return list(self._call("list_dm_devices"))
+
+    def list_md_devices(self) -> list[str]:
+        """The running md arrays on the slots (``/dev/mdN``, never translated)."""
+        return list(self._call("list_md_devices"))
+
+    def md_detail(self, md: str) -> dict[str, str]:
+        """What mdadm says of array *md*: level, devices, metadata, uuid, name..."""
+        detail = self._call("md_detail", md=self._dev(md))
+        return {key: self._out(value) for key, value in detail.items()}
 
     def blkid(self, device: str) -> dict[str, str]:
         """Everything libblkid says of *device* (TYPE, UUID, LABEL, PTTYPE, PART_ENTRY_*...)."""
@@ -549,8 +630,8 @@ class Appliance:
 
     def mount(self, device: str, mountpoint: str, options: str = "") -> None:
         """Mount *device* read-write on *mountpoint* (``/`` first) inside the appliance."""
-        slot, _ = self._table.resolve(device)
-        if slot.readonly:
+        slot = None if is_volume(device) else self._table.resolve(device)[0]
+        if slot is not None and slot.readonly:
             raise DeviceNameError(
                 device,
                 f"slot {slot.index} was plugged read-only: use mount_ro, or hotplug "
@@ -564,19 +645,19 @@ class Appliance:
 
     def mount_options(self, options: str, device: str, mountpoint: str) -> None:
         """Mount *device* on *mountpoint* with filesystem *options* (read-only if the slot is)."""
-        slot, _ = self._table.resolve(device)
+        slot = None if is_volume(device) else self._table.resolve(device)[0]
         self._call(
             "mount",
             device=self._dev(device),
             mountpoint=mountpoint,
             options=options,
-            readonly=bool(slot.readonly),
+            readonly=slot is not None and slot.readonly,
         )
 
     def umount(self, mountpoint: str) -> None:
         """Unmount the filesystem mounted on *mountpoint* (or the one from *device*)."""
         if mountpoint.startswith("/dev/"):
-            kernel = self._dev(mountpoint)
+            kernel = canonical_volume(self._dev(mountpoint))
             for dev, mp in self._call("mounts"):
                 if dev == kernel:
                     mountpoint = mp

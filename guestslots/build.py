@@ -158,7 +158,8 @@ def _add_dir(tar: tarfile.TarFile, name: str, mode: int = 0o755) -> None:
 
 
 def _overlay_tarball(dest: Path) -> None:
-    """Our files in the appliance: the agent as /init, the wire module, the udev rule."""
+    """Our files in the appliance: the agent as /init, the wire module, the udev rule,
+    the LVM and mdadm configuration."""
     with tarfile.open(dest, "w:gz") as tar:
         for d in (
             "proc",
@@ -173,11 +174,15 @@ def _overlay_tarball(dest: Path) -> None:
             "usr",
             "usr/lib",
             "usr/lib/guestslots",
+            "etc/guestslots",
+            "etc/guestslots/lvm",
         ):
             _add_dir(tar, d, 0o1777 if d == "tmp" else 0o755)
         _add_file(tar, "init", (APPLIANCE_SRC / "agent.py").read_bytes(), 0o755)
         _add_file(tar, "usr/lib/guestslots/wire.py", Path(wire.__file__).read_bytes())
         _add_file(tar, "etc/udev/rules.d/99-guestslots.rules", udev_rules().encode())
+        _add_file(tar, "etc/guestslots/lvm/lvm.conf", (APPLIANCE_SRC / "lvm.conf").read_bytes())
+        _add_file(tar, "etc/guestslots/mdadm.conf", (APPLIANCE_SRC / "mdadm.conf").read_bytes())
         _add_file(tar, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
         _add_file(tar, "etc/group", b"root:x:0:\n")
         _add_file(tar, "etc/fstab", b"")

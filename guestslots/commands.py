@@ -67,6 +67,8 @@ class Param:
                 return int(text, 0)
             except ValueError:
                 raise UsageError(f"{self.name}: expected an integer, not {text!r}") from None
+        if self.kind is list:
+            return text.split()  # guestfish: a list argument is one space-separated word
         if self.kind is float:
             try:
                 return float(text)
@@ -132,9 +134,11 @@ def _show(value: Any) -> str:
 
 
 def _kind(annotation: Any) -> type:
-    """The type an argument's text converts to: int, float, bool or str."""
+    """The type an argument's text converts to: int, float, bool, list (of words) or str."""
     if annotation in (bool, int, float):
         return typing.cast(type, annotation)
+    if typing.get_origin(annotation) is list:
+        return list
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if all(a is int for a in args):

@@ -82,6 +82,14 @@ class DriveSpec:
     label: str | None = None
     overlay: bool = False
 
+    @property
+    def throwaway(self) -> bool:
+        """Whether the guest sees the image through a throwaway overlay: with
+        ``overlay``, and for every read-only drive (as libguestfs does), so that the
+        appliance can assemble md arrays and replay dirty journals without the
+        image ever being written.  Mounts of a read-only drive stay read-only."""
+        return self.overlay or self.readonly
+
 
 def make_drive(
     path: str | os.PathLike[str],

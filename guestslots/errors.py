@@ -54,7 +54,8 @@ class DeviceNameError(GuestslotsError):
 
 
 class DeviceBusyError(GuestslotsError):
-    """A slot cannot be unplugged because its device is in use (mounted, held)."""
+    """A slot cannot be unplugged because its device is in use: mounted, a member of a
+    running md array, or a PV of an active volume group (the message names them)."""
 
     def __init__(self, index: int, device: str, users: Sequence[str]) -> None:
         self.index = index
@@ -62,7 +63,8 @@ class DeviceBusyError(GuestslotsError):
         self.users = list(users)
         super().__init__(
             f"slot {index} ({device}) is busy: {', '.join(self.users)}; "
-            "unmount first, or unplug with force=True to unmount and sync"
+            "unmount (deactivate, stop) first, or unplug with force=True to unmount, "
+            "deactivate the volume groups, stop the arrays and sync"
         )
 
 

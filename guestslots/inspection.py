@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .errors import GuestslotsError, StateError
-from .names import device_name, parse_device
+from .names import canonical_volume, device_name, is_volume, parse_device
 
 if TYPE_CHECKING:
     from .appliance import Appliance
@@ -74,7 +74,8 @@ def parse_fstab(text: str) -> list[tuple[str, str, str]]:
 
 def resolve_spec(spec: str, by_uuid: dict[str, str], by_label: dict[str, str],
                  devices: set[str]) -> str | None:
-    """The API device an fstab *spec* names (UUID=, LABEL=, or a /dev/[svh]dXN name)."""
+    """The API device an fstab *spec* names: UUID=, LABEL=, a /dev/[svh]dXN name, or an
+    LV (``/dev/VG/LV``, ``/dev/mapper/VG-LV``) or md array."""
     if spec.startswith("UUID="):
         return by_uuid.get(spec[5:].strip('"').lower())
     if spec.startswith("LABEL="):
@@ -83,6 +84,9 @@ def resolve_spec(spec: str, by_uuid: dict[str, str], by_label: dict[str, str],
         return by_uuid.get(spec.rsplit("/", 1)[1].lower())
     if spec.startswith("/dev/disk/by-label/"):
         return by_label.get(spec.rsplit("/", 1)[1])
+    if is_volume(spec):  # an LV or md array: named as list_filesystems names it
+        name = canonical_volume(spec)
+        return name if name in devices else None
     try:
         ref = parse_device(spec)
     except GuestslotsError:

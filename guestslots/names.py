@@ -21,6 +21,11 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _DISK_RE = re.compile(r"^/dev/(?:sd|vd|hd)([a-z]+)([0-9]*)$")
 _LINK_RE = re.compile(r"^" + re.escape(LINK_DIR) + r"/([A-Za-z][A-Za-z0-9_]*)(?:-part([0-9]+))?$")
 _KERNEL_RE = re.compile(r"/dev/(sd[a-z]+)([0-9]*)\b")
+_LVM_NAME = r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]*"
+_VOLUME_RE = re.compile(
+    r"^/dev/(?:md[0-9]+|md/[^/\s]+|mapper/[^/\s]+|(?!disk/|md/|mapper/)"
+    + _LVM_NAME + "/" + _LVM_NAME + ")$"
+)
 
 
 def index_to_letters(index: int) -> str:
@@ -91,6 +96,32 @@ def parse_device(name: str) -> DeviceRef:
         "not a device name (expected /dev/sdX[N], /dev/vdX[N], /dev/hdX[N] "
         f"or {LINK_DIR}/<slotK|label>[-partN])",
     )
+
+
+def is_volume(name: str) -> bool:
+    """Whether *name* names a stacked device: an LV (``/dev/VG/LV``,
+    ``/dev/mapper/NAME``) or an md array (``/dev/mdN``, ``/dev/md/NAME``).
+
+    These names are never translated (libguestfs's convention); the appliance
+    checks that such a device is built on slot disks only.
+    """
+    return bool(_VOLUME_RE.match(name))
+
+
+def canonical_volume(name: str) -> str:
+    """``/dev/mapper/VG-LV`` -> ``/dev/VG/LV`` (``--`` in a dm name is a ``-`` of a
+    name); any other name is returned as it is."""
+    if not name.startswith("/dev/mapper/"):
+        return name
+    parts = [""]
+    for token in re.findall(r"--|-|[^-]+", name.removeprefix("/dev/mapper/")):
+        if token == "-":
+            parts.append("")
+        else:
+            parts[-1] += token[0] if token == "--" else token
+    if len(parts) != 2 or not all(parts):
+        return name
+    return f"/dev/{parts[0]}/{parts[1]}"
 
 
 def translate_out_text(text: str, kernel_to_api: dict[str, str]) -> str:

@@ -55,7 +55,8 @@ def _handle(force_tcg: bool) -> Any:
 
 def describe(spec: dict[str, Any]) -> dict[str, Any]:
     """What libguestfs says of the images in *spec* ({"force_tcg", "drives": [[path, fmt]]}):
-    list_devices, list_partitions, list_filesystems, and /whoami of each mountable filesystem."""
+    list_devices, list_partitions, list_filesystems, list_md_devices, pvs, vgs, lvs, and
+    /whoami of each mountable filesystem."""
     proc = subprocess.run([SYSTEM_PYTHON, __file__, json.dumps({"describe": spec})],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -78,10 +79,107 @@ def _describe(spec: dict[str, Any]) -> dict[str, Any]:
         whoami[dev] = g.cat("/whoami") if g.is_file("/whoami") else None
         g.umount_all()
     out = {"list_devices": g.list_devices(), "list_partitions": g.list_partitions(),
-           "list_filesystems": filesystems, "whoami": whoami}
+           "list_filesystems": filesystems, "whoami": whoami,
+           "list_md_devices": g.list_md_devices(), "pvs": g.pvs(), "vgs": g.vgs(),
+           "lvs": g.lvs()}
     g.shutdown()
     g.close()
     return out
+
+
+#: The layouts :func:`build_layouts` makes: name -> (image files, size in MiB of each).
+LAYOUTS: dict[str, tuple[list[str], int]] = {
+    "lvm-root": (["lvm-root.img"], 200),
+    "vg-span": (["vg-span-1.img", "vg-span-2.img"], 40),
+    "md-raid1": (["md-raid1-a.img", "md-raid1-b.img"], 40),
+}
+
+
+def build_layouts(directory: str | os.PathLike[str], force_tcg: bool) -> dict[str, list[str]]:
+    """Make the LVM and md RAID layouts with libguestfs, in one launch; return name -> images.
+
+    - ``lvm-root``: MBR; 1 is ext4 ``/boot``; 2 is the PV of VG ``vgroot`` holding LV
+      ``root`` (ext4: os-release, hostname, an fstab naming the LVs) and ``data`` (vfat).
+    - ``vg-span``: two whole-disk PVs of VG ``vgspan``; LV ``big`` (ext4) spans both.
+    - ``md-raid1``: partition 1 of each disk (type fd) is a member of RAID1 array
+      ``md0``, which holds an ext4.
+
+    Every filesystem has ``/whoami`` naming it.
+    """
+    out = {name: [os.path.join(directory, f) for f in files]
+           for name, (files, _size) in LAYOUTS.items()}
+    for files, size in LAYOUTS.values():
+        for f in files:
+            with open(os.path.join(directory, f), "wb") as fh:
+                fh.truncate(size * 1024 * 1024)
+    spec = {"force_tcg": force_tcg, "layouts": out}
+    proc = subprocess.run([SYSTEM_PYTHON, __file__, json.dumps({"build": spec})],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"libguestfs failed to build the layouts:\n{proc.stderr[-3000:]}")
+    return out
+
+
+def _build(spec: dict[str, Any]) -> None:
+    g = _handle(spec["force_tcg"])
+    layouts = spec["layouts"]
+    order = [path for name in LAYOUTS for path in layouts[name]]
+    for path in order:
+        g.add_drive_opts(path, format="raw", readonly=0)
+    g.launch()
+    dev = {path: g.list_devices()[i] for i, path in enumerate(order)}
+
+    def whoami(device: str, text: str, files: dict[str, str] | None = None) -> None:
+        g.mount(device, "/")
+        g.write("/whoami", text + "\n")
+        for name, content in (files or {}).items():
+            g.mkdir_p(os.path.dirname(name))
+            g.write(name, content)
+        g.umount_all()
+
+    (root_disk,) = (dev[p] for p in layouts["lvm-root"])
+    g.part_init(root_disk, "mbr")
+    g.part_add(root_disk, "p", 2048, 2048 + 64 * 2048 - 1)
+    g.part_add(root_disk, "p", 2048 + 64 * 2048, -2048)
+    g.part_set_mbr_id(root_disk, 2, 0x8E)
+    g.mkfs("ext4", root_disk + "1", label="boot")
+    g.pvcreate(root_disk + "2")
+    g.vgcreate("vgroot", [root_disk + "2"])
+    g.lvcreate("root", "vgroot", 64)
+    g.lvcreate("data", "vgroot", 32)
+    g.mkfs("ext4", "/dev/vgroot/root", label="root")
+    g.mkfs("vfat", "/dev/vgroot/data")
+    whoami(root_disk + "1", "lvm-root-boot")
+    whoami("/dev/vgroot/root", "lvm-root-root", {
+        "/etc/os-release": 'NAME="Testix"\nVERSION_ID="5.0"\nID=testix\n'
+                           'PRETTY_NAME="Testix 5.0 (on LVM)"\n',
+        "/etc/hostname": "lvmhost\n",
+        "/etc/fstab": "/dev/mapper/vgroot-root / ext4 defaults 0 1\n"
+                      "LABEL=boot /boot ext4 defaults 0 2\n"
+                      "/dev/vgroot/data /data vfat defaults 0 0\n",
+        "/boot/.keep": "", "/data/.keep": "",
+    })
+    whoami("/dev/vgroot/data", "lvm-root-data")
+
+    span = [dev[p] for p in layouts["vg-span"]]
+    for d in span:
+        g.pvcreate(d)
+    g.vgcreate("vgspan", span)
+    g.lvcreate_free("big", "vgspan", 100)
+    g.mkfs("ext4", "/dev/vgspan/big")
+    whoami("/dev/vgspan/big", "vg-span-big")
+
+    members = []
+    for d in (dev[p] for p in layouts["md-raid1"]):
+        g.part_disk(d, "mbr")
+        g.part_set_mbr_id(d, 1, 0xFD)
+        members.append(d + "1")
+    g.md_create("md0", members, level="raid1")
+    g.mkfs("ext4", "/dev/md/md0")
+    whoami("/dev/md/md0", "md-raid1")
+    g.sync()
+    g.shutdown()
+    g.close()
 
 
 def _measure(spec: dict[str, Any]) -> dict[str, list[float]]:
@@ -119,5 +217,9 @@ def _measure(spec: dict[str, Any]) -> dict[str, list[float]]:
 if __name__ == "__main__":
     os.environ.setdefault("LIBGUESTFS_BACKEND", "direct")
     request = json.loads(sys.argv[1])
-    print(json.dumps(_describe(request["describe"]) if "describe" in request
-                     else _measure(request)))
+    if "build" in request:
+        _build(request["build"])
+    elif "describe" in request:
+        print(json.dumps(_describe(request["describe"])))
+    else:
+        print(json.dumps(_measure(request)))

@@ -259,7 +259,7 @@ class QemuMachine:
     async def _refuse_backing(self, index: int, drive: DriveSpec) -> None:
         nodes = await self._execute("query-named-block-nodes", {"flat": True})
         ids = slot_ids(index)
-        image_node = ids.base_node if drive.overlay else ids.fmt_node
+        image_node = ids.base_node if drive.throwaway else ids.fmt_node
         for node in nodes:
             if node.get("node-name") == image_node:
                 backing = node.get("image", {}).get("backing-filename")

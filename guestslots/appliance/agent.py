@@ -43,6 +43,20 @@ MNT_DETACH = 2
 BLKFLSBUF = 0x1261
 LINUX_REBOOT_CMD_POWER_OFF = 0x4321FEDC
 UDEVD = "/lib/systemd/systemd-udevd"
+LVM = "/sbin/lvm"
+MDADM = "/sbin/mdadm"
+DMSETUP = "/sbin/dmsetup"
+MDADM_CONF = "/etc/guestslots/mdadm.conf"
+# LVM and mdadm run only when a disk holds a PV or a RAID member, or on an LVM or
+# md call.  They make their own device nodes (the appliance has no dm/md udev rules).
+TOOL_ENV = {
+    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C",
+    "LVM_SYSTEM_DIR": "/etc/guestslots/lvm",
+    "LVM_SUPPRESS_FD_WARNINGS": "1",
+    "DM_DISABLE_UDEV": "1",
+    "MDADM_NO_UDEV": "1",
+}
 
 # A disk on the virtio-scsi controller: .../virtioN/hostH/targetH:0:T/H:0:T:0/block/sdX
 _DISK_EVENT_RE = re.compile(
@@ -51,6 +65,16 @@ _DISK_EVENT_RE = re.compile(
 )
 _DISK_SYSFS_RE = re.compile(r"/virtio[0-9]+/host[0-9]+/target[0-9]+:0:([0-9]+)/[0-9]+:0:[0-9]+:0/")
 _KERNEL_DEV_RE = re.compile(r"^/dev/(sd[a-z]+)([0-9]*)$")
+_VOLUME_RE = re.compile(r"^(dm-[0-9]+|md[0-9]+)$")
+# Partition types that hold no filesystem of their own, as libguestfs skips them:
+# Windows LDM metadata and data, Microsoft Reserved, Windows Snapshot (GPT), LDM (MBR 0x42).
+_NO_FS_PART_TYPES = frozenset({
+    "5808c8aa-7e8f-42e0-85d2-e1e90434cfb3",
+    "af9b60a0-1431-4f62-bc68-3311714a69ad",
+    "e3c9e316-0b5c-4db8-817d-f92df00215ae",
+    "caddebf1-4400-4de8-b103-12117dcf3ccf",
+    "0x42",
+})
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
@@ -93,7 +117,8 @@ def early_setup() -> None:
             if rc != 0:
                 log(f"mount {target}: {os.strerror(ctypes.get_errno())}")
     os.makedirs(SYSROOT, exist_ok=True)
-    os.makedirs("/run/udev", exist_ok=True)
+    for d in ("/run/udev", "/run/lock/lvm", "/run/lvm", "/run/mdadm"):
+        os.makedirs(d, exist_ok=True)
     with contextlib.suppress(OSError), open("/proc/sys/kernel/modprobe", "w") as f:
         f.write("/sbin/modprobe")
     if os.path.exists(UDEVD):
@@ -216,6 +241,187 @@ def is_mbr_extended(disk: str, name: str) -> bool:
     return number <= 4 and int(_sysfs_read(f"/sys/block/{disk}/{name}/size")) <= 2
 
 
+# ---------------------------------------------------------------- stacked devices (LVM, md)
+
+
+def _sysfs_list(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except FileNotFoundError:
+        return []
+
+
+def holders(name: str) -> list[str]:
+    """The devices stacked directly on block device *name* (dm, md)."""
+    return _sysfs_list(f"/sys/class/block/{name}/holders")
+
+
+def slaves(name: str) -> list[str]:
+    return _sysfs_list(f"/sys/class/block/{name}/slaves")
+
+
+def stacked_on(names: list[str]) -> list[str]:
+    """Every device stacked on *names*, transitively, each after those stacked on it."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        for holder in holders(name):
+            visit(holder)
+            if holder not in order:
+                order.append(holder)
+
+    for name in names:
+        visit(name)
+    return order
+
+
+def block_name(path: str) -> str | None:
+    """The kernel name of the block device at *path* (symlinks followed), or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISBLK(st.st_mode):
+        return None
+    real = os.path.realpath(f"/sys/dev/block/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}")
+    return os.path.basename(real) if os.path.exists(real) else None
+
+
+def is_slot_backed(name: str) -> bool:
+    """Whether *name* is a slot disk, its partition, or a dm/md device built only on those."""
+    if _VOLUME_RE.match(name):
+        below = slaves(name)
+        return bool(below) and all(is_slot_backed(b) for b in below)
+    if not name.startswith("sd"):
+        return False
+    path = os.path.realpath(f"/sys/class/block/{name}")
+    if os.path.exists(f"{path}/partition"):
+        path = os.path.dirname(path)
+    return bool(_DISK_SYSFS_RE.search(path + "/"))
+
+
+def dm_name(name: str) -> str:
+    return _sysfs_read(f"/sys/block/{name}/dm/name")
+
+
+def split_dm_name(mangled: str) -> list[str]:
+    """LVM's dm name ``VG-LV`` split in its parts (``--`` is a ``-`` inside a name)."""
+    parts, cur, i = [], "", 0
+    while i < len(mangled):
+        if mangled[i] == "-":
+            if mangled[i + 1 : i + 2] == "-":
+                cur += "-"
+                i += 2
+                continue
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += mangled[i]
+        i += 1
+    parts.append(cur)
+    return parts
+
+
+def lvm_uuid(name: str) -> str | None:
+    """The LVM uuid (``LVM-`` + VG uuid + LV uuid...) of dm device *name*, if LVM made it."""
+    try:
+        uuid = _sysfs_read(f"/sys/block/{name}/dm/uuid")
+    except OSError:
+        return None
+    return uuid if uuid.startswith("LVM-") else None
+
+
+def public_lv(name: str) -> tuple[str, str] | None:
+    """(VG, LV) when dm device *name* is an LV a user sees (not a hidden sub-LV)."""
+    uuid = lvm_uuid(name)
+    if uuid is None or len(uuid) != 4 + 64:
+        return None
+    parts = split_dm_name(dm_name(name))
+    return (parts[0], parts[1]) if len(parts) == 2 else None
+
+
+def dashed_uuid(uuid: str) -> str:
+    """LVM's printed form of a 32-character uuid (6-4-4-4-4-4-6)."""
+    out, at = [], 0
+    for n in (6, 4, 4, 4, 4, 4, 6):
+        out.append(uuid[at : at + n])
+        at += n
+    return "-".join(out)
+
+
+def md_running(name: str) -> bool:
+    try:
+        state = _sysfs_read(f"/sys/block/{name}/md/array_state")
+    except OSError:
+        return False
+    return state not in ("clear", "inactive")
+
+
+def canonical(name: str) -> str:
+    """The API name of a kernel block device: ``/dev/VG/LV`` for an LV, as libguestfs."""
+    if name.startswith("dm-"):
+        lv = public_lv(name)
+        return f"/dev/{lv[0]}/{lv[1]}" if lv else f"/dev/mapper/{dm_name(name)}"
+    return f"/dev/{name}"
+
+
+def active_lvs() -> list[tuple[str, str]]:
+    """(API name, kernel name) of every active LV on the slots, sorted by API name."""
+    found = []
+    for name in _sysfs_list("/sys/block"):
+        if name.startswith("dm-") and public_lv(name) and is_slot_backed(name):
+            found.append((canonical(name), name))
+    return sorted(found)
+
+
+def running_arrays() -> list[str]:
+    """Kernel names of the running md arrays on the slots, in numeric order."""
+    found = [
+        n for n in _sysfs_list("/sys/block")
+        if n.startswith("md") and _VOLUME_RE.match(n) and md_running(n) and is_slot_backed(n)
+    ]
+    return sorted(found, key=lambda n: int(n[2:]))
+
+
+def resolve_device(dev: Any) -> str:
+    """Check a device argument; return its kernel name.  A slot disk or partition,
+    or an LV (``/dev/VG/LV``, ``/dev/mapper/...``) or md array built on slots only."""
+    if not isinstance(dev, str) or "\0" in dev:
+        raise Fail(f"{dev!r}: not a device name", errno.EINVAL)
+    if _KERNEL_DEV_RE.match(dev):
+        return kernel_device(dev)[1]
+    name = block_name(dev) if os.path.realpath(dev).startswith("/dev/") else None
+    if name is None or not _VOLUME_RE.match(name) or not is_slot_backed(name):
+        raise Fail(f"{dev}: not a slot device, LV or md array", errno.ENODEV)
+    if name.startswith("md") and not md_running(name):
+        raise Fail(f"{dev}: the array is not running", errno.ENODEV)
+    return name
+
+
+def tool(*argv: str) -> str:
+    """Run an LVM or mdadm command; its output, or Fail with what it said."""
+    import subprocess
+
+    proc = subprocess.run(
+        argv, env=TOOL_ENV, stdin=subprocess.DEVNULL, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        said = " ".join(line.strip() for line in proc.stderr.strip().splitlines()[-3:])
+        raise Fail(f"{os.path.basename(argv[0])} {argv[1]}: {said or 'failed'}", errno.EIO)
+    return proc.stdout
+
+
+def lvm_report(command: str, fields: str, *args: str) -> list[dict[str, str]]:
+    import json
+
+    out = json.loads(tool(LVM, command, "--reportformat", "json", "-o", fields, *args))
+    rows: list[dict[str, str]] = []
+    for report in out.get("report", []):
+        for kind in ("pv", "vg", "lv"):
+            rows.extend(report.get(kind, []))
+    return rows
+
+
 # ---------------------------------------------------------------- libblkid
 
 
@@ -230,6 +436,7 @@ class Blkid:
             "blkid_probe_enable_superblocks",
             "blkid_probe_enable_partitions",
             "blkid_probe_set_superblocks_flags",
+            "blkid_probe_set_partitions_flags",
         ):
             getattr(lib, fn).argtypes = [ctypes.c_void_p, ctypes.c_int]
         lib.blkid_do_safeprobe.argtypes = [ctypes.c_void_p]
@@ -257,6 +464,7 @@ class Blkid:
                 pr, (1 << 1) | (1 << 3) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8)
             )
             lib.blkid_probe_enable_partitions(pr, 1)
+            lib.blkid_probe_set_partitions_flags(pr, 1 << 2)  # ENTRY_DETAILS: PART_ENTRY_*
             rc = lib.blkid_do_safeprobe(pr)
             if rc < 0:
                 return {"AMBIVALENT": "1"} if rc == -2 else {}
@@ -311,14 +519,20 @@ def api_mountpoint(real: str) -> str | None:
     return None
 
 
-def guest_mounts() -> list[tuple[str, str, int]]:
-    """(API mount point, source, device number) of the mounts under /sysroot."""
+def guest_mounts() -> list[tuple[str, str, str | None]]:
+    """(API mount point, source, kernel name of the source device) of the mounts under
+    /sysroot.  The name comes from the source, not the mount's device number (btrfs
+    mounts have an anonymous one)."""
     out = []
-    for real, source, dev, _fstype in mountinfo():
+    for real, source, _dev, _fstype in mountinfo():
         api = api_mountpoint(real)
         if api is not None:
-            out.append((api, source, dev))
+            out.append((api, source, block_name(source) if source.startswith("/dev/") else None))
     return out
+
+
+def mount_source(source: str, name: str | None) -> str:
+    return canonical(name) if name is not None else source
 
 
 def check_path(path: Any) -> str:
@@ -554,56 +768,251 @@ class Agent:
             out.extend(f"/dev/{p}" for p in partitions_of(disk))
         return out
 
+    def fs_entry(self, name: str, api: str) -> list[str] | None:
+        """[api, type] for list_filesystems; None for containers (PVs, RAID members, LUKS)."""
+        fstype = self.blkid.probe(f"/dev/{name}").get("TYPE", "")
+        if fstype.endswith("_member") or fstype == "crypto_LUKS":
+            return None
+        return [api, fstype or "unknown"]
+
     def call_list_filesystems(self, disks: list[str]) -> list[list[str]]:
-        """As libguestfs orders them: unpartitioned disks first, then partitions
-        (both in the order of *disks*); MBR extended partitions left out."""
-        whole: list[list[str]] = []
-        parts: list[list[str]] = []
+        """As libguestfs lists them: unpartitioned disks, then partitions (both in the
+        order of *disks*), then md arrays, then LVs; PVs, RAID members, MBR extended
+        partitions and Windows LDM/reserved partitions left out."""
+        whole: list[list[str] | None] = []
+        parts: list[list[str] | None] = []
         for dev in disks:
             disk, _ = kernel_device(dev)
             partitions = partitions_of(disk)
-            dos = bool(partitions) and self.blkid.probe(f"/dev/{disk}").get("PTTYPE") == "dos"
-            for name in partitions or [disk]:
+            if not partitions:
+                whole.append(self.fs_entry(disk, f"/dev/{disk}"))
+                continue
+            dos = self.blkid.probe(f"/dev/{disk}").get("PTTYPE") == "dos"
+            for name in partitions:
                 if dos and is_mbr_extended(disk, name):
                     continue  # a container of logical partitions, no filesystem
-                fstype = self.blkid.probe(f"/dev/{name}").get("TYPE", "unknown")
-                (parts if partitions else whole).append([f"/dev/{name}", fstype])
-        return whole + parts
+                ptype = self.blkid.probe(f"/dev/{name}").get("PART_ENTRY_TYPE", "").lower()
+                if ptype in _NO_FS_PART_TYPES:
+                    continue
+                parts.append(self.fs_entry(name, f"/dev/{name}"))
+        arrays = [
+            self.fs_entry(md, f"/dev/{md}")
+            for md in running_arrays()
+            if not partitions_of(md)
+        ]
+        lvs = [self.fs_entry(name, api) for api, name in active_lvs()]
+        return [e for e in whole + parts + arrays + lvs if e is not None]
 
     def call_blkid(self, device: str) -> dict[str, str]:
-        _, name = kernel_device(device)
-        return self.blkid.probe(f"/dev/{name}")
+        return self.blkid.probe(f"/dev/{resolve_device(device)}")
+
+    # ---- calls: LVM and md
+
+    def call_scan_volumes(self, device: str, activate: bool = True) -> dict[str, list[str]]:
+        """After a hotplug: assemble the md arrays whose members are now all present,
+        and (with *activate*) activate the complete volume groups that have a PV on
+        *device* or on a new array.  Runs nothing unless a PV or member is there."""
+        disk, _ = kernel_device(device)
+        names = partitions_of(disk) or [disk]
+        kinds = {n: self.blkid.probe(f"/dev/{n}").get("TYPE", "") for n in names}
+        result: dict[str, list[str]] = {
+            "arrays": [], "activated": [], "incomplete": [], "warnings": []}
+        pvs = [n for n, t in kinds.items() if t == "LVM2_member"]
+        members = [n for n, t in kinds.items() if t == "linux_raid_member"]
+        if members:
+            before = set(running_arrays())
+            for n in members:
+                try:
+                    tool(MDADM, "--incremental", f"--config={MDADM_CONF}", f"/dev/{n}")
+                except Fail as e:
+                    result["warnings"].append(f"/dev/{n}: {e}")
+            for md in running_arrays():
+                if md not in before:
+                    result["arrays"].append(f"/dev/{md}")
+                    if self.blkid.probe(f"/dev/{md}").get("TYPE") == "LVM2_member":
+                        pvs.append(md)
+        if pvs and activate:
+            try:
+                found = self.activate_vgs([f"/dev/{n}" for n in pvs])
+            except Fail as e:
+                found = {"warnings": [f"volume groups were not activated: {e}"]}
+            for key, values in found.items():
+                result[key].extend(values)
+        return result
+
+    def activate_vgs(self, pv_paths: list[str]) -> dict[str, list[str]]:
+        """Activate every complete VG with a PV among *pv_paths*: the VGs activated, those
+        still incomplete, and warnings."""
+        complete: dict[str, str] = {}
+        incomplete: list[str] = []
+        warnings = []
+        rows = lvm_report("pvs", "pv_name,vg_name,vg_uuid,vg_missing_pv_count")
+        for row in rows:
+            if row.get("pv_name") not in pv_paths or not row.get("vg_name"):
+                continue
+            if int(row.get("vg_missing_pv_count") or 0):
+                incomplete.append(row["vg_name"])
+            else:
+                complete[row["vg_uuid"]] = row["vg_name"]
+        for uuid, vg in sorted(complete.items(), key=lambda kv: kv[1]):
+            try:
+                tool(LVM, "vgchange", "-ay", "--select", f"vg_uuid={uuid}")
+            except Fail as e:
+                warnings.append(f"volume group {vg} was not activated: {e}")
+        active = {api.split("/")[2] for api, _ in active_lvs()}
+        return {
+            "activated": sorted(vg for vg in set(complete.values()) if vg in active),
+            "incomplete": sorted(set(incomplete)),
+            "warnings": warnings,
+        }
+
+    def call_pvs(self) -> list[str]:
+        """The physical volumes on the slots (device names), sorted."""
+        rows = lvm_report("pvs", "pv_name")
+        return sorted(r["pv_name"] for r in rows if r.get("pv_name"))
+
+    def call_vgs(self) -> list[str]:
+        """The volume groups on the slots, sorted."""
+        return sorted({r["vg_name"] for r in lvm_report("vgs", "vg_name") if r.get("vg_name")})
+
+    def call_lvs(self) -> list[str]:
+        """The logical volumes a user sees, as /dev/VG/LV, active or not, sorted."""
+        rows = lvm_report(
+            "lvs", "vg_name,lv_name", "-S", "lv_role=public && lv_skip_activation!=yes"
+        )
+        return sorted(f"/dev/{r['vg_name']}/{r['lv_name']}" for r in rows)
+
+    def call_vg_activate(self, activate: bool, volgroups: list[str]) -> None:
+        """Activate or deactivate the named volume groups (all of them when empty)."""
+        for vg in volgroups:
+            if not re.fullmatch(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]*", str(vg)):
+                raise Fail(f"{vg!r}: not a volume group name", errno.EINVAL)
+        if not activate:
+            mounted = {name for _api, _src, name in guest_mounts()}
+            for api, name in active_lvs():
+                vg = api.split("/")[2]
+                if (not volgroups or vg in volgroups) and name in mounted:
+                    raise Fail(f"{api} is mounted: unmount it first", errno.EBUSY)
+        tool(LVM, "vgchange", "-ay" if activate else "-an", *volgroups)
+
+    def call_list_dm_devices(self) -> list[str]:
+        """Every device-mapper node in /dev/mapper (LVs included), sorted."""
+        return [f"/dev/mapper/{n}" for n in _sysfs_list("/dev/mapper") if n != "control"]
+
+    def call_list_md_devices(self) -> list[str]:
+        """The running md arrays built on the slots."""
+        return [f"/dev/{md}" for md in running_arrays()]
+
+    def call_md_detail(self, md: str) -> dict[str, str]:
+        """What mdadm says of an array (level, devices, metadata, uuid, name...)."""
+        name = resolve_device(md)
+        if not name.startswith("md"):
+            raise Fail(f"{md}: not an md array", errno.EINVAL)
+        out: dict[str, str] = {}
+        per_member: dict[str, dict[str, str]] = {}
+        for line in tool(MDADM, "-D", "--export", f"/dev/{name}").splitlines():
+            key, sep, value = line.partition("=")
+            if not sep:
+                continue
+            key = key.removeprefix("MD_").lower()
+            m = re.fullmatch(r"device_(.+)_(role|dev)", key)
+            if m is None:
+                out[key] = value
+            else:  # mdadm's per-member keys embed kernel names: give device names instead
+                per_member.setdefault(m.group(1), {})[m.group(2)] = value
+        ordered = sorted(per_member.values(), key=lambda d: (
+            not d.get("role", "").isdigit(), int(d["role"]) if d.get("role", "").isdigit() else 0))
+        out["members"] = " ".join(d["dev"] for d in ordered if "dev" in d)
+        return out
+
+    # ---- calls: unplugging
 
     def users_of(self, disk: str) -> list[str]:
+        """Why *disk* cannot go now: mounts on it or on what is stacked on it, running
+        arrays it is a member of, active volume groups it holds a PV of."""
         names = [disk, *partitions_of(disk)]
-        devs = {_dev_number(n): n for n in names}
+        stack = stacked_on(names)
         users = [
-            f"/dev/{devs[dev]} is mounted on {mp}"
-            for mp, _src, dev in guest_mounts()
-            if dev in devs
+            f"{mount_source(src, name)} is mounted on {mp}"
+            for mp, src, name in guest_mounts()
+            if name in names or name in stack
         ]
         for n in names:
-            base = f"/sys/block/{disk}" + (f"/{n}" if n != disk else "")
-            users.extend(f"/dev/{n} is held by {h}" for h in os.listdir(f"{base}/holders"))
+            seen_vgs: set[str] = set()
+            for h in holders(n):
+                if h.startswith("md"):
+                    if md_running(h):
+                        users.append(f"/dev/{n} is a member of running RAID array /dev/{h}")
+                    continue
+                uuid = lvm_uuid(h)
+                if uuid is None:
+                    users.append(f"/dev/{n} is held by {canonical(h)}")
+                    continue
+                if uuid[4:36] in seen_vgs:
+                    continue
+                seen_vgs.add(uuid[4:36])
+                lvs = [api for api, lv in active_lvs() if (lvm_uuid(lv) or "")[4:36] == uuid[4:36]]
+                vg = split_dm_name(dm_name(h))[0]
+                users.append(
+                    f"/dev/{n} is a physical volume of active volume group {vg} "
+                    f"({', '.join(lvs)})"
+                )
         return users
 
+    def teardown_stack(self, names: list[str]) -> None:
+        """Unmount and deactivate everything stacked on *names*: whole volume groups
+        (their LVs elsewhere too), md arrays, other dm devices; topmost first."""
+        stack = stacked_on(names)
+        vg_uuids = {u[4:36] for u in (lvm_uuid(d) for d in stack) if u}
+        whole_vgs = [
+            n for n in _sysfs_list("/sys/block")
+            if n.startswith("dm-") and (lvm_uuid(n) or "")[4:36] in vg_uuids
+        ]
+        victims = set(names) | set(stack) | set(whole_vgs) | set(stacked_on(whole_vgs))
+        ours = [mp for mp, _src, name in guest_mounts() if name in victims]
+        doomed = [
+            mp for mp, _src, _name in guest_mounts()
+            if any(mp == o or mp.startswith(o.rstrip("/") + "/") for o in ours)
+        ]
+        for mp in reversed(doomed):  # deepest first
+            _check_libc(libc.umount2(self.real_mountpoint(mp).encode(), 0), f"umount {mp}")
+        sequence: list[str] = []
+        for dev in stacked_on(whole_vgs) + whole_vgs + stack:
+            if dev not in sequence:
+                sequence.append(dev)
+        for dev in sequence:
+            if not os.path.exists(f"/sys/class/block/{dev}"):
+                continue  # went with its volume group
+            uuid = lvm_uuid(dev)
+            if uuid is not None:
+                tool(LVM, "vgchange", "-an", "--select", f"vg_uuid={dashed_uuid(uuid[4:36])}")
+            elif dev.startswith("dm-"):
+                tool(DMSETUP, "remove", dm_name(dev))
+            elif dev.startswith("md"):
+                tool(MDADM, "--stop", f"/dev/{dev}")
+
+    def release_inactive_arrays(self, names: list[str]) -> None:
+        """Take *names* out of md arrays that are not running (assembled partly)."""
+        for n in names:
+            for h in holders(n):
+                if h.startswith("md") and not md_running(h):
+                    with open(f"/sys/block/{h}/md/dev-{n}/state", "w") as f:
+                        f.write("remove")
+                    if not slaves(h):  # an empty array: gone too
+                        with open(f"/sys/block/{h}/md/array_state", "w") as f:
+                            f.write("clear")
+
     def call_prepare_unplug(self, device: str, force: bool = False) -> list[str]:
-        """Make a disk safe to remove: nothing mounted, everything written."""
+        """Make a disk safe to remove: nothing mounted or stacked on it, everything
+        written.  Returns what uses it (and does nothing) unless *force*."""
         disk, _ = kernel_device(device)
         users = self.users_of(disk)
         if users and not force:
             return users
+        names = [disk, *partitions_of(disk)]
         if users:
-            devs = {_dev_number(n) for n in [disk, *partitions_of(disk)]}
-            ours = [mp for mp, _src, dev in guest_mounts() if dev in devs]
-            # Unmount everything on or beneath those mount points, deepest first.
-            victims = [
-                mp
-                for mp, _src, _dev in guest_mounts()
-                if any(mp == o or mp.startswith(o.rstrip("/") + "/") for o in ours)
-            ]
-            for mp in reversed(victims):
-                _check_libc(libc.umount2(self.real_mountpoint(mp).encode(), 0), f"umount {mp}")
+            self.teardown_stack(names)
+        self.release_inactive_arrays(names)
         os.sync()
         fd = os.open(f"/dev/{disk}", os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -611,7 +1020,9 @@ class Agent:
             fcntl.ioctl(fd, BLKFLSBUF)
         finally:
             os.close(fd)
-        left = self.users_of(disk)
+        left = self.users_of(disk) or [
+            f"/dev/{n} is held by {canonical(h)}" for n in names for h in holders(n)
+        ]
         if left:
             raise Fail(f"/dev/{disk} is still in use: {', '.join(left)}", errno.EBUSY)
         return []
@@ -630,7 +1041,7 @@ class Agent:
         options: str = "",
         fstype: str = "",
     ) -> None:
-        _, name = kernel_device(device)
+        name = resolve_device(device)
         check_path(mountpoint)
         if not fstype:
             fstype = self.blkid.probe(f"/dev/{name}").get("TYPE", "")
@@ -678,7 +1089,7 @@ class Agent:
         os.sync()
 
     def call_mounts(self) -> list[list[str]]:
-        return [[src, api] for api, src, _dev in guest_mounts()]
+        return [[mount_source(src, name), api] for api, src, name in guest_mounts()]
 
     # ---- calls: files (guest paths, resolved with the guest filesystem as root)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import guestslots
-from guestslots import Appliance, SlotState
+from guestslots import Appliance, SlotState, peer
 from guestslots import testimages as images
 
 #: Slots reserved in the shared appliance (the 64-slot test needs 64); pyproject.toml
@@ -59,6 +59,20 @@ def corpus(image_dir: Path) -> dict[str, Image]:
 
 
 @pytest.fixture(scope="session")
+def volumes(tmp_path_factory: pytest.TempPathFactory, shared_appliance: Appliance
+            ) -> dict[str, list[Path]]:
+    """LVM and md RAID layouts (see :func:`guestslots.peer.build_layouts`), made once
+    per session with libguestfs: name -> image files (raw)."""
+    missing = peer.available()
+    if missing:
+        pytest.skip(f"the LVM and md layouts are made with libguestfs: {missing}")
+    accel = shared_appliance.accel
+    built = peer.build_layouts(tmp_path_factory.mktemp("volumes"),
+                               force_tcg=accel is not None and accel.accel == "tcg")
+    return {name: [Path(p) for p in paths] for name, paths in built.items()}
+
+
+@pytest.fixture(scope="session")
 def shared_appliance(appliance: Appliance) -> Appliance:
     """The session appliance of guestslots' own pytest plugin (``--guestslots-slots``)."""
     assert len(appliance.slots()) == RESERVED, "run with --guestslots-slots=70 (pyproject)"
@@ -69,6 +83,7 @@ def shared_appliance(appliance: Appliance) -> Appliance:
 def app(shared_appliance: Appliance) -> Iterator[Appliance]:
     """The shared appliance, left with nothing mounted and every slot empty after each test."""
     yield shared_appliance
+    shared_appliance.auto_activate = True
     if shared_appliance.state is not guestslots.ApplianceState.RUNNING:
         return
     with contextlib.suppress(guestslots.GuestslotsError):

@@ -33,6 +33,10 @@ def test_bind_positional_and_name_value_arguments() -> None:
     assert lookup("resolve-link").bind(["/dev/disk/guestslots/x", "timeout:2.5"])["timeout"] == 2.5
     # a colon in a required argument is just part of it
     assert lookup("cat").bind(["/a:b"]) == {"path": "/a:b"}
+    # a list is one word of space-separated items, as in guestfish
+    assert lookup("vg-activate").bind(["true", "vg0 data-vg"]) == {
+        "activate": True, "volgroups": ["vg0", "data-vg"]}
+    assert lookup("vg-activate").bind(["false", ""]) == {"activate": False, "volgroups": []}
 
 
 @pytest.mark.parametrize(

@@ -29,3 +29,11 @@ def test_resolve_spec() -> None:
     assert resolve_spec("/dev/vdb1", by_uuid, by_label, devices) == "/dev/sdb1"
     assert resolve_spec("/dev/sdc1", by_uuid, by_label, devices) is None
     assert resolve_spec("server:/export", by_uuid, by_label, devices) is None
+
+
+def test_resolve_spec_names_lvs_as_list_filesystems_does() -> None:
+    devices = {"/dev/sda1", "/dev/vg-0/root", "/dev/md0"}
+    assert resolve_spec("/dev/mapper/vg--0-root", {}, {}, devices) == "/dev/vg-0/root"
+    assert resolve_spec("/dev/vg-0/root", {}, {}, devices) == "/dev/vg-0/root"
+    assert resolve_spec("/dev/md0", {}, {}, devices) == "/dev/md0"
+    assert resolve_spec("/dev/vg-0/swap", {}, {}, devices) is None

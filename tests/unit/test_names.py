@@ -9,8 +9,10 @@ import pytest
 from guestslots.errors import DeviceNameError
 from guestslots.names import (
     DeviceRef,
+    canonical_volume,
     device_name,
     index_to_letters,
+    is_volume,
     letters_to_index,
     parse_device,
     translate_out_text,
@@ -92,3 +94,28 @@ def test_translate_out_through_random_churn() -> None:
         kmap = {f"sd{k}": f"sd{index_to_letters(i)}" for i, k in enumerate(kernel_names)}
         for i, k in enumerate(kernel_names):
             assert translate_out_text(f"/dev/sd{k}3", kmap) == device_name(i, 3)
+
+
+@pytest.mark.parametrize("name", ["/dev/vg/lv", "/dev/my-vg/lv_1.x", "/dev/mapper/vg-lv",
+                                  "/dev/md0", "/dev/md127", "/dev/md/data"])
+def test_volume_names_pass_untranslated(name: str) -> None:
+    assert is_volume(name)
+
+
+@pytest.mark.parametrize("name", ["/dev/sda", "/dev/sda1", "/dev/disk/guestslots/x",
+                                  "/dev/vg/lv/x", "/dev/vg/-lv", "/dev/vg", "/dev/md/",
+                                  "/dev/mapper/", "vg/lv", "/dev/vg/l v"])
+def test_not_volume_names(name: str) -> None:
+    assert not is_volume(name)
+
+
+@pytest.mark.parametrize(("mapper", "canonical"), [
+    ("/dev/mapper/vg-root", "/dev/vg/root"),
+    ("/dev/mapper/my--vg-lv--1", "/dev/my-vg/lv-1"),
+    ("/dev/mapper/vg---x", "/dev/vg-/x"),
+    ("/dev/mapper/a-b-c", "/dev/mapper/a-b-c"),  # not VG-LV: a layer of something else
+    ("/dev/mapper/luks", "/dev/mapper/luks"),
+    ("/dev/vg/lv", "/dev/vg/lv"),
+])
+def test_canonical_volume(mapper: str, canonical: str) -> None:
+    assert canonical_volume(mapper) == canonical
