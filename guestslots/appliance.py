@@ -475,8 +475,13 @@ class Appliance:
             if drive.format == "raw" and stat.S_ISREG(st.st_mode):
                 size = st.st_size  # a raw file is its own virtual size: no process
             else:
-                size = json.loads(run(["qemu-img", "info", "--output=json", "-f",
-                                       drive.format, drive.path]))["virtual-size"]
+                try:
+                    size = json.loads(run(["qemu-img", "info", "--output=json", "-f",
+                                           drive.format, drive.path]))["virtual-size"]
+                except CommandError as e:
+                    said = e.output.strip().splitlines()[-1:] or [e.reason]
+                    raise DriveError(drive.path, f"QEMU cannot open it as {drive.format}: "
+                                     f"{said[0].removeprefix('qemu-img: ')}") from None
             run(["qemu-img", "create", "-q", "-u", "-f", "qcow2", "-F", drive.format,
                  "-b", drive.path, path, str(size)])
         except (CommandError, OSError, ValueError, KeyError) as e:

@@ -37,7 +37,7 @@ PRE_LAUNCH = frozenset(
 #: Parameter names whose values are paths inside the appliance (for completion).
 GUEST_PATH_PARAMS = frozenset({"path", "directory", "remotefile", "mountpoint"})
 #: Parameter names whose values are device names (for completion).
-DEVICE_PARAMS = frozenset({"device"})
+DEVICE_PARAMS = frozenset({"device", "md"})
 
 
 class UsageError(Exception):

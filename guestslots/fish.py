@@ -34,6 +34,7 @@ from .commands import (
 )
 from .errors import GuestslotsError
 from .inspection import mount_image
+from .names import is_volume
 
 PROG = "guestslots-fish"
 HISTORY = os.path.expanduser("~/.guestslots_history")
@@ -176,7 +177,8 @@ class Fish(cmd.Cmd):
         if self.app.state is not ApplianceState.RUNNING:
             return self.app.list_devices()
         with contextlib.suppress(GuestslotsError):
-            return [*self.app.list_devices(), *self.app.list_partitions()]
+            volumes = [d for d in self.app.list_filesystems() if is_volume(d)]  # LVs, arrays
+            return [*self.app.list_devices(), *self.app.list_partitions(), *volumes]
         return []
 
     def _guest_paths(self, text: str) -> list[str]:

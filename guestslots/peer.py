@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -184,7 +183,7 @@ def _build(spec: dict[str, Any]) -> None:
 
 def _measure(spec: dict[str, Any]) -> dict[str, list[float]]:
     """spec: {"force_tcg": bool, "launches": N, "launch_image": [path, fmt],
-    "scan": [[path, fmt, fs_device], ...]}; every figure in seconds."""
+    "scan": [[path, fmt, fs_device, whoami], ...]}; every figure in seconds."""
     def handle() -> Any:
         return _handle(spec["force_tcg"])
 
@@ -199,14 +198,14 @@ def _measure(spec: dict[str, Any]) -> dict[str, list[float]]:
         out["launch"].append(time.perf_counter() - t)
         g.shutdown()
         g.close()
-    for path, fmt, fs_device in spec["scan"]:
+    for path, fmt, fs_device, who in spec["scan"]:
         t = time.perf_counter()
         g = handle()
         g.add_drive_opts(path, format=fmt, readonly=1)
         g.launch()
         assert fs_device in g.list_filesystems()
         g.mount_ro(fs_device, "/")
-        assert g.cat("/whoami").strip() == Path(path).stem
+        assert g.cat("/whoami").strip() == who
         g.umount_all()
         g.shutdown()
         g.close()

@@ -47,6 +47,7 @@ LVM = "/sbin/lvm"
 MDADM = "/sbin/mdadm"
 DMSETUP = "/sbin/dmsetup"
 MDADM_CONF = "/etc/guestslots/mdadm.conf"
+TOOL_TIMEOUT = 60  # seconds: below the host's call timeout, so a stuck tool is reported
 # LVM and mdadm run only when a disk holds a PV or a RAID member, or on an LVM or
 # md call.  They make their own device nodes (the appliance has no dm/md udev rules).
 TOOL_ENV = {
@@ -402,9 +403,14 @@ def tool(*argv: str) -> str:
     """Run an LVM or mdadm command; its output, or Fail with what it said."""
     import subprocess
 
-    proc = subprocess.run(
-        argv, env=TOOL_ENV, stdin=subprocess.DEVNULL, capture_output=True, text=True
-    )
+    try:
+        proc = subprocess.run(
+            argv, env=TOOL_ENV, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=TOOL_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        what = " ".join(argv[:2])
+        raise Fail(f"{what}: no answer in {TOOL_TIMEOUT} s", errno.ETIMEDOUT) from None
     if proc.returncode != 0:
         said = " ".join(line.strip() for line in proc.stderr.strip().splitlines()[-3:])
         raise Fail(f"{os.path.basename(argv[0])} {argv[1]}: {said or 'failed'}", errno.EIO)

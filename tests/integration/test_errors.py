@@ -103,12 +103,16 @@ def test_wrong_state_and_wrong_device_arguments(
     with pytest.raises(DeviceNameError, match="no such device"):
         app.vfs_type("/dev/sdzz")
     with pytest.raises(DeviceNameError, match="not a device name"):
-        app.vfs_type("/dev/mapper/root")
+        app.vfs_type("/dev/root")
+    with pytest.raises(GuestOSError, match="not a slot device, LV or md array") as e:
+        app.vfs_type("/dev/mapper/root")  # an LV's name, but there is no such LV
+    assert e.value.errno == errno.ENODEV
     with pytest.raises(DeviceNameError, match="plugged read-only: use mount_ro"):
         app.mount("/dev/sdh", "/")
-    with pytest.raises(GuestOSError) as e:
+    with pytest.raises(GuestOSError) as not_mounted:
         app.cat("/anything")  # nothing mounted yet
-    assert e.value.errno == errno.ENOENT and "call mount first" in str(e.value)
+    assert not_mounted.value.errno == errno.ENOENT
+    assert "call mount first" in str(not_mounted.value)
     witness()
 
 

@@ -113,7 +113,7 @@ def main() -> int:
             "force_tcg": accel == "tcg",
             "launches": args.launches,
             "launch_image": [str(images[0][0]), images[0][1]],
-            "scan": [[str(p), fmt, "/dev/sda1"] for p, fmt in images],
+            "scan": [[str(p), fmt, "/dev/sda1", p.stem] for p, fmt in images],
         })
 
     rows: dict[str, dict[str, float]] = {

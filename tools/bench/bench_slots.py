@@ -9,6 +9,10 @@ Prints medians (and min/max) of:
 - unplug latency: ``unplug()`` until QEMU and the guest both dropped the disk;
 - hotplug until udev's ``/dev/disk/guestslots/<label>`` link exists (not awaited by calls);
 - per image: hotplug + list_filesystems + mount_ro + read a file + unplug;
+- with libguestfs installed (it makes the layouts): hotplug of a disk holding an
+  LVM volume group (activation included), the same per-image scan reading the
+  root LV, a forced unplug of the active VG's slot, and assembling an md RAID1
+  by hotplugging its two members;
 
 and, when libguestfs (Debian's python3-guestfs) is installed, the same launch
 and per-image figures for it (one launch per image, as libguestfs 1.48 must;
@@ -66,12 +70,48 @@ def launch_once(cache_dir: str | None) -> float:
                 os.environ["GUESTSLOTS_CACHE_DIR"] = env_before
 
 
+def bench_volumes(app: guestslots.Appliance, volumes: dict[str, list[str]],
+                  cycles: int) -> dict[str, dict[str, float]]:
+    """LVM and md RAID through slots 0 and 1 of a running appliance."""
+    (lvm_image,) = volumes["lvm-root"]
+    raid_a, raid_b = volumes["md-raid1"]
+    plug, per_image, forced, raid = [], [], [], []
+    for _ in range(cycles):
+        plug.append(timed(lambda: app.hotplug(0, lvm_image)))
+        app.mount_ro("/dev/vgroot/root", "/")
+        forced.append(timed(lambda: app.unplug(0, force=True)))
+
+        def scan() -> None:
+            app.hotplug(0, lvm_image)
+            assert "/dev/vgroot/root" in app.list_filesystems()
+            app.mount_ro("/dev/vgroot/root", "/")
+            assert app.cat("/whoami") == "lvm-root-root\n"
+            app.unplug(0, force=True)
+        per_image.append(timed(scan))
+
+        def assemble() -> None:
+            app.hotplug(0, raid_a)
+            app.hotplug(1, raid_b)
+            assert app.list_md_devices() == ["/dev/md0"]
+        raid.append(timed(assemble))
+        app.unplug(1, force=True)
+        app.unplug(0)
+    return {
+        "hotplug of a VG's disk, activation included": median_of(plug),
+        "forced unplug: unmount, deactivate VG, unplug": median_of(forced),
+        "per LVM image: plug + activate, list fs, mount LV, read, unplug": median_of(per_image),
+        "md RAID1: hotplug both members until assembled": median_of(raid),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cycles", type=int, default=20, help="hotplug/unplug cycles")
     parser.add_argument("--images", type=int, default=10, help="images for the per-image scan")
     parser.add_argument("--launches", type=int, default=3, help="launches of each kind")
     parser.add_argument("--peer-images", type=int, default=3, help="libguestfs launches (0: skip)")
+    parser.add_argument("--volume-cycles", type=int, default=5,
+                        help="LVM and md RAID cycles (0: skip; needs libguestfs)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -120,20 +160,32 @@ def main() -> None:
                 app.unplug(i)
             per_image.append(timed(scan))
         results["per image: plug, list fs, mount, read, unplug"] = median_of(per_image)
+
+        missing = peer.available()
+        volumes = None
+        if args.volume_cycles and not missing:
+            volumes = peer.build_layouts(work, force_tcg=accel == "tcg")
+            results.update(bench_volumes(app, volumes, args.volume_cycles))
         app.shutdown()
 
         peer_results = None
-        missing = peer.available()
         if args.peer_images and not missing:
+            peer_scan = [[str(p), "raw", "/dev/sda", p.stem] for p in imgs[: args.peer_images]]
+            if volumes is not None:
+                peer_scan += [[volumes["lvm-root"][0], "raw", "/dev/vgroot/root", "lvm-root-root"]
+                         ] * args.peer_images
             peer_results = peer.run({
                 "force_tcg": accel == "tcg",
                 "launches": args.peer_images,
                 "launch_image": [str(imgs[0]), "raw"],
-                "scan": [[str(p), "raw", "/dev/sda"] for p in imgs[: args.peer_images]],
+                "scan": peer_scan,
             })
             results["libguestfs launch"] = median_of(peer_results["launch"])
             results["libguestfs per image: launch, list fs, mount, read, close"] = median_of(
-                peer_results["scan"])
+                peer_results["scan"][: args.peer_images])
+            if volumes is not None:
+                results["libguestfs per LVM image: launch, list fs, mount LV, read"] = \
+                    median_of(peer_results["scan"][args.peer_images:])
 
     print(f"guestslots {guestslots.__version__}, accelerator {accel}")
     print(f"{'measure':58} {'median':>9} {'min':>9} {'max':>9} {'n':>3}")
@@ -147,6 +199,10 @@ def main() -> None:
                 "libguestfs per image: launch, list fs, mount, read, close"]["median"]
             / results["per image: plug, list fs, mount, read, unplug"]["median"],
         }
+        lvm_peer = results.get("libguestfs per LVM image: launch, list fs, mount LV, read")
+        if lvm_peer is not None:
+            ratios["per LVM image: libguestfs / guestslots slots"] = lvm_peer["median"] / results[
+                "per LVM image: plug + activate, list fs, mount LV, read, unplug"]["median"]
         for name, ratio in ratios.items():
             print(f"{name:58} {ratio:8.1f}x")
         results["ratios"] = ratios
