@@ -426,7 +426,8 @@ class Appliance:
             with self._watch():
                 machine.attach(index, drive, overlay)
                 try:
-                    name = agent.call("wait_disk", target=index, plugged=True, timeout=60)
+                    found = agent.call("disk_plugged", target=index,
+                                       activate=self.auto_activate, timeout=60)
                 except BaseException:
                     with contextlib.suppress(GuestslotsError):
                         machine.detach(index)
@@ -434,22 +435,12 @@ class Appliance:
         except BaseException:
             self._drop_overlay(index)
             raise
-        self._table.fill(index, drive, name)
-        self._scan_volumes(index, agent, f"/dev/{name}")
+        self._table.fill(index, drive, found["name"])
+        self._report_volumes(index, found)
 
-    def _scan_volumes(self, index: int, agent: AgentClient, kernel_disk: str) -> None:
-        """Assemble md arrays and activate volume groups the new disk completes.
-
-        The disk is usable whatever happens here: a failure is a warning.
-        """
-        try:
-            with self._watch():
-                found = agent.call("scan_volumes", device=kernel_disk,
-                                   activate=self.auto_activate)
-        except AgentError as e:
-            if self._state is not ApplianceState.RUNNING:
-                raise
-            found = {"warnings": [str(e)]}
+    def _report_volumes(self, index: int, found: dict[str, Any]) -> None:
+        """Say which md arrays and volume groups the new disk completed (the agent
+        assembles and activates them before it answers); its failures are warnings."""
         for array in found.get("arrays", []):
             self._say(f"slot {index}: md array {array} assembled")
         for vg in found.get("activated", []):

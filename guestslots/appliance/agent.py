@@ -41,6 +41,9 @@ NETLINK_KOBJECT_UEVENT = 15
 MS_RDONLY = 1
 MNT_DETACH = 2
 BLKFLSBUF = 0x1261
+BLKID_FLTR_ONLYIN = 2
+#: What a hotplug looks for (anything else needs no tool run).
+CONTAINER_TYPES = ("LVM2_member", "linux_raid_member")
 LINUX_REBOOT_CMD_POWER_OFF = 0x4321FEDC
 UDEVD = "/lib/systemd/systemd-udevd"
 LVM = "/sbin/lvm"
@@ -455,9 +458,13 @@ class Blkid:
             ctypes.POINTER(ctypes.c_size_t),
         ]
         lib.blkid_free_probe.argtypes = [ctypes.c_void_p]
+        lib.blkid_probe_filter_superblocks_type.argtypes = [
+            ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
         self.lib = lib
 
-    def probe(self, dev: str) -> dict[str, str]:
+    def probe(self, dev: str, only: tuple[str, ...] = ()) -> dict[str, str]:
+        """What libblkid finds on *dev*; with *only*, just those superblock types are
+        looked for (and no partition table): much cheaper under TCG."""
         lib = self.lib
         pr = lib.blkid_new_probe_from_filename(dev.encode())
         if not pr:
@@ -469,8 +476,12 @@ class Blkid:
             lib.blkid_probe_set_superblocks_flags(
                 pr, (1 << 1) | (1 << 3) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8)
             )
-            lib.blkid_probe_enable_partitions(pr, 1)
-            lib.blkid_probe_set_partitions_flags(pr, 1 << 2)  # ENTRY_DETAILS: PART_ENTRY_*
+            if only:
+                names = (ctypes.c_char_p * (len(only) + 1))(*[t.encode() for t in only], None)
+                lib.blkid_probe_filter_superblocks_type(pr, BLKID_FLTR_ONLYIN, names)
+            else:
+                lib.blkid_probe_enable_partitions(pr, 1)
+                lib.blkid_probe_set_partitions_flags(pr, 1 << 2)  # ENTRY_DETAILS: PART_ENTRY_*
             rc = lib.blkid_do_safeprobe(pr)
             if rc < 0:
                 return {"AMBIVALENT": "1"} if rc == -2 else {}
@@ -814,13 +825,29 @@ class Agent:
 
     # ---- calls: LVM and md
 
-    def call_scan_volumes(self, device: str, activate: bool = True) -> dict[str, list[str]]:
+    def call_disk_plugged(
+        self, target: int, activate: bool = True, timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """Wait for the disk at SCSI *target*, then :meth:`scan_volumes` it (one round
+        trip): its kernel name, and what the scan did (a scan failure is a warning:
+        the disk itself is usable)."""
+        name = self.disks.wait(int(target), True, float(timeout))
+        assert name is not None
+        try:
+            found = self.scan_volumes(name, bool(activate))
+        except (Fail, OSError) as e:
+            found = {"warnings": [f"/dev/{name}: looking for PVs and RAID members failed: {e}"]}
+        return {"name": name, **found}
+
+    def scan_volumes(self, disk: str, activate: bool) -> dict[str, list[str]]:
         """After a hotplug: assemble the md arrays whose members are now all present,
         and (with *activate*) activate the complete volume groups that have a PV on
-        *device* or on a new array.  Runs nothing unless a PV or member is there."""
-        disk, _ = kernel_device(device)
+        *disk* or on a new array.  Runs nothing unless a PV or member is there."""
         names = partitions_of(disk) or [disk]
-        kinds = {n: self.blkid.probe(f"/dev/{n}").get("TYPE", "") for n in names}
+        kinds = {
+            n: self.blkid.probe(f"/dev/{n}", only=CONTAINER_TYPES).get("TYPE", "")
+            for n in names
+        }
         result: dict[str, list[str]] = {
             "arrays": [], "activated": [], "incomplete": [], "warnings": []}
         pvs = [n for n, t in kinds.items() if t == "LVM2_member"]
@@ -835,7 +862,8 @@ class Agent:
             for md in running_arrays():
                 if md not in before:
                     result["arrays"].append(f"/dev/{md}")
-                    if self.blkid.probe(f"/dev/{md}").get("TYPE") == "LVM2_member":
+                    if self.blkid.probe(f"/dev/{md}", only=CONTAINER_TYPES).get("TYPE") == \
+                            "LVM2_member":
                         pvs.append(md)
         if pvs and activate:
             try:
