@@ -43,7 +43,14 @@ from .errors import (
     StateError,
 )
 from .inspection import inspect_os, mount_mountpoints
-from .names import LINK_DIR, canonical_volume, is_volume, translate_out_text
+from .names import (
+    BTRFSVOL,
+    LINK_DIR,
+    canonical_volume,
+    is_volume,
+    split_btrfsvol,
+    translate_out_text,
+)
 from .proc import CommandError, run
 from .qemu import QemuMachine
 from .qmpargs import MachineConfig, warmup_blockdev_args, warmup_device_args
@@ -533,7 +540,17 @@ class Appliance:
         return translate_out_text(text, self._table.kernel_to_api())
 
     def _dev(self, name: str) -> str:
+        btrfsvol = split_btrfsvol(name)
+        if btrfsvol is not None:
+            return f"{BTRFSVOL}{self._dev(btrfsvol[0])}/{btrfsvol[1]}"
         return name if is_volume(name) else self._table.to_kernel(name)
+
+    def _slot_of(self, device: str) -> Slot | None:
+        """The slot under *device*; None for an LV or md array (built on slots)."""
+        btrfsvol = split_btrfsvol(device)
+        if btrfsvol is not None:
+            device = btrfsvol[0]
+        return None if is_volume(device) else self._table.resolve(device)[0]
 
     def _call(self, call: str, timeout: float | None = None, **args: Any) -> Any:
         _, agent = self._running(call)
@@ -626,7 +643,7 @@ class Appliance:
 
     def mount(self, device: str, mountpoint: str, options: str = "") -> None:
         """Mount *device* read-write on *mountpoint* (``/`` first) inside the appliance."""
-        slot = None if is_volume(device) else self._table.resolve(device)[0]
+        slot = self._slot_of(device)
         if slot is not None and slot.readonly:
             raise DeviceNameError(
                 device,
@@ -641,7 +658,7 @@ class Appliance:
 
     def mount_options(self, options: str, device: str, mountpoint: str) -> None:
         """Mount *device* on *mountpoint* with filesystem *options* (read-only if the slot is)."""
-        slot = None if is_volume(device) else self._table.resolve(device)[0]
+        slot = self._slot_of(device)
         self._call(
             "mount",
             device=self._dev(device),
@@ -652,7 +669,7 @@ class Appliance:
 
     def umount(self, mountpoint: str) -> None:
         """Unmount the filesystem mounted on *mountpoint* (or the one from *device*)."""
-        if mountpoint.startswith("/dev/"):
+        if mountpoint.startswith(("/dev/", BTRFSVOL)):
             kernel = canonical_volume(self._dev(mountpoint))
             for dev, mp in self._call("mounts"):
                 if dev == kernel:

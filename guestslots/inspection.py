@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .errors import GuestslotsError, StateError
-from .names import canonical_volume, device_name, is_volume, parse_device
+from .names import BTRFSVOL, canonical_volume, device_name, is_volume, parse_device
 
 if TYPE_CHECKING:
     from .appliance import Appliance
@@ -57,8 +57,28 @@ def parse_os_release(text: str) -> dict[str, str]:
     return out
 
 
-def parse_fstab(text: str) -> list[tuple[str, str, str]]:
-    """(spec, mount point, type) of each fstab entry that mounts a filesystem."""
+@dataclass(frozen=True)
+class FstabEntry:
+    """One fstab line that mounts a filesystem."""
+
+    spec: str
+    mountpoint: str
+    fstype: str
+    options: tuple[str, ...] = ()
+
+    @property
+    def btrfs_subvolume(self) -> str | None:
+        """The ``subvol=`` of a btrfs entry (without leading ``/``), if it names one."""
+        if self.fstype != "btrfs":
+            return None
+        for option in self.options:
+            if option.startswith("subvol="):
+                return option.removeprefix("subvol=").strip("/") or None
+        return None
+
+
+def parse_fstab(text: str) -> list[FstabEntry]:
+    """The entries of an fstab that mount a filesystem (no swap, proc, tmpfs...)."""
     entries = []
     for line in text.splitlines():
         fields = line.split("#", 1)[0].split()
@@ -68,7 +88,8 @@ def parse_fstab(text: str) -> list[tuple[str, str, str]]:
         if fstype in ("swap", "proc", "sysfs", "tmpfs", "devpts", "none") or not \
                 mountpoint.startswith("/"):
             continue
-        entries.append((spec, mountpoint, fstype))
+        options = tuple(fields[3].split(",")) if len(fields) > 3 else ()
+        entries.append(FstabEntry(spec, mountpoint, fstype, options))
     return entries
 
 
@@ -105,7 +126,7 @@ def inspect_os(app: Appliance) -> list[OSInfo]:
     by_uuid: dict[str, str] = {}
     by_label: dict[str, str] = {}
     for dev, fstype in filesystems.items():
-        if fstype == "unknown":
+        if fstype == "unknown" or dev.startswith(BTRFSVOL):  # a subvolume: its device says
             continue
         info = app.blkid(dev)
         if info.get("UUID"):
@@ -135,10 +156,15 @@ def inspect_os(app: Appliance) -> list[OSInfo]:
                 osinfo.hostname = app.cat("/etc/hostname").strip()
             osinfo.mountpoints["/"] = dev
             if app.is_file("/etc/fstab", followsymlinks=True):
-                for spec, mountpoint, _type in parse_fstab(app.cat("/etc/fstab")):
-                    target = resolve_spec(spec, by_uuid, by_label, set(filesystems))
-                    if target is not None and mountpoint != "/":
-                        osinfo.mountpoints[mountpoint] = target
+                for entry in parse_fstab(app.cat("/etc/fstab")):
+                    target = resolve_spec(entry.spec, by_uuid, by_label, set(filesystems))
+                    subvolume = entry.btrfs_subvolume
+                    if target is not None and subvolume is not None:
+                        # listed as btrfsvol:DEVICE/PATH unless it is the default one
+                        named = f"{BTRFSVOL}{target}/{subvolume}"
+                        target = named if named in filesystems else target
+                    if target is not None and entry.mountpoint != "/":
+                        osinfo.mountpoints[entry.mountpoint] = target
             found.append(osinfo)
         finally:
             app.umount_all()

@@ -108,6 +108,36 @@ def is_volume(name: str) -> bool:
     return bool(_VOLUME_RE.match(name))
 
 
+#: libguestfs's name of a btrfs subvolume: ``btrfsvol:/dev/sda2/home``.
+BTRFSVOL = "btrfsvol:"
+
+
+def split_btrfsvol(name: str) -> tuple[str, str] | None:
+    """``btrfsvol:DEVICE/PATH`` -> (DEVICE, PATH); None if *name* is not one.
+
+    DEVICE is the shortest prefix that names a device (a slot device or link,
+    an LV, an md array), as libguestfs reads it.
+    """
+    if not name.startswith(BTRFSVOL + "/dev/"):
+        return None
+    rest = name.removeprefix(BTRFSVOL)
+    at = len("/dev/")
+    while (slash := rest.find("/", at)) != -1:
+        device, path = rest[:slash], rest[slash + 1 :].strip("/")
+        if path and (is_volume(device) or _is_slot_name(device)):
+            return device, path
+        at = slash + 1
+    return None
+
+
+def _is_slot_name(name: str) -> bool:
+    try:
+        parse_device(name)
+    except DeviceNameError:
+        return False
+    return True
+
+
 def canonical_volume(name: str) -> str:
     """``/dev/mapper/VG-LV`` -> ``/dev/VG/LV`` (``--`` in a dm name is a ``-`` of a
     name); any other name is returned as it is."""

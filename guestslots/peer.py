@@ -91,6 +91,7 @@ LAYOUTS: dict[str, tuple[list[str], int]] = {
     "lvm-root": (["lvm-root.img"], 200),
     "vg-span": (["vg-span-1.img", "vg-span-2.img"], 40),
     "md-raid1": (["md-raid1-a.img", "md-raid1-b.img"], 40),
+    "btrfs-subvols": (["btrfs-subvols.img"], 256),
 }
 
 
@@ -102,6 +103,9 @@ def build_layouts(directory: str | os.PathLike[str], force_tcg: bool) -> dict[st
     - ``vg-span``: two whole-disk PVs of VG ``vgspan``; LV ``big`` (ext4) spans both.
     - ``md-raid1``: partition 1 of each disk (type fd) is a member of RAID1 array
       ``md0``, which holds an ext4.
+    - ``btrfs-subvols``: MBR; partition 1 is a btrfs with subvolumes ``root`` (an OS
+      whose fstab mounts ``subvol=root`` on / and ``subvol=home`` on /home) and
+      ``home``, as Fedora lays them out.
 
     Every filesystem has ``/whoami`` naming it.
     """
@@ -176,6 +180,24 @@ def _build(spec: dict[str, Any]) -> None:
     g.md_create("md0", members, level="raid1")
     g.mkfs("ext4", "/dev/md/md0")
     whoami("/dev/md/md0", "md-raid1")
+
+    (btr,) = (dev[p] for p in layouts["btrfs-subvols"])
+    g.part_disk(btr, "mbr")
+    g.mkfs("btrfs", btr + "1")
+    uuid = g.vfs_uuid(btr + "1")
+    g.mount(btr + "1", "/")
+    g.btrfs_subvolume_create("/root")
+    g.btrfs_subvolume_create("/home")
+    g.write("/whoami", "btrfs-top\n")
+    g.write("/home/whoami", "btrfs-home\n")
+    g.mkdir_p("/root/etc")
+    g.mkdir("/root/home")
+    g.write("/root/whoami", "btrfs-root\n")
+    g.write("/root/etc/os-release", 'NAME="Testix"\nVERSION_ID="6.0"\nID=testix\n'
+                                    'PRETTY_NAME="Testix 6.0 (on btrfs)"\n')
+    g.write("/root/etc/fstab", f"UUID={uuid} / btrfs subvol=root,compress=zstd:1 0 0\n"
+                               f"UUID={uuid} /home btrfs subvol=home 0 0\n")
+    g.umount_all()
     g.sync()
     g.shutdown()
     g.close()

@@ -49,6 +49,9 @@ UDEVD = "/lib/systemd/systemd-udevd"
 LVM = "/sbin/lvm"
 MDADM = "/sbin/mdadm"
 DMSETUP = "/sbin/dmsetup"
+BTRFS = "/bin/btrfs"
+BTRFS_PROBE_DIR = "/run/guestslots/btrfs"
+BTRFSVOL = "btrfsvol:"
 MDADM_CONF = "/etc/guestslots/mdadm.conf"
 TOOL_TIMEOUT = 60  # seconds: below the host's call timeout, so a stuck tool is reported
 # LVM and mdadm run only when a disk holds a PV or a RAID member, or on an LVM or
@@ -402,6 +405,27 @@ def resolve_device(dev: Any) -> str:
     return name
 
 
+def diskseq(name: str) -> str:
+    """The kernel's sequence number of the disk under *name*: new at every attach."""
+    path = os.path.realpath(f"/sys/class/block/{name}")
+    if os.path.exists(f"{path}/partition"):
+        path = os.path.dirname(path)
+    return _sysfs_read(f"{path}/diskseq")
+
+
+def split_btrfsvol(mountable: str) -> tuple[str, str]:
+    """``btrfsvol:DEVICE/PATH`` -> (DEVICE, PATH): DEVICE is the shortest prefix that is
+    a block device (as libguestfs reads it)."""
+    rest = mountable.removeprefix(BTRFSVOL)
+    at = len("/dev/")
+    while rest.startswith("/dev/") and (slash := rest.find("/", at)) != -1:
+        device, path = rest[:slash], rest[slash + 1 :].strip("/")
+        if path and block_name(device) is not None:
+            return device, path
+        at = slash + 1
+    raise Fail(f"{mountable}: not btrfsvol:DEVICE/SUBVOLUME", errno.EINVAL)
+
+
 def tool(*argv: str) -> str:
     """Run an LVM or mdadm command; its output, or Fail with what it said."""
     import subprocess
@@ -509,21 +533,17 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def mountinfo() -> list[tuple[str, str, int, str]]:
-    """(mount point, source, device number, fstype) of every mount, in mount order."""
+def mountinfo() -> list[tuple[str, str, str, str]]:
+    """(mount point, source, root within the filesystem, fstype) of every mount, in
+    mount order."""
     result = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
             sep = fields.index("-")
-            major, minor = fields[2].split(":")
             result.append(
-                (
-                    _unescape(fields[4]),
-                    _unescape(fields[sep + 2]),
-                    os.makedev(int(major), int(minor)),
-                    fields[sep + 1],
-                )
+                (_unescape(fields[4]), _unescape(fields[sep + 2]), _unescape(fields[3]),
+                 fields[sep + 1])
             )
     return result
 
@@ -537,19 +557,21 @@ def api_mountpoint(real: str) -> str | None:
 
 
 def guest_mounts() -> list[tuple[str, str, str | None]]:
-    """(API mount point, source, kernel name of the source device) of the mounts under
-    /sysroot.  The name comes from the source, not the mount's device number (btrfs
-    mounts have an anonymous one)."""
+    """(API mount point, API name of what is mounted, kernel name of its device) of the
+    mounts under /sysroot.  The device comes from the source, not the mount's device
+    number (btrfs mounts have an anonymous one); a btrfs subvolume is named
+    ``btrfsvol:DEVICE/PATH``, as list_filesystems names it."""
     out = []
-    for real, source, _dev, _fstype in mountinfo():
+    for real, source, root, fstype in mountinfo():
         api = api_mountpoint(real)
-        if api is not None:
-            out.append((api, source, block_name(source) if source.startswith("/dev/") else None))
+        if api is None:
+            continue
+        name = block_name(source) if source.startswith("/dev/") else None
+        shown = canonical(name) if name is not None else source
+        if fstype == "btrfs" and root != "/":
+            shown = f"{BTRFSVOL}{shown}/{root.strip('/')}"
+        out.append((api, shown, name))
     return out
-
-
-def mount_source(source: str, name: str | None) -> str:
-    return canonical(name) if name is not None else source
 
 
 def check_path(path: Any) -> str:
@@ -599,6 +621,7 @@ class Agent:
         self.udev_events.setblocking(False)
         self.blkid = Blkid()
         self.root = Sysroot()
+        self.subvolumes: dict[str, list[str]] = {}
         self.powering_off = False
         self.calls: dict[str, Callable[..., Any]] = {
             name[5:]: getattr(self, name) for name in dir(self) if name.startswith("call_")
@@ -785,24 +808,56 @@ class Agent:
             out.extend(f"/dev/{p}" for p in partitions_of(disk))
         return out
 
-    def fs_entry(self, name: str, api: str) -> list[str] | None:
-        """[api, type] for list_filesystems; None for containers (PVs, RAID members, LUKS)."""
+    def fs_entries(self, name: str, api: str) -> list[list[str]]:
+        """[api, type] pairs for list_filesystems: none for containers (PVs, RAID
+        members, LUKS); a btrfs adds its subvolumes other than the default one."""
         fstype = self.blkid.probe(f"/dev/{name}").get("TYPE", "")
         if fstype.endswith("_member") or fstype == "crypto_LUKS":
-            return None
-        return [api, fstype or "unknown"]
+            return []
+        entries = [[api, fstype or "unknown"]]
+        if fstype == "btrfs":
+            entries += [[f"{BTRFSVOL}{api}/{path}", "btrfs"]
+                        for path in self.btrfs_subvolumes(name)]
+        return entries
+
+    def btrfs_subvolumes(self, name: str) -> list[str]:
+        """Paths of the subvolumes of the btrfs on *name*, in id order, less the default
+        one (mounting the device gives that one), as libguestfs lists them.  Cached
+        for as long as the same disk is attached (no call makes subvolumes)."""
+        key = f"{name}@{diskseq(name)}"
+        if key not in self.subvolumes:
+            self.subvolumes[key] = self.list_subvolumes(name)
+        return self.subvolumes[key]
+
+    def list_subvolumes(self, name: str) -> list[str]:
+        os.makedirs(BTRFS_PROBE_DIR, exist_ok=True)
+        rc = libc.mount(f"/dev/{name}".encode(), BTRFS_PROBE_DIR.encode(), b"btrfs",
+                        MS_RDONLY, b"subvolid=5")
+        _check_libc(rc, f"mount /dev/{name} (btrfs, to list its subvolumes)")
+        try:
+            listing = tool(BTRFS, "subvolume", "list", BTRFS_PROBE_DIR)
+            default = tool(BTRFS, "subvolume", "get-default", BTRFS_PROBE_DIR)
+        finally:
+            libc.umount2(BTRFS_PROBE_DIR.encode(), MNT_DETACH)
+        default_id = int(default.split()[1])  # "ID 5 (FS_TREE)" or "ID 256 gen ... path x"
+        paths = []
+        for line in listing.splitlines():
+            m = re.match(r"ID ([0-9]+) gen [0-9]+ top level [0-9]+ path (.+)$", line)
+            if m and int(m.group(1)) != default_id:
+                paths.append(m.group(2))
+        return paths
 
     def call_list_filesystems(self, disks: list[str]) -> list[list[str]]:
         """As libguestfs lists them: unpartitioned disks, then partitions (both in the
         order of *disks*), then md arrays, then LVs; PVs, RAID members, MBR extended
         partitions and Windows LDM/reserved partitions left out."""
-        whole: list[list[str] | None] = []
-        parts: list[list[str] | None] = []
+        whole: list[list[str]] = []
+        parts: list[list[str]] = []
         for dev in disks:
             disk, _ = kernel_device(dev)
             partitions = partitions_of(disk)
             if not partitions:
-                whole.append(self.fs_entry(disk, f"/dev/{disk}"))
+                whole += self.fs_entries(disk, f"/dev/{disk}")
                 continue
             dos = self.blkid.probe(f"/dev/{disk}").get("PTTYPE") == "dos"
             for name in partitions:
@@ -811,14 +866,13 @@ class Agent:
                 ptype = self.blkid.probe(f"/dev/{name}").get("PART_ENTRY_TYPE", "").lower()
                 if ptype in _NO_FS_PART_TYPES:
                     continue
-                parts.append(self.fs_entry(name, f"/dev/{name}"))
+                parts += self.fs_entries(name, f"/dev/{name}")
         arrays = [
-            self.fs_entry(md, f"/dev/{md}")
-            for md in running_arrays()
-            if not partitions_of(md)
+            e for md in running_arrays() if not partitions_of(md)
+            for e in self.fs_entries(md, f"/dev/{md}")
         ]
-        lvs = [self.fs_entry(name, api) for api, name in active_lvs()]
-        return [e for e in whole + parts + arrays + lvs if e is not None]
+        lvs = [e for api, name in active_lvs() for e in self.fs_entries(name, api)]
+        return whole + parts + arrays + lvs
 
     def call_blkid(self, device: str) -> dict[str, str]:
         return self.blkid.probe(f"/dev/{resolve_device(device)}")
@@ -967,7 +1021,7 @@ class Agent:
         names = [disk, *partitions_of(disk)]
         stack = stacked_on(names)
         users = [
-            f"{mount_source(src, name)} is mounted on {mp}"
+            f"{src} is mounted on {mp}"
             for mp, src, name in guest_mounts()
             if name in names or name in stack
         ]
@@ -1075,6 +1129,10 @@ class Agent:
         options: str = "",
         fstype: str = "",
     ) -> None:
+        if isinstance(device, str) and device.startswith(BTRFSVOL):
+            device, subvolume = split_btrfsvol(device)
+            options = ",".join(o for o in (options, f"subvol={subvolume}") if o)
+            fstype = fstype or "btrfs"
         name = resolve_device(device)
         check_path(mountpoint)
         if not fstype:
@@ -1123,7 +1181,7 @@ class Agent:
         os.sync()
 
     def call_mounts(self) -> list[list[str]]:
-        return [[mount_source(src, name), api] for api, src, name in guest_mounts()]
+        return [[src, api] for api, src, _name in guest_mounts()]
 
     # ---- calls: files (guest paths, resolved with the guest filesystem as root)
 

@@ -30,6 +30,7 @@ def layouts(tmp_path_factory: pytest.TempPathFactory, volumes: dict[str, list[Pa
         (images.mbr_with_logicals(d, "mbrlog"), "raw"),
         (images.gpt_many(d, "gpt33"), "raw"),
         (images.btrfs(d / "btr.img", {"whoami": "btr\n"}), "raw"),
+        (volumes["btrfs-subvols"][0], "raw"),
         (blank, "raw"),
         (images.xfs(d / "xfs.img", {"whoami": "xfs\n"}), "raw"),
         (images.named_image(d, "gptq", "gpt", "qcow2"), "qcow2"),
@@ -78,7 +79,9 @@ def test_same_answers_as_libguestfs(layouts: list[tuple[Path, str]]) -> None:
     assert ours["list_filesystems"][f"{mbr}6"] == "swap"
     assert f"{mbr}2" in ours["list_partitions"]  # the extended partition is listed...
     assert f"{mbr}2" not in ours["list_filesystems"]  # ...but holds no filesystem
-    assert len(ours["list_partitions"]) == 2 + 1 + 4 + 33 + 1 + 1
+    assert len(ours["list_partitions"]) == 2 + 1 + 4 + 33 + 1 + 1 + 1
     assert ours["lvs"] == ["/dev/vgroot/data", "/dev/vgroot/root", "/dev/vgspan/big"]
     assert ours["list_md_devices"] == ["/dev/md0"]
     assert ours["whoami"]["/dev/vgspan/big"] == "vg-span-big\n"
+    btrfs_disk = ours["list_devices"][6]
+    assert ours["whoami"][f"btrfsvol:{btrfs_disk}1/home"] == "btrfs-home\n"

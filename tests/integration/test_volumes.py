@@ -169,3 +169,26 @@ def test_volume_arguments_must_be_built_on_slots(app: Appliance, volumes: Volume
         app.blkid("/dev/mapper/control")
     with pytest.raises(GuestslotsError, match="not an md array"):
         app.md_detail("/dev/vgroot/root")
+
+
+def test_btrfs_subvolumes_are_listed_mounted_and_inspected_as_libguestfs_does(
+    app: Appliance, volumes: Volumes
+) -> None:
+    app.hotplug(11, volumes["btrfs-subvols"][0])  # /dev/sdl
+    assert app.list_filesystems() == {
+        "/dev/sdl1": "btrfs", "btrfsvol:/dev/sdl1/root": "btrfs",
+        "btrfsvol:/dev/sdl1/home": "btrfs"}
+    assert whoami(app, "/dev/sdl1") == "btrfs-top"  # the default subvolume
+    assert whoami(app, "btrfsvol:/dev/disk/guestslots/slot11-part1/home") == "btrfs-home"
+    (found,) = app.inspect_os()
+    assert found["root"] == "btrfsvol:/dev/sdl1/root"
+    assert found["mountpoints"] == {"/": "btrfsvol:/dev/sdl1/root",
+                                    "/home": "btrfsvol:/dev/sdl1/home"}
+    app.mount_os(str(found["root"]))
+    assert app.mountpoints() == {"btrfsvol:/dev/sdl1/root": "/",
+                                 "btrfsvol:/dev/sdl1/home": "/home"}
+    assert app.cat("/home/whoami") == "btrfs-home\n"
+    with pytest.raises(DeviceBusyError, match="btrfsvol:/dev/sdl1/home is mounted on /home"):
+        app.unplug(11)
+    app.umount("btrfsvol:/dev/sdl1/home")
+    assert app.mounts() == ["btrfsvol:/dev/sdl1/root"]

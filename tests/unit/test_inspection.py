@@ -15,8 +15,16 @@ def test_parse_fstab_keeps_filesystems_only() -> None:
     text = ("UUID=abc / ext4 defaults 0 1\n# note\nLABEL=boot /boot ext4 defaults 0 2\n"
             "proc /proc proc defaults 0 0\n/dev/sda3 none swap sw 0 0\n"
             "/dev/sdb1 /srv/my\\040data xfs defaults 0 0\n")
-    assert parse_fstab(text) == [("UUID=abc", "/", "ext4"), ("LABEL=boot", "/boot", "ext4"),
-                                 ("/dev/sdb1", "/srv/my data", "xfs")]
+    assert [(e.spec, e.mountpoint, e.fstype) for e in parse_fstab(text)] == [
+        ("UUID=abc", "/", "ext4"), ("LABEL=boot", "/boot", "ext4"),
+        ("/dev/sdb1", "/srv/my data", "xfs")]
+
+
+def test_parse_fstab_btrfs_subvolumes() -> None:
+    text = ("UUID=f1 / btrfs subvol=root,compress=zstd:1 0 0\n"
+            "UUID=f1 /home btrfs subvol=/home 0 0\nUUID=f1 /top btrfs defaults 0 0\n"
+            "UUID=e1 /boot ext4 subvol=x 0 0\n")
+    assert [e.btrfs_subvolume for e in parse_fstab(text)] == ["root", "home", None, None]
 
 
 def test_resolve_spec() -> None:

@@ -15,6 +15,7 @@ from guestslots.names import (
     is_volume,
     letters_to_index,
     parse_device,
+    split_btrfsvol,
     translate_out_text,
 )
 
@@ -119,3 +120,18 @@ def test_not_volume_names(name: str) -> None:
 ])
 def test_canonical_volume(mapper: str, canonical: str) -> None:
     assert canonical_volume(mapper) == canonical
+
+
+@pytest.mark.parametrize(("name", "split"), [
+    ("btrfsvol:/dev/sda2/root", ("/dev/sda2", "root")),
+    ("btrfsvol:/dev/sdab/var/lib/x", ("/dev/sdab", "var/lib/x")),
+    ("btrfsvol:/dev/vg/lv/home", ("/dev/vg/lv", "home")),
+    ("btrfsvol:/dev/md0/home", ("/dev/md0", "home")),
+    ("btrfsvol:/dev/disk/guestslots/data-part2/@", ("/dev/disk/guestslots/data-part2", "@")),
+    ("btrfsvol:/dev/sda2", None),
+    ("btrfsvol:/dev/sda2/", None),
+    ("/dev/sda2/root", None),
+    ("btrfsvol:/etc/passwd/x", None),
+])
+def test_split_btrfsvol(name: str, split: tuple[str, str] | None) -> None:
+    assert split_btrfsvol(name) == split
