@@ -929,30 +929,26 @@ class Agent:
         return result
 
     def activate_vgs(self, pv_paths: list[str]) -> dict[str, list[str]]:
-        """Activate every complete VG with a PV among *pv_paths*: the VGs activated, those
-        still incomplete, and warnings."""
-        complete: dict[str, str] = {}
-        incomplete: list[str] = []
+        """Activate every complete VG with a PV among *pv_paths*, in one LVM run: the
+        VGs activated, those still incomplete, and warnings.  A second run (a report)
+        only explains PVs that ended up with nothing active on them."""
+        before = {api for api, _ in active_lvs()}
         warnings = []
-        rows = lvm_report("pvs", "pv_name,vg_name,vg_uuid,vg_missing_pv_count")
-        for row in rows:
-            if row.get("pv_name") not in pv_paths or not row.get("vg_name"):
-                continue
-            if int(row.get("vg_missing_pv_count") or 0):
-                incomplete.append(row["vg_name"])
-            else:
-                complete[row["vg_uuid"]] = row["vg_name"]
-        for uuid, vg in sorted(complete.items(), key=lambda kv: kv[1]):
-            try:
-                tool(LVM, "vgchange", "-ay", "--select", f"vg_uuid={uuid}")
-            except Fail as e:
-                warnings.append(f"volume group {vg} was not activated: {e}")
-        active = {api.split("/")[2] for api, _ in active_lvs()}
-        return {
-            "activated": sorted(vg for vg in set(complete.values()) if vg in active),
-            "incomplete": sorted(set(incomplete)),
-            "warnings": warnings,
-        }
+        select = " || ".join(f"pv_name={p}" for p in pv_paths)
+        try:
+            tool(LVM, "vgchange", "-ay", "--select", f"({select}) && vg_missing_pv_count=0")
+        except Fail as e:
+            warnings.append(f"volume groups were not activated: {e}")
+        activated = {api.split("/")[2] for api, _ in active_lvs() if api not in before}
+        idle = [p for p in pv_paths if not holders(p.removeprefix("/dev/"))]
+        incomplete: set[str] = set()
+        if idle:
+            for row in lvm_report("pvs", "pv_name,vg_name,vg_missing_pv_count"):
+                if row.get("pv_name") in idle and row.get("vg_name") and \
+                        int(row.get("vg_missing_pv_count") or 0):
+                    incomplete.add(row["vg_name"])
+        return {"activated": sorted(activated), "incomplete": sorted(incomplete),
+                "warnings": warnings}
 
     def call_pvs(self) -> list[str]:
         """The physical volumes on the slots (device names), sorted."""
