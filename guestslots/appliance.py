@@ -433,7 +433,7 @@ class Appliance:
             with self._watch():
                 machine.attach(index, drive, overlay)
                 try:
-                    found = agent.call("disk_plugged", target=index,
+                    found = agent.call("disk_plugged", target=index, readonly=drive.readonly,
                                        activate=self.auto_activate, timeout=60)
                 except BaseException:
                     with contextlib.suppress(GuestslotsError):
@@ -545,12 +545,6 @@ class Appliance:
             return f"{BTRFSVOL}{self._dev(btrfsvol[0])}/{btrfsvol[1]}"
         return name if is_volume(name) else self._table.to_kernel(name)
 
-    def _slot_of(self, device: str) -> Slot | None:
-        """The slot under *device*; None for an LV or md array (built on slots)."""
-        btrfsvol = split_btrfsvol(device)
-        if btrfsvol is not None:
-            device = btrfsvol[0]
-        return None if is_volume(device) else self._table.resolve(device)[0]
 
     def _call(self, call: str, timeout: float | None = None, **args: Any) -> Any:
         _, agent = self._running(call)
@@ -642,30 +636,30 @@ class Appliance:
     # ------------------------------------------------------------ mounts
 
     def mount(self, device: str, mountpoint: str, options: str = "") -> None:
-        """Mount *device* read-write on *mountpoint* (``/`` first) inside the appliance."""
-        slot = self._slot_of(device)
-        if slot is not None and slot.readonly:
-            raise DeviceNameError(
-                device,
-                f"slot {slot.index} was plugged read-only: use mount_ro, or hotplug "
-                "it with readonly=False",
-            )
-        self._call("mount", device=self._dev(device), mountpoint=mountpoint, options=options)
+        """Mount *device* read-write on *mountpoint* (``/`` first) inside the appliance.
+
+        Refused for anything on a slot plugged read-only (an LV or array too).
+        """
+        self._mount(device, mountpoint, False, options)
 
     def mount_ro(self, device: str, mountpoint: str) -> None:
         """Mount *device* read-only on *mountpoint*."""
-        self._call("mount", device=self._dev(device), mountpoint=mountpoint, readonly=True)
+        self._mount(device, mountpoint, True)
 
     def mount_options(self, options: str, device: str, mountpoint: str) -> None:
-        """Mount *device* on *mountpoint* with filesystem *options* (read-only if the slot is)."""
-        slot = self._slot_of(device)
-        self._call(
-            "mount",
-            device=self._dev(device),
-            mountpoint=mountpoint,
-            options=options,
-            readonly=slot is not None and slot.readonly,
-        )
+        """Mount *device* on *mountpoint* with filesystem *options* (read-only if it is on
+        a read-only slot)."""
+        self._mount(device, mountpoint, None, options)
+
+    def _mount(self, device: str, mountpoint: str, readonly: bool | None,
+               options: str = "") -> None:
+        """The one way to mount: a ``btrfsvol:`` name is split into its device and
+        subvolume here; the appliance decides what a read-only slot allows, as only it
+        knows which slot disks lie under an LV or array."""
+        btrfsvol = split_btrfsvol(device)
+        dev, subvolume = btrfsvol if btrfsvol is not None else (device, "")
+        self._call("mount", device=self._dev(dev), mountpoint=mountpoint, readonly=readonly,
+                   options=options, subvolume=subvolume)
 
     def umount(self, mountpoint: str) -> None:
         """Unmount the filesystem mounted on *mountpoint* (or the one from *device*)."""

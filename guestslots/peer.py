@@ -32,13 +32,19 @@ def available() -> str:
     return "" if proc.returncode == 0 else f"libguestfs is not installed: needs {NEEDS}"
 
 
+def _ask(what: str, spec: dict[str, Any], failed: str) -> Any:
+    """Run this file on the system Python to do *what* ("measure", "describe", "build")
+    with *spec*; return what it printed, parsed as JSON."""
+    proc = subprocess.run([SYSTEM_PYTHON, __file__, json.dumps({what: spec})],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"libguestfs {failed}:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout)
+
+
 def run(spec: dict[str, Any]) -> dict[str, list[float]]:
     """Measure libguestfs as *spec* says (see :func:`_measure`); return the timings."""
-    proc = subprocess.run([SYSTEM_PYTHON, __file__, json.dumps(spec)], capture_output=True,
-                          text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"libguestfs measurement failed:\n{proc.stderr[-3000:]}")
-    result: dict[str, list[float]] = json.loads(proc.stdout)
+    result: dict[str, list[float]] = _ask("measure", spec, "measurement failed")
     return result
 
 
@@ -56,11 +62,7 @@ def describe(spec: dict[str, Any]) -> dict[str, Any]:
     """What libguestfs says of the images in *spec* ({"force_tcg", "drives": [[path, fmt]]}):
     list_devices, list_partitions, list_filesystems, list_md_devices, pvs, vgs, lvs, and
     /whoami of each mountable filesystem."""
-    proc = subprocess.run([SYSTEM_PYTHON, __file__, json.dumps({"describe": spec})],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"libguestfs failed:\n{proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout)
+    result: dict[str, Any] = _ask("describe", spec, "failed")
     return result
 
 
@@ -115,11 +117,7 @@ def build_layouts(directory: str | os.PathLike[str], force_tcg: bool) -> dict[st
         for f in files:
             with open(os.path.join(directory, f), "wb") as fh:
                 fh.truncate(size * 1024 * 1024)
-    spec = {"force_tcg": force_tcg, "layouts": out}
-    proc = subprocess.run([SYSTEM_PYTHON, __file__, json.dumps({"build": spec})],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"libguestfs failed to build the layouts:\n{proc.stderr[-3000:]}")
+    _ask("build", {"force_tcg": force_tcg, "layouts": out}, "failed to build the layouts")
     return out
 
 
@@ -130,7 +128,7 @@ def _build(spec: dict[str, Any]) -> None:
     for path in order:
         g.add_drive_opts(path, format="raw", readonly=0)
     g.launch()
-    dev = {path: g.list_devices()[i] for i, path in enumerate(order)}
+    dev = dict(zip(order, g.list_devices(), strict=True))
 
     def whoami(device: str, text: str, files: dict[str, str] | None = None) -> None:
         g.mount(device, "/")
@@ -240,7 +238,8 @@ if __name__ == "__main__":
     request = json.loads(sys.argv[1])
     if "build" in request:
         _build(request["build"])
+        print("null")
     elif "describe" in request:
         print(json.dumps(_describe(request["describe"])))
     else:
-        print(json.dumps(_measure(request)))
+        print(json.dumps(_measure(request["measure"])))

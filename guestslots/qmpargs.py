@@ -26,7 +26,7 @@ class SlotIds:
     qdev: str
     fmt_node: str
     file_node: str
-    #: The image under a throwaway overlay (only with ``DriveSpec.overlay``).
+    #: The image under a throwaway overlay (only for a ``DriveSpec.throwaway`` drive).
     base_node: str
     base_file_node: str
 
@@ -54,12 +54,12 @@ def _image_node(node: str, file_node: str, drive: DriveSpec, readonly: bool) -> 
 def blockdev_add_args(index: int, drive: DriveSpec, overlay: str | None = None) -> dict[str, Any]:
     """Arguments of ``blockdev-add`` for *drive* in slot *index*.
 
-    Both nodes are read-only for a read-only drive (the guest then sees a
-    read-only disk).  A qcow2 image's backing file is never opened
-    (``backing: null``): the image must not make QEMU open host files of its
-    choosing.  With *overlay* (the path of a throwaway qcow2 file, for a
-    ``DriveSpec.overlay`` drive) the image is the overlay's read-only backing
-    node, named here rather than taken from the overlay's header.
+    A qcow2 image's backing file is never opened (``backing: null``): the
+    image must not make QEMU open host files of its choosing.  With *overlay*
+    (the path of a throwaway qcow2 file, for a ``DriveSpec.throwaway`` drive:
+    every read-only one, and ``overlay`` ones) the image is the overlay's
+    read-only backing node, named here rather than taken from the overlay's
+    header.  Without it, both nodes are read-only for a read-only drive.
     """
     ids = slot_ids(index)
     if overlay is None:

@@ -74,8 +74,10 @@ _DISK_SYSFS_RE = re.compile(r"/virtio[0-9]+/host[0-9]+/target[0-9]+:0:([0-9]+)/[
 _KERNEL_DEV_RE = re.compile(r"^/dev/(sd[a-z]+)([0-9]*)$")
 _VOLUME_RE = re.compile(r"^(dm-[0-9]+|md[0-9]+)$")
 # Partition types that hold no filesystem of their own, as libguestfs skips them:
-# Windows LDM metadata and data, Microsoft Reserved, Windows Snapshot (GPT), LDM (MBR 0x42).
+# MBR extended partitions (containers of logical ones), Windows LDM metadata and data,
+# Microsoft Reserved, Windows Snapshot (GPT), LDM (MBR 0x42).
 _NO_FS_PART_TYPES = frozenset({
+    "0x5", "0xf", "0x85",
     "5808c8aa-7e8f-42e0-85d2-e1e90434cfb3",
     "af9b60a0-1431-4f62-bc68-3311714a69ad",
     "e3c9e316-0b5c-4db8-817d-f92df00215ae",
@@ -150,11 +152,6 @@ def find_port() -> str:
 def _sysfs_read(path: str) -> str:
     with open(path) as f:
         return f.read().strip()
-
-
-def _dev_number(name: str) -> int:
-    major, minor = _sysfs_read(f"/sys/class/block/{name}/dev").split(":")
-    return os.makedev(int(major), int(minor))
 
 
 def scan_disks() -> dict[int, str]:
@@ -242,12 +239,6 @@ def partitions_of(disk: str) -> list[str]:
     return [name for _, name in sorted(parts)]
 
 
-def is_mbr_extended(disk: str, name: str) -> bool:
-    """Linux exposes an MBR extended partition (1-4) as a 1 KiB device (2 sectors)."""
-    number = int(_sysfs_read(f"/sys/block/{disk}/{name}/partition"))
-    return number <= 4 and int(_sysfs_read(f"/sys/block/{disk}/{name}/size")) <= 2
-
-
 # ---------------------------------------------------------------- stacked devices (LVM, md)
 
 
@@ -294,17 +285,31 @@ def block_name(path: str) -> str | None:
     return os.path.basename(real) if os.path.exists(real) else None
 
 
+def disk_sysfs(name: str) -> str:
+    """The sysfs directory of the whole disk under block device *name* (a disk or a
+    partition)."""
+    path = os.path.realpath(f"/sys/class/block/{name}")
+    return os.path.dirname(path) if os.path.exists(f"{path}/partition") else path
+
+
+def slot_disks_under(name: str) -> set[str] | None:
+    """The slot disks that block device *name* is made of (itself or its disk, for a slot
+    disk or partition; its members, for a dm/md device); None if anything under it is
+    not a slot disk (the appliance's own root disk)."""
+    if _VOLUME_RE.match(name):
+        below = [slot_disks_under(b) for b in slaves(name)]
+        if not below or any(b is None for b in below):
+            return None
+        return set().union(*[b for b in below if b is not None])
+    if not name.startswith("sd"):
+        return None
+    disk = disk_sysfs(name)
+    return {os.path.basename(disk)} if _DISK_SYSFS_RE.search(disk + "/") else None
+
+
 def is_slot_backed(name: str) -> bool:
     """Whether *name* is a slot disk, its partition, or a dm/md device built only on those."""
-    if _VOLUME_RE.match(name):
-        below = slaves(name)
-        return bool(below) and all(is_slot_backed(b) for b in below)
-    if not name.startswith("sd"):
-        return False
-    path = os.path.realpath(f"/sys/class/block/{name}")
-    if os.path.exists(f"{path}/partition"):
-        path = os.path.dirname(path)
-    return bool(_DISK_SYSFS_RE.search(path + "/"))
+    return slot_disks_under(name) is not None
 
 
 def dm_name(name: str) -> str:
@@ -407,23 +412,7 @@ def resolve_device(dev: Any) -> str:
 
 def diskseq(name: str) -> str:
     """The kernel's sequence number of the disk under *name*: new at every attach."""
-    path = os.path.realpath(f"/sys/class/block/{name}")
-    if os.path.exists(f"{path}/partition"):
-        path = os.path.dirname(path)
-    return _sysfs_read(f"{path}/diskseq")
-
-
-def split_btrfsvol(mountable: str) -> tuple[str, str]:
-    """``btrfsvol:DEVICE/PATH`` -> (DEVICE, PATH): DEVICE is the shortest prefix that is
-    a block device (as libguestfs reads it)."""
-    rest = mountable.removeprefix(BTRFSVOL)
-    at = len("/dev/")
-    while rest.startswith("/dev/") and (slash := rest.find("/", at)) != -1:
-        device, path = rest[:slash], rest[slash + 1 :].strip("/")
-        if path and block_name(device) is not None:
-            return device, path
-        at = slash + 1
-    raise Fail(f"{mountable}: not btrfsvol:DEVICE/SUBVOLUME", errno.EINVAL)
+    return _sysfs_read(f"{disk_sysfs(name)}/diskseq")
 
 
 def tool(*argv: str) -> str:
@@ -622,6 +611,8 @@ class Agent:
         self.blkid = Blkid()
         self.root = Sysroot()
         self.subvolumes: dict[str, list[str]] = {}
+        #: The disks of read-only slots, as name@diskseq (a name is reused, a seq is not).
+        self.readonly_disks: set[str] = set()
         self.powering_off = False
         self.calls: dict[str, Callable[..., Any]] = {
             name[5:]: getattr(self, name) for name in dir(self) if name.startswith("call_")
@@ -809,9 +800,13 @@ class Agent:
         return out
 
     def fs_entries(self, name: str, api: str) -> list[list[str]]:
-        """[api, type] pairs for list_filesystems: none for containers (PVs, RAID
-        members, LUKS); a btrfs adds its subvolumes other than the default one."""
-        fstype = self.blkid.probe(f"/dev/{name}").get("TYPE", "")
+        """[api, type] pairs for list_filesystems, from one probe: none for containers
+        (PVs, RAID members, LUKS, MBR extended and Windows LDM/reserved partitions); a
+        btrfs adds its subvolumes other than the default one."""
+        found = self.blkid.probe(f"/dev/{name}")
+        fstype = found.get("TYPE", "")
+        if found.get("PART_ENTRY_TYPE", "").lower() in _NO_FS_PART_TYPES:
+            return []
         if fstype.endswith("_member") or fstype == "crypto_LUKS":
             return []
         entries = [[api, fstype or "unknown"]]
@@ -849,8 +844,7 @@ class Agent:
 
     def call_list_filesystems(self, disks: list[str]) -> list[list[str]]:
         """As libguestfs lists them: unpartitioned disks, then partitions (both in the
-        order of *disks*), then md arrays, then LVs; PVs, RAID members, MBR extended
-        partitions and Windows LDM/reserved partitions left out."""
+        order of *disks*), then md arrays, then LVs (see :meth:`fs_entries`)."""
         whole: list[list[str]] = []
         parts: list[list[str]] = []
         for dev in disks:
@@ -858,14 +852,7 @@ class Agent:
             partitions = partitions_of(disk)
             if not partitions:
                 whole += self.fs_entries(disk, f"/dev/{disk}")
-                continue
-            dos = self.blkid.probe(f"/dev/{disk}").get("PTTYPE") == "dos"
             for name in partitions:
-                if dos and is_mbr_extended(disk, name):
-                    continue  # a container of logical partitions, no filesystem
-                ptype = self.blkid.probe(f"/dev/{name}").get("PART_ENTRY_TYPE", "").lower()
-                if ptype in _NO_FS_PART_TYPES:
-                    continue
                 parts += self.fs_entries(name, f"/dev/{name}")
         arrays = [
             e for md in running_arrays() if not partitions_of(md)
@@ -880,13 +867,17 @@ class Agent:
     # ---- calls: LVM and md
 
     def call_disk_plugged(
-        self, target: int, activate: bool = True, timeout: float = 30.0
+        self, target: int, readonly: bool, activate: bool = True, timeout: float = 30.0
     ) -> dict[str, Any]:
         """Wait for the disk at SCSI *target*, then :meth:`scan_volumes` it (one round
         trip): its kernel name, and what the scan did (a scan failure is a warning:
-        the disk itself is usable)."""
+        the disk itself is usable).  A *readonly* slot's disk is writable here (its
+        writes go to a throwaway overlay), so read-write mounts of anything on it
+        are refused here (:meth:`check_writable`)."""
         name = self.disks.wait(int(target), True, float(timeout))
         assert name is not None
+        if readonly:
+            self.readonly_disks.add(f"{name}@{diskseq(name)}")
         try:
             found = self.scan_volumes(name, bool(activate))
         except (Fail, OSError) as e:
@@ -951,9 +942,8 @@ class Agent:
                 "warnings": warnings}
 
     def call_pvs(self) -> list[str]:
-        """The physical volumes on the slots (device names), sorted."""
-        rows = lvm_report("pvs", "pv_name")
-        return sorted(r["pv_name"] for r in rows if r.get("pv_name"))
+        """The physical volumes on the slots (kernel names: the host sorts its own)."""
+        return [r["pv_name"] for r in lvm_report("pvs", "pv_name") if r.get("pv_name")]
 
     def call_vgs(self) -> list[str]:
         """The volume groups on the slots, sorted."""
@@ -1004,9 +994,11 @@ class Agent:
                 out[key] = value
             else:  # mdadm's per-member keys embed kernel names: give device names instead
                 per_member.setdefault(m.group(1), {})[m.group(2)] = value
-        ordered = sorted(per_member.values(), key=lambda d: (
-            not d.get("role", "").isdigit(), int(d["role"]) if d.get("role", "").isdigit() else 0))
-        out["members"] = " ".join(d["dev"] for d in ordered if "dev" in d)
+        def role(member: dict[str, str]) -> int:  # active roles first, then spares...
+            return int(member["role"]) if member.get("role", "").isdigit() else 1 << 30
+
+        out["members"] = " ".join(
+            m["dev"] for m in sorted(per_member.values(), key=role) if "dev" in m)
         return out
 
     # ---- calls: unplugging
@@ -1117,20 +1109,33 @@ class Agent:
     def real_mountpoint(api: str) -> str:
         return SYSROOT if api == "/" else SYSROOT + api
 
+    def check_writable(self, name: str) -> bool:
+        """Whether block device *name* is on writable slots only (False: some slot disk
+        under it, even under an LV or array, was plugged read-only)."""
+        return not any(f"{d}@{diskseq(d)}" in self.readonly_disks
+                       for d in slot_disks_under(name) or ())
+
     def call_mount(
         self,
         device: str,
         mountpoint: str,
-        readonly: bool = False,
+        readonly: bool | None = False,
         options: str = "",
         fstype: str = "",
+        subvolume: str = "",
     ) -> None:
-        if isinstance(device, str) and device.startswith(BTRFSVOL):
-            device, subvolume = split_btrfsvol(device)
-            options = ",".join(o for o in (options, f"subvol={subvolume}") if o)
-            fstype = fstype or "btrfs"
+        """Mount *device* (its btrfs *subvolume*, if given) on *mountpoint*.  *readonly*
+        None: read-only if it is on a read-only slot; False: refused if it is."""
         name = resolve_device(device)
         check_path(mountpoint)
+        if not readonly and not self.check_writable(name):
+            if readonly is False:
+                raise Fail(f"{canonical(name)} is on a slot plugged read-only: use mount_ro, or "
+                           "hotplug it with readonly=False", errno.EROFS)
+            readonly = True
+        if subvolume:
+            options = ",".join(o for o in (options, f"subvol={subvolume}") if o)
+            fstype = fstype or "btrfs"
         if not fstype:
             fstype = self.blkid.probe(f"/dev/{name}").get("TYPE", "")
             if not fstype:

@@ -107,8 +107,10 @@ def test_wrong_state_and_wrong_device_arguments(
     with pytest.raises(GuestOSError, match="not a slot device, LV or md array") as e:
         app.vfs_type("/dev/mapper/root")  # an LV's name, but there is no such LV
     assert e.value.errno == errno.ENODEV
-    with pytest.raises(DeviceNameError, match="plugged read-only: use mount_ro"):
+    with pytest.raises(GuestOSError, match="/dev/sdh is on a slot plugged read-only: use "
+                                           "mount_ro") as read_only:
         app.mount("/dev/sdh", "/")
+    assert read_only.value.errno == errno.EROFS
     with pytest.raises(GuestOSError) as not_mounted:
         app.cat("/anything")  # nothing mounted yet
     assert not_mounted.value.errno == errno.ENOENT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import shutil
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from guestslots import Appliance, DeviceBusyError, GuestslotsError, SlotState
+from guestslots import Appliance, DeviceBusyError, GuestOSError, GuestslotsError, SlotState
 
 from .conftest import whoami
 
@@ -34,6 +35,18 @@ def test_lvm_root_is_activated_and_named_as_libguestfs_names_it(
         "/dev/sdf1": "ext4", "/dev/vgroot/data": "vfat", "/dev/vgroot/root": "ext4"}
     assert whoami(app, "/dev/vgroot/root") == "lvm-root-root"
     assert whoami(app, "/dev/mapper/vgroot-data") == "lvm-root-data"
+    # The slot is read-only: so is every LV on it, though the appliance's view of the
+    # disk is writable (a throwaway overlay), so the refusal cannot come from the kernel.
+    with pytest.raises(GuestOSError,
+                       match="/dev/vgroot/data is on a slot plugged read-only") as refused:
+        app.mount("/dev/vgroot/data", "/")
+    assert refused.value.errno == errno.EROFS
+    assert app.mounts() == []
+    app.mount_options("utf8", "/dev/vgroot/data", "/")  # read-only, as its slot is
+    with pytest.raises(GuestOSError) as not_written:
+        app.write("/new", "x")
+    assert not_written.value.errno == errno.EROFS
+    app.umount_all()
     (found,) = app.inspect_os()
     assert found["root"] == "/dev/vgroot/root"
     assert found["mountpoints"] == {
