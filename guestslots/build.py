@@ -14,6 +14,7 @@ import argparse
 import fcntl
 import glob
 import hashlib
+import importlib.resources
 import io
 import logging
 import lzma
@@ -34,7 +35,8 @@ log = logging.getLogger("guestslots")
 
 Progress = Callable[[str], None]
 
-APPLIANCE_SRC = Path(__file__).parent / "appliance"
+#: The guest side (the top-level ``appliance/`` folder), shipped as package data.
+APPLIANCE_PACKAGE = "guestslots._appliance"
 SUPERMIN = "/usr/bin/supermin"
 DPKG_STATUS = "/var/lib/dpkg/status"
 _XZ_MAGIC = b"\xfd7zXZ\x00"
@@ -94,14 +96,33 @@ def host_kernel() -> tuple[Path, Path]:
     return Path(path), Path(f"/lib/modules/{version}")
 
 
-def packages() -> list[str]:
-    text = (APPLIANCE_SRC / "packages").read_text()
+def _lines(text: str) -> list[str]:
+    """The non-empty lines of *text*, without ``#`` comments."""
     return [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
+
+
+def guest_file(name: str) -> bytes:
+    """The content of guest-side file *name*, which must be listed in the MANIFEST."""
+    if name not in manifest():
+        raise ApplianceBuildError(f"{name} is not in the appliance MANIFEST")
+    return (importlib.resources.files(APPLIANCE_PACKAGE) / name).read_bytes()
+
+
+def manifest() -> list[str]:
+    """The guest-side files the appliance is built from, as ``appliance/MANIFEST`` lists
+    them: the appliance's cache key hashes exactly these."""
+    text = (importlib.resources.files(APPLIANCE_PACKAGE) / "MANIFEST").read_text()
+    return _lines(text)
+
+
+def packages() -> list[str]:
+    """The Debian packages the appliance is made of."""
+    return _lines(guest_file("packages").decode())
 
 
 def udev_rules() -> str:
     """The udev rule file, with one slotK link rule per SCSI target."""
-    template = (APPLIANCE_SRC / "99-guestslots.rules.in").read_text()
+    template = guest_file("99-guestslots.rules.in").decode()
     lines = []
     for t in range(MAX_SLOTS):
         lines.append(
@@ -126,8 +147,8 @@ def input_key() -> str:
     """Hash of everything the appliance is made from."""
     kernel, modules = host_kernel()
     h = hashlib.sha256()
-    for f in sorted(APPLIANCE_SRC.iterdir()):
-        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    for name in manifest():
+        h.update(name.encode() + b"\0" + guest_file(name) + b"\0")
     h.update(Path(wire.__file__).read_bytes())
     h.update(udev_rules().encode())
     for part in (
@@ -178,11 +199,11 @@ def _overlay_tarball(dest: Path) -> None:
             "etc/guestslots/lvm",
         ):
             _add_dir(tar, d, 0o1777 if d == "tmp" else 0o755)
-        _add_file(tar, "init", (APPLIANCE_SRC / "agent.py").read_bytes(), 0o755)
+        _add_file(tar, "init", guest_file("agent.py"), 0o755)
         _add_file(tar, "usr/lib/guestslots/wire.py", Path(wire.__file__).read_bytes())
         _add_file(tar, "etc/udev/rules.d/99-guestslots.rules", udev_rules().encode())
-        _add_file(tar, "etc/guestslots/lvm/lvm.conf", (APPLIANCE_SRC / "lvm.conf").read_bytes())
-        _add_file(tar, "etc/guestslots/mdadm.conf", (APPLIANCE_SRC / "mdadm.conf").read_bytes())
+        _add_file(tar, "etc/guestslots/lvm/lvm.conf", guest_file("lvm.conf"))
+        _add_file(tar, "etc/guestslots/mdadm.conf", guest_file("mdadm.conf"))
         _add_file(tar, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
         _add_file(tar, "etc/group", b"root:x:0:\n")
         _add_file(tar, "etc/fstab", b"")

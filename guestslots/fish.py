@@ -233,7 +233,9 @@ class _AddImage(argparse.Action):
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    p.set_defaults(images=[])
+    # rw=False is set here, not by the --ro/--rw actions: the first action declared
+    # (store_false) would otherwise make the shared default True (read-write).
+    p.set_defaults(images=[], rw=False)
     p.add_argument("-a", "--add", action=_AddImage, metavar="IMAGE",
                    help="add an image as the next slot (repeatable)")
     p.add_argument("--format", default=None, choices=("raw", "qcow2"),

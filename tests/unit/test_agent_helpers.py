@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import importlib.util
 import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-import guestslots
-from guestslots import wire
+from guestslots import build, wire
 
 
 @pytest.fixture(scope="module")
 def agent() -> ModuleType:
     """The agent file (package data, not a module of the package), loaded by path."""
     sys.modules.setdefault("wire", wire)  # the agent imports it as a top-level module
-    path = Path(guestslots.__file__).parent / "appliance" / "agent.py"
-    spec = importlib.util.spec_from_file_location("guestslots_agent", path)
+    path = importlib.resources.files(build.APPLIANCE_PACKAGE) / "agent.py"
+    spec = importlib.util.spec_from_file_location("guestslots_agent", str(path))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

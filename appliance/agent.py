@@ -14,6 +14,7 @@ filesystem says (absolute symlinks, ``..``) reaches the appliance's own files.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import ctypes.util
@@ -39,6 +40,16 @@ SYSROOT = "/sysroot"
 LINK_DIR = "/dev/disk/guestslots"
 NETLINK_KOBJECT_UEVENT = 15
 MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+#: Every guest filesystem is mounted with these: a device node on a hostile image
+#: (``b 254 0`` is the appliance's root disk, ``b 8 0`` another slot's disk) must not
+#: open the device it names, and nothing on it runs or gains privileges.
+MS_GUEST = MS_NOSUID | MS_NODEV | MS_NOEXEC
+#: Filesystems whose superblock may say ``errors=panic``: one bad image would take the
+#: whole appliance (and every other slot's work) down.  The mount option overrides it.
+ERRORS_OPTION_FS = ("ext2", "ext3", "ext4")
 MNT_DETACH = 2
 BLKFLSBUF = 0x1261
 BLKID_FLTR_ONLYIN = 2
@@ -71,8 +82,8 @@ _DISK_EVENT_RE = re.compile(
     rb"[0-9]+:0:[0-9]+:0/block/(sd[a-z]+)$"
 )
 _DISK_SYSFS_RE = re.compile(r"/virtio[0-9]+/host[0-9]+/target[0-9]+:0:([0-9]+)/[0-9]+:0:[0-9]+:0/")
-_KERNEL_DEV_RE = re.compile(r"^/dev/(sd[a-z]+)([0-9]*)$")
-_VOLUME_RE = re.compile(r"^(dm-[0-9]+|md[0-9]+)$")
+_KERNEL_DEV_RE = re.compile(r"^/dev/(sd[a-z]+)([0-9]*)\Z")
+_VOLUME_RE = re.compile(r"^(dm-[0-9]+|md[0-9]+)\Z")
 # Partition types that hold no filesystem of their own, as libguestfs skips them:
 # MBR extended partitions (containers of logical ones), Windows LDM metadata and data,
 # Microsoft Reserved, Windows Snapshot (GPT), LDM (MBR 0x42).
@@ -563,6 +574,16 @@ def guest_mounts() -> list[tuple[str, str, str | None]]:
     return out
 
 
+def file_kind(mode: int) -> str:
+    """What a file of *mode* is, in words."""
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return kind
+    return "a regular file" if stat.S_ISREG(mode) else "of an unknown type"
+
+
 def check_path(path: Any) -> str:
     if not isinstance(path, str) or not path.startswith("/"):
         raise Fail(f"{path!r}: path must be absolute", errno.EINVAL)
@@ -590,9 +611,33 @@ class Sysroot:
             os.chroot(".")
             os.chdir("/")
 
-    def open(self, path: str, flags: int, mode: int = 0o644) -> int:
+    def open_regular(self, path: str, flags: int, mode: int = 0o644) -> int:
+        """Open regular file *path* in the guest filesystem; anything else is refused.
+
+        Opened non-blocking, so that a FIFO cannot wedge the agent, and checked
+        with fstat before a byte is read or written: a guest's FIFO, socket or
+        device node is never read from (mounts are nodev as well).
+        """
         with self.inside():
-            return os.open(check_path(path), flags | os.O_CLOEXEC, mode)
+            try:
+                fd = os.open(check_path(path), flags | os.O_CLOEXEC | os.O_NONBLOCK, mode)
+            except OSError:
+                # EACCES (a device node on a nodev mount), ENXIO (a FIFO opened for
+                # writing with no reader)...: say what the file is, when that is why
+                try:
+                    mode_found = os.stat(path).st_mode
+                except OSError:
+                    mode_found = stat.S_IFREG
+                if not stat.S_ISREG(mode_found):
+                    raise Fail(f"{path}: not a regular file ({file_kind(mode_found)})",
+                               errno.EINVAL) from None
+                raise
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise Fail(f"{path}: not a regular file ({file_kind(st.st_mode)})", errno.EINVAL)
+        os.set_blocking(fd, True)
+        return fd
 
 
 # ---------------------------------------------------------------- the agent
@@ -614,6 +659,8 @@ class Agent:
         #: The disks of read-only slots, as name@diskseq (a name is reused, a seq is not).
         self.readonly_disks: set[str] = set()
         self.powering_off = False
+        #: Requests that arrived while a download was streaming, served after it.
+        self.queued: collections.deque[tuple[int, bytes]] = collections.deque()
         self.calls: dict[str, Callable[..., Any]] = {
             name[5:]: getattr(self, name) for name in dir(self) if name.startswith("call_")
         }
@@ -639,6 +686,11 @@ class Agent:
         return bytes(buf)
 
     def read_frame(self) -> tuple[int, bytes] | None:
+        if self.queued:
+            return self.queued.popleft()
+        return self.read_channel_frame()
+
+    def read_channel_frame(self) -> tuple[int, bytes] | None:
         header = self.read_exact(wire.HEADER.size)
         if header is None:
             return None
@@ -721,10 +773,12 @@ class Agent:
                     break
                 self.send(wire.encode(wire.DATA, chunk))
                 if poller.poll(0):
-                    frame = self.read_frame()
+                    frame = self.read_channel_frame()
                     if frame is not None and frame[0] == wire.CANCEL:
                         self.send(wire.encode(wire.END))
                         raise Fail("cancelled by the host", errno.ECANCELED)
+                    if frame is not None and frame[0] == wire.MSG:
+                        self.queued.append(frame)  # a request: never dropped, served next
             self.send(wire.encode(wire.END))
         finally:
             os.close(fd)
@@ -827,7 +881,7 @@ class Agent:
     def list_subvolumes(self, name: str) -> list[str]:
         os.makedirs(BTRFS_PROBE_DIR, exist_ok=True)
         rc = libc.mount(f"/dev/{name}".encode(), BTRFS_PROBE_DIR.encode(), b"btrfs",
-                        MS_RDONLY, b"subvolid=5")
+                        MS_RDONLY | MS_GUEST, b"subvolid=5")
         _check_libc(rc, f"mount /dev/{name} (btrfs, to list its subvolumes)")
         try:
             listing = tool(BTRFS, "subvolume", "list", BTRFS_PROBE_DIR)
@@ -1140,7 +1194,10 @@ class Agent:
             fstype = self.blkid.probe(f"/dev/{name}").get("TYPE", "")
             if not fstype:
                 raise Fail(f"/dev/{name}: no filesystem found", errno.EINVAL)
-        flags = MS_RDONLY if readonly else 0
+        if fstype in ERRORS_OPTION_FS and not any(
+                o.startswith("errors=") for o in options.split(",")):
+            options = ",".join(o for o in (options, "errors=remount-ro") if o)
+        flags = (MS_RDONLY if readonly else 0) | MS_GUEST
         fd = None
         if mountpoint == "/":
             if os.path.ismount(SYSROOT):
@@ -1246,14 +1303,15 @@ class Agent:
             os.rmdir(check_path(path))
 
     def call_download(self, path: str) -> int:
-        fd = self.root.open(path, os.O_RDONLY)
+        fd = self.root.open_regular(path, os.O_RDONLY)
         size = os.fstat(fd).st_size
         self.send_file(fd)
         return size
 
     def call_upload(self, path: str, mode: int = 0o644) -> int:
         try:
-            fd: int | None = self.root.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            fd: int | None = self.root.open_regular(
+                path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         except (OSError, Fail) as e:
             self.receive_file(None)  # consume the stream, then report why
             raise e
@@ -1263,7 +1321,7 @@ class Agent:
         if csumtype not in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512"):
             raise Fail(f"unknown checksum type {csumtype!r}", errno.EINVAL)
         h = hashlib.new(csumtype)
-        fd = self.root.open(path, os.O_RDONLY)
+        fd = self.root.open_regular(path, os.O_RDONLY)
         try:
             while chunk := os.read(fd, 1 << 20):
                 h.update(chunk)

@@ -1,0 +1,39 @@
+"""The appliance is built from (and keyed by) the files its MANIFEST lists, nothing else."""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+import pytest
+
+from guestslots import build
+from guestslots.errors import ApplianceBuildError
+
+SOURCE = Path(__file__).resolve().parents[2] / "appliance"
+
+
+def test_manifest_lists_every_guest_file() -> None:
+    on_disk = {
+        p.name for p in SOURCE.iterdir()
+        if p.is_file() and p.name not in ("MANIFEST", "__init__.py")
+    }
+    assert set(build.manifest()) == on_disk
+
+
+def test_manifest_files_are_package_data() -> None:
+    package = importlib.resources.files(build.APPLIANCE_PACKAGE)
+    for name in build.manifest():
+        assert (package / name).is_file(), name
+
+
+def test_only_manifest_files_are_read() -> None:
+    with pytest.raises(ApplianceBuildError, match="not in the appliance MANIFEST"):
+        build.guest_file("__pycache__")
+
+
+def test_packages_and_rules_come_from_the_manifest_files() -> None:
+    assert "python3" in build.packages()
+    rules = build.udev_rules()
+    assert "@SLOT_RULES@" not in rules
+    assert 'SYMLINK+="disk/guestslots/slot254"' in rules
