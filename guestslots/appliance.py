@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import io
 import json
 import logging
 import os
 import shutil
 import stat
-import tempfile
 import threading
 import time
+import typing
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -32,11 +33,14 @@ from .build import ApplianceImage, ensure_appliance
 from .drives import NULL_DRIVE, DriveSpec, make_drive
 from .errors import (
     AgentError,
+    ChannelBroken,
+    ChannelClosed,
     DeviceBusyError,
     DeviceNameError,
     DriveError,
     GuestOSError,
     GuestslotsError,
+    HostFileError,
     LabelError,
     LaunchError,
     QemuError,
@@ -55,9 +59,11 @@ from .proc import CommandError, run
 from .qemu import QemuMachine
 from .qmpargs import MachineConfig, warmup_blockdev_args, warmup_device_args
 from .slots import MAX_SLOTS, Slot, SlotTable
+from .workdir import WorkDir, remove_stale
 
-log = logging.getLogger("guestslots")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 Progress = Callable[[str], None]
 
@@ -70,11 +76,45 @@ class ApplianceState(enum.Enum):
     CLOSED = "shut down"
 
 
-def _reap(machine: QemuMachine, workdir: str) -> None:
+def _serialised(method: F) -> F:
+    """Run *method* holding its Appliance's lock.
+
+    Every call on one Appliance is serialised: slot changes, the name
+    translation around a guest call and the call itself happen as one step, so a
+    call from one thread never sees another thread's half-done hotplug.  (The
+    agent answers one call at a time anyway; for parallel work, use one
+    appliance per thread.)
+    """
+
+    @functools.wraps(method)
+    def serialised(self: Appliance, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return typing.cast(F, serialised)
+
+
+@contextlib.contextmanager
+def _host_file(path: str | os.PathLike[str], mode: str) -> Iterator[IO[bytes]]:
+    """Open host file *path*; a failure to open, read or write it is a :class:`HostFileError`."""
+    try:
+        f = open(path, mode)  # noqa: SIM115 (closed below)
+    except OSError as e:
+        raise HostFileError(os.fspath(path), e.strerror or str(e)) from None
+    with f:
+        try:
+            yield typing.cast(IO[bytes], f)
+        except OSError as e:
+            if isinstance(e, GuestslotsError):
+                raise
+            raise HostFileError(os.fspath(path), e.strerror or str(e)) from None
+
+
+def _reap(machine: QemuMachine, workdir: WorkDir) -> None:
     """Finaliser: no QEMU outlives its Appliance, even one the caller forgot."""
     with contextlib.suppress(Exception):
         machine.kill()
-    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.remove()
 
 
 class Appliance:
@@ -93,6 +133,7 @@ class Appliance:
         *,
         accel: str | None = None,
         memory_mb: int = 512,
+        tcg_cache_mib: int = 64,
         max_slots: int = MAX_SLOTS,
         call_timeout: float = 120.0,
         boot_timeout: float = 180.0,
@@ -106,6 +147,8 @@ class Appliance:
         self.backend = backend
         self._accel_request = accel
         self.memory_mb = memory_mb
+        #: TCG's translation cache (MiB): bounds how far QEMU's memory grows under TCG.
+        self.tcg_cache_mib = tcg_cache_mib
         self.call_timeout = call_timeout
         self.boot_timeout = boot_timeout
         self.qemu_binary = qemu
@@ -228,6 +271,7 @@ class Appliance:
             agent_socket=os.path.join(workdir, "agent.sock"),
             console_log=os.path.join(workdir, "console.log"),
             memory_mb=self.memory_mb,
+            tcg_cache_mib=self.tcg_cache_mib,
         )
 
     def _start_vm(self, image: ApplianceImage, fresh: bool) -> None:
@@ -298,17 +342,20 @@ class Appliance:
     def _boot(
         self, image: ApplianceImage, accel: str, saved: savedstate.SavedState | None = None
     ) -> None:
-        workdir = tempfile.mkdtemp(prefix="guestslots-")
+        for stale in remove_stale():
+            self._say(f"removed {stale}, left by an appliance whose owner died")
+        owned = WorkDir()
+        workdir = owned.path
         cfg = self._config(image, accel, workdir)
         backing, backing_format = (saved.root, "qcow2") if saved else (image.root, "raw")
         try:
             run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format,
                  "-b", str(backing), cfg.root_overlay])
         except CommandError as e:
-            shutil.rmtree(workdir, ignore_errors=True)
+            owned.remove()
             raise LaunchError(f"cannot create the root overlay: {e}") from None
         machine = QemuMachine(cfg, Path(workdir), incoming=saved is not None)
-        finalizer = weakref.finalize(self, _reap, machine, workdir)
+        finalizer = weakref.finalize(self, _reap, machine, owned)
         self._say(f"restoring the saved appliance ({accel})" if saved
                   else f"booting the appliance ({accel})")
         try:
@@ -317,7 +364,7 @@ class Appliance:
             try:
                 if saved is not None:
                     machine.restore_state(saved.state)
-                    agent.call("ping", timeout=30)
+                    agent.call("ping", wait_for=30)
                 else:
                     agent.wait_hello(self.boot_timeout)
             except (AgentError, QemuError) as e:
@@ -345,17 +392,26 @@ class Appliance:
         Safe to call more than once; after it, the Appliance cannot be relaunched.
         """
         with self._lock:
+            graceful = False
             if self._state is ApplianceState.RUNNING and self._agent is not None:
-                with contextlib.suppress(GuestslotsError):
-                    self._agent.call("shutdown", timeout=30)
-            self._teardown()
+                try:
+                    self._agent.call("shutdown", wait_for=min(self.call_timeout, 30))
+                    graceful = True
+                except GuestslotsError as e:  # stuck or gone: nothing to wait for
+                    log.warning("the appliance did not power off by itself (%s): killing it",
+                                str(e).splitlines()[0])
+            self._teardown(graceful)
             self._state = ApplianceState.CLOSED
 
     close = shutdown
 
-    def _teardown(self) -> None:
+    def _teardown(self, graceful: bool = False) -> None:
+        """Stop QEMU (waiting for the guest to power off if *graceful*) and clean up."""
         if self._machine is not None:
-            self._machine.shutdown(timeout=10)
+            if graceful:
+                self._machine.shutdown(timeout=10)
+            else:
+                self._machine.kill()
         if self._finalizer is not None:
             self._finalizer()  # removes the work directory; kill() is a no-op by now
         self._machine = self._agent = None
@@ -372,18 +428,22 @@ class Appliance:
         """The most slots this appliance can reserve (255: 256 SCSI targets, less one)."""
         return self._table.max_slots
 
+    @_serialised
     def slots(self) -> list[Slot]:
         """Every reserved slot: index, device, state, path, format, readonly, label, serial."""
         return list(self._table)
 
+    @_serialised
     def list_devices(self) -> list[str]:
         """The device of every reserved slot, empty ones included, in slot order."""
         return [slot.device for slot in self._table]
 
+    @_serialised
     def list_disk_labels(self) -> dict[str, str]:
         """Label -> device, for every full slot that has a label."""
         return {label: self._table[i].device for label, i in self._table.labels().items()}
 
+    @_serialised
     def resolve_link(self, link: str, timeout: float = 10.0) -> str:
         """Wait until the appliance's udev has made *link* and return the device it names.
 
@@ -395,11 +455,10 @@ class Appliance:
         prefix = LINK_DIR + "/"
         if not link.startswith(prefix):
             raise DeviceNameError(link, f"not a link under {LINK_DIR}")
-        target = self._call(
-            "wait_link",
-            name=link.removeprefix(prefix),
-            timeout=timeout,
-        )
+        # The agent waits *timeout* for the link; the host waits a little longer for the
+        # agent's answer (``wait_for``), so a missing link is the agent's clear error.
+        target = self._call("wait_link", wait_for=timeout + 5, name=link.removeprefix(prefix),
+                            timeout=timeout)
         return self._out(str(target))
 
     def hotplug(
@@ -423,21 +482,40 @@ class Appliance:
                 raise DriveError(NULL_DRIVE, "cannot be hotplugged: a slot is emptied by unplug")
             drive = make_drive(path, format, readonly, label, overlay)
             index = self._table.plug_index(index, drive)
+            self._check_shared_image(index, drive)
             self._plug(index, drive)
             return index
+
+    def _check_shared_image(self, index: int, drive: DriveSpec) -> None:
+        """Refuse an image that another slot holds when either may write to it (QEMU
+        would refuse it with a bare lock message)."""
+        for slot in self._table:
+            if slot.drive is None or slot.index == index:
+                continue
+            with contextlib.suppress(OSError):
+                if not os.path.samefile(slot.drive.path, drive.path):
+                    continue
+                if not (slot.drive.readonly or slot.drive.overlay) or not (
+                        drive.readonly or drive.overlay):
+                    raise DriveError(
+                        drive.path,
+                        f"slot {slot.index} ({slot.device}) holds this image "
+                        f"{'writable' if not slot.drive.readonly else 'read-only'}; an image "
+                        "may be in several slots only if none of them writes to it",
+                    )
 
     def _plug(self, index: int, drive: DriveSpec) -> None:
         machine, agent = self._running("hotplug")
         overlay = self._make_overlay(index, drive) if drive.throwaway else None
         try:
             with self._watch():
-                machine.attach(index, drive, overlay)
+                machine.attach(index, drive, overlay, timeout=self.call_timeout)
                 try:
                     found = agent.call("disk_plugged", target=index, readonly=drive.readonly,
                                        activate=self.auto_activate, timeout=60)
                 except BaseException:
                     with contextlib.suppress(GuestslotsError):
-                        machine.detach(index)
+                        machine.detach(index, timeout=self.call_timeout)
                     raise
         except BaseException:
             self._drop_overlay(index)
@@ -512,7 +590,7 @@ class Appliance:
             if users:
                 raise DeviceBusyError(index, slot.device, [self._out(u) for u in users])
             with self._watch():
-                machine.detach(index)
+                machine.detach(index, timeout=self.call_timeout)
                 agent.call("wait_disk", target=index, plugged=False, timeout=60)
             self._drop_overlay(index)
             self._table.empty(index)
@@ -525,11 +603,13 @@ class Appliance:
 
     @contextlib.contextmanager
     def _watch(self) -> Iterator[None]:
-        """If QEMU died under a call, close the Appliance (the call's error says why)."""
+        """If QEMU died under a call, or the channel to the agent closed or fell out of
+        step, close the Appliance (no QEMU is left behind; the call's error says why)."""
         try:
             yield
-        except GuestslotsError:
-            if self._machine is not None and not self._machine.is_running():
+        except GuestslotsError as e:
+            dead = self._machine is not None and not self._machine.is_running()
+            if dead or isinstance(e, (ChannelClosed, ChannelBroken)):
                 self._teardown()
                 self._state = ApplianceState.CLOSED
             raise
@@ -546,11 +626,13 @@ class Appliance:
         return name if is_volume(name) else self._table.to_kernel(name)
 
 
-    def _call(self, call: str, timeout: float | None = None, **args: Any) -> Any:
+    def _call(self, call: str, wait_for: float | None = None, **args: Any) -> Any:
+        """Run agent call *call* with *args*; wait *wait_for* seconds (default
+        ``call_timeout``) for its answer."""
         _, agent = self._running(call)
         with self._watch():
             try:
-                return agent.call(call, timeout=timeout, **args)
+                return agent.call(call, wait_for=wait_for, **args)
             except AgentError as e:
                 raise self._translated(e) from None
 
@@ -565,11 +647,13 @@ class Appliance:
 
     # ------------------------------------------------------------ devices
 
+    @_serialised
     def list_partitions(self) -> list[str]:
         """Every partition of every full slot, in slot then partition order."""
         parts = self._call("list_partitions", disks=self._filled_kernel_disks())
         return [self._out(p) for p in parts]
 
+    @_serialised
     def list_filesystems(self) -> dict[str, str]:
         """Device -> filesystem type (``unknown`` when none is recognised), as libguestfs.
 
@@ -582,59 +666,72 @@ class Appliance:
 
     # ------------------------------------------------------------ LVM and md
 
+    @_serialised
     def pvs(self) -> list[str]:
         """The LVM physical volumes on the slots (device names), sorted."""
         return sorted(self._out(pv) for pv in self._call("pvs"))
 
+    @_serialised
     def vgs(self) -> list[str]:
         """The LVM volume groups on the slots, active or not, sorted."""
         return list(self._call("vgs"))
 
+    @_serialised
     def lvs(self) -> list[str]:
         """The LVM logical volumes on the slots as ``/dev/VG/LV``, active or not, sorted."""
         return list(self._call("lvs"))
 
+    @_serialised
     def vg_activate(self, activate: bool, volgroups: list[str]) -> None:
         """Activate (or deactivate) the volume groups *volgroups*; an empty list means
         all.  Deactivating a volume group with a mounted LV is refused."""
         self._call("vg_activate", activate=bool(activate), volgroups=list(volgroups))
 
+    @_serialised
     def vg_activate_all(self, activate: bool) -> None:
         """Activate (or deactivate) every volume group on the slots."""
         self.vg_activate(activate, [])
 
+    @_serialised
     def list_dm_devices(self) -> list[str]:
         """Every device-mapper node in the appliance's ``/dev/mapper``, sorted (after a
         slot's volume groups are deactivated, none of theirs is left)."""
         return list(self._call("list_dm_devices"))
 
+    @_serialised
     def list_md_devices(self) -> list[str]:
         """The running md arrays on the slots (``/dev/mdN``, never translated)."""
         return list(self._call("list_md_devices"))
 
+    @_serialised
     def md_detail(self, md: str) -> dict[str, str]:
         """What mdadm says of array *md*: level, devices, metadata, uuid, name..."""
         detail = self._call("md_detail", md=self._dev(md))
         return {key: self._out(value) for key, value in detail.items()}
 
+    @_serialised
     def blkid(self, device: str) -> dict[str, str]:
         """Everything libblkid says of *device* (TYPE, UUID, LABEL, PTTYPE, PART_ENTRY_*...)."""
         return dict(self._call("blkid", device=self._dev(device)))
 
+    @_serialised
     def vfs_type(self, device: str) -> str:
         """The filesystem type on *device*, or ``""``."""
         return self.blkid(device).get("TYPE", "")
 
+    @_serialised
     def vfs_label(self, device: str) -> str:
         """The filesystem label on *device*, or ``""``."""
         return self.blkid(device).get("LABEL", "")
 
+    @_serialised
     def vfs_uuid(self, device: str) -> str:
         """The filesystem UUID on *device*, or ``""``."""
         return self.blkid(device).get("UUID", "")
 
     # ------------------------------------------------------------ mounts
 
+    @_serialised
     def mount(self, device: str, mountpoint: str, options: str = "") -> None:
         """Mount *device* read-write on *mountpoint* (``/`` first) inside the appliance.
 
@@ -642,10 +739,12 @@ class Appliance:
         """
         self._mount(device, mountpoint, False, options)
 
+    @_serialised
     def mount_ro(self, device: str, mountpoint: str) -> None:
         """Mount *device* read-only on *mountpoint*."""
         self._mount(device, mountpoint, True)
 
+    @_serialised
     def mount_options(self, options: str, device: str, mountpoint: str) -> None:
         """Mount *device* on *mountpoint* with filesystem *options* (read-only if it is on
         a read-only slot)."""
@@ -661,6 +760,7 @@ class Appliance:
         self._call("mount", device=self._dev(dev), mountpoint=mountpoint, readonly=readonly,
                    options=options, subvolume=subvolume)
 
+    @_serialised
     def umount(self, mountpoint: str) -> None:
         """Unmount the filesystem mounted on *mountpoint* (or the one from *device*)."""
         if mountpoint.startswith(("/dev/", BTRFSVOL)):
@@ -673,79 +773,97 @@ class Appliance:
                 raise DeviceNameError(mountpoint, "is not mounted")
         self._call("umount", mountpoint=mountpoint)
 
+    @_serialised
     def umount_all(self) -> None:
         """Unmount everything mounted in the appliance, innermost first, and sync."""
         self._call("umount_all")
 
+    @_serialised
     def mounts(self) -> list[str]:
         """The devices mounted, in mount order."""
         return [self._out(dev) for dev, _mp in self._call("mounts")]
 
+    @_serialised
     def mountpoints(self) -> dict[str, str]:
         """Device -> mount point of every mount."""
         return {self._out(dev): mp for dev, mp in self._call("mounts")}
 
     # ------------------------------------------------------------ files
 
+    @_serialised
     def ls(self, directory: str) -> list[str]:
         """Names in *directory* (sorted, without ``.`` and ``..``)."""
         return list(self._call("ls", path=directory))
 
+    @_serialised
     def stat(self, path: str) -> dict[str, int]:
         """stat(2) of *path* (symlinks followed): mode, size, uid, gid, times in ns..."""
         return dict(self._call("stat", path=path))
 
+    @_serialised
     def lstat(self, path: str) -> dict[str, int]:
         """lstat(2) of *path* (a symlink itself)."""
         return dict(self._call("stat", path=path, follow=False))
 
+    @_serialised
     def exists(self, path: str) -> bool:
         """Whether *path* exists (a dangling symlink exists)."""
         return bool(self._call("exists", path=path))
 
+    @_serialised
     def is_file(self, path: str, followsymlinks: bool = False) -> bool:
         """Whether *path* is a regular file."""
         return bool(self._call("is_file", path=path, follow=followsymlinks))
 
+    @_serialised
     def is_dir(self, path: str, followsymlinks: bool = False) -> bool:
         """Whether *path* is a directory."""
         return bool(self._call("is_dir", path=path, follow=followsymlinks))
 
+    @_serialised
     def readlink(self, path: str) -> str:
         """The target of symbolic link *path*, as stored (not resolved)."""
         return str(self._call("readlink", path=path))
 
+    @_serialised
     def mkdir(self, path: str) -> None:
         """Create directory *path*."""
         self._call("mkdir", path=path)
 
+    @_serialised
     def mkdir_p(self, path: str) -> None:
         """Create directory *path* and its parents; no error if it exists."""
         self._call("mkdir", path=path, parents=True)
 
+    @_serialised
     def rm(self, path: str) -> None:
         """Remove file *path*."""
         self._call("rm", path=path)
 
+    @_serialised
     def rmdir(self, path: str) -> None:
         """Remove empty directory *path*."""
         self._call("rmdir", path=path)
 
+    @_serialised
     def read_file(self, path: str) -> bytes:
         """The whole content of file *path*, as bytes."""
         buf = io.BytesIO()
         self._download(path, buf)
         return buf.getvalue()
 
+    @_serialised
     def cat(self, path: str) -> str:
         """The content of text file *path* (UTF-8; undecodable bytes replaced)."""
         return self.read_file(path).decode("utf-8", "replace")
 
+    @_serialised
     def write(self, path: str, content: bytes | str) -> None:
         """Create or replace file *path* with *content*."""
         data = content.encode() if isinstance(content, str) else content
         self._upload(io.BytesIO(data), path)
 
+    @_serialised
     def download(
         self,
         remotefile: str,
@@ -757,9 +875,10 @@ class Appliance:
 
         *progress*, if given, is called with the size of each chunk copied.
         """
-        with open(filename, "wb") as f:
+        with _host_file(filename, "wb") as f:
             self._download(remotefile, f, progress)
 
+    @_serialised
     def upload(
         self,
         filename: str | os.PathLike[str],
@@ -771,7 +890,7 @@ class Appliance:
 
         *progress*, if given, is called with the size of each chunk copied.
         """
-        with open(filename, "rb") as f:
+        with _host_file(filename, "rb") as f:
             self._upload(f, remotefile, progress)
 
     def _download(
@@ -794,20 +913,24 @@ class Appliance:
             except AgentError as e:
                 raise self._translated(e) from None
 
+    @_serialised
     def checksum(self, csumtype: str, path: str) -> str:
         """Hex digest of file *path*: md5, sha1, sha224, sha256, sha384 or sha512."""
         return str(self._call("checksum", csumtype=csumtype, path=path))
 
+    @_serialised
     def statvfs(self, path: str) -> dict[str, int]:
         """statvfs(2) of the filesystem holding *path*."""
         return dict(self._call("statvfs", path=path))
 
+    @_serialised
     def sync(self) -> None:
         """Write every cached change to the disks."""
         self._call("sync")
 
     # ------------------------------------------------------------ inspection
 
+    @_serialised
     def inspect_os(self) -> list[dict[str, object]]:
         """Find operating systems on the full slots (Linux: /etc/os-release, /etc/fstab).
 
@@ -817,6 +940,7 @@ class Appliance:
         """
         return [found.as_dict() for found in inspect_os(self)]
 
+    @_serialised
     def mount_os(self, root: str, readonly: bool = True) -> None:
         """Mount the filesystems of the operating system on *root* as its fstab says."""
         for found in inspect_os(self):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import struct
 from dataclasses import dataclass
 
 from .errors import DriveError, LabelError
@@ -23,8 +24,9 @@ NULL_DRIVE = "/dev/null"
 FORMATS = ("raw", "qcow2")
 
 LABEL_MAX = 20
-_LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_RESERVED_LABEL_RE = re.compile(r"^slot[0-9]+$")
+# fullmatch, never match with "$": "$" also matches before a trailing newline
+_LABEL_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_RESERVED_LABEL_RE = re.compile(r"slot[0-9]+")
 
 # First bytes of image formats a raw image must not be mistaken for.
 _MAGICS: tuple[tuple[bytes, str], ...] = (
@@ -50,13 +52,49 @@ def check_label(label: str) -> str:
     """
     if not label or len(label) > LABEL_MAX:
         raise LabelError(f"label {label!r}: must be 1-{LABEL_MAX} characters long")
-    if not _LABEL_RE.match(label):
+    if not _LABEL_RE.fullmatch(label):
         raise LabelError(
             f"label {label!r}: must start with a letter and contain only letters, digits and _"
         )
-    if _RESERVED_LABEL_RE.match(label):
+    if _RESERVED_LABEL_RE.fullmatch(label):
         raise LabelError(f"label {label!r}: names of the form slotN are reserved")
     return label
+
+
+#: How much of an image :func:`make_drive` reads to check it.
+HEAD_SIZE = 512
+# qcow2 header fields (big-endian): version at 4, backing_file_offset at 8,
+# incompatible_features at 72 (version 3 only).
+_QCOW2_VERSION = struct.Struct(">I")
+_QCOW2_BACKING_OFFSET = struct.Struct(">Q")
+_QCOW2_INCOMPAT = struct.Struct(">Q")
+_QCOW2_INCOMPAT_DATA_FILE = 1 << 2
+
+
+def qcow2_named_files(head: bytes) -> list[str]:
+    """What the qcow2 header *head* says QEMU would open besides the image itself.
+
+    An external data file (incompatible feature bit 2) is opened by QEMU from
+    the name in the header, read-write when the node is writable: a hostile
+    image could read or overwrite any host file.  A backing file is never
+    opened (``backing: null``) but is refused all the same, so that the image
+    means what it says.  A header QEMU would not accept anyway (another
+    version, too short) names nothing here: QEMU refuses it.
+    """
+    if len(head) < 80:
+        return []
+    found = []
+    (version,) = _QCOW2_VERSION.unpack_from(head, 4)
+    if version not in (2, 3):
+        return []
+    (backing,) = _QCOW2_BACKING_OFFSET.unpack_from(head, 8)
+    if backing:
+        found.append("a backing file")
+    if version == 3:
+        (incompat,) = _QCOW2_INCOMPAT.unpack_from(head, 72)
+        if incompat & _QCOW2_INCOMPAT_DATA_FILE:
+            found.append("an external data file")
+    return found
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -122,7 +160,7 @@ def make_drive(
         raise DriveError(raw_path, "is not a regular file or block device")
     try:
         with open(abspath, "rb") as f:
-            head = f.read(64)
+            head = f.read(HEAD_SIZE)
     except OSError as e:
         raise DriveError(raw_path, f"cannot be read: {e.strerror}") from None
     if overlay:
@@ -142,6 +180,15 @@ def make_drive(
         raise DriveError(
             raw_path, f"is not a {fmt} image (it looks like {looks_like or 'raw data'})"
         )
+    if fmt == "qcow2":
+        named = qcow2_named_files(head)
+        if named:
+            raise DriveError(
+                raw_path,
+                f"its qcow2 header names {' and '.join(named)}; images that make QEMU open "
+                "another file are refused (a hostile image could name any host file): "
+                "flatten it with qemu-img convert first",
+            )
     if stat.S_ISREG(st.st_mode) and st.st_size == 0:
         raise DriveError(raw_path, "is empty (0 bytes); use /dev/null to reserve an empty slot")
     return DriveSpec(abspath, fmt, readonly, label, overlay)

@@ -41,6 +41,14 @@ class DriveError(GuestslotsError):
         super().__init__(f"{path}: {message}")
 
 
+class HostFileError(GuestslotsError):
+    """A file on the host (a download's destination, an upload's source) cannot be used."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}")
+
+
 class LabelError(GuestslotsError):
     """A drive label is invalid or already used by another slot."""
 
@@ -104,6 +112,11 @@ class QemuError(GuestslotsError):
         super().__init__(text)
 
 
+class QemuTimeout(QemuError):
+    """QEMU did not answer a QMP command in time (stopped, stuck or overloaded); the
+    message names what was awaited."""
+
+
 class LaunchError(QemuError):
     """The appliance could not be launched."""
 
@@ -126,6 +139,11 @@ class AgentTimeout(AgentError):
 
 class ChannelClosed(AgentError):
     """The channel to the agent closed (the appliance died or was shut down)."""
+
+
+class ChannelBroken(AgentError):
+    """The channel to the agent is out of step (a frame could not be sent whole, or the
+    agent sent something that is not a frame): the appliance must be relaunched."""
 
 
 class GuestOSError(AgentError):

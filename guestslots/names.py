@@ -18,8 +18,8 @@ from .errors import DeviceNameError
 LINK_DIR = "/dev/disk/guestslots"
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
-_DISK_RE = re.compile(r"^/dev/(?:sd|vd|hd)([a-z]+)([0-9]*)$")
-_LINK_RE = re.compile(r"^" + re.escape(LINK_DIR) + r"/([A-Za-z][A-Za-z0-9_]*)(?:-part([0-9]+))?$")
+_DISK_RE = re.compile(r"^/dev/(?:sd|vd|hd)([a-z]+)([0-9]*)\Z")
+_LINK_RE = re.compile(r"^" + re.escape(LINK_DIR) + r"/([A-Za-z][A-Za-z0-9_]*)(?:-part([0-9]+))?\Z")
 _KERNEL_RE = re.compile(r"/dev/(sd[a-z]+)([0-9]*)\b")
 _LVM_NAME = r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]*"
 _VOLUME_RE = re.compile(

@@ -13,6 +13,7 @@ where, :mod:`guestslots.qmpargs` builds every argument.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ctypes
 import logging
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 from qemu.qmp import ExecuteError, Message, QMPClient, QMPError
 
 from .drives import DriveSpec
-from .errors import DriveError, LaunchError, QemuError, QMPCommandError
+from .errors import DriveError, LaunchError, QemuError, QemuTimeout, QMPCommandError
 from .qmpargs import MachineConfig, blockdev_add_args, device_add_args, qemu_command, slot_ids
 
 log = logging.getLogger("guestslots")
@@ -67,11 +68,26 @@ class QemuMachine:
         # make it accept none; calls that wait for an event register their own.
         self._qmp.events.event_filter = lambda _event: False
         self.agent_sock: socket.socket | None = None
+        #: Slots whose last attach or detach was abandoned (QEMU did not answer in
+        #: time): QEMU may still carry it out, so the slot is cleaned before its next use.
+        self._unsure: set[int] = set()
 
     # ---- plumbing
 
-    def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None,
+             what: str = "") -> T:
+        """Run *coro* on the QMP loop; past *timeout* it is cancelled and
+        :class:`QemuTimeout` names *what* was awaited."""
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise QemuTimeout(
+                f"{what or 'a QMP call'}: QEMU did not answer in {timeout:g} s "
+                "(is it stopped or overloaded?)",
+                exitcode=self.exitcode, command=self.command, log_tail=self.log_tail(),
+            ) from None
 
     @property
     def pid(self) -> int | None:
@@ -213,23 +229,37 @@ class QemuMachine:
         self, command: str, args: dict[str, Any] | None = None, timeout: float = 30.0
     ) -> Any:
         """Run one QMP command and return its result."""
-        return self._run(self._execute(command, args), timeout)
+        return self._run(self._execute(command, args), timeout, f"QMP {command}")
 
     # ---- slots
 
     def attach(self, index: int, drive: DriveSpec, overlay: str | None = None,
                timeout: float = 30.0) -> None:
         """Plug *drive* into slot *index* (over *overlay*, if given); on failure nothing
-        is left attached."""
+        is left attached.  Past *timeout*, :class:`QemuTimeout`; the slot is then
+        cleaned before its next use, whatever QEMU did meanwhile."""
+        ids = slot_ids(index)
         blockdev = blockdev_add_args(index, drive, overlay)
         device = device_add_args(index, drive)
-        self._run(self._attach(index, blockdev, device, drive), timeout)
+        image_node = ids.base_node if overlay is not None else ids.fmt_node
+        self._guarded(index, self._attach(index, blockdev, device, drive, image_node), timeout,
+                      f"hotplug of slot {index} ({drive.path})")
 
     def attach_args(
         self, index: int, blockdev: dict[str, Any], device: dict[str, Any], timeout: float = 30.0
     ) -> None:
         """Plug a disk declared by ready-made arguments (the pre-save warm-up disk)."""
-        self._run(self._attach(index, blockdev, device, None), timeout)
+        self._guarded(index, self._attach(index, blockdev, device, None, ""), timeout,
+                      f"hotplug of slot {index}")
+
+    def _guarded(self, index: int, coro: Coroutine[Any, Any, None], timeout: float,
+                 what: str) -> None:
+        """Run a slot operation; if it is abandoned, remember that the slot is unsure."""
+        try:
+            self._run(coro, timeout, what)
+        except QemuTimeout:
+            self._unsure.add(index)
+            raise
 
     async def _attach(
         self,
@@ -237,8 +267,13 @@ class QemuMachine:
         blockdev: dict[str, Any],
         device: dict[str, Any],
         drive: DriveSpec | None,
+        image_node: str,
     ) -> None:
         ids = slot_ids(index)
+        if index in self._unsure:
+            await self._clean_slot(index)
+        checked = drive is not None and drive.format == "qcow2"
+        before = await self._unnamed_nodes() if checked else set()
         try:
             await self._execute("blockdev-add", blockdev)
         except QMPCommandError as e:
@@ -248,50 +283,97 @@ class QemuMachine:
                 drive.path, f"QEMU cannot open it as {drive.format}: {e.desc}"
             ) from None
         try:
-            if drive is not None and drive.format == "qcow2":
-                await self._refuse_backing(index, drive)
-            await self._execute("device_add", device)
+            if drive is not None and checked:
+                await self._refuse_other_files(drive, image_node, before)
+            try:
+                await self._execute("device_add", device)
+            except QMPCommandError as e:
+                if drive is None:
+                    raise
+                # e.g. 'Failed to get "write" lock': another process holds the image
+                raise DriveError(drive.path, f"QEMU cannot attach it to slot {index}: "
+                                 f"{e.desc}") from None
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._execute("blockdev-del", {"node-name": ids.fmt_node})
             raise
 
-    async def _refuse_backing(self, index: int, drive: DriveSpec) -> None:
-        nodes = await self._execute("query-named-block-nodes", {"flat": True})
+    async def _clean_slot(self, index: int, timeout: float = 10.0) -> None:
+        """Remove whatever an abandoned attach or detach of slot *index* left in QEMU:
+        its device (waiting until QEMU deleted it), then its block nodes."""
         ids = slot_ids(index)
-        image_node = ids.base_node if drive.throwaway else ids.fmt_node
+        devices = await self._execute("qom-list", {"path": "/machine/peripheral"})
+        if any(d.get("name") == ids.qdev for d in devices):
+            await self._device_del(ids.qdev, timeout)
+        nodes = await self._execute("query-named-block-nodes", {"flat": True})
+        if any(n.get("node-name") == ids.fmt_node for n in nodes):
+            await self._execute("blockdev-del", {"node-name": ids.fmt_node})
+        self._unsure.discard(index)
+
+    async def _unnamed_nodes(self) -> set[str]:
+        """The block nodes QEMU named itself (``#block...``): files it opened because an
+        image's header said so (the appliance root's overlay has one: its backing)."""
+        nodes = await self._execute("query-named-block-nodes", {"flat": True})
+        return {str(n.get("node-name")) for n in nodes if str(n.get("node-name")).startswith("#")}
+
+    async def _refuse_other_files(self, drive: DriveSpec, image_node: str,
+                                  before: set[str]) -> None:
+        """Refuse the image if QEMU opened anything for it that we did not name.
+
+        :func:`guestslots.drives.make_drive` refuses headers that name other files
+        before QEMU sees them; this checks what QEMU really opened: every node a
+        slot's blockdev-add creates is named by us, so a node that QEMU named itself
+        and that was not there before (*before*) is a file the image made it open
+        (an external data file, a backing file...).
+        """
+        nodes = await self._execute("query-named-block-nodes", {"flat": True})
         for node in nodes:
-            if node.get("node-name") == image_node:
-                backing = node.get("image", {}).get("backing-filename")
-                if backing:
-                    raise DriveError(
-                        drive.path,
-                        f"has a backing file ({backing}); images with backing files are "
-                        "refused (a hostile image could name any host file): flatten it "
-                        "with qemu-img convert first",
-                    )
+            name = str(node.get("node-name", ""))
+            image = node.get("image", {})
+            named = []
+            if name == image_node:
+                if image.get("backing-filename"):
+                    named.append(f"a backing file ({image['backing-filename']})")
+                data_file = image.get("format-specific", {}).get("data", {}).get("data-file")
+                if data_file:
+                    named.append(f"an external data file ({data_file})")
+            elif name.startswith("#") and name not in before:
+                named.append(f"{node.get('file')} (a file its header names)")
+            if named:
+                raise DriveError(
+                    drive.path,
+                    f"made QEMU open {' and '.join(named)}; images that name other files "
+                    "are refused (a hostile image could name any host file): flatten it "
+                    "with qemu-img convert first",
+                )
 
     def detach(self, index: int, timeout: float = 30.0) -> None:
         """Unplug slot *index*'s disk: device_del, wait for DEVICE_DELETED, blockdev-del."""
-        self._run(self._detach(index, timeout), timeout + 5)
+        self._guarded(index, self._detach(index, timeout), timeout + 5, f"unplug of slot {index}")
 
     async def _detach(self, index: int, timeout: float) -> None:
+        if index in self._unsure:
+            await self._clean_slot(index, timeout)  # removes whatever is left of it
+            return
         ids = slot_ids(index)
+        await self._device_del(ids.qdev, timeout)
+        await self._execute("blockdev-del", {"node-name": ids.fmt_node})
+
+    async def _device_del(self, qdev: str, timeout: float) -> None:
+        """device_del, and wait for QEMU's DEVICE_DELETED (it may come before the reply)."""
 
         def ours(event: Message) -> bool:
             data = event.get("data")
-            return isinstance(data, dict) and data.get("device") == ids.qdev
+            return isinstance(data, dict) and data.get("device") == qdev
 
-        # Listen before device_del: the event can come before the command returns.
         with self._qmp.listener("DEVICE_DELETED", ours) as listener:
-            await self._execute("device_del", {"id": ids.qdev})
+            await self._execute("device_del", {"id": qdev})
             try:
                 await asyncio.wait_for(listener.get(), timeout)
             except TimeoutError:
                 raise self.error(
-                    f"DEVICE_DELETED for {ids.qdev} did not come in {timeout:g} s"
+                    f"DEVICE_DELETED for {qdev} did not come in {timeout:g} s"
                 ) from None
-        await self._execute("blockdev-del", {"node-name": ids.fmt_node})
 
     # ---- saved state
 
@@ -333,7 +415,7 @@ class QemuMachine:
             uri = "exec:cat > " + shlex.quote(str(path))
             await self._migration("migrate", {"uri": uri}, timeout)
 
-        self._run(save(), timeout + 10)
+        self._run(save(), timeout + 10, "saving the appliance state")
 
     def resume(self) -> None:
         """Let a stopped VM run again."""
@@ -349,7 +431,7 @@ class QemuMachine:
             if not status.get("running"):
                 await self._execute("cont")  # the state was saved with the VM stopped
 
-        self._run(restore(), timeout + 10)
+        self._run(restore(), timeout + 10, "restoring the appliance state")
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None

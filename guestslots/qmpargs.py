@@ -112,6 +112,9 @@ class MachineConfig:
     cpu: str = "max"
     machine: str = "pc"
     append_extra: str = ""
+    #: TCG's translation cache (MiB); QEMU's default of 1 GiB lets a long-lived
+    #: appliance's resident memory grow by as much (see tools/bench/soak.py).
+    tcg_cache_mib: int = 64
 
 
 def _opt(value: str) -> str:
@@ -144,7 +147,9 @@ def qemu_command(cfg: MachineConfig, incoming: bool = False) -> list[str]:
         "-nographic",
         "-no-reboot",
         "-machine",
-        f"{cfg.machine},accel={cfg.accel}",
+        cfg.machine,
+        "-accel",
+        f"tcg,tb-size={cfg.tcg_cache_mib}" if cfg.accel == "tcg" else cfg.accel,
         "-cpu",
         cfg.cpu,
         "-m",

@@ -10,6 +10,7 @@ copies, and converted with ``qemu-img``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +27,10 @@ def sh(*cmd: str | Path, stdin: str | None = None) -> str:
 
 
 def _tree(
-    root: Path, files: Mapping[str, bytes | str], symlinks: Mapping[str, str] | None = None
+    root: Path,
+    files: Mapping[str, bytes | str],
+    symlinks: Mapping[str, str] | None = None,
+    nodes: Mapping[str, tuple[int, int]] | None = None,
 ) -> Path:
     if root.exists():
         shutil.rmtree(root)
@@ -39,6 +43,10 @@ def _tree(
         path = root / name.lstrip("/")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.symlink_to(target)
+    for name, (mode, device) in (nodes or {}).items():  # mknod needs root on the host
+        path = root / name.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mknod(path, mode, device)
     return root
 
 
@@ -49,9 +57,11 @@ def ext4(
     label: str = "",
     symlinks: Mapping[str, str] | None = None,
     uuid: str | None = None,
+    nodes: Mapping[str, tuple[int, int]] | None = None,
 ) -> Path:
-    """A whole-image ext4 filesystem holding *files* (and *symlinks*: name -> target)."""
-    tree = _tree(path.with_suffix(".tree"), files, symlinks)
+    """A whole-image ext4 filesystem holding *files* (and *symlinks*: name -> target;
+    *nodes*: name -> (mode, device) of device nodes and FIFOs, as ``os.mknod`` takes)."""
+    tree = _tree(path.with_suffix(".tree"), files, symlinks, nodes)
     path.unlink(missing_ok=True)
     sh("truncate", "-s", f"{size_mib}M", path)
     sh("mkfs.ext4", "-q", "-F", "-L", label, *(["-U", uuid] if uuid else []), "-d", tree, path)

@@ -54,7 +54,7 @@ def test_bad_images(app: Appliance, witness: Callable[[], None], image_dir: Path
         (_bad_qcow2(image_dir / "corrupt.qcow2"), "qcow2", DriveError, "QEMU cannot open it"),
         (raw_as_qcow2, None, DriveError, "looks like a qcow2 image"),
         (good, "qcow2", DriveError, "is not a qcow2 image"),
-        (backing, "qcow2", DriveError, "has a backing file"),
+        (backing, "qcow2", DriveError, "names a backing file"),
         (good, "vmdk", DriveError, "not supported"),
     ]
     for path, fmt, exc, message in cases:
@@ -147,3 +147,28 @@ def test_the_root_disk_cannot_be_named(app: Appliance, corpus: dict[str, Image])
         agent.call("blkid", device="/dev/vda")
     with pytest.raises(GuestOSError, match="not a slot device"):
         agent.call("mount", device="/dev/vda", mountpoint="/")
+
+
+def test_an_image_may_be_in_two_slots_only_if_none_writes(
+    app: Appliance, image_dir: Path
+) -> None:
+    img = images.ext4(image_dir / "shared.img", {"whoami": "shared\n"})
+    app.hotplug(1, img, readonly=False)
+    with pytest.raises(DriveError, match=r"slot 1 \(/dev/sdb\) holds this image writable"):
+        app.hotplug(2, img)
+    with pytest.raises(DriveError, match=r"slot 1 \(/dev/sdb\) holds this image writable"):
+        app.hotplug(2, img, overlay=True)
+    assert app.slots()[2].drive is None
+    app.unplug(1)
+    app.hotplug(1, img)
+    with pytest.raises(DriveError, match=r"slot 1 \(/dev/sdb\) holds this image read-only"):
+        app.hotplug(2, img, readonly=False)
+    app.hotplug(2, img)  # read-only twice: nobody writes
+    assert whoami(app, "/dev/sdc") == "shared"
+
+
+def test_resolve_link_waits_as_long_as_the_caller_says(app: Appliance) -> None:
+    with pytest.raises(GuestOSError, match="did not appear in 1 s") as e:
+        app.resolve_link("/dev/disk/guestslots/nosuchlabel", timeout=1)
+    assert e.value.errno == errno.ETIMEDOUT
+    assert app.list_filesystems() == {}  # the channel is free at once

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from guestslots.drives import check_label, make_drive, sniff_format
+from guestslots.drives import check_label, make_drive, qcow2_named_files, sniff_format
 from guestslots.errors import DriveError, LabelError
 
 
@@ -66,7 +66,38 @@ def test_valid_labels(label: str) -> None:
     assert check_label(label) == label
 
 
-@pytest.mark.parametrize("label", ["", "x" * 21, "2data", "da-ta", "da ta", "../x", "slot3", "é"])
+@pytest.mark.parametrize("label", ["", "x" * 21, "2data", "da-ta", "da ta", "../x", "slot3", "é",
+                                   "ok\n", "slot3\n"])
 def test_invalid_labels(label: str) -> None:
     with pytest.raises(LabelError):
         check_label(label)
+
+
+def _qcow2_header(version: int = 3, backing_offset: int = 0, incompat: int = 0) -> bytes:
+    head = bytearray(512)
+    head[0:4] = b"QFI\xfb"
+    head[4:8] = version.to_bytes(4, "big")
+    head[8:16] = backing_offset.to_bytes(8, "big")
+    head[72:80] = incompat.to_bytes(8, "big")
+    return bytes(head)
+
+
+def test_qcow2_headers_naming_other_files() -> None:
+    assert qcow2_named_files(_qcow2_header()) == []
+    assert qcow2_named_files(_qcow2_header(incompat=1 << 2)) == ["an external data file"]
+    assert qcow2_named_files(_qcow2_header(backing_offset=0x200)) == ["a backing file"]
+    assert qcow2_named_files(_qcow2_header(2, 0x200)) == ["a backing file"]
+    # version 2 has no feature bits: byte 72 is something else there
+    assert qcow2_named_files(_qcow2_header(2, incompat=1 << 2)) == []
+    # headers QEMU refuses by itself name nothing here
+    assert qcow2_named_files(_qcow2_header(7, 0x200, 1 << 2)) == []
+    assert qcow2_named_files(b"QFI\xfb\x00\x00\x00\x03") == []
+
+
+def test_a_qcow2_with_an_external_data_file_is_refused(tmp_path: Path) -> None:
+    image = tmp_path / "x.qcow2"
+    image.write_bytes(_qcow2_header(incompat=(1 << 2) | 1))
+    with pytest.raises(DriveError, match="names an external data file"):
+        make_drive(image, "qcow2")
+    image.write_bytes(_qcow2_header())
+    assert make_drive(image, "qcow2").format == "qcow2"

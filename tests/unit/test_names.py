@@ -63,7 +63,7 @@ def test_parse_device(name: str, ref: DeviceRef) -> None:
     "name",
     ["sda", "/dev/sd", "/dev/sda0", "/dev/xda", "/dev/sdA", "/dev/sda1/..", "/dev/mapper/x",
      "/dev/disk/guestslots/", "/dev/disk/guestslots/a-part0", "/dev/disk/guestslots/../sda",
-     "/dev/disk/by-id/x", ""],
+     "/dev/disk/by-id/x", "", "/dev/sda\n", "/dev/disk/guestslots/data\n"],
 )
 def test_parse_device_refuses(name: str) -> None:
     with pytest.raises(DeviceNameError) as e:

@@ -63,6 +63,10 @@ def test_command_line_has_no_slot_disks_and_a_virtio_blk_root() -> None:
     assert "scsi-hd" not in joined
     assert "virtio-blk-pci,drive=approot" in joined
     assert "file.filename=/w,,x/root.qcow2" in joined  # commas escaped for QEMU
-    assert cmd[cmd.index("-machine") + 1] == "pc,accel=tcg"
+    assert cmd[cmd.index("-machine") + 1] == "pc"
+    # TCG's translation cache is bounded (QEMU's default, 1 GiB, grows QEMU's RSS)
+    assert cmd[cmd.index("-accel") + 1] == "tcg,tb-size=64"
+    kvm = qemu_command(MachineConfig(**{**cfg.__dict__, "accel": "kvm"}))
+    assert kvm[kvm.index("-accel") + 1] == "kvm"
     assert "root=/dev/vda" in cmd[cmd.index("-append") + 1]
     assert qemu_command(cfg) == cmd  # deterministic

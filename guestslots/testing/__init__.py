@@ -1,0 +1,1 @@
+"""Support for tests and benchmarks (never imported by guestslots at run time)."""

@@ -1,0 +1,72 @@
+"""Per-appliance work directories, and the clean-up of those whose owner died.
+
+An appliance keeps its sockets, overlays and console log in a directory
+``$TMPDIR/guestslots-*``.  Its owner holds an exclusive ``flock`` on the file
+``lock`` in it for as long as it lives; the kernel drops the lock when the
+owner dies, however it dies (SIGKILL included).  A directory with a ``lock``
+that nobody holds is therefore left over, and the next launch removes it.  The
+lock is taken before the directory gets its public name (it is made under a
+hidden name and renamed), so no launch can ever see, and remove, a directory
+being set up; a directory without a ``lock`` (an older guestslots's, perhaps
+still in use) is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PREFIX = "guestslots-"
+LOCK = "lock"
+
+
+class WorkDir:
+    """A work directory, locked by this process until :meth:`remove`."""
+
+    def __init__(self, parent: str | None = None) -> None:
+        parent = parent or tempfile.gettempdir()
+        staging = tempfile.mkdtemp(prefix=f".{PREFIX}", dir=parent)
+        self._fd = os.open(os.path.join(staging, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                           0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self.path = os.path.join(parent, os.path.basename(staging)[1:])
+        os.rename(staging, self.path)
+
+    def remove(self) -> None:
+        """Delete the directory and release it (idempotent)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def remove_stale(parent: str | None = None) -> list[str]:
+    """Remove the work directories whose owners are gone; return their paths."""
+    parent = parent or tempfile.gettempdir()
+    removed = []
+    for path in Path(parent).glob(f"{PREFIX}*"):
+        if path.is_symlink() or not path.is_dir():
+            continue
+        try:
+            fd = os.open(path / LOCK, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue  # no lock file (not ours, or an older version's), or gone meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # its owner is alive
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
+            log.info("removed the work directory of a dead appliance: %s", path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    return removed

@@ -1,0 +1,34 @@
+"""Work directories are removed only once their owner is gone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from guestslots.workdir import WorkDir, remove_stale
+
+
+def test_a_live_owners_directory_is_kept_and_a_dead_ones_removed(tmp_path: Path) -> None:
+    live = WorkDir(str(tmp_path))
+    assert os.path.basename(live.path).startswith("guestslots-")
+    left = tmp_path / "guestslots-left"  # as a killed owner leaves it: nobody holds it
+    (left / "sub").mkdir(parents=True)
+    (left / "lock").touch()
+    unlocked = tmp_path / "guestslots-old"  # no lock file: an older version's, kept
+    unlocked.mkdir()
+    (tmp_path / "guestslots-a-file").write_text("not a directory")
+    (tmp_path / "other").mkdir()
+    assert remove_stale(str(tmp_path)) == [str(left)]
+    assert os.path.isdir(live.path)
+    assert (tmp_path / "other").is_dir() and (tmp_path / "guestslots-a-file").exists()
+    assert unlocked.is_dir()
+    live.remove()
+    live.remove()  # idempotent
+    assert not os.path.exists(live.path)
+    assert remove_stale(str(tmp_path)) == []
+
+
+def test_a_directory_being_made_is_never_seen_under_its_public_name(tmp_path: Path) -> None:
+    made = WorkDir(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [os.path.basename(made.path)]
+    made.remove()
