@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import guestslots
-from guestslots.testimages import named_image
+from guestslots.testing.testimages import named_image
 
 START = time.monotonic()
 

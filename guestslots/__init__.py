@@ -13,7 +13,6 @@ and call into the appliance with stable ``/dev/sdX`` names::
 """
 
 from .appliance import Appliance, ApplianceState
-from .drives import DriveSpec
 from .errors import (
     AgentError,
     AgentTimeout,
@@ -35,7 +34,8 @@ from .errors import (
     StateError,
 )
 from .isolation import isolated
-from .slots import MAX_SLOTS, Slot, SlotState
+from .model.drives import DriveSpec
+from .model.slots import MAX_SLOTS, Slot, SlotState
 
 __all__ = [
     "MAX_SLOTS",

@@ -17,13 +17,12 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import build
-from .appliance import Appliance, ApplianceState
+from .appliance import Appliance
 from .commands import UsageError, format_result, lookup
 from .copyout import copy_out
 from .errors import GuestslotsError
-from .fish import prepare
-from .inspection import mount_image
+from .frontend import open_appliance
+from .host import build
 
 PROG = "guestslots"
 
@@ -32,20 +31,16 @@ def _progress() -> Callable[[str], None] | None:
     return (lambda m: print(m, file=sys.stderr)) if sys.stderr.isatty() else None
 
 
-def _open(args: argparse.Namespace, images: Sequence[str], readonly: bool = True) -> Appliance:
-    app = Appliance(accel=args.accel, progress=_progress())
-    for image in images:
-        app.add_drive(image, format=args.format, readonly=readonly)
-    app.launch()
-    return app
+def _open(args: argparse.Namespace, image: str, readonly: bool = True) -> Appliance:
+    """The appliance for a one-image subcommand, its filesystem or OS mounted (-i)."""
+    return open_appliance([(image, args.format)], readonly=readonly, inspector=True,
+                          plain_filesystem=True, accel=args.accel, progress=_progress())
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    app = Appliance(accel=args.accel, progress=_progress())
+    app = open_appliance(slots=len(args.images), launch=True, accel=args.accel,
+                         progress=_progress())
     try:
-        for _ in args.images:
-            app.add_drive("/dev/null")
-        app.launch()
         report = []
         for index, image in enumerate(args.images):
             app.hotplug(index, image, format=args.format)
@@ -81,15 +76,13 @@ def _fs_record(app: Appliance, device: str, fstype: str) -> dict[str, str]:
 
 
 def cmd_cat(args: argparse.Namespace) -> int:
-    with _open(args, [args.image]) as app:
-        mount_image(app, plain_filesystem=True)
+    with _open(args, args.image) as app:
         sys.stdout.buffer.write(app.read_file(args.path))
     return 0
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    with _open(args, [args.image]) as app:
-        mount_image(app, plain_filesystem=True)
+    with _open(args, args.image) as app:
         for name in app.ls(args.path):
             print(os.fsencode(name).decode("utf-8", "backslashreplace"))
     return 0
@@ -101,8 +94,7 @@ def cmd_copy_out(args: argparse.Namespace) -> int:
         raise GuestslotsError("copy-out: give at least one PATH and a DESTDIR")
     if not os.path.isdir(destdir):
         raise GuestslotsError(f"copy-out: {destdir}: not a directory")
-    with _open(args, [args.image]) as app:
-        mount_image(app, plain_filesystem=True)
+    with _open(args, args.image) as app:
         for path in paths:
             copy_out(app, path, destdir,
                      lambda p, why: print(f"{PROG}: skipped {p}: {why}", file=sys.stderr))
@@ -113,8 +105,7 @@ def cmd_copy_in(args: argparse.Namespace) -> int:
     *locals_, remotedir = args.paths
     if not locals_:
         raise GuestslotsError("copy-in: give at least one LOCAL path and a REMOTEDIR")
-    with _open(args, [args.image], readonly=False) as app:
-        mount_image(app, readonly=False, plain_filesystem=True)
+    with _open(args, args.image, readonly=False) as app:
         for local in locals_:
             _copy_in(app, Path(local), remotedir)
         app.umount_all()
@@ -134,13 +125,9 @@ def _copy_in(app: Appliance, local: Path, remotedir: str) -> None:
 
 def cmd_call(args: argparse.Namespace) -> int:
     command = lookup(args.command)
-    with Appliance(accel=args.accel, progress=_progress()) as app:
-        prepare(app, [(image, args.format) for image in args.add], rw=args.rw,
-                mounts=args.mount)
-        if app.state is ApplianceState.CONFIG:  # prepare() launches only for -m
-            app.launch()
-        if args.inspector:
-            mount_image(app, readonly=not args.rw, plain_filesystem=True)
+    with open_appliance([(image, args.format) for image in args.add], readonly=not args.rw,
+                        mounts=args.mount, inspector=args.inspector, plain_filesystem=True,
+                        launch=True, accel=args.accel, progress=_progress()) as app:
         text = format_result(command.call(app, args.arguments))
         if isinstance(text, bytes):
             sys.stdout.buffer.write(text)
@@ -190,7 +177,7 @@ def cmd_test_tool(args: argparse.Namespace) -> int:
 
     check("appliance build", appliance, "./tools/setup, then look at the error above")
     with tempfile.TemporaryDirectory(prefix="guestslots-test-tool-") as tmp:
-        from .testimages import named_image
+        from .testing.testimages import named_image
 
         disk = named_image(Path(tmp), "testtool", "gpt")
         app = Appliance(accel=args.accel)

@@ -1,9 +1,11 @@
 """The one command table: every front end's commands, arguments and help.
 
-Commands are the public methods of :class:`guestslots.Appliance`, spelled
-with hyphens (``list_devices`` -> ``list-devices``); their arguments and types
-come from the method signatures and their help from the docstrings, so the
-REPL, its help and completion, and the CLI never list a command twice.
+Commands are the methods of :class:`guestslots.Appliance` listed in
+:data:`CALLS`, spelled with hyphens (``list_devices`` -> ``list-devices``):
+a new public method becomes a command only when it is chosen here, never by
+accident.  Arguments and types come from the method signatures and the help
+from the docstrings (shown as plain text), so the REPL, its help and
+completion, and the CLI never list a command twice.
 
 Arguments follow guestfish: required ones by position, optional ones as
 ``name:value`` (``add disk.img format:qcow2 readonly:false``).
@@ -14,6 +16,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -21,10 +24,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from .appliance import Appliance
-from .slots import Slot
+from .model.slots import Slot
 
-#: Methods of Appliance that are not commands (context managers, aliases).
-_NOT_COMMANDS = frozenset({"mounted", "close"})
+#: The Appliance methods that are commands, by area.
+CALLS = (
+    # lifecycle and slots
+    "add_drive", "launch", "shutdown", "hotplug", "unplug", "slots", "max_slots",
+    "list_devices", "list_disk_labels", "resolve_link",
+    # devices
+    "list_partitions", "list_filesystems", "blkid", "vfs_type", "vfs_label", "vfs_uuid",
+    # LVM and md
+    "pvs", "vgs", "lvs", "vg_activate", "vg_activate_all", "list_dm_devices",
+    "list_md_devices", "md_detail",
+    # mounts and inspection
+    "mount", "mount_ro", "mount_options", "umount", "umount_all", "mounts", "mountpoints",
+    "inspect_os", "mount_os",
+    # files
+    "ls", "stat", "lstat", "exists", "is_file", "is_dir", "readlink", "mkdir", "mkdir_p", "rm",
+    "rmdir", "read_file", "cat", "write", "pread", "pwrite", "download", "upload", "checksum",
+    "statvfs", "sync",
+)
 
 #: guestfish's short names for commands.
 ALIASES = {"add": "add-drive", "run": "launch", "add-ro": "add-drive"}
@@ -148,12 +167,26 @@ def _kind(annotation: Any) -> type:
     return str
 
 
+_ROLE_RE = re.compile(r":(?:meth|class|func|data|attr|mod|exc):`~?(?:[\w.]+\.)?([\w]+)`")
+_LITERAL_RE = re.compile(r"``(.+?)``")
+_EMPHASIS_RE = re.compile(r"(?<![\w*])\*([^*\s][^*]*?)\*(?![\w*])")
+
+
+def plain_text(doc: str) -> str:
+    """A docstring as guestfish shows help: plain text, without reStructuredText markup
+    (roles, double backquotes, emphasis, the ``::`` of literal blocks); method names
+    spelled as commands."""
+    text = _ROLE_RE.sub(lambda m: m.group(1).replace("_", "-"), doc)
+    text = _LITERAL_RE.sub(r"\1", text)
+    text = _EMPHASIS_RE.sub(r"\1", text)
+    return text.replace("::\n", ":\n")
+
+
 def _build() -> dict[str, Command]:
     table: dict[str, Command] = {}
     namespace = {**vars(typing), "os": os, "Slot": Slot}
-    for name, fn in inspect.getmembers(Appliance, inspect.isfunction):
-        if name.startswith("_") or name in _NOT_COMMANDS:
-            continue
+    for name in CALLS:
+        fn = getattr(Appliance, name)
         hints = typing.get_type_hints(fn, globalns={**fn.__globals__, **namespace})
         params = []
         for p in list(inspect.signature(fn).parameters.values())[1:]:
@@ -162,7 +195,8 @@ def _build() -> dict[str, Command]:
             required = p.default is inspect.Parameter.empty
             params.append(Param(p.name, _kind(hints.get(p.name, str)), required,
                                 None if required else p.default))
-        cmd = Command(name.replace("_", "-"), name, tuple(params), inspect.getdoc(fn) or "")
+        cmd = Command(name.replace("_", "-"), name, tuple(params),
+                      plain_text(inspect.getdoc(fn) or ""))
         table[cmd.name] = cmd
     return table
 

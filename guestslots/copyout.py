@@ -70,7 +70,7 @@ def _copy(app: Appliance, remote: str, dir_fd: int, name: str,
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o644, dir_fd=dir_fd)
         with os.fdopen(fd, "wb") as f:
-            app._download(remote, f)
+            app.download(remote, f)
     elif stat.S_ISLNK(mode):
         os.symlink(app.readlink(remote), name, dir_fd=dir_fd)
     elif skipped is not None:

@@ -33,8 +33,8 @@ from .commands import (
     lookup,
 )
 from .errors import GuestslotsError
-from .inspection import mount_image
-from .names import is_volume
+from .frontend import open_appliance
+from .model.names import is_volume
 
 PROG = "guestslots-fish"
 HISTORY = os.path.expanduser("~/.guestslots_history")
@@ -258,33 +258,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def prepare(
-    app: Appliance,
-    images: Sequence[tuple[str, str | None]] = (),
-    *,
-    rw: bool = False,
-    mounts: Sequence[str] = (),
-    inspector: bool = False,
-    slots: int = 0,
-) -> None:
-    """What the options -a, --rw, -m, -i and --slots ask for: add the images, and
-    launch and mount if -m or -i is given."""
-    for path, fmt in images:
-        app.add_drive(path, format=fmt, readonly=not rw)
-    for _ in range(slots):
-        app.add_drive("/dev/null")
-    if inspector or mounts:
-        app.launch()
-    if inspector:
-        mount_image(app, readonly=not rw)
-    for spec in mounts:
-        device, _, mountpoint = spec.partition(":")
-        if rw:
-            app.mount(device, mountpoint or "/")
-        else:
-            app.mount_ro(device, mountpoint or "/")
-
-
 def _lines(stream: Iterable[str]) -> Iterable[str]:
     for line in stream:
         yield line.rstrip("\n")
@@ -294,14 +267,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``guestslots-fish``."""
     args = parser().parse_args(argv)
     progress = (lambda m: print(m, file=sys.stderr)) if sys.stderr.isatty() else None
-    app = Appliance(accel=args.accel, progress=progress)
     try:
-        try:
-            prepare(app, args.images, rw=args.rw, mounts=args.mount,
-                    inspector=args.inspector, slots=args.slots)
-        except GuestslotsError as e:
-            print(f"{PROG}: {e}", file=sys.stderr)
-            return 1
+        app = open_appliance(args.images, readonly=not args.rw, slots=args.slots,
+                             mounts=args.mount, inspector=args.inspector, accel=args.accel,
+                             progress=progress)
+    except GuestslotsError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 1
+    try:
         commands = _split_commands(args.commands)
         if commands or args.file or not sys.stdin.isatty():
             fish = Fish(app, script=True, trace=args.trace)

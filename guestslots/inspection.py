@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .errors import GuestslotsError, StateError
-from .names import BTRFSVOL, canonical_volume, device_name, is_volume, parse_device
+from .model.names import canonical_volume, device_name, is_volume, parse_device
+from .wire import BTRFSVOL
 
-if TYPE_CHECKING:
-    from .appliance import Appliance
+
+class Guest(Protocol):
+    """The public calls inspection uses (an :class:`~guestslots.appliance.Appliance`)."""
+
+    def mounts(self) -> list[str]: ...
+    def list_filesystems(self) -> dict[str, str]: ...
+    def blkid(self, device: str) -> dict[str, str]: ...
+    def mount(self, device: str, mountpoint: str, options: str = "") -> None: ...
+    def mount_ro(self, device: str, mountpoint: str) -> None: ...
+    def umount_all(self) -> None: ...
+    def is_file(self, path: str, followsymlinks: bool = False) -> bool: ...
+    def cat(self, path: str) -> str: ...
 
 #: Filesystem types never tried as a root.
 _NOT_ROOTS = frozenset({"unknown", "swap", "LVM2_member", "linux_raid_member", "crypto_LUKS"})
@@ -118,7 +129,7 @@ def resolve_spec(spec: str, by_uuid: dict[str, str], by_label: dict[str, str],
     return name if name in devices else None
 
 
-def inspect_os(app: Appliance) -> list[OSInfo]:
+def inspect_os(app: Guest) -> list[OSInfo]:
     """Find the operating systems on every full slot (nothing may be mounted)."""
     if app.mounts():
         raise StateError("inspect_os", "with nothing mounted", "with filesystems mounted")
@@ -171,7 +182,7 @@ def inspect_os(app: Appliance) -> list[OSInfo]:
     return found
 
 
-def mount_mountpoints(app: Appliance, mountpoints: dict[str, str], readonly: bool = True) -> None:
+def mount_mountpoints(app: Guest, mountpoints: dict[str, str], readonly: bool = True) -> None:
     """Mount *mountpoints* (mount point -> device), parents before children."""
     for mountpoint in sorted(mountpoints, key=len):
         if readonly:
@@ -180,7 +191,7 @@ def mount_mountpoints(app: Appliance, mountpoints: dict[str, str], readonly: boo
             app.mount(mountpoints[mountpoint], mountpoint)
 
 
-def mount_image(app: Appliance, readonly: bool = True, plain_filesystem: bool = False) -> None:
+def mount_image(app: Guest, readonly: bool = True, plain_filesystem: bool = False) -> None:
     """Mount the one operating system found, as its fstab says (one inspection).
 
     With *plain_filesystem*, an image without an operating system but with

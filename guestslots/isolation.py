@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .appliance import Appliance
+from .frontend import open_appliance
 
 
 @contextlib.contextmanager
@@ -36,13 +37,9 @@ def isolated(
             with guestslots.isolated(image) as app:
                 print(image, app.list_filesystems())
     """
-    app = Appliance(**options)
+    app = open_appliance([(image, format) for image in images], readonly=readonly,
+                         slots=slots, launch=True, **options)
     try:
-        for image in images:
-            app.add_drive(image, format=format, readonly=readonly)
-        for _ in range(slots):
-            app.add_drive("/dev/null")
-        app.launch()
         yield app
     finally:
         app.shutdown()

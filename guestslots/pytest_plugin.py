@@ -27,9 +27,10 @@ from dataclasses import dataclass
 import pytest
 
 from .appliance import Appliance, ApplianceState
-from .build import host_kernel
 from .errors import ApplianceBuildError, GuestslotsError
-from .slots import SlotState
+from .frontend import open_appliance
+from .host.build import host_kernel
+from .model.slots import SlotState
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,9 @@ def appliance(pytestconfig: pytest.Config) -> Iterator[Appliance]:
     reason = cannot_run_reason()
     if reason:
         pytest.skip(f"guestslots: this host cannot run an appliance: {reason}")
-    app = Appliance(pytestconfig.getoption("--guestslots-backend"),
-                    accel=pytestconfig.getoption("--guestslots-accel"))
-    for _ in range(pytestconfig.getoption("--guestslots-slots")):
-        app.add_drive("/dev/null")
-    app.launch()
+    app = open_appliance(slots=pytestconfig.getoption("--guestslots-slots"), launch=True,
+                         backend=pytestconfig.getoption("--guestslots-backend"),
+                         accel=pytestconfig.getoption("--guestslots-accel"))
     yield app
     app.shutdown()
 

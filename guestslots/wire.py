@@ -1,4 +1,5 @@
-"""The wire format between the host and the appliance agent (both sides import it).
+"""The wire format between the host and the appliance agent, and every name both
+sides must agree on (both import this module).
 
 Standard library only: this file is copied into the appliance as it is.
 
@@ -32,7 +33,33 @@ CANCEL = ord("C")
 KINDS = frozenset((MSG, DATA, END, CANCEL))
 
 #: Bumped when either side's calls or framing change incompatibly.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+
+#: The virtio-serial port of the agent channel (the guest finds it by this name).
+AGENT_PORT = "org.guestslots.agent.0"
+#: Where the appliance's udev rule makes ``<label|slotK>[-partN]`` links.
+LINK_DIR = "/dev/disk/guestslots"
+#: libguestfs's prefix for a btrfs subvolume: ``btrfsvol:/dev/sda2/home``.
+BTRFSVOL = "btrfsvol:"
+
+
+def split_dm_name(mangled: str) -> list[str]:
+    """LVM's device-mapper name ``VG-LV`` split into its parts (``--`` is a ``-``
+    inside a name): ``my--vg-lv`` -> ``["my-vg", "lv"]``."""
+    parts, cur, i = [], "", 0
+    while i < len(mangled):
+        if mangled[i] == "-":
+            if mangled[i + 1 : i + 2] == "-":
+                cur += "-"
+                i += 2
+                continue
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += mangled[i]
+        i += 1
+    parts.append(cur)
+    return parts
 
 
 class ProtocolError(Exception):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..appliance import Appliance
+from ..backends.qemu import QemuBackend
 
 
 def _rss_kib(pid: int | str) -> int:
@@ -49,9 +50,9 @@ class Soak:
 
 def sample(app: Appliance, cycle: int) -> Sample:
     """Measure *app* and its caller now."""
-    machine = app._machine  # QEMU's own view of its block nodes: below the API on purpose
-    assert machine is not None and app.pid is not None
-    nodes = machine.execute("query-named-block-nodes", {"flat": True})
+    backend = app._backend  # QEMU's own view of its block nodes: below the API on purpose
+    assert isinstance(backend, QemuBackend) and backend.machine and app.pid is not None
+    nodes = backend.machine.execute("query-named-block-nodes", {"flat": True})
     return Sample(cycle, len(os.listdir("/proc/self/fd")), _rss_kib("self"),
                   _rss_kib(app.pid), len(nodes))
 

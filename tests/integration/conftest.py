@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 import guestslots
-from guestslots import Appliance, SlotState, peer
-from guestslots import testimages as images
+from guestslots import Appliance, SlotState
+from guestslots.testing import peer
+from guestslots.testing import testimages as images
 
 #: Slots reserved in the shared appliance (the 64-slot test needs 64); pyproject.toml
 #: passes it to the plugin as --guestslots-slots.
@@ -61,7 +62,7 @@ def corpus(image_dir: Path) -> dict[str, Image]:
 @pytest.fixture(scope="session")
 def volumes(tmp_path_factory: pytest.TempPathFactory, shared_appliance: Appliance
             ) -> dict[str, list[Path]]:
-    """LVM and md RAID layouts (see :func:`guestslots.peer.build_layouts`), made once
+    """LVM and md RAID layouts (see :func:`guestslots.testing.peer.build_layouts`), made once
     per session with libguestfs: name -> image files (raw)."""
     missing = peer.available()
     if missing:

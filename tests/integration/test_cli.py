@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from guestslots import testimages as images
+from guestslots.testing import testimages as images
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from guestslots import Appliance, peer
-from guestslots import testimages as images
+from guestslots import Appliance
+from guestslots.testing import peer
+from guestslots.testing import testimages as images
 
 pytestmark = pytest.mark.integration
 

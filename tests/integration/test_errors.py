@@ -17,7 +17,7 @@ from guestslots import (
     SlotError,
     StateError,
 )
-from guestslots import testimages as images
+from guestslots.testing import testimages as images
 
 from .conftest import Image, whoami
 

@@ -31,7 +31,7 @@ from guestslots import (
     QemuTimeout,
     SlotState,
 )
-from guestslots import testimages as images
+from guestslots.testing import testimages as images
 
 pytestmark = pytest.mark.integration
 
@@ -275,7 +275,7 @@ def test_caller_killed_leaves_nothing_behind(appliance: Appliance, tmp_path: Pat
         app = guestslots.Appliance()
         app.add_drive("/dev/null")
         app.launch()
-        print(app.pid, app._workdir, flush=True)
+        print(app.pid, app._backend.workdir, flush=True)
         os.kill(os.getpid(), 9)
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -335,11 +335,12 @@ def test_short_soak_leaks_nothing(launch: Callable[..., Appliance], small: Path)
     from guestslots.testing.soak import soak
 
     app = launch(slots=1)
-    assert app._workdir is not None
-    files_before = sorted(os.listdir(app._workdir))
+    workdir = app._backend.workdir if app._backend else None
+    assert workdir is not None
+    files_before = sorted(os.listdir(workdir))
     result = soak(app, small, 100, every=25)
     first, last = result.samples[0], result.samples[-1]
     assert last.cycle == 100
     assert last.fds == first.fds, result.samples
     assert last.block_nodes == first.block_nodes, result.samples
-    assert sorted(os.listdir(app._workdir)) == files_before
+    assert sorted(os.listdir(workdir)) == files_before

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from guestslots import Appliance, GuestOSError
-from guestslots import testimages as images
+from guestslots.testing import testimages as images
 
 pytestmark = pytest.mark.integration
 
@@ -90,3 +90,22 @@ def test_guest_symlinks_cannot_escape_the_guest_filesystem(
     app.mount_ro("/dev/sdb", "/mnt")
     assert app.mountpoints() == {"/dev/sda": "/", "/dev/sdb": "/etc"}
     assert app.cat("/etc/whoami") == "other\n"
+
+
+def test_ranged_reads_and_writes(rw: Appliance) -> None:
+    rw.write("/r.bin", bytes(range(256)) * 4)
+    assert rw.pread("/r.bin", 10, 250) == bytes(range(250, 256)) + bytes(range(4))
+    assert rw.pread("/r.bin", 100, 1020) == bytes(range(252, 256))  # short at the end
+    assert rw.pread("/r.bin", 5, 5000) == b""
+    assert rw.pwrite("/r.bin", b"XYZ", 1) == 3
+    assert rw.pread("/r.bin", 5, 0) == b"\x00XYZ\x04"
+    assert rw.stat("/r.bin")["size"] == 1024  # not truncated
+    assert rw.pwrite("/r.bin", "end", 1024) == 3
+    assert rw.stat("/r.bin")["size"] == 1027
+    with pytest.raises(GuestOSError) as e:
+        rw.pwrite("/missing.bin", b"x", 0)  # pwrite never creates
+    assert e.value.errno == errno.ENOENT
+    with pytest.raises(GuestOSError) as e:
+        rw.pread("/r.bin", -1, 0)
+    assert e.value.errno == errno.EINVAL
+    assert rw.cat("/whoami") == "files\n"

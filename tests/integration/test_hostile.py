@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from guestslots import Appliance, DriveError, DriveSpec, GuestOSError
-from guestslots import testimages as images
+from guestslots.backends.qemu import QemuBackend
+from guestslots.testing import testimages as images
 
 from .conftest import whoami
 
@@ -58,8 +59,9 @@ def test_the_backend_checks_what_qemu_opened_not_only_the_header(
 ) -> None:
     """Below the header check: a drive that got past it is still refused by what QEMU
     opened for it, and nothing of it is left in QEMU."""
-    machine = app._machine  # the backend, under the Appliance's checks on purpose
-    assert machine is not None
+    backend = app._backend  # the backend, under the Appliance's checks on purpose
+    assert isinstance(backend, QemuBackend) and backend.machine is not None
+    machine = backend.machine
     before = _sha(host_secret)
     with pytest.raises(DriveError, match="made QEMU open .*host-secret.img"):
         machine.attach(0, DriveSpec(str(data_file_qcow2), "qcow2", readonly=False))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from guestslots import Appliance, DeviceBusyError, SlotState
-from guestslots import testimages as images
+from guestslots.testing import testimages as images
 
 from .conftest import RESERVED, Image, fs_device, whoami
 

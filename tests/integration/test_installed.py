@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from guestslots import testimages as images
 from guestslots.pytest_plugin import cannot_run_reason
+from guestslots.testing import testimages as images
 
 pytestmark = pytest.mark.integration
 

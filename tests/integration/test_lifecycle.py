@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from guestslots import Appliance, ApplianceState, ChannelClosed, LaunchError, StateError
-from guestslots import testimages as images
+from guestslots.testing import testimages as images
 
 pytestmark = pytest.mark.integration
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from guestslots import Appliance, SlotState
-from guestslots import testimages as images
 from guestslots.pytest_plugin import Disk
+from guestslots.testing import testimages as images
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +49,31 @@ def test_writable_disk_never_changes_the_image(
         assert app.ls("/") == ["lost+found", "whoami"]
 
 
-def test_every_test_starts_with_empty_slots(app: Appliance) -> None:
-    # the disks plugged by the tests above were unplugged after each of them
-    assert all(s.state is SlotState.EMPTY for s in app.slots())
+def test_the_plugin_cleans_up_after_each_test(tmp_path: Path, image_dir: Path) -> None:
+    """In a project of its own (no conftest here to empty the slots): a test that leaves
+    its disk plugged and mounted is cleaned up by the plugin before the next test."""
+    img = images.ext4(image_dir / "cleanup.img", {"whoami": "cleanup\n"})
+    (tmp_path / "test_project.py").write_text(textwrap.dedent(f"""
+        from guestslots import SlotState
+
+        def test_leaves_its_disk_mounted(appliance, disk):
+            d = disk({str(img)!r}, writable=True)
+            appliance.mount(d.device, "/")
+            appliance.write("/left", "behind")
+
+        def test_starts_clean(appliance):
+            assert appliance.mounts() == []
+            assert [s.state for s in appliance.slots()] == [SlotState.EMPTY] * 3
+
+        def test_uses_the_same_slot_again(appliance, disk):
+            d = disk({str(img)!r})
+            assert d.index == 0
+            with appliance.mounted(d.device):
+                assert appliance.ls("/") == ["lost+found", "whoami"]
+    """))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--guestslots-slots=3",
+         str(tmp_path / "test_project.py")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 passed" in proc.stdout

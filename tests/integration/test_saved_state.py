@@ -12,8 +12,8 @@ import pytest
 
 import guestslots
 from guestslots import Appliance
-from guestslots import testimages as images
-from guestslots.build import cache_root
+from guestslots.host.cache import cache_root
+from guestslots.testing import testimages as images
 
 from .conftest import Image, whoami
 

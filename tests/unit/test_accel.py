@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from guestslots import accel
+from guestslots.host import accel
 
 
 def test_request_and_environment_win_without_probing(monkeypatch: pytest.MonkeyPatch) -> None:

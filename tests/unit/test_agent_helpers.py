@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.resources
-import importlib.util
+import importlib
 import sys
 from types import ModuleType
 
 import pytest
 
-from guestslots import build, wire
+from guestslots import wire
 
 
 @pytest.fixture(scope="module")
 def agent() -> ModuleType:
-    """The agent file (package data, not a module of the package), loaded by path."""
-    sys.modules.setdefault("wire", wire)  # the agent imports it as a top-level module
-    path = importlib.resources.files(build.APPLIANCE_PACKAGE) / "agent.py"
-    spec = importlib.util.spec_from_file_location("guestslots_agent", str(path))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The agent's block-device helpers, imported from the package data (the agent
+    imports :mod:`wire` as a top-level module, as it finds it in the appliance)."""
+    sys.modules.setdefault("wire", wire)
+    return importlib.import_module("guestslots._appliance.agent.blockdev")
 
 
 @pytest.mark.parametrize(("dm", "parts"), [
@@ -31,8 +26,8 @@ def agent() -> ModuleType:
     ("vg-pool-tpool", ["vg", "pool", "tpool"]),
     ("luks", ["luks"]),
 ])
-def test_split_dm_name(agent: ModuleType, dm: str, parts: list[str]) -> None:
-    assert agent.split_dm_name(dm) == parts
+def test_split_dm_name(dm: str, parts: list[str]) -> None:
+    assert wire.split_dm_name(dm) == parts
 
 
 def test_dashed_uuid_is_lvms_printed_form(agent: ModuleType) -> None:

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from guestslots import build
 from guestslots.errors import ApplianceBuildError
+from guestslots.host import build
 
 SOURCE = Path(__file__).resolve().parents[2] / "appliance"
 
 
 def test_manifest_lists_every_guest_file() -> None:
     on_disk = {
-        p.name for p in SOURCE.iterdir()
-        if p.is_file() and p.name not in ("MANIFEST", "__init__.py")
+        str(p.relative_to(SOURCE)) for p in SOURCE.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+        and str(p.relative_to(SOURCE)) not in ("MANIFEST", "__init__.py")
     }
     assert set(build.manifest()) == on_disk
 
@@ -24,7 +25,7 @@ def test_manifest_lists_every_guest_file() -> None:
 def test_manifest_files_are_package_data() -> None:
     package = importlib.resources.files(build.APPLIANCE_PACKAGE)
     for name in build.manifest():
-        assert (package / name).is_file(), name
+        assert package.joinpath(*name.split("/")).is_file(), name
 
 
 def test_only_manifest_files_are_read() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from guestslots.commands import COMMANDS, UsageError, format_result, format_slot, lookup
-from guestslots.drives import DriveSpec
-from guestslots.slots import Slot, SlotState
+from guestslots.model.drives import DriveSpec
+from guestslots.model.slots import Slot, SlotState
 
 
 def test_every_public_method_is_a_command_with_help() -> None:
@@ -62,3 +62,24 @@ def test_format_result() -> None:
     slot = Slot(2, SlotState.FILLED, DriveSpec("/i/a.img", "raw", True, "base"), "sda")
     assert format_slot(slot) == "2 /dev/sdc filled /i/a.img raw ro serial:base label:base"
     assert format_slot(Slot(0, SlotState.EMPTY)) == "0 /dev/sda empty"
+
+
+def test_the_command_table_is_an_explicit_choice() -> None:
+    from guestslots import Appliance
+    from guestslots.commands import CALLS, COMMANDS
+
+    assert len(CALLS) == len(set(CALLS)) == len(COMMANDS)
+    public = {n for n in dir(Appliance) if not n.startswith("_")}
+    assert set(CALLS) <= public
+    for not_a_command in ("mounted", "close", "pid", "state"):
+        assert not_a_command.replace("_", "-") not in COMMANDS
+
+
+def test_help_is_plain_text() -> None:
+    from guestslots.commands import COMMANDS, plain_text
+
+    for command in COMMANDS.values():
+        assert "``" not in command.doc and ":meth:" not in command.doc, command.name
+        assert ":class:" not in command.doc, command.name
+    assert plain_text("Like :meth:`add_drive`; ``x`` is *big*::\n") == \
+        "Like add-drive; x is big:\n"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from guestslots.drives import check_label, make_drive, qcow2_named_files, sniff_format
 from guestslots.errors import DriveError, LabelError
+from guestslots.model.drives import check_label, make_drive, qcow2_named_files, sniff_format
 
 
 def _file(path: Path, head: bytes, size: int = 4096) -> Path:

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from guestslots.errors import DeviceNameError
-from guestslots.names import (
+from guestslots.model.names import (
     DeviceRef,
     canonical_volume,
     device_name,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from guestslots.drives import DriveSpec
-from guestslots.qmpargs import (
+from guestslots.backends.qemu.qmpargs import (
     MachineConfig,
     blockdev_add_args,
     device_add_args,
     qemu_command,
     slot_ids,
 )
+from guestslots.model.drives import DriveSpec
 
 
 def test_ids_are_reproducible_and_valid_node_names() -> None:

@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
-from guestslots.drives import DriveSpec
 from guestslots.errors import DeviceNameError, LabelError, SlotError
-from guestslots.slots import MAX_SLOTS, SlotState, SlotTable
+from guestslots.model.drives import DriveSpec
+from guestslots.model.slots import MAX_SLOTS, SlotState, SlotTable
 
 
 def drive(name: str = "a", label: str | None = None, readonly: bool = True) -> DriveSpec:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from guestslots.workdir import WorkDir, remove_stale
+from guestslots.host.workdir import WorkDir, remove_stale
 
 
 def test_a_live_owners_directory_is_kept_and_a_dead_ones_removed(tmp_path: Path) -> None:

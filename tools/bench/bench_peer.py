@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import guestslots
-from guestslots import peer
-from guestslots.testimages import named_image
+from guestslots.testing import peer
+from guestslots.testing.testimages import named_image
 
 LAYOUTS = (("dos", "raw"), ("gpt", "raw"), ("dos", "qcow2"), ("gpt", "qcow2"))
 

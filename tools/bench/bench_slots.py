@@ -33,8 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import guestslots
-from guestslots import peer
-from guestslots.testimages import named_image
+from guestslots.testing import peer
+from guestslots.testing.testimages import named_image
 
 
 def median_of(samples: list[float]) -> dict[str, float]:

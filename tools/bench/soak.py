@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 import guestslots
-from guestslots.testimages import named_image
 from guestslots.testing.soak import Soak, soak
+from guestslots.testing.testimages import named_image
 
 
 def run(image: Path, cycles: int, tcg_cache_mib: int) -> Soak:

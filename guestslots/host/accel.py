@@ -17,10 +17,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import cache_root
+from .cache import cache_root, file_id
 from .proc import CommandError, run
 
-log = logging.getLogger("guestslots")
+log = logging.getLogger(__name__)
 
 ACCELS = ("auto", "kvm", "tcg")
 ENV_VAR = "GUESTSLOTS_ACCEL"
@@ -43,10 +43,6 @@ def _boot_id() -> str:
     except OSError:
         return "unknown"
 
-
-def _file_id(path: str) -> str:
-    st = os.stat(path)
-    return f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def probe_kvm(qemu: str, kernel: str, cpu: str = "max", timeout: float = PROBE_TIMEOUT) -> str:
@@ -95,7 +91,7 @@ def choose_accel(qemu: str, kernel: str, requested: str | None = None) -> AccelC
         return AccelChoice("tcg", "/dev/kvm does not exist: using TCG")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return AccelChoice("tcg", "/dev/kvm is not accessible to this user: using TCG")
-    key = f"{_boot_id()}|{_file_id(qemu)}|{_file_id(kernel)}"
+    key = f"{_boot_id()}|{file_id(qemu)}|{file_id(kernel)}"
     cache = cache_root() / "accel.json"
     try:
         cached = json.loads(cache.read_text())

@@ -27,11 +27,11 @@ from typing import Any, TypeVar
 
 from qemu.qmp import ExecuteError, Message, QMPClient, QMPError
 
-from .drives import DriveSpec
-from .errors import DriveError, LaunchError, QemuError, QemuTimeout, QMPCommandError
+from ...errors import DriveError, LaunchError, QemuError, QemuTimeout, QMPCommandError
+from ...model.drives import DriveSpec
 from .qmpargs import MachineConfig, blockdev_add_args, device_add_args, qemu_command, slot_ids
 
-log = logging.getLogger("guestslots")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _PR_SET_PDEATHSIG = 1

@@ -4,7 +4,7 @@ Pure functions only.  The API names a slot ``/dev/sd`` + letters exactly as
 the kernel would name the disk at that position of its discovery order
 (0 -> ``sda``, 25 -> ``sdz``, 26 -> ``sdaa``, 27 -> ``sdab``), but the
 mapping to the kernel's real name goes through the SCSI target, never through
-discovery order (see :mod:`guestslots.slots`).
+discovery order (see :mod:`guestslots.model.slots`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import DeviceNameError
-
-#: Where the appliance's udev rule puts the per-slot links.
-LINK_DIR = "/dev/disk/guestslots"
+from ..errors import DeviceNameError
+from ..wire import BTRFSVOL, LINK_DIR, split_dm_name
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _DISK_RE = re.compile(r"^/dev/(?:sd|vd|hd)([a-z]+)([0-9]*)\Z")
@@ -108,8 +106,6 @@ def is_volume(name: str) -> bool:
     return bool(_VOLUME_RE.match(name))
 
 
-#: libguestfs's name of a btrfs subvolume: ``btrfsvol:/dev/sda2/home``.
-BTRFSVOL = "btrfsvol:"
 
 
 def split_btrfsvol(name: str) -> tuple[str, str] | None:
@@ -143,12 +139,7 @@ def canonical_volume(name: str) -> str:
     name); any other name is returned as it is."""
     if not name.startswith("/dev/mapper/"):
         return name
-    parts = [""]
-    for token in re.findall(r"--|-|[^-]+", name.removeprefix("/dev/mapper/")):
-        if token == "-":
-            parts.append("")
-        else:
-            parts[-1] += token[0] if token == "--" else token
+    parts = split_dm_name(name.removeprefix("/dev/mapper/"))
     if len(parts) != 2 or not all(parts):
         return name
     return f"/dev/{parts[0]}/{parts[1]}"

@@ -14,7 +14,7 @@ import stat
 import struct
 from dataclasses import dataclass
 
-from .errors import DriveError, LabelError
+from ..errors import DriveError, LabelError
 
 #: The path that reserves an empty slot (libguestfs's convention).
 NULL_DRIVE = "/dev/null"

@@ -11,7 +11,7 @@ import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 
-log = logging.getLogger("guestslots")
+log = logging.getLogger(__name__)
 
 
 class CommandError(Exception):

@@ -15,8 +15,8 @@ import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ..errors import DeviceNameError, LabelError, SlotError
 from .drives import DriveSpec, check_label
-from .errors import DeviceNameError, LabelError, SlotError
 from .names import device_name, parse_device
 
 #: 256 virtio-scsi targets; one is kept back as libguestfs did, so programs

@@ -4,9 +4,9 @@ An appliance with no slot disks attached has one device layout whatever the
 slot count (slots are hotplugged), so one booted, idle appliance can be saved
 and restored for every later launch.  A restore needs exactly the same
 devices, the same QEMU and the same disk contents as at the save, so a state
-is filed under a key hashed from all of them: the command line with its
-per-instance paths blanked (machine, accelerator, CPU, memory, vCPUs,
-kernel, initrd, devices), the QEMU binary, and the appliance image.
+is filed under a key hashed from all of them: the backend's layout key (for
+QEMU: the command line with its per-instance paths blanked, and the QEMU
+binary) and the appliance image's key.
 
 A state directory holds ``state`` (QEMU's migration stream), ``root.qcow2``
 (the root overlay as it was at the save, the backing file of every restored
@@ -33,8 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import cache_root
-from .qmpargs import MachineConfig, layout_key_command
+from .cache import cache_root
 
 #: Bumped when what a state directory holds changes.
 FORMAT = 2
@@ -77,16 +76,13 @@ def _identity(path: Path) -> list[int]:
     return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-def _file_id(path: str) -> str:
-    st = os.stat(path)
-    return f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}"
 
-
-def state_key(cfg: MachineConfig, image_key: str) -> str:
-    """The key of the saved state that a machine with *cfg* may restore."""
+def state_key(layout_key: str, image_key: str) -> str:
+    """The key of the saved state that a VM may restore: its backend's *layout_key*
+    (what the restore side's devices, binary and settings must match) and the
+    appliance image's key."""
     h = hashlib.sha256()
-    h.update(json.dumps([FORMAT, image_key, _file_id(cfg.qemu), layout_key_command(cfg)])
-             .encode())
+    h.update(json.dumps([FORMAT, image_key, layout_key]).encode())
     return h.hexdigest()[:20]
 
 

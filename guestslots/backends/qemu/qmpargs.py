@@ -10,13 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .drives import DriveSpec
-from .slots import slot_serial
+from ...model.drives import DriveSpec
+from ...model.slots import slot_serial
+from ...wire import AGENT_PORT
 
 #: qdev id of the virtio-scsi controller; slot disks sit on its bus 0.
 SCSI_CONTROLLER = "scsi0"
-#: virtio-serial port name of the agent channel (the guest finds it by this name).
-AGENT_PORT = "org.guestslots.agent.0"
 
 
 @dataclass(frozen=True)

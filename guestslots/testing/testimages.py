@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from .proc import run
+from ..host.proc import run
 
 MiB = 1024 * 1024
 PART_START = MiB  # first partition at 1 MiB (sector 2048)

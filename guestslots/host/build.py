@@ -26,12 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import wire
-from .errors import ApplianceBuildError
+from .. import wire
+from ..errors import ApplianceBuildError
+from ..model.slots import MAX_SLOTS
+from .cache import cache_root
 from .proc import CommandError, run
-from .slots import MAX_SLOTS
 
-log = logging.getLogger("guestslots")
+log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 
@@ -71,15 +72,6 @@ class ApplianceImage:
     key: str
 
 
-def cache_root() -> Path:
-    """Where built appliances (and the accelerator verdict) are cached."""
-    env = os.environ.get("GUESTSLOTS_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(xdg) / "guestslots"
-
-
 def host_kernel() -> tuple[Path, Path]:
     """The newest host kernel and its modules directory (what the appliance boots)."""
     candidates = []
@@ -105,7 +97,7 @@ def guest_file(name: str) -> bytes:
     """The content of guest-side file *name*, which must be listed in the MANIFEST."""
     if name not in manifest():
         raise ApplianceBuildError(f"{name} is not in the appliance MANIFEST")
-    return (importlib.resources.files(APPLIANCE_PACKAGE) / name).read_bytes()
+    return importlib.resources.files(APPLIANCE_PACKAGE).joinpath(*name.split("/")).read_bytes()
 
 
 def manifest() -> list[str]:
@@ -179,8 +171,8 @@ def _add_dir(tar: tarfile.TarFile, name: str, mode: int = 0o755) -> None:
 
 
 def _overlay_tarball(dest: Path) -> None:
-    """Our files in the appliance: the agent as /init, the wire module, the udev rule,
-    the LVM and mdadm configuration."""
+    """Our files in the appliance: /init, the agent package and the wire module beside
+    it, the udev rule, the LVM and mdadm configuration."""
     with tarfile.open(dest, "w:gz") as tar:
         for d in (
             "proc",
@@ -195,11 +187,15 @@ def _overlay_tarball(dest: Path) -> None:
             "usr",
             "usr/lib",
             "usr/lib/guestslots",
+            "usr/lib/guestslots/agent",
             "etc/guestslots",
             "etc/guestslots/lvm",
         ):
             _add_dir(tar, d, 0o1777 if d == "tmp" else 0o755)
-        _add_file(tar, "init", guest_file("agent.py"), 0o755)
+        _add_file(tar, "init", guest_file("init"), 0o755)
+        for name in manifest():
+            if name.startswith("agent/"):
+                _add_file(tar, f"usr/lib/guestslots/{name}", guest_file(name))
         _add_file(tar, "usr/lib/guestslots/wire.py", Path(wire.__file__).read_bytes())
         _add_file(tar, "etc/udev/rules.d/99-guestslots.rules", udev_rules().encode())
         _add_file(tar, "etc/guestslots/lvm/lvm.conf", guest_file("lvm.conf"))

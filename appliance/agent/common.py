@@ -1,0 +1,229 @@
+"""What every area of the agent shares: constants, errors, libc, running a tool.
+
+Names the host must agree on (the port, the link directory, ``btrfsvol:``, dm-name
+splitting) come from :mod:`wire`, imported by both sides.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import ctypes.util
+import errno
+import os
+import re
+import socket
+import stat
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import wire  # type: ignore[import-not-found]  # beside the agent in the appliance
+
+if TYPE_CHECKING:
+    from .blkid import Blkid
+    from .disks import Disks
+    from .files import Sysroot
+
+
+
+AGENT_PORT: str = wire.AGENT_PORT
+LINK_DIR: str = wire.LINK_DIR
+BTRFSVOL: str = wire.BTRFSVOL
+split_dm_name: Callable[[str], list[str]] = wire.split_dm_name
+
+
+SYSROOT = "/sysroot"
+
+
+NETLINK_KOBJECT_UEVENT = 15
+
+
+MS_RDONLY = 1
+
+
+MS_NOSUID = 2
+
+
+MS_NODEV = 4
+
+
+MS_NOEXEC = 8
+
+
+#: Every guest filesystem is mounted with these: a device node on a hostile image
+#: (``b 254 0`` is the appliance's root disk, ``b 8 0`` another slot's disk) must not
+#: open the device it names, and nothing on it runs or gains privileges.
+MS_GUEST = MS_NOSUID | MS_NODEV | MS_NOEXEC
+
+
+#: Filesystems whose superblock may say ``errors=panic``: one bad image would take the
+#: whole appliance (and every other slot's work) down.  The mount option overrides it.
+ERRORS_OPTION_FS = ("ext2", "ext3", "ext4")
+
+
+MNT_DETACH = 2
+
+
+BLKFLSBUF = 0x1261
+
+
+BLKID_FLTR_ONLYIN = 2
+
+
+#: What a hotplug looks for (anything else needs no tool run).
+CONTAINER_TYPES = ("LVM2_member", "linux_raid_member")
+
+
+LINUX_REBOOT_CMD_POWER_OFF = 0x4321FEDC
+
+
+UDEVD = "/lib/systemd/systemd-udevd"
+
+
+LVM = "/sbin/lvm"
+
+
+MDADM = "/sbin/mdadm"
+
+
+DMSETUP = "/sbin/dmsetup"
+
+
+BTRFS = "/bin/btrfs"
+
+
+BTRFS_PROBE_DIR = "/run/guestslots/btrfs"
+
+
+MDADM_CONF = "/etc/guestslots/mdadm.conf"
+
+
+TOOL_TIMEOUT = 60  # seconds: below the host's call timeout, so a stuck tool is reported
+
+
+# LVM and mdadm run only when a disk holds a PV or a RAID member, or on an LVM or
+# md call.  They make their own device nodes (the appliance has no dm/md udev rules).
+TOOL_ENV = {
+    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C",
+    "LVM_SYSTEM_DIR": "/etc/guestslots/lvm",
+    "LVM_SUPPRESS_FD_WARNINGS": "1",
+    "DM_DISABLE_UDEV": "1",
+    "MDADM_NO_UDEV": "1",
+}
+
+
+# A disk on the virtio-scsi controller: .../virtioN/hostH/targetH:0:T/H:0:T:0/block/sdX
+_DISK_EVENT_RE = re.compile(
+    rb"^(add|remove)@/devices/.*/virtio[0-9]+/host[0-9]+/target[0-9]+:0:([0-9]+)/"
+    rb"[0-9]+:0:[0-9]+:0/block/(sd[a-z]+)$"
+)
+
+
+_DISK_SYSFS_RE = re.compile(r"/virtio[0-9]+/host[0-9]+/target[0-9]+:0:([0-9]+)/[0-9]+:0:[0-9]+:0/")
+
+
+_KERNEL_DEV_RE = re.compile(r"^/dev/(sd[a-z]+)([0-9]*)\Z")
+
+
+_VOLUME_RE = re.compile(r"^(dm-[0-9]+|md[0-9]+)\Z")
+
+
+# Partition types that hold no filesystem of their own, as libguestfs skips them:
+# MBR extended partitions (containers of logical ones), Windows LDM metadata and data,
+# Microsoft Reserved, Windows Snapshot (GPT), LDM (MBR 0x42).
+_NO_FS_PART_TYPES = frozenset({
+    "0x5", "0xf", "0x85",
+    "5808c8aa-7e8f-42e0-85d2-e1e90434cfb3",
+    "af9b60a0-1431-4f62-bc68-3311714a69ad",
+    "e3c9e316-0b5c-4db8-817d-f92df00215ae",
+    "caddebf1-4400-4de8-b103-12117dcf3ccf",
+    "0x42",
+})
+
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+
+
+libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+class Fail(Exception):
+    """An error to report to the host, with an errno when there is one."""
+
+    def __init__(self, message: str, err: int = 0) -> None:
+        super().__init__(message)
+        self.errno = err
+
+
+def log(msg: str) -> None:
+    sys.stderr.write(f"guestslots-agent: {msg}\n")
+
+
+def _check_libc(rc: int, what: str) -> None:
+    if rc != 0:
+        e = ctypes.get_errno()
+        raise Fail(f"{what}: {os.strerror(e)}", e)
+
+
+def _sysfs_read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def tool(*argv: str) -> str:
+    """Run an LVM or mdadm command; its output, or Fail with what it said."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(
+            argv, env=TOOL_ENV, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=TOOL_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        what = " ".join(argv[:2])
+        raise Fail(f"{what}: no answer in {TOOL_TIMEOUT} s", errno.ETIMEDOUT) from None
+    if proc.returncode != 0:
+        said = " ".join(line.strip() for line in proc.stderr.strip().splitlines()[-3:])
+        raise Fail(f"{os.path.basename(argv[0])} {argv[1]}: {said or 'failed'}", errno.EIO)
+    return proc.stdout
+
+
+def file_kind(mode: int) -> str:
+    """What a file of *mode* is, in words."""
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return kind
+    return "a regular file" if stat.S_ISREG(mode) else "of an unknown type"
+
+
+def check_path(path: Any) -> str:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise Fail(f"{path!r}: path must be absolute", errno.EINVAL)
+    if "\0" in path:
+        raise Fail("path contains a NUL byte", errno.EINVAL)
+    return path
+
+
+class AgentBase:
+    """The agent's state, which every area's calls share (set up by ``Agent``)."""
+
+    fd: int
+    disks: Disks
+    blkid: Blkid
+    root: Sysroot
+    udev_events: socket.socket
+    #: btrfs subvolumes by disk (``name@diskseq``).
+    subvolumes: dict[str, list[str]]
+    #: The disks of read-only slots, as name@diskseq (a name is reused, a seq is not).
+    readonly_disks: set[str]
+    #: Requests that arrived while a download was streaming, served after it.
+    queued: collections.deque[tuple[int, bytes]]
+    calls: dict[str, Callable[..., Any]]
+    powering_off: bool

@@ -1,0 +1,200 @@
+"""File calls, with the mounted guest filesystem as root (the host's ``guest/files``
+pairs with this): guest symlinks cannot leave it, and calls that move a file's bytes
+take regular files only."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+
+from .channel import (
+    Channel,
+)
+from .common import (
+    SYSROOT,
+    Fail,
+    check_path,
+    file_kind,
+)
+
+
+class Sysroot:
+    """Run file operations with the mounted guest filesystem as root (chroot in/out)."""
+
+    def __init__(self) -> None:
+        self.real_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+
+    @contextlib.contextmanager
+    def inside(self) -> Iterator[None]:
+        if not os.path.ismount(SYSROOT):
+            raise Fail("no filesystem is mounted on /: call mount first", errno.ENOENT)
+        os.chroot(SYSROOT)
+        os.chdir("/")
+        try:
+            yield
+        finally:
+            os.fchdir(self.real_root)
+            os.chroot(".")
+            os.chdir("/")
+
+    def open_regular(self, path: str, flags: int, mode: int = 0o644) -> int:
+        """Open regular file *path* in the guest filesystem; anything else is refused.
+
+        Opened non-blocking, so that a FIFO cannot wedge the agent, and checked
+        with fstat before a byte is read or written: a guest's FIFO, socket or
+        device node is never read from (mounts are nodev as well).
+        """
+        with self.inside():
+            try:
+                fd = os.open(check_path(path), flags | os.O_CLOEXEC | os.O_NONBLOCK, mode)
+            except OSError:
+                # EACCES (a device node on a nodev mount), ENXIO (a FIFO opened for
+                # writing with no reader)...: say what the file is, when that is why
+                try:
+                    mode_found = os.stat(path).st_mode
+                except OSError:
+                    mode_found = stat.S_IFREG
+                if not stat.S_ISREG(mode_found):
+                    raise Fail(f"{path}: not a regular file ({file_kind(mode_found)})",
+                               errno.EINVAL) from None
+                raise
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise Fail(f"{path}: not a regular file ({file_kind(st.st_mode)})", errno.EINVAL)
+        os.set_blocking(fd, True)
+        return fd
+
+
+class FileCalls(Channel):
+    """File calls inside the mounted guest filesystem."""
+
+    def call_ls(self, path: str) -> list[str]:
+        with self.root.inside():
+            return sorted(os.listdir(check_path(path)))
+
+    def call_stat(self, path: str, follow: bool = True) -> dict[str, int]:
+        with self.root.inside():
+            st = os.stat(check_path(path), follow_symlinks=follow)
+        return {
+            "mode": st.st_mode,
+            "ino": st.st_ino,
+            "dev": st.st_dev,
+            "nlink": st.st_nlink,
+            "uid": st.st_uid,
+            "gid": st.st_gid,
+            "size": st.st_size,
+            "atime": st.st_atime_ns,
+            "mtime": st.st_mtime_ns,
+            "ctime": st.st_ctime_ns,
+        }
+
+    def call_exists(self, path: str) -> bool:
+        with self.root.inside():
+            return os.path.lexists(check_path(path))
+
+    def call_is_file(self, path: str, follow: bool = False) -> bool:
+        with self.root.inside():
+            try:
+                st = os.stat(check_path(path), follow_symlinks=follow)
+            except FileNotFoundError:
+                return False
+        return stat.S_ISREG(st.st_mode)
+
+    def call_is_dir(self, path: str, follow: bool = False) -> bool:
+        with self.root.inside():
+            try:
+                st = os.stat(check_path(path), follow_symlinks=follow)
+            except FileNotFoundError:
+                return False
+        return stat.S_ISDIR(st.st_mode)
+
+    def call_readlink(self, path: str) -> str:
+        with self.root.inside():
+            return os.readlink(check_path(path))
+
+    def call_mkdir(self, path: str, parents: bool = False, mode: int = 0o755) -> None:
+        with self.root.inside():
+            if parents:
+                os.makedirs(check_path(path), mode, exist_ok=True)
+            else:
+                os.mkdir(check_path(path), mode)
+
+    def call_rm(self, path: str) -> None:
+        with self.root.inside():
+            os.unlink(check_path(path))
+
+    def call_rmdir(self, path: str) -> None:
+        with self.root.inside():
+            os.rmdir(check_path(path))
+
+    def call_download(self, path: str) -> int:
+        fd = self.root.open_regular(path, os.O_RDONLY)
+        size = os.fstat(fd).st_size
+        self.send_file(fd)
+        return size
+
+    def call_upload(self, path: str, mode: int = 0o644) -> int:
+        try:
+            fd: int | None = self.root.open_regular(
+                path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        except (OSError, Fail) as e:
+            self.receive_file(None)  # consume the stream, then report why
+            raise e
+        return self.receive_file(fd)
+
+    def call_pread(self, path: str, count: int, offset: int) -> int:
+        """Stream up to *count* bytes of regular file *path* from byte *offset*."""
+        count, offset = int(count), int(offset)
+        if count < 0 or offset < 0:
+            raise Fail("count and offset must not be negative", errno.EINVAL)
+        return self.send_file(self.root.open_regular(path, os.O_RDONLY), offset, count)
+
+    def call_pwrite(self, path: str, offset: int) -> int:
+        """Write the streamed bytes into existing regular file *path* from byte *offset*
+        (no truncation); return how many were written."""
+        try:
+            if int(offset) < 0:
+                raise Fail("offset must not be negative", errno.EINVAL)
+            fd: int | None = self.root.open_regular(path, os.O_WRONLY)
+            assert fd is not None
+            os.lseek(fd, int(offset), os.SEEK_SET)
+        except (OSError, Fail) as e:
+            self.receive_file(None)  # consume the stream, then report why
+            raise e
+        return self.receive_file(fd)
+
+    def call_checksum(self, csumtype: str, path: str) -> str:
+        if csumtype not in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512"):
+            raise Fail(f"unknown checksum type {csumtype!r}", errno.EINVAL)
+        h = hashlib.new(csumtype)
+        fd = self.root.open_regular(path, os.O_RDONLY)
+        try:
+            while chunk := os.read(fd, 1 << 20):
+                h.update(chunk)
+        finally:
+            os.close(fd)
+        return h.hexdigest()
+
+    def call_statvfs(self, path: str) -> dict[str, int]:
+        with self.root.inside():
+            st = os.statvfs(check_path(path))
+        return {
+            "bsize": st.f_bsize,
+            "frsize": st.f_frsize,
+            "blocks": st.f_blocks,
+            "bfree": st.f_bfree,
+            "bavail": st.f_bavail,
+            "files": st.f_files,
+            "ffree": st.f_ffree,
+            "favail": st.f_favail,
+            "flag": st.f_flag,
+            "namemax": st.f_namemax,
+        }
+
+    def call_sync(self) -> None:
+        os.sync()

@@ -1,0 +1,162 @@
+"""Mounting guest filesystems under the appliance's /sysroot (the host's
+``guest/mounts`` pairs with this): ``nodev,nosuid,noexec`` always, ext*
+``errors=remount-ro``."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+
+from .blockdev import (
+    block_name,
+    canonical,
+    diskseq,
+    resolve_device,
+    slot_disks_under,
+)
+from .common import (
+    BTRFSVOL,
+    ERRORS_OPTION_FS,
+    MS_GUEST,
+    MS_RDONLY,
+    SYSROOT,
+    AgentBase,
+    Fail,
+    _check_libc,
+    check_path,
+    libc,
+)
+
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mountinfo() -> list[tuple[str, str, str, str]]:
+    """(mount point, source, root within the filesystem, fstype) of every mount, in
+    mount order."""
+    result = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            result.append(
+                (_unescape(fields[4]), _unescape(fields[sep + 2]), _unescape(fields[3]),
+                 fields[sep + 1])
+            )
+    return result
+
+
+def real_mountpoint(api: str) -> str:
+    """Where guest mount point *api* is in the appliance."""
+    return SYSROOT if api == "/" else SYSROOT + api
+
+
+def api_mountpoint(real: str) -> str | None:
+    if real == SYSROOT:
+        return "/"
+    if real.startswith(SYSROOT + "/"):
+        return real[len(SYSROOT) :]
+    return None
+
+
+def guest_mounts() -> list[tuple[str, str, str | None]]:
+    """(API mount point, API name of what is mounted, kernel name of its device) of the
+    mounts under /sysroot.  The device comes from the source, not the mount's device
+    number (btrfs mounts have an anonymous one); a btrfs subvolume is named
+    ``btrfsvol:DEVICE/PATH``, as list_filesystems names it."""
+    out = []
+    for real, source, root, fstype in mountinfo():
+        api = api_mountpoint(real)
+        if api is None:
+            continue
+        name = block_name(source) if source.startswith("/dev/") else None
+        shown = canonical(name) if name is not None else source
+        if fstype == "btrfs" and root != "/":
+            shown = f"{BTRFSVOL}{shown}/{root.strip('/')}"
+        out.append((api, shown, name))
+    return out
+
+
+class MountCalls(AgentBase):
+    """Mounting and unmounting guest filesystems."""
+
+
+    def check_writable(self, name: str) -> bool:
+        """Whether block device *name* is on writable slots only (False: some slot disk
+        under it, even under an LV or array, was plugged read-only)."""
+        return not any(f"{d}@{diskseq(d)}" in self.readonly_disks
+                       for d in slot_disks_under(name) or ())
+
+    def call_mount(
+        self,
+        device: str,
+        mountpoint: str,
+        readonly: bool | None = False,
+        options: str = "",
+        fstype: str = "",
+        subvolume: str = "",
+    ) -> None:
+        """Mount *device* (its btrfs *subvolume*, if given) on *mountpoint*.  *readonly*
+        None: read-only if it is on a read-only slot; False: refused if it is."""
+        name = resolve_device(device)
+        check_path(mountpoint)
+        if not readonly and not self.check_writable(name):
+            if readonly is False:
+                raise Fail(f"{canonical(name)} is on a slot plugged read-only: use mount_ro, or "
+                           "hotplug it with readonly=False", errno.EROFS)
+            readonly = True
+        if subvolume:
+            options = ",".join(o for o in (options, f"subvol={subvolume}") if o)
+            fstype = fstype or "btrfs"
+        if not fstype:
+            fstype = self.blkid.probe(f"/dev/{name}").get("TYPE", "")
+            if not fstype:
+                raise Fail(f"/dev/{name}: no filesystem found", errno.EINVAL)
+        if fstype in ERRORS_OPTION_FS and not any(
+                o.startswith("errors=") for o in options.split(",")):
+            options = ",".join(o for o in (options, "errors=remount-ro") if o)
+        flags = (MS_RDONLY if readonly else 0) | MS_GUEST
+        fd = None
+        if mountpoint == "/":
+            if os.path.ismount(SYSROOT):
+                raise Fail("a filesystem is already mounted on /", errno.EBUSY)
+            target = SYSROOT
+        else:
+            # Resolve the mount point inside the guest filesystem, then mount on
+            # the resolved directory: a guest symlink cannot redirect the mount.
+            with self.root.inside():
+                fd = os.open(mountpoint, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            target = f"/proc/self/fd/{fd}"
+        try:
+            rc = libc.mount(
+                f"/dev/{name}".encode(),
+                target.encode(),
+                fstype.encode(),
+                flags,
+                options.encode() if options else None,
+            )
+            _check_libc(rc, f"mount /dev/{name} on {mountpoint} ({fstype})")
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def call_umount(self, mountpoint: str) -> None:
+        check_path(mountpoint)
+        mp = os.path.normpath(mountpoint)
+        for api, _src, _dev in reversed(guest_mounts()):
+            if api == mp:
+                _check_libc(
+                    libc.umount2(real_mountpoint(api).encode(), 0), f"umount {mountpoint}"
+                )
+                return
+        raise Fail(f"{mountpoint}: not a mount point", errno.EINVAL)
+
+    def call_umount_all(self) -> None:
+        for api, _src, _dev in reversed(guest_mounts()):
+            _check_libc(libc.umount2(real_mountpoint(api).encode(), 0), f"umount {api}")
+        os.sync()
+
+    def call_mounts(self) -> list[list[str]]:
+        return [[src, api] for api, src, _name in guest_mounts()]

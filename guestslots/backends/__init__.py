@@ -1,0 +1,100 @@
+"""Backends: what runs an appliance VM and carries out its device changes.
+
+A backend only carries out.  Which slot, whether it is busy, what the names
+are: the :class:`~guestslots.appliance.Appliance` and the model decide that
+before a backend is asked.  Every backend takes the same :class:`VMSpec`, gives
+the same agent channel, plugs a slot at the same SCSI target with the same
+serial, so the appliance inside sees one layout whatever runs it.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import QemuError
+from ..host.build import ApplianceImage
+from ..model.drives import DriveSpec
+
+#: Waits in the guest until the disk at SCSI *target* is there (True) or gone (False).
+WaitDisk = Callable[[int, bool], None]
+
+
+@dataclass(frozen=True)
+class VMSpec:
+    """What an appliance VM is made of, whichever backend runs it."""
+
+    image: ApplianceImage
+    accel: str
+    qemu: str = "/usr/bin/qemu-system-x86_64"
+    memory_mb: int = 512
+    #: TCG's translation cache (MiB), under TCG only.
+    tcg_cache_mib: int = 64
+
+
+class Backend(Protocol):
+    """One appliance VM: started once, then changed slot by slot, then stopped."""
+
+    #: The backend's name, as ``Appliance(backend=...)`` takes it.
+    name: str
+
+    @property
+    def pid(self) -> int | None:
+        """The VM process's id while it runs."""
+
+    @property
+    def workdir(self) -> str | None:
+        """The VM's private directory (sockets, overlays, logs) while it exists."""
+
+    def layout_key(self) -> str:
+        """What a saved state restored into this VM must have been saved with: its
+        devices, binary and settings (never per-instance paths)."""
+
+    def start(self, restore_from: Path | None, timeout: float) -> socket.socket:
+        """Start the VM (booting, or restoring the state saved in directory
+        *restore_from*) and return the agent channel, connected."""
+
+    def attach_disk(self, index: int, drive: DriveSpec, timeout: float) -> None:
+        """Plug *drive* into slot *index*; on failure nothing is left attached."""
+
+    def detach_disk(self, index: int, timeout: float) -> None:
+        """Unplug slot *index*, confirmed by the hypervisor (never assumed)."""
+
+    def warm_up(self, wait_disk: WaitDisk, timeout: float) -> None:
+        """Plug and unplug a dummy disk (the first hotplug after boot is the slowest),
+        before a state is saved."""
+
+    def save(self, directory: Path, timeout: float) -> None:
+        """Write the VM's state and its root disk into *directory*; the VM runs on."""
+
+    def is_running(self) -> bool:
+        """Whether the VM process is alive."""
+
+    def death_report(self) -> str:
+        """Why the VM stopped answering: its exit status and log tail."""
+
+    def error(self, message: str, cls: type[QemuError] = QemuError) -> QemuError:
+        """An error about this VM, carrying its exit status, command and log tail."""
+
+    def shutdown(self, timeout: float) -> None:
+        """Wait up to *timeout* for the guest to power off, then stop the VM; clean up."""
+
+    def kill(self) -> None:
+        """Stop the VM now and clean up (idempotent)."""
+
+
+#: The backends this version has.
+BACKENDS = ("qemu",)
+
+
+def create(name: str, spec: VMSpec) -> Backend:
+    """A new, not yet started, backend *name* for *spec*."""
+    if name == "qemu":
+        from .qemu import QemuBackend
+
+        return QemuBackend(spec)
+    raise ValueError(f"backend {name!r} is not available (this version has: "
+                     f"{', '.join(repr(b) for b in BACKENDS)})")

@@ -1,0 +1,62 @@
+"""What every front end does first: open an appliance as guestfish's options say.
+
+The shell (``-a``, ``--format``, ``--ro``/``--rw``, ``-m``, ``-i``, ``--slots``),
+the CLI, the pytest plugin and :func:`guestslots.isolated` all add images,
+reserve empty slots, launch, and mount through :func:`open_appliance`, and
+show results through :func:`guestslots.commands.format_result`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from .appliance import Appliance
+from .inspection import mount_image
+
+#: An image to add, and its format (None: raw, never guessed).
+Image = tuple[str | os.PathLike[str], str | None]
+
+
+def open_appliance(
+    images: Sequence[Image] = (),
+    *,
+    readonly: bool = True,
+    slots: int = 0,
+    mounts: Sequence[str] = (),
+    inspector: bool = False,
+    plain_filesystem: bool = False,
+    launch: bool | None = None,
+    **options: Any,
+) -> Appliance:
+    """An :class:`Appliance` (made with *options*) holding *images* in slots 0...,
+    then *slots* empty slots.
+
+    It is launched if *launch* is true, or (with *launch* None) if anything is to
+    be mounted.  *mounts* are ``DEV[:MOUNTPOINT]`` (``-m``; ``/`` by default);
+    *inspector* mounts the operating system found as its fstab says (``-i``; with
+    *plain_filesystem*, the one filesystem of an image without an OS).  Mounts
+    are read-only unless *readonly* is false.  On any failure the appliance is
+    shut down before the error is raised.
+    """
+    app = Appliance(**options)
+    try:
+        for path, fmt in images:
+            app.add_drive(path, format=fmt, readonly=readonly)
+        for _ in range(slots):
+            app.add_drive("/dev/null")
+        if launch or (launch is None and (mounts or inspector)):
+            app.launch()
+        if inspector:
+            mount_image(app, readonly=readonly, plain_filesystem=plain_filesystem)
+        for spec in mounts:
+            device, _, mountpoint = spec.partition(":")
+            if readonly:
+                app.mount_ro(device, mountpoint or "/")
+            else:
+                app.mount(device, mountpoint or "/")
+    except BaseException:
+        app.shutdown()
+        raise
+    return app

@@ -1,0 +1,1 @@
+"""Guest calls, grouped by area; each module pairs with the agent's module of that area."""
