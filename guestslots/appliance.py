@@ -18,7 +18,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 from . import backends
 from .agent_client import AgentClient
@@ -48,8 +48,6 @@ from .model.slots import MAX_SLOTS, Slot, SlotTable
 from .wire import BTRFSVOL
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
 
 Progress = Callable[[str], None]
 

@@ -43,6 +43,24 @@ LINK_DIR = "/dev/disk/guestslots"
 BTRFSVOL = "btrfsvol:"
 
 
+#: Every call the agent answers (its ``call_<name>`` methods), by area; the host
+#: makes no other.  ``download``, ``upload``, ``pread`` and ``pwrite`` stream data.
+CALLS = frozenset({
+    # channel and lifecycle
+    "ping", "shutdown",
+    # disks
+    "wait_disk", "disk_plugged", "prepare_unplug", "wait_link", "list_partitions",
+    "list_filesystems", "blkid",
+    # volumes
+    "pvs", "vgs", "lvs", "vg_activate", "list_dm_devices", "list_md_devices", "md_detail",
+    # mounts
+    "mount", "umount", "umount_all", "mounts",
+    # files
+    "ls", "stat", "exists", "is_file", "is_dir", "readlink", "mkdir", "rm", "rmdir",
+    "download", "upload", "pread", "pwrite", "checksum", "statvfs", "sync",
+})
+
+
 def split_dm_name(mangled: str) -> list[str]:
     """LVM's device-mapper name ``VG-LV`` split into its parts (``--`` is a ``-``
     inside a name): ``my--vg-lv`` -> ``["my-vg", "lv"]``."""

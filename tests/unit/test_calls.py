@@ -1,0 +1,28 @@
+"""Host and agent agree on the calls: the agent answers exactly wire.CALLS, and the host
+makes no call outside it."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from pathlib import Path
+
+from guestslots import wire
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_agent_answers_exactly_the_shared_calls() -> None:
+    sys.modules.setdefault("wire", wire)  # as the agent finds it in the appliance
+    agent = importlib.import_module("guestslots._appliance.agent.__main__").Agent
+    answered = {name.removeprefix("call_") for name in dir(agent) if name.startswith("call_")}
+    assert answered == wire.CALLS
+
+
+def test_the_host_makes_only_shared_calls() -> None:
+    pattern = re.compile(r"(?:_call|\.call|\.download|\.upload|_agent_for)\(\"([a-z_]+)\"")
+    made = {m for path in (ROOT / "guestslots").rglob("*.py")
+            for m in pattern.findall(path.read_text())}
+    assert made, "the pattern found no calls at all"
+    assert made <= wire.CALLS, made - wire.CALLS
