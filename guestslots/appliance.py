@@ -215,8 +215,8 @@ class Appliance(InspectionCalls, VolumeCalls):
 
     def _start_vm(self, image: ApplianceImage, fresh: bool) -> None:
         assert self.accel is not None
-        use_saved = self.saved_state and not fresh
         backend = backends.create(self.backend, self._spec(image, self.accel.accel))
+        use_saved = self.saved_state and not fresh and backend.saves_state
         key = savedstate.state_key(backend.layout_key(), image.key)
         saved = savedstate.find(key) if use_saved else None
         unusable = savedstate.check(saved) if saved is not None else ""
@@ -250,7 +250,13 @@ class Appliance(InspectionCalls, VolumeCalls):
         self.launched_from = "cold boot"
         if use_saved:
             try:
-                self._save_state(key)
+                saved = self._save_state(key)
+                if self._backend is not None and not self._backend.is_running():
+                    # the backend's save stopped the VM (libvirt): go on from the state
+                    self._teardown()
+                    self._boot(backends.create(self.backend, self._spec(image,
+                                                                        self.accel.accel)),
+                               saved)
             except (GuestslotsError, OSError) as e:
                 message = f"could not save the booted appliance (launches stay cold): {e}"
                 log.warning("%s", message)
@@ -258,7 +264,7 @@ class Appliance(InspectionCalls, VolumeCalls):
                 if self._backend is None or not self._backend.is_running():
                     raise
 
-    def _save_state(self, key: str) -> None:
+    def _save_state(self, key: str) -> savedstate.SavedState:
         backend, agent = self._running("launch")
         self._say("saving the booted appliance, so that later launches restore it")
         started = time.monotonic()
@@ -272,10 +278,11 @@ class Appliance(InspectionCalls, VolumeCalls):
         staged = savedstate.staging(key)
         try:
             backend.save(staged, timeout=120)
-            savedstate.publish(key, staged)
+            saved = savedstate.publish(key, staged)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
         self._say(f"saved in {time.monotonic() - started:.1f} s")
+        return saved
 
     def _boot(self, backend: Backend, saved: savedstate.SavedState | None = None) -> None:
         """Start *backend*'s VM (restoring *saved*) and wait until its agent answers."""

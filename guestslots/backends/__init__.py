@@ -19,6 +19,14 @@ from ..errors import QemuError
 from ..host.build import ApplianceImage
 from ..model.drives import DriveSpec
 
+#: The appliance kernel's command line, whichever backend boots it: the root disk is
+#: virtio-blk (``/dev/vda``), a panic powers off, and nothing slow is probed.
+KERNEL_CMDLINE = (
+    "console=ttyS0 root=/dev/vda rw quiet loglevel=3 panic=-1 "
+    "8250.nr_uarts=1 no_timer_check tsc=reliable edd=off cryptomgr.notests "
+    "usbcore.nousb selinux=0 mitigations=off random.trust_cpu=on"
+)
+
 #: Waits in the guest until the disk at SCSI *target* is there (True) or gone (False).
 WaitDisk = Callable[[int, bool], None]
 
@@ -40,6 +48,8 @@ class Backend(Protocol):
 
     #: The backend's name, as ``Appliance(backend=...)`` takes it.
     name: str
+    #: Whether launches may restore a saved state (see :meth:`save`).
+    saves_state: bool
 
     @property
     def pid(self) -> int | None:
@@ -68,7 +78,9 @@ class Backend(Protocol):
         before a state is saved."""
 
     def save(self, directory: Path, timeout: float) -> None:
-        """Write the VM's state and its root disk into *directory*; the VM runs on."""
+        """Write the VM's state and its root disk into *directory*.  The VM runs on
+        afterwards if the hypervisor allows (QEMU); if it does not (libvirt stops the
+        domain), :meth:`is_running` says so and the caller restores what was saved."""
 
     def is_running(self) -> bool:
         """Whether the VM process is alive."""
@@ -87,7 +99,7 @@ class Backend(Protocol):
 
 
 #: The backends this version has.
-BACKENDS = ("qemu",)
+BACKENDS = ("qemu", "libvirt")
 
 
 def create(name: str, spec: VMSpec) -> Backend:
@@ -96,5 +108,12 @@ def create(name: str, spec: VMSpec) -> Backend:
         from .qemu import QemuBackend
 
         return QemuBackend(spec)
+    if name == "libvirt":
+        try:
+            from .libvirt import LibvirtBackend
+        except ImportError as e:
+            raise ValueError(f"backend 'libvirt' needs libvirt-python and lxml ({e}); "
+                             "./tools/setup installs them") from None
+        return LibvirtBackend(spec)
     raise ValueError(f"backend {name!r} is not available (this version has: "
                      f"{', '.join(repr(b) for b in BACKENDS)})")

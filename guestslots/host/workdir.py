@@ -18,6 +18,7 @@ import fcntl
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -30,9 +31,11 @@ LOCK = "lock"
 class WorkDir:
     """A work directory, locked by this process until :meth:`remove`."""
 
-    def __init__(self, parent: str | None = None) -> None:
+    def __init__(self, parent: str | None = None, prefix: str = PREFIX) -> None:
+        if not prefix.startswith(PREFIX):
+            raise ValueError(f"a work directory's name starts with {PREFIX!r}")
         parent = parent or tempfile.gettempdir()
-        staging = tempfile.mkdtemp(prefix=f".{PREFIX}", dir=parent)
+        staging = tempfile.mkdtemp(prefix=f".{prefix}", dir=parent)
         self._fd = os.open(os.path.join(staging, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                            0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
@@ -45,6 +48,18 @@ class WorkDir:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _kill_leftovers(path: Path) -> None:
+    """Kill the processes a dead owner left running from *path*: those whose pid file
+    is under it (libvirt daemonises the QEMU it starts, so it outlives its caller) and
+    whose command line still names it (not a reused pid)."""
+    for pidfile in path.glob("run/*/*.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pidfile.read_text().strip())
+            if os.fsencode(path) in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+                log.info("killed process %d, left running by a dead owner of %s", pid, path)
 
 
 def remove_stale(parent: str | None = None) -> list[str]:
@@ -63,6 +78,7 @@ def remove_stale(parent: str | None = None) -> list[str]:
         except BlockingIOError:
             continue  # its owner is alive
         else:
+            _kill_leftovers(path)
             shutil.rmtree(path, ignore_errors=True)
             removed.append(str(path))
             log.info("removed the work directory of a dead appliance: %s", path)

@@ -14,15 +14,15 @@ import logging
 import os
 import shutil
 import socket
-import stat
 from pathlib import Path
 
-from ...errors import DriveError, LaunchError, QemuError
+from ...errors import LaunchError, QemuError
 from ...host.cache import file_id
 from ...host.proc import CommandError, run
 from ...host.workdir import WorkDir, remove_stale
 from ...model.drives import DriveSpec
 from .. import VMSpec, WaitDisk
+from ..overlays import make_overlay
 from .machine import QemuMachine
 from .qmpargs import MachineConfig, layout_key_command, warmup_blockdev_args, warmup_device_args
 
@@ -37,6 +37,7 @@ class QemuBackend:
     """One appliance VM run by QEMU."""
 
     name = "qemu"
+    saves_state = True
 
     def __init__(self, spec: VMSpec) -> None:
         self.spec = spec
@@ -182,27 +183,8 @@ class QemuBackend:
         return os.path.join(self._workdir.path, f"overlay-slot{index}.qcow2")
 
     def _make_overlay(self, index: int, drive: DriveSpec) -> str:
-        """A throwaway qcow2 over *drive*'s image.  ``qemu-img info`` reads only the
-        image itself (it opens no backing file without --backing-chain, and
-        :func:`~guestslots.model.drives.make_drive` refused headers naming other files),
-        and the overlay is made with -u so that nothing else is opened either."""
         path = self._overlay_path(index)
-        try:
-            st = os.stat(drive.path)
-            if drive.format == "raw" and stat.S_ISREG(st.st_mode):
-                size = st.st_size  # a raw file is its own virtual size: no process
-            else:
-                try:
-                    size = json.loads(run(["qemu-img", "info", "--output=json", "-f",
-                                           drive.format, drive.path]))["virtual-size"]
-                except CommandError as e:
-                    said = e.output.strip().splitlines()[-1:] or [e.reason]
-                    raise DriveError(drive.path, f"QEMU cannot open it as {drive.format}: "
-                                     f"{said[0].removeprefix('qemu-img: ')}") from None
-            run(["qemu-img", "create", "-q", "-u", "-f", "qcow2", "-F", drive.format,
-                 "-b", drive.path, path, str(size)])
-        except (CommandError, OSError, ValueError, KeyError) as e:
-            raise DriveError(drive.path, f"cannot make its throwaway overlay: {e}") from None
+        make_overlay(drive, path)
         return path
 
     def _drop_overlay(self, index: int) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from ...model.drives import DriveSpec
 from ...model.slots import slot_serial
 from ...wire import AGENT_PORT
+from .. import KERNEL_CMDLINE
 
 #: qdev id of the virtio-scsi controller; slot disks sit on its bus 0.
 SCSI_CONTROLLER = "scsi0"
@@ -121,11 +122,6 @@ def _opt(value: str) -> str:
     return value.replace(",", ",,")
 
 
-KERNEL_CMDLINE = (
-    "console=ttyS0 root=/dev/vda rw quiet loglevel=3 panic=-1 "
-    "8250.nr_uarts=1 no_timer_check tsc=reliable edd=off cryptomgr.notests "
-    "usbcore.nousb selinux=0 mitigations=off random.trust_cpu=on"
-)
 
 
 def qemu_command(cfg: MachineConfig, incoming: bool = False) -> list[str]:

@@ -1,0 +1,184 @@
+"""One libvirt connection per process, with the event loop libvirt needs.
+
+The default is libvirt's embedded QEMU driver (``qemu:///embed?root=DIR``): no
+daemon, the driver runs in this process.  A process may embed the driver with
+one root only, so all its appliances share one root: a short, per-process
+directory under ``$TMPDIR`` (socket paths inside it must fit in 108 bytes),
+locked like a work directory (:mod:`guestslots.host.workdir`).  Its
+``qemu.conf`` makes libvirt leave images alone: no security driver, no
+ownership changes, QEMU run as this user, no private /dev namespace, logs to
+files (no virtlogd).
+
+QEMU's capabilities, which libvirt probes by running QEMU (seconds under TCG),
+are kept in the cache directory and copied into each new root.
+
+Any other URI (``GUESTSLOTS_LIBVIRT_URI`` or ``Appliance(uri=...)``) is opened
+as it is, for example ``qemu:///system``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import logging
+import os
+import pwd
+import shutil
+import threading
+from pathlib import Path
+
+import libvirt
+
+from ...host.cache import cache_root
+from ...host.workdir import PREFIX, WorkDir
+
+log = logging.getLogger(__name__)
+
+ENV_URI = "GUESTSLOTS_LIBVIRT_URI"
+#: The embedded root's prefix: a work directory of its own kind.
+ROOT_PREFIX = f"{PREFIX}lv-"
+
+_lock = threading.Lock()
+_loop_started = False
+_connections: dict[str, libvirt.virConnect] = {}
+_root: WorkDir | None = None
+#: (domain name, device alias) -> set when libvirt reports that device removed.
+_removals: dict[tuple[str, str], threading.Event] = {}
+#: domain name -> set when libvirt reports the domain stopped.
+_stops: dict[str, threading.Event] = {}
+
+
+def _start_event_loop() -> None:
+    """libvirt needs an event loop registered before any connection is opened."""
+    global _loop_started
+    if _loop_started:
+        return
+    libvirt.virEventRegisterDefaultImpl()
+    # Errors are raised as exceptions; libvirt's own printing to stderr is noise.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+    def run() -> None:
+        while True:
+            libvirt.virEventRunDefaultImpl()
+
+    threading.Thread(target=run, name="guestslots-libvirt-events", daemon=True).start()
+    _loop_started = True
+
+
+def _qemu_conf() -> str:
+    user = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    return "\n".join([
+        'security_driver = "none"',
+        "dynamic_ownership = 0",
+        "remember_owner = 0",
+        f'user = "{user}"',
+        f'group = "{group}"',
+        "namespaces = [ ]",
+        'stdio_handler = "file"',
+        "",
+    ])
+
+
+def capabilities_cache() -> Path:
+    """Where QEMU's probed capabilities are kept between embedded roots."""
+    return cache_root() / "libvirt-capabilities"
+
+
+def _capabilities_dir(root: str) -> Path:
+    return Path(root) / "cache" / "qemu" / "capabilities"
+
+
+def save_capabilities() -> None:
+    """Keep what libvirt probed in this process's root for the next process's."""
+    if _root is None:
+        return
+    with contextlib.suppress(OSError):
+        capabilities_cache().mkdir(parents=True, exist_ok=True)
+        for xml in _capabilities_dir(_root.path).glob("*.xml"):
+            target = capabilities_cache() / xml.name
+            if not target.exists():
+                shutil.copyfile(xml, target)
+
+
+def _new_root() -> WorkDir:
+    root = WorkDir(prefix=ROOT_PREFIX)
+    (Path(root.path) / "etc").mkdir(parents=True)
+    (Path(root.path) / "etc" / "qemu.conf").write_text(_qemu_conf())  # embed: ROOT/etc
+    caps = _capabilities_dir(root.path)
+    caps.mkdir(parents=True)
+    with contextlib.suppress(OSError):
+        for xml in capabilities_cache().glob("*.xml"):
+            shutil.copyfile(xml, caps / xml.name)
+    return root
+
+
+def uri() -> str:
+    """The URI appliances connect to when none is given."""
+    return os.environ.get(ENV_URI) or "embed"
+
+
+def connect(name: str = "") -> libvirt.virConnect:
+    """The process's connection to *name* (default :func:`uri`; ``embed``: the embedded
+    driver with this process's root)."""
+    global _root
+    name = name or uri()
+    with _lock:
+        if name in _connections:
+            return _connections[name]
+        _start_event_loop()
+        if name == "embed":
+            if _root is None:
+                _root = _new_root()
+            target = f"qemu:///embed?root={_root.path}"
+        else:
+            target = name
+        conn = libvirt.open(target)
+        # One callback per event and connection (libvirt-python allows no second one):
+        # it dispatches to whoever waits for that domain's device.
+        conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
+                                    _device_removed, None)
+        conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                    _lifecycle, None)
+        _connections[name] = conn
+        return conn
+
+
+def _device_removed(_conn: object, domain: libvirt.virDomain, alias: str,
+                    _opaque: object) -> None:
+    event = _removals.get((domain.name(), alias))
+    if event is not None:
+        event.set()
+
+
+def _lifecycle(_conn: object, domain: libvirt.virDomain, event: int, _detail: int,
+               _opaque: object) -> None:
+    if event in (libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_UNDEFINED):
+        stopped = _stops.get(domain.name())
+        if stopped is not None:
+            stopped.set()
+
+
+def stop(domain: str) -> threading.Event:
+    """An event set when libvirt reports *domain* stopped (register before starting it)."""
+    return _stops.setdefault(domain, threading.Event())
+
+
+def forget(domain: str) -> None:
+    """Drop what was kept to wait for *domain*'s events."""
+    _stops.pop(domain, None)
+    for key in [k for k in _removals if k[0] == domain]:
+        del _removals[key]
+
+
+def removal(domain: str, alias: str) -> threading.Event:
+    """An event set when libvirt reports device *alias* of *domain* removed (cleared
+    now: wait for it after asking for the removal)."""
+    event = _removals.setdefault((domain, alias), threading.Event())
+    event.clear()
+    return event
+
+
+def root() -> str | None:
+    """The embedded driver's root directory, once opened."""
+    return _root.path if _root else None

@@ -1,0 +1,151 @@
+"""libvirt domain XML for an appliance, built with lxml from the same model as QEMU's
+command line.
+
+Pure functions.  The domain has what the QEMU backend's command line has: the
+hidden virtio-blk root (``/dev/vda``) over the appliance image, the virtio-scsi
+controller the slots hang on, the agent's virtio-serial port (QEMU connects to a
+socket the host listens on), a console file, virtio-rng; and nothing else
+(no USB, balloon, video, network).  A slot's disk sits at SCSI target = slot
+index with the same serial as on the QEMU backend (libvirt derives the
+``device_id`` from it), so the appliance sees identical disks either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lxml import etree
+
+from ...model.drives import DriveSpec
+from ...model.names import index_to_letters
+from ...model.slots import slot_serial
+from ...wire import AGENT_PORT
+from .. import KERNEL_CMDLINE
+
+#: libvirt's prefix for user-chosen device aliases.
+ALIAS_PREFIX = "ua-"
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    """Everything that decides an appliance's domain XML."""
+
+    name: str
+    accel: str
+    emulator: str
+    kernel: str
+    initrd: str
+    #: The root overlay's backing chain below it: (path, format) pairs, nearest first.
+    root_backing: tuple[tuple[str, str], ...]
+    root_overlay: str
+    agent_socket: str
+    console_log: str
+    memory_mb: int = 512
+    tcg_cache_mib: int = 64
+
+
+def slot_alias(index: int) -> str:
+    """The device alias of slot *index*'s disk (what the device-removed event names)."""
+    return f"{ALIAS_PREFIX}slot{index}"
+
+
+def el(tag: str, *children: etree._Element | str, **attrs: str) -> etree._Element:
+    """An element *tag* with *attrs* (``_`` in a name stands for ``-``), child
+    elements, and text (a ``str`` child)."""
+    element = etree.Element(tag, {k.replace("_", "-"): v for k, v in attrs.items()})
+    for child in children:
+        if isinstance(child, str):
+            element.text = child
+        else:
+            element.append(child)
+    return element
+
+
+def _backing_chain(chain: tuple[tuple[str, str], ...]) -> etree._Element:
+    """``<backingStore>`` elements for *chain*, ending in an empty one: libvirt opens
+    exactly these files, never what an image's header names."""
+    if not chain:
+        return el("backingStore")
+    (path, fmt), rest = chain[0], chain[1:]
+    return el("backingStore", el("format", type=fmt), el("source", file=path),
+              _backing_chain(rest), type="file")
+
+
+def domain_xml(cfg: DomainConfig) -> str:
+    """The XML of a transient appliance domain: no slot disks (they are hotplugged)."""
+    features = el("features", el("acpi"))
+    if cfg.accel == "tcg":
+        features.append(el("tcg", el("tb-cache", str(cfg.tcg_cache_mib), unit="MiB")))
+    domain = el("domain",
+        el("name", cfg.name),
+        el("memory", str(cfg.memory_mb), unit="MiB"),
+        el("vcpu", "1"),
+        el("os",
+            el("type", "hvm", arch="x86_64", machine="pc"),
+            el("kernel", cfg.kernel),
+            el("initrd", cfg.initrd),
+            el("cmdline", KERNEL_CMDLINE),
+        ),
+        features,
+        el("cpu", mode="maximum" if cfg.accel == "tcg" else "host-passthrough"),
+        el("on_poweroff", "destroy"),
+        el("on_reboot", "destroy"),
+        el("on_crash", "destroy"),
+        el("devices",
+            el("emulator", cfg.emulator),
+            el("disk",
+                el("driver", name="qemu", type="qcow2"),
+                el("source", file=cfg.root_overlay),
+                _backing_chain(cfg.root_backing),
+                el("target", dev="vda", bus="virtio"),
+                el("alias", name=f"{ALIAS_PREFIX}approot"),
+                type="file", device="disk",
+            ),
+            el("controller", el("alias", name=f"{ALIAS_PREFIX}scsi0"), type="scsi", index="0",
+                         model="virtio-scsi"),
+            el("controller", type="usb", model="none"),
+            el("serial", el("source", path=cfg.console_log), el("target", port="0"),
+               type="file"),
+            el("channel",
+                el("source", mode="connect", path=cfg.agent_socket),
+                el("target", type="virtio", name=AGENT_PORT),
+                type="unix",
+            ),
+            el("rng", el("backend", "/dev/urandom", model="random"), model="virtio"),
+            el("memballoon", model="none"),
+            el("video", el("model", type="none")),
+        ),
+        type="kvm" if cfg.accel == "kvm" else "qemu",
+    )
+    return etree.tostring(domain, pretty_print=True, encoding="unicode")
+
+
+def disk_xml(index: int, drive: DriveSpec, overlay: str | None = None) -> str:
+    """The ``<disk>`` of slot *index*: SCSI target *index* on controller 0.
+
+    The image's format is named and its backing chain is declared empty (an
+    empty ``<backingStore/>``), so libvirt opens no file the image names.  With
+    *overlay* (a throwaway qcow2 made by the host), the guest sees the overlay
+    and the image is its read-only backing; a read-only drive without one is
+    ``<readonly/>``.
+    """
+    serial = slot_serial(index, drive.label)
+    if overlay is not None:
+        parts = [
+            el("driver", name="qemu", type="qcow2"),
+            el("source", file=overlay),
+            _backing_chain(((drive.path, drive.format),)),
+        ]
+    else:
+        parts = [el("driver", name="qemu", type=drive.format), el("source", file=drive.path),
+                 el("backingStore")]
+    parts += [
+        el("target", dev=f"sd{index_to_letters(index)}", bus="scsi"),
+        el("serial", serial),
+        el("alias", name=slot_alias(index)),
+        el("address", type="drive", controller="0", bus="0", target=str(index), unit="0"),
+    ]
+    if overlay is None and drive.readonly:
+        parts.append(el("readonly"))
+    disk = el("disk", *parts, type="file", device="disk")
+    return etree.tostring(disk, pretty_print=True, encoding="unicode")

@@ -1,0 +1,41 @@
+"""Throwaway overlays: what a read-only or ``overlay=True`` slot's guest writes to.
+
+Both backends put a qcow2 overlay of the host's making in front of such an
+image, so that md superblocks and journal replays never reach the image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+from ..errors import DriveError
+from ..host.proc import CommandError, run
+from ..model.drives import DriveSpec
+
+
+def make_overlay(drive: DriveSpec, path: str) -> None:
+    """Make a throwaway qcow2 at *path* over *drive*'s image.
+
+    ``qemu-img info`` reads only the image itself (it opens no backing file
+    without --backing-chain, and :func:`~guestslots.model.drives.make_drive`
+    refused headers naming other files), and the overlay is made with -u so
+    that nothing else is opened either.
+    """
+    try:
+        st = os.stat(drive.path)
+        if drive.format == "raw" and stat.S_ISREG(st.st_mode):
+            size = st.st_size  # a raw file is its own virtual size: no process
+        else:
+            try:
+                size = json.loads(run(["qemu-img", "info", "--output=json", "-f",
+                                       drive.format, drive.path]))["virtual-size"]
+            except CommandError as e:
+                said = e.output.strip().splitlines()[-1:] or [e.reason]
+                raise DriveError(drive.path, f"QEMU cannot open it as {drive.format}: "
+                                 f"{said[0].removeprefix('qemu-img: ')}") from None
+        run(["qemu-img", "create", "-q", "-u", "-f", "qcow2", "-F", drive.format,
+             "-b", drive.path, path, str(size)])
+    except (CommandError, OSError, ValueError, KeyError) as e:
+        raise DriveError(drive.path, f"cannot make its throwaway overlay: {e}") from None
