@@ -35,9 +35,13 @@ from .errors import (
 )
 from .isolation import isolated
 from .model.drives import DriveSpec
+from .model.flags import CONFIG, CURRENT, LIVE
 from .model.slots import MAX_SLOTS, Slot, SlotState
 
 __all__ = [
+    "CONFIG",
+    "CURRENT",
+    "LIVE",
     "MAX_SLOTS",
     "AgentError",
     "AgentTimeout",

@@ -34,6 +34,7 @@ from .errors import (
     LabelError,
     LaunchError,
     QemuError,
+    SlotError,
     StateError,
 )
 from .guest.base import serialised
@@ -43,6 +44,8 @@ from .host import savedstate
 from .host.accel import AccelChoice, choose_accel
 from .host.build import ApplianceImage, ensure_appliance
 from .model.drives import NULL_DRIVE, DriveSpec, make_drive
+from .model.flags import CONFIG, CURRENT, LIVE, Affect
+from .model.flags import resolve as resolve_flags
 from .model.names import is_volume, split_btrfsvol, translate_out_text
 from .model.slots import MAX_SLOTS, Slot, SlotTable
 from .wire import BTRFSVOL
@@ -57,6 +60,7 @@ class ApplianceState(enum.Enum):
 
     CONFIG = "not launched"
     RUNNING = "running"
+    #: Shut down (or died); it may be launched again from its definition.
     CLOSED = "shut down"
 
 
@@ -172,7 +176,6 @@ class Appliance(InspectionCalls, VolumeCalls):
                     ApplianceState.CONFIG.value,
                     self._state.value + " (reserve every slot before launch; then use hotplug)",
                 )
-            self._require("add_drive", ApplianceState.CONFIG)
             if os.fspath(path) == NULL_DRIVE:
                 if label is not None:
                     raise LabelError("an empty slot has no label: give the label to hotplug")
@@ -188,11 +191,17 @@ class Appliance(InspectionCalls, VolumeCalls):
         boot.  A restore that fails for any reason falls back to a cold boot
         with a :class:`RuntimeWarning`, and the bad state is rebuilt.
 
+        An appliance that was shut down may be launched again: it starts from its
+        definition (the drives of :meth:`add_drive` and of hotplug and unplug with
+        ``CONFIG``), not from what was plugged when it stopped.
+
         Raises :class:`LaunchError` with QEMU's exit status, command line and
         log tail if the appliance does not come up; nothing is left running.
         """
         with self._lock:
-            self._require("launch", ApplianceState.CONFIG)
+            if self._state is ApplianceState.RUNNING:
+                raise StateError("launch", "not running", self._state.value)
+            self._table.show_config()
             started = time.monotonic()
             self.image = ensure_appliance(self._say)
             self.accel = choose_accel(self.qemu_binary, str(self.image.kernel), self._accel_request)
@@ -205,6 +214,7 @@ class Appliance(InspectionCalls, VolumeCalls):
             except BaseException:
                 self._teardown()
                 self._state = ApplianceState.CLOSED
+                self._table.show_config()
                 raise
             took = time.monotonic() - started
             self._say(f"appliance ready in {took:.2f} s ({self.launched_from})")
@@ -311,7 +321,8 @@ class Appliance(InspectionCalls, VolumeCalls):
     def shutdown(self) -> None:
         """Unmount everything, sync, power the appliance off and clean up.
 
-        Safe to call more than once; after it, the Appliance cannot be relaunched.
+        Safe to call more than once.  A later :meth:`launch` starts the appliance
+        again from its definition.
         """
         with self._lock:
             graceful = False
@@ -324,6 +335,7 @@ class Appliance(InspectionCalls, VolumeCalls):
                                 str(e).splitlines()[0])
             self._teardown(graceful)
             self._state = ApplianceState.CLOSED
+            self._table.show_config()
 
     close = shutdown
 
@@ -372,22 +384,45 @@ class Appliance(InspectionCalls, VolumeCalls):
         readonly: bool = True,
         label: str | None = None,
         overlay: bool = False,
+        flags: int = CURRENT,
     ) -> int:
         """Fill reserved empty slot *index* (``-1``: the first empty one) with an image.
 
-        Returns the slot index.  Returns once the disk is usable in the
-        appliance.  The same checks as :meth:`add_drive` apply; on any error
-        the slot stays empty and nothing else changes.
+        Returns the slot index.  With ``LIVE`` it returns once the disk is usable in
+        the appliance.  *flags*, as libvirt's: ``LIVE`` plugs it into the running
+        appliance, ``CONFIG`` makes it part of the definition the next launch starts
+        from, both do both, ``CURRENT`` (the default) is ``LIVE`` when running and
+        ``CONFIG`` before launch; ``LIVE`` on an appliance that does not run is an
+        error.  The same checks as :meth:`add_drive` apply; on any error the slot
+        stays as it was and nothing else changes.
         """
         with self._lock:
-            self._require("hotplug", ApplianceState.RUNNING)
+            affect = self._affect("hotplug", flags)
             if os.fspath(path) == NULL_DRIVE:
                 raise DriveError(NULL_DRIVE, "cannot be hotplugged: a slot is emptied by unplug")
             drive = make_drive(path, format, readonly, label, overlay)
-            index = self._table.plug_index(index, drive)
-            self._check_shared_image(index, drive)
-            self._plug(index, drive)
+            running = self._state is ApplianceState.RUNNING
+            if affect & LIVE:
+                index = self._table.plug_index(index, drive)
+                if affect & CONFIG:
+                    self._table.config_plug_index(index, drive)
+                self._check_shared_image(index, drive)
+                self._plug(index, drive)
+            else:
+                index = self._table.config_plug_index(index, drive)
+            if affect & CONFIG:
+                self._table.set_config(index, drive, running)
             return index
+
+    def _affect(self, call: str, flags: int) -> Affect:
+        """What *flags* mean for *call* now (see :mod:`guestslots.model.flags`)."""
+        running = self._state is ApplianceState.RUNNING
+        try:
+            return resolve_flags(flags, running)
+        except ValueError as e:
+            if running or not flags & LIVE:
+                raise SlotError(-1, f"{call}: {e}") from None
+            raise StateError(call, f"running for LIVE ({e})", self._state.value) from None
 
     def _check_shared_image(self, index: int, drive: DriveSpec) -> None:
         """Refuse an image that another slot holds when either may write to it (QEMU
@@ -435,8 +470,12 @@ class Appliance(InspectionCalls, VolumeCalls):
             log.warning("%s", message)
             warnings.warn(message, RuntimeWarning, stacklevel=4)
 
-    def unplug(self, index: int, force: bool = False) -> int:
+    def unplug(self, index: int, force: bool = False, flags: int = CURRENT) -> int:
         """Empty full slot *index* (``-1``: the highest full one); return the index.
+
+        *flags* as for :meth:`hotplug`: ``LIVE`` unplugs from the running appliance,
+        ``CONFIG`` removes the drive from the definition the next launch starts
+        from, ``CURRENT`` is ``LIVE`` when running and ``CONFIG`` otherwise.
 
         A slot whose device is in use is refused with :class:`DeviceBusyError`
         (naming what uses it) unless ``force=True``: in use means mounted, a
@@ -448,8 +487,15 @@ class Appliance(InspectionCalls, VolumeCalls):
         left behind.
         """
         with self._lock:
-            self._require("unplug", ApplianceState.RUNNING)
+            affect = self._affect("unplug", flags)
+            running = self._state is ApplianceState.RUNNING
+            if not affect & LIVE:
+                index = self._table.config_unplug_index(index)
+                self._table.set_config(index, None, running)
+                return index
             index = self._table.unplug_index(index)
+            if affect & CONFIG:
+                self._table.config_unplug_index(index)
             slot = self._table[index]
             backend, agent = self._running("unplug")
             users = self._call("prepare_unplug", device=f"/dev/{slot.kernel_name}", force=force)
@@ -459,6 +505,8 @@ class Appliance(InspectionCalls, VolumeCalls):
                 backend.detach_disk(index, timeout=self.call_timeout)
                 agent.call("wait_disk", target=index, plugged=False, timeout=60)
             self._table.empty(index)
+            if affect & CONFIG:
+                self._table.set_config(index, None, running)
             return index
 
     def _running(self, call: str) -> tuple[Backend, AgentClient]:
@@ -477,6 +525,7 @@ class Appliance(InspectionCalls, VolumeCalls):
             if dead or isinstance(e, (ChannelClosed, ChannelBroken)):
                 self._teardown()
                 self._state = ApplianceState.CLOSED
+                self._table.show_config()
             raise
 
     # ------------------------------------------------------------ translation

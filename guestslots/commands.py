@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .appliance import Appliance
+from .model.flags import Affect
+from .model.flags import parse as parse_flags
 from .model.slots import Slot
 
 #: The Appliance methods that are commands, by area.
@@ -74,6 +76,11 @@ class Param:
 
     def convert(self, text: str) -> Any:
         """Turn the text typed for this argument into its value."""
+        if self.name == "flags":  # flags:live, flags:config, flags:live|config...
+            try:
+                return int(parse_flags(text))
+            except ValueError as e:
+                raise UsageError(f"flags: {e}") from None
         if self.kind is bool:
             low = text.lower()
             if low in ("true", "yes", "on", "1"):
@@ -145,6 +152,8 @@ class Command:
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, Affect):
+        return "|".join(str(f.name).lower() for f in Affect if f and f in value) or "current"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):

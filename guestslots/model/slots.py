@@ -5,6 +5,11 @@ controller and is named ``/dev/sd`` + letters(i) in the API, whatever name the
 kernel gave it.  The appliance's own root disk is not a slot (it is a
 virtio-blk disk), so it never takes a name here.
 
+Each slot has a live side (what is plugged in the running appliance: ``state``,
+``drive``) and a persistent one (``config``: what the next launch attaches, set by
+``add_drive`` and by hotplug/unplug with ``CONFIG``).  While the appliance does not
+run, the live side shows the definition.
+
 Every check runs before anything changes; a refused call leaves the table
 exactly as it was.
 """
@@ -40,6 +45,8 @@ class Slot:
     drive: DriveSpec | None = None
     #: The kernel's name for the disk inside the appliance (``sdX``), once known.
     kernel_name: str | None = None
+    #: What the next launch attaches to this slot (the persistent definition).
+    config: DriveSpec | None = None
 
     @property
     def device(self) -> str:
@@ -110,14 +117,51 @@ class SlotTable:
             )
         return index
 
-    def check_label_free(self, label: str | None, index: int | None = None) -> None:
-        """Raise :class:`LabelError` if *label* is used by a slot other than *index*."""
+    def check_label_free(self, label: str | None, index: int | None = None,
+                         config: bool = False) -> None:
+        """Raise :class:`LabelError` if *label* is used by a slot other than *index*
+        (in the running appliance, or with *config* in the definition)."""
         if label is None:
             return
         check_label(label)
         for slot in self._slots:
-            if slot.label == label and slot.index != index:
-                raise LabelError(f"label {label!r} is already used by slot {slot.index}")
+            drive = slot.config if config else slot.drive
+            if drive is not None and drive.label == label and slot.index != index:
+                where = " in the definition" if config else ""
+                raise LabelError(f"label {label!r} is already used by slot {slot.index}{where}")
+
+    def config_plug_index(self, index: int, drive: DriveSpec) -> int:
+        """Resolve and check the target of a hotplug into the definition (``CONFIG``):
+        ``-1`` is the first slot the definition leaves empty."""
+        if index == -1:
+            for slot in self._slots:
+                if slot.config is None:
+                    index = slot.index
+                    break
+            else:
+                raise SlotError(-1, f"no slot is empty in the definition: all "
+                                    f"{len(self._slots)} reserved slots have a drive")
+        slot = self[index]
+        if slot.config is not None:
+            raise SlotError(index, f"slot {index} ({slot.device}) already has a drive in the "
+                                   f"definition ({slot.config.path}); unplug it with CONFIG "
+                                   "first")
+        self.check_label_free(drive.label, index, config=True)
+        return index
+
+    def config_unplug_index(self, index: int) -> int:
+        """Resolve and check an unplug from the definition: ``-1`` is the highest slot
+        the definition fills."""
+        if index == -1:
+            for slot in reversed(self._slots):
+                if slot.config is not None:
+                    return slot.index
+            raise SlotError(-1, "no slot has a drive in the definition")
+        slot = self[index]
+        if slot.config is None:
+            raise SlotError(index, f"slot {index} ({slot.device}) is already empty in the "
+                                   "definition")
+        return index
 
     def plug_index(self, index: int, drive: DriveSpec) -> int:
         """Resolve and check the target of a hotplug: ``-1`` is the first empty slot."""
@@ -160,19 +204,41 @@ class SlotTable:
             self.check_label_free(drive.label)
         index = len(self._slots)
         state = SlotState.EMPTY if drive is None else SlotState.FILLED
-        self._slots.append(Slot(index, state, drive))
+        self._slots.append(Slot(index, state, drive, config=drive))
         return index
 
     def fill(self, index: int, drive: DriveSpec, kernel_name: str | None = None) -> Slot:
         """Record *drive* in slot *index* (the caller checked with :meth:`plug_index`)."""
-        slot = Slot(index, SlotState.FILLED, drive, kernel_name)
-        self._slots[self._check_reserved(index)] = slot
+        config = self._slots[self._check_reserved(index)].config
+        slot = Slot(index, SlotState.FILLED, drive, kernel_name, config)
+        self._slots[index] = slot
         return slot
 
     def empty(self, index: int) -> Slot:
-        slot = Slot(index, SlotState.EMPTY)
-        self._slots[self._check_reserved(index)] = slot
+        config = self._slots[self._check_reserved(index)].config
+        slot = Slot(index, SlotState.EMPTY, config=config)
+        self._slots[index] = slot
         return slot
+
+    def set_config(self, index: int, drive: DriveSpec | None, running: bool) -> Slot:
+        """Make *drive* (or nothing) what the next launch attaches to slot *index*;
+        while the appliance does not run, the live side shows it too."""
+        old = self._slots[self._check_reserved(index)]
+        if running:
+            slot = Slot(index, old.state, old.drive, old.kernel_name, drive)
+        else:
+            state = SlotState.EMPTY if drive is None else SlotState.FILLED
+            slot = Slot(index, state, drive, None, drive)
+        self._slots[index] = slot
+        return slot
+
+    def show_config(self) -> None:
+        """The appliance stopped: the live side shows the definition again."""
+        self._slots = [
+            Slot(s.index, SlotState.EMPTY if s.config is None else SlotState.FILLED, s.config,
+                 None, s.config)
+            for s in self._slots
+        ]
 
     # ---- names ----
 

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from guestslots import Appliance, DriveError, LabelError, SlotState, StateError
+from guestslots import (
+    CONFIG,
+    LIVE,
+    Appliance,
+    DriveError,
+    LabelError,
+    SlotError,
+    SlotState,
+    StateError,
+)
 
 
 def test_reservations_before_launch(tmp_path: Path) -> None:
@@ -33,21 +42,44 @@ def test_bad_drives_before_launch_change_nothing(tmp_path: Path) -> None:
     assert len(app.slots()) == 1
 
 
-def test_calls_that_need_a_running_appliance() -> None:
+def test_calls_that_need_a_running_appliance(tmp_path: Path) -> None:
     app = Appliance()
     app.add_drive("/dev/null")
-    with pytest.raises(StateError, match="hotplug: the appliance must be running, but it is "
-                                         "not launched"):
-        app.hotplug(0, "/dev/null")
+    with pytest.raises(StateError, match="hotplug: the appliance must be running for LIVE"):
+        app.hotplug(0, "/dev/null", flags=LIVE)
     with pytest.raises(StateError, match="unplug"):
-        app.unplug(0)
+        app.unplug(0, flags=LIVE | CONFIG)
     with pytest.raises(StateError, match="list_filesystems"):
         app.list_filesystems()
     app.shutdown()  # shutting down an appliance never launched is fine
-    with pytest.raises(StateError, match="launch: .* but it is shut down"):
-        app.launch()
-    with pytest.raises(StateError, match="add_drive"):
+    # the definition can still change, and a launch would start from it
+    image = tmp_path / "a.img"
+    image.write_bytes(b"\0" * 4096)
+    assert app.hotplug(-1, image) == 0  # CURRENT before launch: CONFIG
+    assert app.slots()[0].path == str(image) and app.slots()[0].config is not None
+    assert app.add_drive("/dev/null") == 1
+
+
+def test_flags_before_launch_change_the_definition(tmp_path: Path) -> None:
+    image = tmp_path / "a.img"
+    image.write_bytes(b"\0" * 4096)
+    app = Appliance()
+    for _ in range(3):
         app.add_drive("/dev/null")
+    assert app.hotplug(1, image, label="one", flags=CONFIG) == 1
+    assert app.hotplug(-1, image, readonly=True) == 0  # the first slot the definition leaves
+    with pytest.raises(SlotError, match="already has a drive in the definition"):
+        app.hotplug(1, image)
+    with pytest.raises(LabelError, match="already used by slot 1 in the definition"):
+        app.hotplug(2, image, label="one")
+    assert [s.state for s in app.slots()] == [SlotState.FILLED, SlotState.FILLED,
+                                              SlotState.EMPTY]
+    assert app.unplug(-1) == 1  # CURRENT before launch: CONFIG, the highest filled
+    with pytest.raises(SlotError, match="already empty in the definition"):
+        app.unplug(1, flags=CONFIG)
+    with pytest.raises(SlotError, match="flags must be a combination"):
+        app.unplug(0, flags=4)
+    assert [s.config is not None for s in app.slots()] == [True, False, False]
 
 
 def test_unknown_backend() -> None:

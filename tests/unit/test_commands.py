@@ -50,7 +50,7 @@ def test_bind_errors_say_what_is_wrong(words: list[str], message: str) -> None:
 
 
 def test_usage_shows_optional_arguments() -> None:
-    assert lookup("unplug").usage == "unplug index [force:false]"
+    assert lookup("unplug").usage == "unplug index [force:false] [flags:current]"
 
 
 def test_format_result() -> None:
@@ -83,3 +83,14 @@ def test_help_is_plain_text() -> None:
         assert ":class:" not in command.doc, command.name
     assert plain_text("Like :meth:`add_drive`; ``x`` is *big*::\n") == \
         "Like add-drive; x is big:\n"
+
+
+def test_flags_as_the_shell_types_them() -> None:
+    from guestslots import CONFIG, LIVE
+
+    hotplug = lookup("hotplug")
+    assert hotplug.bind(["1", "a.img", "flags:live"])["flags"] == LIVE
+    assert hotplug.bind(["1", "a.img", "flags:live|config"])["flags"] == LIVE | CONFIG
+    assert hotplug.bind(["1", "a.img", "flags:current"])["flags"] == 0
+    with pytest.raises(UsageError, match="unknown flag 'persistent'"):
+        hotplug.bind(["1", "a.img", "flags:persistent"])
