@@ -52,6 +52,9 @@ from .wire import BTRFSVOL
 
 log = logging.getLogger(__name__)
 
+#: Chooses the backend of an ``Appliance()`` that names none (default ``qemu``).
+BACKEND_ENV = "GUESTSLOTS_BACKEND"
+
 Progress = Callable[[str], None]
 
 
@@ -82,7 +85,7 @@ class Appliance(InspectionCalls, VolumeCalls):
 
     def __init__(
         self,
-        backend: str = "qemu",
+        backend: str | None = None,
         *,
         accel: str | None = None,
         memory_mb: int = 512,
@@ -95,6 +98,7 @@ class Appliance(InspectionCalls, VolumeCalls):
         saved_state: bool = True,
         auto_activate: bool = True,
     ) -> None:
+        backend = backend or os.environ.get(BACKEND_ENV) or "qemu"
         if backend not in backends.BACKENDS:
             raise ValueError(f"backend {backend!r} is not available (this version has: "
                              f"{', '.join(repr(b) for b in backends.BACKENDS)})")
@@ -200,7 +204,7 @@ class Appliance(InspectionCalls, VolumeCalls):
         """
         with self._lock:
             if self._state is ApplianceState.RUNNING:
-                raise StateError("launch", "not running", self._state.value)
+                raise StateError("launch", ApplianceState.CONFIG.value, self._state.value)
             self._table.show_config()
             started = time.monotonic()
             self.image = ensure_appliance(self._say)

@@ -46,7 +46,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("guestslots")
     group.addoption("--guestslots-accel", choices=("auto", "kvm", "tcg"), default=None,
                     help="accelerator of the guestslots appliance (default: probe)")
-    group.addoption("--guestslots-backend", default="qemu", help="guestslots backend")
+    group.addoption("--guestslots-backend", default=None, choices=("qemu", "libvirt"),
+                    help="guestslots backend (default: $GUESTSLOTS_BACKEND, else qemu)")
     group.addoption("--guestslots-slots", type=int, default=16,
                     help="empty slots reserved in the session appliance")
 

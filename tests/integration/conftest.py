@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +12,24 @@ import pytest
 
 import guestslots
 from guestslots import Appliance, SlotState
+from guestslots.appliance import BACKEND_ENV
 from guestslots.testing import peer
 from guestslots.testing import testimages as images
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``single_pass`` tests run in the QEMU pass only (tools/test runs the integration
+    tests once per backend): they test QEMU itself, or both backends by themselves."""
+    backend = (config.getoption("--guestslots-backend") or os.environ.get(BACKEND_ENV)
+               or "qemu")
+    if backend == "qemu":
+        return
+    for item in items:
+        marker = item.get_closest_marker("single_pass")
+        if marker is not None:
+            reason = marker.args[0] if marker.args else "runs in the QEMU pass only"
+            item.add_marker(pytest.mark.skip(reason=f"single pass ({backend}): {reason}"))
+
 
 #: Slots reserved in the shared appliance (the 64-slot test needs 64); pyproject.toml
 #: passes it to the plugin as --guestslots-slots.

@@ -13,7 +13,10 @@ from guestslots import Appliance
 from guestslots.testing import peer
 from guestslots.testing import testimages as images
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.single_pass('compares with libguestfs once (minutes of libguestfs)'),
+]
 
 
 @pytest.fixture(scope="module")

@@ -102,6 +102,7 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     return img, size
 
 
+@pytest.mark.single_pass("a stopped QEMU blocks libvirt itself: not bounded by call_timeout yet")
 def test_stopped_qemu_during_hotplug_and_calls(
     launch: Callable[..., Appliance], small: Path
 ) -> None:
@@ -267,6 +268,7 @@ def test_channel_cut_mid_frame(launch: Callable[..., Appliance], big: tuple[Path
     assert launch().hotplug(0, img) == 0
 
 
+@pytest.mark.single_pass('QEMU dies with its caller; test_libvirt has the libvirt version')
 def test_caller_killed_leaves_nothing_behind(appliance: Appliance, tmp_path: Path) -> None:
     """A caller killed with SIGKILL: its QEMU dies with it, and the next launch removes
     the work directory it left."""
@@ -328,6 +330,7 @@ def test_one_appliance_shared_by_threads(
     assert calls > 0
 
 
+@pytest.mark.single_pass('counts QEMU block nodes over QMP')
 def test_short_soak_leaks_nothing(launch: Callable[..., Appliance], small: Path) -> None:
     """100 plug/unplug cycles (the 1000-cycle soak is tools/bench/soak.py): the caller's
     file descriptors and QEMU's block nodes come back to where they were, and no work

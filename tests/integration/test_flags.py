@@ -10,7 +10,10 @@ import pytest
 from guestslots import CONFIG, LIVE, Appliance, SlotState, StateError
 from guestslots.testing import testimages as images
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.single_pass('tests both backends by itself'),
+]
 
 BACKENDS = ["qemu", pytest.param("libvirt", marks=pytest.mark.libvirt)]
 

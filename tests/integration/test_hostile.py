@@ -54,6 +54,7 @@ def test_a_qcow2_external_data_file_is_never_opened(
     assert _sha(host_secret) == before
 
 
+@pytest.mark.single_pass("the QEMU backend's own check")
 def test_the_backend_checks_what_qemu_opened_not_only_the_header(
     app: Appliance, data_file_qcow2: Path, host_secret: Path
 ) -> None:

@@ -22,7 +22,10 @@ import pytest
 from guestslots.pytest_plugin import cannot_run_reason
 from guestslots.testing import testimages as images
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.single_pass('tests the installed package once'),
+]
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 

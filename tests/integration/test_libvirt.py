@@ -23,7 +23,10 @@ from guestslots.testing import testimages as images
 
 from .test_faults import wait_gone
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.single_pass('tests the libvirt backend by itself'),
+]
 libvirt = pytest.importorskip("libvirt")
 
 

@@ -17,7 +17,10 @@ from guestslots.testing import testimages as images
 
 from .conftest import Image, whoami
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.single_pass('saved states are QEMU-only so far'),
+]
 
 
 def _states() -> list[Path]:

@@ -20,6 +20,14 @@ import socket
 import uuid
 from pathlib import Path
 
+from ...host.cache import cache_root
+
+# The embedded driver logs to standard error (where a CLI's one-line errors go) unless
+# told otherwise, and libvirt reads this when it is imported: errors go to a file in
+# the cache instead (the calls raise them anyway).
+cache_root().mkdir(parents=True, exist_ok=True)
+os.environ.setdefault("LIBVIRT_LOG_OUTPUTS", f"4:file:{cache_root() / 'libvirt.log'}")
+
 import libvirt
 
 from ...errors import DriveError, LaunchError, QemuError, QemuTimeout
@@ -174,7 +182,13 @@ class LibvirtBackend:
         return "\n".join(parts)
 
     def death_report(self) -> str:
-        state = "the domain is running" if self.is_running() else "the domain is gone"
+        """Why the channel died: libvirt's word on how the domain stopped (waiting a
+        moment for its event: QEMU's end reaches libvirt after the channel's)."""
+        if connection.stop(self.domain_name).wait(2):
+            reason = connection.stop_reasons.get(self.domain_name, "stopped")
+            state = f"QEMU exited (libvirt: {reason})"
+        else:
+            state = "QEMU is still running"
         return f"{state}\n{self._log_tail()}"
 
     def error(self, message: str, cls: type[QemuError] = QemuError) -> QemuError:
@@ -221,6 +235,9 @@ class LibvirtBackend:
             if overlay is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(overlay)
+            if not self.is_running():
+                raise self.error(f"the appliance died during the hotplug of slot {index}: "
+                                 f"{e.get_error_message()}") from None
             raise DriveError(drive.path, f"libvirt cannot attach it to slot {index}: "
                              f"{e.get_error_message()}") from None
 

@@ -46,6 +46,15 @@ _root: WorkDir | None = None
 _removals: dict[tuple[str, str], threading.Event] = {}
 #: domain name -> set when libvirt reports the domain stopped.
 _stops: dict[str, threading.Event] = {}
+#: domain name -> how it stopped (libvirt's VIR_DOMAIN_EVENT_STOPPED_* detail), in words.
+stop_reasons: dict[str, str] = {}
+_STOP_REASONS = {
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN: "shut down",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_DESTROYED: "destroyed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED: "failed: killed, or died",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_SAVED: "saved",
+}
 
 
 def _start_event_loop() -> None:
@@ -126,13 +135,13 @@ def connect(name: str = "") -> libvirt.virConnect:
     with _lock:
         if name in _connections:
             return _connections[name]
-        _start_event_loop()
         if name == "embed":
             if _root is None:
                 _root = _new_root()
             target = f"qemu:///embed?root={_root.path}"
         else:
             target = name
+        _start_event_loop()
         conn = libvirt.open(target)
         # One callback per event and connection (libvirt-python allows no second one):
         # it dispatches to whoever waits for that domain's device.
@@ -154,6 +163,8 @@ def _device_removed(_conn: object, domain: libvirt.virDomain, alias: str,
 def _lifecycle(_conn: object, domain: libvirt.virDomain, event: int, _detail: int,
                _opaque: object) -> None:
     if event in (libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_UNDEFINED):
+        if event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
+            stop_reasons[domain.name()] = _STOP_REASONS.get(_detail, f"detail {_detail}")
         stopped = _stops.get(domain.name())
         if stopped is not None:
             stopped.set()
@@ -167,6 +178,7 @@ def stop(domain: str) -> threading.Event:
 def forget(domain: str) -> None:
     """Drop what was kept to wait for *domain*'s events."""
     _stops.pop(domain, None)
+    stop_reasons.pop(domain, None)
     for key in [k for k in _removals if k[0] == domain]:
         del _removals[key]
 
