@@ -97,12 +97,18 @@ class Appliance(InspectionCalls, VolumeCalls):
         progress: Progress | None = None,
         saved_state: bool = True,
         auto_activate: bool = True,
+        uri: str | None = None,
     ) -> None:
         backend = backend or os.environ.get(BACKEND_ENV) or "qemu"
         if backend not in backends.BACKENDS:
             raise ValueError(f"backend {backend!r} is not available (this version has: "
                              f"{', '.join(repr(b) for b in backends.BACKENDS)})")
+        if uri is not None and backend != "libvirt":
+            raise ValueError("uri= is for the libvirt backend")
         self.backend = backend
+        #: The libvirt URI (backend ``libvirt``): default ``$GUESTSLOTS_LIBVIRT_URI``, else
+        #: libvirt's embedded QEMU driver.
+        self.uri = uri
         self._accel_request = accel
         self.memory_mb = memory_mb
         #: TCG's translation cache (MiB): bounds how far QEMU's memory grows under TCG.
@@ -223,13 +229,14 @@ class Appliance(InspectionCalls, VolumeCalls):
             took = time.monotonic() - started
             self._say(f"appliance ready in {took:.2f} s ({self.launched_from})")
 
-    def _spec(self, image: ApplianceImage, accel: str) -> VMSpec:
-        return VMSpec(image=image, accel=accel, qemu=self.qemu_binary, memory_mb=self.memory_mb,
-                      tcg_cache_mib=self.tcg_cache_mib)
+    def _new_backend(self, image: ApplianceImage, accel: str) -> Backend:
+        spec = VMSpec(image=image, accel=accel, qemu=self.qemu_binary,
+                      memory_mb=self.memory_mb, tcg_cache_mib=self.tcg_cache_mib)
+        return backends.create(self.backend, self.uri, spec)
 
     def _start_vm(self, image: ApplianceImage, fresh: bool) -> None:
         assert self.accel is not None
-        backend = backends.create(self.backend, self._spec(image, self.accel.accel))
+        backend = self._new_backend(image, self.accel.accel)
         use_saved = self.saved_state and not fresh and backend.saves_state
         key = savedstate.state_key(backend.layout_key(), image.key)
         saved = savedstate.find(key) if use_saved else None
@@ -250,7 +257,7 @@ class Appliance(InspectionCalls, VolumeCalls):
                 log.warning("%s", message)
                 warnings.warn(message, RuntimeWarning, stacklevel=3)
                 savedstate.discard(key)
-                backend = backends.create(self.backend, self._spec(image, self.accel.accel))
+                backend = self._new_backend(image, self.accel.accel)
         try:
             self._boot(backend)
         except LaunchError:
@@ -258,7 +265,7 @@ class Appliance(InspectionCalls, VolumeCalls):
                 raise
             self._say("the appliance did not boot under KVM: retrying with TCG")
             self.accel = AccelChoice("tcg", "KVM passed its probe but the boot failed")
-            backend = backends.create(self.backend, self._spec(image, "tcg"))
+            backend = self._new_backend(image, "tcg")
             key = savedstate.state_key(backend.layout_key(), image.key)
             self._boot(backend)
         self.launched_from = "cold boot"
@@ -268,9 +275,7 @@ class Appliance(InspectionCalls, VolumeCalls):
                 if self._backend is not None and not self._backend.is_running():
                     # the backend's save stopped the VM (libvirt): go on from the state
                     self._teardown()
-                    self._boot(backends.create(self.backend, self._spec(image,
-                                                                        self.accel.accel)),
-                               saved)
+                    self._boot(self._new_backend(image, self.accel.accel), saved)
             except (GuestslotsError, OSError) as e:
                 message = f"could not save the booted appliance (launches stay cold): {e}"
                 log.warning("%s", message)

@@ -102,9 +102,12 @@ class Backend(Protocol):
 BACKENDS = ("qemu", "libvirt")
 
 
-def create(name: str, spec: VMSpec) -> Backend:
-    """A new, not yet started, backend *name* for *spec*."""
+def create(name: str, uri: str | None, spec: VMSpec) -> Backend:
+    """A new, not yet started, backend *name* for *spec* (*uri*: libvirt's connection
+    URI, for the libvirt backend only)."""
     if name == "qemu":
+        if uri:
+            raise ValueError("uri= is for the libvirt backend")
         from .qemu import QemuBackend
 
         return QemuBackend(spec)
@@ -114,6 +117,6 @@ def create(name: str, spec: VMSpec) -> Backend:
         except ImportError as e:
             raise ValueError(f"backend 'libvirt' needs libvirt-python and lxml ({e}); "
                              "./tools/setup installs them") from None
-        return LibvirtBackend(spec)
+        return LibvirtBackend(spec, uri or "")
     raise ValueError(f"backend {name!r} is not available (this version has: "
                      f"{', '.join(repr(b) for b in BACKENDS)})")

@@ -85,3 +85,9 @@ def test_flags_before_launch_change_the_definition(tmp_path: Path) -> None:
 def test_unknown_backend() -> None:
     with pytest.raises(ValueError, match="backend 'xen'"):
         Appliance("xen")
+
+
+def test_a_uri_is_for_libvirt_only() -> None:
+    with pytest.raises(ValueError, match="uri= is for the libvirt backend"):
+        Appliance("qemu", uri="qemu:///system")
+    assert Appliance("libvirt", uri="qemu:///system").uri == "qemu:///system"
