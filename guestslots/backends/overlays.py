@@ -1,7 +1,8 @@
-"""Throwaway overlays: what a read-only or ``overlay=True`` slot's guest writes to.
+"""Overlays of the host's making: the appliance's root overlay, and the throwaway
+overlays a read-only or ``overlay=True`` slot's guest writes to.
 
-Both backends put a qcow2 overlay of the host's making in front of such an
-image, so that md superblocks and journal replays never reach the image.
+Both backends put a qcow2 overlay in front of such an image, so that md
+superblocks and journal replays never reach the image.
 """
 
 from __future__ import annotations
@@ -39,3 +40,9 @@ def make_overlay(drive: DriveSpec, path: str) -> None:
              "-b", drive.path, path, str(size)])
     except (CommandError, OSError, ValueError, KeyError) as e:
         raise DriveError(drive.path, f"cannot make its throwaway overlay: {e}") from None
+
+
+def make_root_overlay(path: str, backing: str, backing_format: str) -> None:
+    """The appliance's own root overlay at *path*, over the appliance image (a cold
+    boot) or a saved state's root (a restore): whatever the guest writes goes here."""
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format, "-b", backing, path])

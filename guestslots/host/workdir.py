@@ -86,3 +86,10 @@ def remove_stale(parent: str | None = None) -> list[str]:
             with contextlib.suppress(OSError):
                 os.close(fd)
     return removed
+
+
+def fresh(prefix: str = PREFIX) -> WorkDir:
+    """A new work directory, after removing those whose owners died."""
+    for stale in remove_stale():
+        log.info("removed %s, left by an appliance whose owner died", stale)
+    return WorkDir(prefix=prefix)

@@ -31,12 +31,12 @@ os.environ.setdefault("LIBVIRT_LOG_OUTPUTS", f"4:file:{cache_root() / 'libvirt.l
 import libvirt
 
 from ...errors import DriveError, LaunchError, QemuError, QemuTimeout
+from ...host import workdir as workdirs
 from ...host.cache import file_id
-from ...host.proc import CommandError, run
-from ...host.workdir import WorkDir, remove_stale
+from ...host.proc import CommandError
 from ...model.drives import DriveSpec
 from .. import VMSpec, WaitDisk
-from ..overlays import make_overlay
+from ..overlays import make_overlay, make_root_overlay
 from . import connection
 from .domxml import DomainConfig, disk_xml, domain_xml, slot_alias
 
@@ -68,7 +68,7 @@ class LibvirtBackend:
         self.uri = uri
         self.domain: libvirt.virDomain | None = None
         self.domain_name = f"guestslots-{uuid.uuid4().hex[:12]}"
-        self._workdir: WorkDir | None = None
+        self._workdir: workdirs.WorkDir | None = None
         self._conn: libvirt.virConnect | None = None
         #: The <disk> XML of every slot attached, as detach needs it.
         self._attached: dict[int, str] = {}
@@ -119,16 +119,13 @@ class LibvirtBackend:
     # ---- lifecycle
 
     def start(self, restore_from: Path | None, timeout: float) -> socket.socket:
-        for stale in remove_stale():
-            log.info("removed %s, left by an appliance whose owner died", stale)
-        self._workdir = WorkDir()
+        self._workdir = workdirs.fresh()
         workdir = self._workdir.path
         cfg = self._config(workdir, restore_from=restore_from)
         backing, backing_format = cfg.root_backing[0]
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format,
-                 "-b", backing, cfg.root_overlay])
+            make_root_overlay(cfg.root_overlay, backing, backing_format)
             listener.bind(cfg.agent_socket)
             listener.listen(1)
             self._conn = connection.connect(self.uri)

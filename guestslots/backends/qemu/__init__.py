@@ -17,12 +17,12 @@ import socket
 from pathlib import Path
 
 from ...errors import LaunchError, QemuError
+from ...host import workdir as workdirs
 from ...host.cache import file_id
-from ...host.proc import CommandError, run
-from ...host.workdir import WorkDir, remove_stale
+from ...host.proc import CommandError
 from ...model.drives import DriveSpec
 from .. import VMSpec, WaitDisk
-from ..overlays import make_overlay
+from ..overlays import make_overlay, make_root_overlay
 from .machine import QemuMachine
 from .qmpargs import MachineConfig, layout_key_command, warmup_blockdev_args, warmup_device_args
 
@@ -42,7 +42,7 @@ class QemuBackend:
     def __init__(self, spec: VMSpec) -> None:
         self.spec = spec
         self.machine: QemuMachine | None = None
-        self._workdir: WorkDir | None = None
+        self._workdir: workdirs.WorkDir | None = None
 
     # ---- what the VM is
 
@@ -80,9 +80,7 @@ class QemuBackend:
     def start(self, restore_from: Path | None, timeout: float) -> socket.socket:
         """Make the work directory and root overlay, start QEMU (restoring the state in
         *restore_from*, if given) and return the agent channel."""
-        for stale in remove_stale():
-            log.info("removed %s, left by an appliance whose owner died", stale)
-        self._workdir = WorkDir()
+        self._workdir = workdirs.fresh()
         workdir = self._workdir.path
         cfg = self._config(workdir)
         if restore_from is not None:
@@ -90,8 +88,7 @@ class QemuBackend:
         else:
             backing, backing_format = str(self.spec.image.root), "raw"
         try:
-            run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format,
-                 "-b", backing, cfg.root_overlay])
+            make_root_overlay(cfg.root_overlay, backing, backing_format)
         except CommandError as e:
             self.kill()
             raise LaunchError(f"cannot create the root overlay: {e}") from None
