@@ -44,7 +44,7 @@ from .host import savedstate
 from .host.accel import AccelChoice, choose_accel
 from .host.build import ApplianceImage, ensure_appliance
 from .model.drives import NULL_DRIVE, DriveSpec, make_drive
-from .model.flags import CONFIG, CURRENT, LIVE, Affect
+from .model.flags import CONFIG, CURRENT, LIVE, Affect, NotRunning
 from .model.flags import resolve as resolve_flags
 from .model.names import is_volume, split_btrfsvol, translate_out_text
 from .model.slots import MAX_SLOTS, Slot, SlotTable
@@ -190,7 +190,9 @@ class Appliance(InspectionCalls, VolumeCalls):
                 if label is not None:
                     raise LabelError("an empty slot has no label: give the label to hotplug")
                 return self._table.reserve(None)
-            return self._table.reserve(make_drive(path, format, readonly, label, overlay))
+            drive = make_drive(path, format, readonly, label, overlay)
+            self._check_shared_image(None, drive, config=True)
+            return self._table.reserve(drive)
 
     def launch(self, fresh: bool = False) -> None:
         """Start the appliance and attach the drives added so far.
@@ -271,11 +273,7 @@ class Appliance(InspectionCalls, VolumeCalls):
         self.launched_from = "cold boot"
         if use_saved:
             try:
-                saved = self._save_state(key)
-                if self._backend is not None and not self._backend.is_running():
-                    # the backend's save stopped the VM (libvirt): go on from the state
-                    self._teardown()
-                    self._boot(self._new_backend(image, self.accel.accel), saved)
+                self._save_state(key)
             except (GuestslotsError, OSError) as e:
                 message = f"could not save the booted appliance (launches stay cold): {e}"
                 log.warning("%s", message)
@@ -283,7 +281,7 @@ class Appliance(InspectionCalls, VolumeCalls):
                 if self._backend is None or not self._backend.is_running():
                     raise
 
-    def _save_state(self, key: str) -> savedstate.SavedState:
+    def _save_state(self, key: str) -> None:
         backend, agent = self._running("launch")
         self._say("saving the booted appliance, so that later launches restore it")
         started = time.monotonic()
@@ -297,11 +295,10 @@ class Appliance(InspectionCalls, VolumeCalls):
         staged = savedstate.staging(key)
         try:
             backend.save(staged, timeout=120)
-            saved = savedstate.publish(key, staged)
+            savedstate.publish(key, staged)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
         self._say(f"saved in {time.monotonic() - started:.1f} s")
-        return saved
 
     def _boot(self, backend: Backend, saved: savedstate.SavedState | None = None) -> None:
         """Start *backend*'s VM (restoring *saved*) and wait until its agent answers."""
@@ -415,44 +412,49 @@ class Appliance(InspectionCalls, VolumeCalls):
                 index = self._table.plug_index(index, drive)
                 if affect & CONFIG:
                     self._table.config_plug_index(index, drive)
-                self._check_shared_image(index, drive)
+                    self._check_shared_image(index, drive, config=True)
                 self._plug(index, drive)
             else:
                 index = self._table.config_plug_index(index, drive)
+                self._check_shared_image(index, drive, config=True)
             if affect & CONFIG:
                 self._table.set_config(index, drive, running)
             return index
 
     def _affect(self, call: str, flags: int) -> Affect:
         """What *flags* mean for *call* now (see :mod:`guestslots.model.flags`)."""
-        running = self._state is ApplianceState.RUNNING
         try:
-            return resolve_flags(flags, running)
-        except ValueError as e:
-            if running or not flags & LIVE:
-                raise SlotError(-1, f"{call}: {e}") from None
+            return resolve_flags(flags, self._state is ApplianceState.RUNNING)
+        except NotRunning as e:
             raise StateError(call, f"running for LIVE ({e})", self._state.value) from None
+        except ValueError as e:
+            raise SlotError(-1, f"{call}: {e}") from None
 
-    def _check_shared_image(self, index: int, drive: DriveSpec) -> None:
-        """Refuse an image that another slot holds when either may write to it (QEMU
-        would refuse it with a bare lock message)."""
+    def _check_shared_image(self, index: int | None, drive: DriveSpec,
+                            config: bool = False) -> None:
+        """Refuse an image that another slot holds (live, or with *config* in the
+        definition) when either may write to it: QEMU would refuse it with a bare lock
+        message, at a hotplug or in the middle of a launch."""
         for slot in self._table:
-            if slot.drive is None or slot.index == index:
+            other = slot.config if config else slot.drive
+            if other is None or slot.index == index:
                 continue
             with contextlib.suppress(OSError):
-                if not os.path.samefile(slot.drive.path, drive.path):
+                if not os.path.samefile(other.path, drive.path):
                     continue
-                if not (slot.drive.readonly or slot.drive.overlay) or not (
+                if not (other.readonly or other.overlay) or not (
                         drive.readonly or drive.overlay):
+                    held = "read-only" if other.readonly or other.overlay else "writable"
+                    where = " in the definition" if config else ""
                     raise DriveError(
                         drive.path,
-                        f"slot {slot.index} ({slot.device}) holds this image "
-                        f"{'writable' if not slot.drive.readonly else 'read-only'}; an image "
-                        "may be in several slots only if none of them writes to it",
+                        f"slot {slot.index} ({slot.device}) holds this image {held}{where}; "
+                        "an image may be in several slots only if none of them writes to it",
                     )
 
     def _plug(self, index: int, drive: DriveSpec) -> None:
         backend, agent = self._running("hotplug")
+        self._check_shared_image(index, drive)
         with self._watch():
             backend.attach_disk(index, drive, timeout=self.call_timeout)
             try:

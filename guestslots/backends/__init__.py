@@ -65,7 +65,8 @@ class Backend(Protocol):
 
     def start(self, restore_from: Path | None, timeout: float) -> socket.socket:
         """Start the VM (booting, or restoring the state saved in directory
-        *restore_from*) and return the agent channel, connected."""
+        *restore_from*: only if :attr:`saves_state`) and return the agent channel,
+        connected."""
 
     def attach_disk(self, index: int, drive: DriveSpec, timeout: float) -> None:
         """Plug *drive* into slot *index*; on failure nothing is left attached."""
@@ -75,12 +76,11 @@ class Backend(Protocol):
 
     def warm_up(self, wait_disk: WaitDisk, timeout: float) -> None:
         """Plug and unplug a dummy disk (the first hotplug after boot is the slowest),
-        before a state is saved."""
+        before a state is saved (only if :attr:`saves_state`)."""
 
     def save(self, directory: Path, timeout: float) -> None:
-        """Write the VM's state and its root disk into *directory*.  The VM runs on
-        afterwards if the hypervisor allows (QEMU); if it does not (libvirt stops the
-        domain), :meth:`is_running` says so and the caller restores what was saved."""
+        """Write the VM's state and its root disk into *directory*; the VM runs on.
+        Only for a backend whose :attr:`saves_state` is true."""
 
     def is_running(self) -> bool:
         """Whether the VM process is alive."""

@@ -28,11 +28,16 @@ CONFIG = Affect.CONFIG
 _NAMES = {"current": CURRENT, "live": LIVE, "config": CONFIG}
 
 
+class NotRunning(ValueError):
+    """``LIVE`` was asked of an appliance that does not run."""
+
+
 def resolve(flags: int, running: bool) -> Affect:
     """The concrete effect of *flags* on an appliance that is (or is not) *running*.
 
-    Raises :class:`ValueError` for bits that are not flags, and for ``LIVE`` when
-    the appliance does not run (the caller says which call and state).
+    Raises :class:`ValueError` for anything but a combination of the flags, and
+    :class:`NotRunning` for ``LIVE`` when the appliance does not run (the caller
+    says which call and state).
     """
     if not isinstance(flags, int) or isinstance(flags, bool) or int(flags) & ~int(LIVE | CONFIG):
         raise ValueError(f"flags must be a combination of LIVE and CONFIG (or CURRENT), "
@@ -41,7 +46,7 @@ def resolve(flags: int, running: bool) -> Affect:
     if affect == CURRENT:
         return LIVE if running else CONFIG
     if affect & LIVE and not running:
-        raise ValueError("LIVE needs a running appliance (use CONFIG, or CURRENT, to change "
+        raise NotRunning("LIVE needs a running appliance (use CONFIG, or CURRENT, to change "
                          "what the next launch attaches)")
     return affect
 

@@ -91,3 +91,33 @@ def test_a_uri_is_for_libvirt_only() -> None:
     with pytest.raises(ValueError, match="uri= is for the libvirt backend"):
         Appliance("qemu", uri="qemu:///system")
     assert Appliance("libvirt", uri="qemu:///system").uri == "qemu:///system"
+
+
+def test_flags_of_the_wrong_type_are_a_clear_error(tmp_path: Path) -> None:
+    image = tmp_path / "a.img"
+    image.write_bytes(b"\0" * 4096)
+    app = Appliance()
+    app.add_drive("/dev/null")
+    for flags in ("live", 2.0, None):
+        with pytest.raises(SlotError, match="flags must be a combination"):
+            app.hotplug(0, image, flags=flags)  # type: ignore[arg-type]
+    assert app.slots()[0].config is None
+
+
+def test_a_writable_image_twice_in_the_definition_is_refused(tmp_path: Path) -> None:
+    """Refused when added, not in the middle of a launch by QEMU's lock."""
+    image = tmp_path / "a.img"
+    image.write_bytes(b"\0" * 4096)
+    app = Appliance()
+    app.add_drive(image, readonly=False)
+    with pytest.raises(DriveError, match=r"slot 0 \(/dev/sda\) holds this image writable in "
+                                         "the definition"):
+        app.add_drive(image)
+    app.add_drive("/dev/null")
+    with pytest.raises(DriveError, match="holds this image writable in the definition"):
+        app.hotplug(1, image, overlay=True)  # CURRENT before launch: CONFIG
+    assert [s.config is not None for s in app.slots()] == [True, False]
+    other = tmp_path / "b.img"
+    other.write_bytes(b"\0" * 4096)
+    app.add_drive(other)
+    app.add_drive(other, overlay=True)  # nobody writes to the image itself: fine
