@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import select
 import socket
 import uuid
 from pathlib import Path
@@ -70,6 +71,9 @@ class LibvirtBackend:
         self._conn: libvirt.virConnect | None = None
         #: The <disk> XML of every slot attached, as detach needs it.
         self._attached: dict[int, str] = {}
+        #: A pidfd on the local QEMU process (None for a remote URI): readable once
+        #: QEMU has exited, whether or not libvirt has told us yet.
+        self._pidfd: int | None = None
 
     # ---- what the VM is
 
@@ -127,6 +131,7 @@ class LibvirtBackend:
             self._conn = connection.connect(self.uri)
             connection.stop(self.domain_name).clear()
             self.domain = self._conn.createXML(domain_xml(cfg), 0)
+            self._pidfd = _open_pidfd(self.pid)
             connection.save_capabilities()
             listener.settimeout(timeout)
             try:
@@ -169,11 +174,19 @@ class LibvirtBackend:
         return "\n".join(parts)
 
     def death_report(self) -> str:
-        """Why the channel died: libvirt's word on how the domain stopped (waiting a
-        moment for its event: QEMU's end reaches libvirt after the channel's)."""
-        if connection.stop(self.domain_name).wait(2):
+        """Why the channel died: libvirt's word on how the domain stopped. QEMU's end
+        reaches libvirt after the channel's (and later still on a loaded machine), so
+        wait for the process itself first (its pidfd), then for libvirt's event."""
+        stopped = connection.stop(self.domain_name)
+        if self._pidfd is not None:
+            exited = bool(select.select([self._pidfd], [], [], 2)[0])
+        else:
+            exited = stopped.wait(2)
+        if exited and stopped.wait(10):
             reason = connection.stop_reasons.get(self.domain_name, "stopped")
             state = f"QEMU exited (libvirt: {reason})"
+        elif exited:
+            state = "QEMU exited (libvirt: not reported within 10 s)"
         else:
             state = "QEMU is still running"
         return f"{state}\n{self._log_tail()}"
@@ -194,6 +207,9 @@ class LibvirtBackend:
                 self.domain.destroy()
             self.domain = None
         connection.forget(self.domain_name)
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
         if self._workdir is not None:
             self._workdir.remove()
 
@@ -254,3 +270,13 @@ class LibvirtBackend:
 
     def save(self, directory: Path, timeout: float) -> None:
         raise QemuError("the libvirt backend does not save states yet")
+
+
+def _open_pidfd(pid: int | None) -> int | None:
+    """A pidfd on *pid*, or None where there is none to have (remote QEMU, gone)."""
+    if pid is None:
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
