@@ -55,6 +55,10 @@ class AgentClient:
         self._broken = ""
         self.hello: dict[str, Any] = {}
 
+    def close(self) -> None:
+        """Close the channel (the VM is gone, or another channel replaces this one)."""
+        self.sock.close()
+
     # ---- frames
 
     def _fill(self, n: int, deadline: float, call: str) -> None:

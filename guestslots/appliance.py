@@ -299,6 +299,17 @@ class Appliance(InspectionCalls, VolumeCalls):
         finally:
             shutil.rmtree(staged, ignore_errors=True)
         self._say(f"saved in {time.monotonic() - started:.1f} s")
+        if backend.save_stops:
+            # the VM is gone: carry on from the state just saved (which proves it)
+            saved = savedstate.find(key)
+            agent.close()
+            if self._finalizer is not None:
+                self._finalizer.detach()
+            self._backend = self._agent = None
+            if saved is None:
+                backend.kill()
+                raise LaunchError("the state just saved is not in the cache")
+            self._boot(backend, saved)
 
     def _boot(self, backend: Backend, saved: savedstate.SavedState | None = None) -> None:
         """Start *backend*'s VM (restoring *saved*) and wait until its agent answers."""

@@ -22,7 +22,7 @@ from .commands import UsageError, format_result, lookup
 from .copyout import copy_out
 from .errors import GuestslotsError
 from .frontend import open_appliance
-from .host import build
+from .host import build, workdir
 
 PROG = "guestslots"
 
@@ -203,6 +203,20 @@ def cmd_test_tool(args: argparse.Namespace) -> int:
     return 0 if not failures else 1
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Clean what appliances of dead callers left: work directories (and the QEMU
+    processes libvirt's embedded driver started from them), and with a libvirt URI,
+    the domains there whose owner died."""
+    uri = args.uri or os.environ.get("GUESTSLOTS_LIBVIRT_URI", "")
+    if uri:
+        from .backends.libvirt import gc
+
+        gc.collect(uri, print)
+    for path in workdir.remove_stale():
+        print(f"removed {path} (its owner died)")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
@@ -243,6 +257,11 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("build-appliance", help="build (or rebuild) the cached appliance")
     s.add_argument("--rebuild", action="store_true")
     s.set_defaults(func=cmd_build_appliance)
+    s = sub.add_parser("gc", help="clean up after appliances whose caller died (work "
+                       "directories, QEMU processes, libvirt domains)")
+    s.add_argument("--uri", default="", help="also a libvirt URI's domains "
+                   "(default $GUESTSLOTS_LIBVIRT_URI; the embedded driver needs none)")
+    s.set_defaults(func=cmd_gc)
     s = sub.add_parser("test-tool", help="check that this host can run appliances")
     s.set_defaults(func=cmd_test_tool)
     return p

@@ -50,6 +50,9 @@ class Backend(Protocol):
     name: str
     #: Whether launches may restore a saved state (see :meth:`save`).
     saves_state: bool
+    #: Whether :meth:`save` leaves the VM stopped (then :meth:`start` it again from
+    #: the state just saved).
+    save_stops: bool
 
     @property
     def pid(self) -> int | None:
@@ -66,7 +69,7 @@ class Backend(Protocol):
     def start(self, restore_from: Path | None, timeout: float) -> socket.socket:
         """Start the VM (booting, or restoring the state saved in directory
         *restore_from*: only if :attr:`saves_state`) and return the agent channel,
-        connected."""
+        connected.  Called once, or again after a :meth:`save` that stopped the VM."""
 
     def attach_disk(self, index: int, drive: DriveSpec, timeout: float) -> None:
         """Plug *drive* into slot *index*; on failure nothing is left attached."""
@@ -79,8 +82,9 @@ class Backend(Protocol):
         before a state is saved (only if :attr:`saves_state`)."""
 
     def save(self, directory: Path, timeout: float) -> None:
-        """Write the VM's state and its root disk into *directory*; the VM runs on.
-        Only for a backend whose :attr:`saves_state` is true."""
+        """Write the VM's state and its root disk into *directory*; the VM runs on,
+        unless :attr:`save_stops`.  Only for a backend whose :attr:`saves_state` is
+        true."""
 
     def is_running(self) -> bool:
         """Whether the VM process is alive."""

@@ -37,6 +37,9 @@ from .cache import cache_root
 
 #: Bumped when what a state directory holds changes.
 FORMAT = 2
+#: The backend's saved VM state, and the root overlay as it was at the save.
+STATE_FILE = "state"
+ROOT_FILE = "root.qcow2"
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,11 @@ class SavedState:
 
     @property
     def state(self) -> Path:
-        return self.directory / "state"
+        return self.directory / STATE_FILE
 
     @property
     def root(self) -> Path:
-        return self.directory / "root.qcow2"
+        return self.directory / ROOT_FILE
 
     @property
     def meta(self) -> Path:

@@ -57,6 +57,10 @@ def _kill_leftovers(path: Path) -> None:
     for pidfile in path.glob("run/*/*.pid"):
         with contextlib.suppress(OSError, ValueError):
             pid = int(pidfile.read_text().strip())
+            # not this process: ``guestslots gc --uri qemu:///embed?root=PATH`` has the
+            # dead caller's root open, and libvirt writes its own pid file there
+            if pid == os.getpid():
+                continue
             if os.fsencode(path) in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, signal.SIGKILL)
                 log.info("killed process %d, left running by a dead owner of %s", pid, path)

@@ -102,7 +102,6 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     return img, size
 
 
-@pytest.mark.single_pass("a stopped QEMU blocks libvirt itself: not bounded by call_timeout yet")
 def test_stopped_qemu_during_hotplug_and_calls(
     launch: Callable[..., Appliance], small: Path
 ) -> None:

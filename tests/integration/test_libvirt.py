@@ -1,14 +1,16 @@
 """The libvirt backend on libvirt's embedded QEMU driver: the same slots and answers as
 the QEMU backend, images left as they were, and nothing left behind.
 
-One libvirt appliance for the module (a cold boot: this backend does not restore
-saved states yet).
+One libvirt appliance for the module (the session appliance holds the first
+saved state's domain name, so this one has the second state: a cold boot the
+first time, restored from then on).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from guestslots import Appliance, DriveError, SlotState
+from guestslots.backends.libvirt.domxml import owner_of
+from guestslots.host import owner
 from guestslots.testing import testimages as images
 
 from .test_faults import wait_gone
@@ -105,9 +109,9 @@ def test_bad_images_are_refused_and_the_slot_stays_empty(
     assert lvapp.list_filesystems() == {}
 
 
-def test_a_killed_caller_leaves_no_domain_behind(lvapp: Appliance) -> None:
-    """libvirt daemonises QEMU, so a killed caller's QEMU outlives it: the next launch
-    kills it and removes the embedded driver's root."""
+def _killed_caller() -> tuple[int, str]:
+    """Run a caller that launches a libvirt appliance and is killed: its QEMU's pid and
+    its embedded root."""
     script = textwrap.dedent("""
         import os, guestslots
         from guestslots.backends.libvirt import connection
@@ -122,11 +126,53 @@ def test_a_killed_caller_leaves_no_domain_behind(lvapp: Appliance) -> None:
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     qemu_pid, root = proc.stdout.split()
     assert os.path.isdir(root)
+    assert os.path.exists(f"/proc/{qemu_pid}")
+    return int(qemu_pid), root
+
+
+def test_a_killed_caller_leaves_no_domain_behind(lvapp: Appliance) -> None:
+    """libvirt daemonises QEMU, so a killed caller's QEMU outlives it: the next launch
+    kills it and removes the embedded driver's root."""
+    qemu_pid, root = _killed_caller()
     other = Appliance("libvirt")
     other.add_drive("/dev/null")
     other.launch()
     try:
-        wait_gone(int(qemu_pid))
+        wait_gone(qemu_pid)
         assert not os.path.exists(root)
     finally:
         other.shutdown()
+
+
+def test_gc_cleans_after_a_killed_caller(lvapp: Appliance) -> None:
+    """``guestslots gc`` does what the next launch would, and leaves live appliances
+    (this process's, lvapp) alone."""
+    qemu_pid, root = _killed_caller()
+    gc = subprocess.run([sys.executable, "-m", "guestslots.cli", "gc"], capture_output=True,
+                        text=True, timeout=60, check=False)
+    assert gc.returncode == 0, gc.stderr
+    assert f"removed {root}" in gc.stdout
+    wait_gone(qemu_pid)
+    assert not os.path.exists(root)
+    assert lvapp.list_devices() == ["/dev/sda", "/dev/sdb", "/dev/sdc", "/dev/sdd"]
+
+
+def test_gc_destroys_the_domains_of_dead_owners_at_a_uri(lvapp: Appliance) -> None:
+    """At a URI (here the dead caller's own embedded root, which libvirt reopens with
+    its running domain), gc destroys the domains whose recorded owner died."""
+    qemu_pid, root = _killed_caller()
+    gc = subprocess.run([sys.executable, "-m", "guestslots.cli", "gc", "--uri",
+                         f"qemu:///embed?root={root}"], capture_output=True, text=True,
+                        timeout=60, check=False)
+    assert gc.returncode == 0, gc.stderr
+    assert re.search(r"^destroyed guestslots-\S+: its owner \(pid \d+\) died$", gc.stdout,
+                     re.M), gc.stdout
+    wait_gone(qemu_pid)
+
+
+def test_a_restored_domain_names_its_new_owner(lvapp: Appliance) -> None:
+    """A saved domain's XML names the process that saved it: a restore records its
+    own, or gc would take a live appliance for a dead one's."""
+    assert lvapp.launched_from in ("restored", "cold boot")
+    domain = lvapp._backend.domain  # type: ignore[union-attr]
+    assert owner_of(domain.XMLDesc(0)) == owner.current()

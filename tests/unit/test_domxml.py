@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,12 @@ from guestslots.backends.libvirt.domxml import (
     DomainConfig,
     disk_xml,
     domain_xml,
+    live_disk,
+    owner_of,
+    restore_xml,
     slot_alias,
 )
+from guestslots.host.owner import Owner
 from guestslots.model.drives import DriveSpec
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -25,6 +30,7 @@ CFG = DomainConfig(
     kernel="/a/vmlinux", initrd="/a/initrd",
     root_backing=(("/s/root.qcow2", "qcow2"), ("/a/root", "raw")),
     root_overlay="/w/root.qcow2", agent_socket="/w/agent.sock", console_log="/w/console.log",
+    owner=Owner("h1", "0b4c1e9a-0000-4000-8000-000000000001", 4242, 987654),
 )
 
 
@@ -47,6 +53,50 @@ def test_disk_xml_golden() -> None:
 def test_names_and_paths_are_escaped() -> None:
     xml = disk_xml(0, DriveSpec("/i/<a&b>'\".img", "raw", readonly=False))
     assert "/i/&lt;a&amp;b&gt;'&quot;.img" in xml
+
+
+def test_the_owner_is_read_back() -> None:
+    assert owner_of(domain_xml(CFG)) == CFG.owner
+    assert owner_of(domain_xml(replace(CFG, owner=None))) is None
+    assert owner_of("<domain><name>x</name></domain>") is None
+
+
+def test_a_saved_domain_is_restored_with_this_launchs_paths_and_owner() -> None:
+    saved = domain_xml(CFG)
+    new = replace(CFG, root_overlay="/w2/root.qcow2", agent_socket="/w2/agent.sock",
+                  console_log="/w2/console.log",
+                  root_backing=(("/state/root.qcow2", "qcow2"), ("/a/root", "raw")),
+                  owner=Owner("h2", "b2", 7, 8))
+    xml = restore_xml(saved, new)
+    for old in ("/w/root.qcow2", "/w/agent.sock", "/w/console.log", "/s/root.qcow2"):
+        assert old not in xml
+    for path in ("/w2/root.qcow2", "/w2/agent.sock", "/w2/console.log", "/state/root.qcow2"):
+        assert path in xml
+    assert owner_of(xml) == new.owner
+    assert xml.count("<backingStore") == 3  # two files, then the empty end of the chain
+    # everything else is the saved domain's: the fresh domain for the new paths is it
+    assert restore_xml(xml, new) == xml
+    def canonical(text: str) -> bytes:
+        parser = etree.XMLParser(remove_blank_text=True)
+        return etree.tostring(etree.fromstring(text, parser), method="c14n")
+
+    assert canonical(xml) == canonical(domain_xml(new))
+    with pytest.raises(ValueError, match="not 'other'"):
+        restore_xml(saved, replace(new, name="other"))
+
+
+def test_live_disk_finds_a_slot_by_alias() -> None:
+    """What an abandoned attach left is found by its alias in the live XML."""
+    live = etree.fromstring(domain_xml(CFG).encode())
+    devices = live.find("devices")
+    assert devices is not None
+    for i in (2, 5):
+        disk = etree.fromstring(disk_xml(i, DriveSpec(f"/i/{i}.img", "raw")).encode())
+        devices.append(disk)
+    text = etree.tostring(live, encoding="unicode")
+    found = live_disk(text, slot_alias(5))
+    assert found is not None and "/i/5.img" in found and "/i/2.img" not in found
+    assert live_disk(text, slot_alias(3)) is None
 
 
 SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")

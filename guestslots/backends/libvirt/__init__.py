@@ -6,10 +6,13 @@ configuration as QEMU's command line (:mod:`.domxml`).  Slots are plugged with
 ``attachDeviceFlags`` and unplugged with ``detachDeviceFlags``, the removal
 confirmed by libvirt's device-removed event, never assumed.
 
-No saved states yet (:attr:`LibvirtBackend.saves_state` is false): libvirt
-restores a saved domain only under its saved name and uuid, so one saved state
-could run once at a time per driver, and its restore took 4.7 s here against
-QEMU's 0.3 s.  Launches boot cold.
+Saved states through libvirt's own ``saveFlags`` / ``restoreFlags``, kept and
+verified by :mod:`guestslots.host.savedstate` like the QEMU backend's.  libvirt
+restores a state only under the name and uuid it was saved with, so domains are
+named ``guestslots-LAYOUT-N`` with the first N free at the connection: the N-th
+appliance of a layout running at once boots cold once, and restores its own
+state from then on.  libvirt's save stops the domain, so the launch that saved
+restores what it saved (which proves the state before any other launch uses it).
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ import json
 import logging
 import os
 import select
+import shutil
 import socket
-import uuid
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ...host.cache import cache_root
@@ -35,14 +40,24 @@ os.environ.setdefault("LIBVIRT_LOG_OUTPUTS", f"4:file:{cache_root() / 'libvirt.l
 import libvirt
 
 from ...errors import DriveError, LaunchError, QemuError, QemuTimeout
+from ...host import owner
 from ...host import workdir as workdirs
 from ...host.cache import file_id
+from ...host.owner import Owner
 from ...host.proc import CommandError
+from ...host.savedstate import ROOT_FILE, STATE_FILE
 from ...model.drives import DriveSpec
 from .. import VMSpec, WaitDisk
 from ..overlays import make_overlay, make_root_overlay
-from . import connection
-from .domxml import DomainConfig, disk_xml, domain_xml, slot_alias
+from . import bounded, connection
+from .domxml import (
+    DomainConfig,
+    disk_xml,
+    domain_xml,
+    live_disk,
+    restore_xml,
+    slot_alias,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,26 +75,36 @@ class LibvirtBackend:
     """One appliance VM run as a transient libvirt domain."""
 
     name = "libvirt"
-    saves_state = False  # see the module's docstring
+    saves_state = True
+    #: libvirt's save stops the domain: a launch that saved restores what it saved.
+    save_stops = True
 
     def __init__(self, spec: VMSpec, uri: str = "") -> None:
         self.spec = spec
         self.uri = uri
         self.domain: libvirt.virDomain | None = None
-        self.domain_name = f"guestslots-{uuid.uuid4().hex[:12]}"
+        #: Reserved on first use (:meth:`_name`): a saved state restores only under
+        #: the name it was saved with.
+        self._domain_name = ""
         self._workdir: workdirs.WorkDir | None = None
         self._conn: libvirt.virConnect | None = None
         #: The <disk> XML of every slot attached, as detach needs it.
         self._attached: dict[int, str] = {}
+        #: Slots whose last attach or detach was abandoned (QEMU did not answer in
+        #: time): libvirt may still carry it out, so the slot is cleaned before its
+        #: next use.
+        self._unsure: set[int] = set()
         #: A pidfd on the local QEMU process (None for a remote URI): readable once
         #: QEMU has exited, whether or not libvirt has told us yet.
         self._pidfd: int | None = None
 
     # ---- what the VM is
 
-    def _config(self, workdir: str, name: str | None = None) -> DomainConfig:
+    def _config(self, workdir: str, name: str | None = None,
+                owner: Owner | None = None) -> DomainConfig:
         return DomainConfig(
             name=name or self.domain_name,
+            owner=owner,
             accel=self.spec.accel,
             emulator=self.spec.qemu,
             kernel=str(self.spec.image.kernel),
@@ -92,13 +117,37 @@ class LibvirtBackend:
             tcg_cache_mib=self.spec.tcg_cache_mib,
         )
 
-    def layout_key(self) -> str:
+    def _connect(self) -> libvirt.virConnect:
+        if self._conn is None:
+            try:
+                self._conn = connection.connect(self.uri)
+            except libvirt.libvirtError as e:
+                raise LaunchError(f"libvirt: cannot connect to {self.uri or connection.uri()}: "
+                                  f"{e.get_error_message()} (code {e.get_error_code()})"
+                                  ) from None
+        return self._conn
+
+    def _layout(self) -> str:
         """libvirt's version, the emulator, and the domain XML with every per-instance
         name and path blanked."""
         h = hashlib.sha256()
         h.update(json.dumps([self.name, libvirt.getVersion(), file_id(self.spec.qemu),
                              domain_xml(self._config("/", name="@"))]).encode())
         return h.hexdigest()
+
+    @property
+    def domain_name(self) -> str:
+        """``guestslots-LAYOUT-N``: the first N free at the connection (the N-th
+        appliance of a layout running at once has the N-th saved state)."""
+        if not self._domain_name:
+            self._domain_name = connection.reserve_name(
+                self._connect(), f"guestslots-{self._layout()[:10]}")
+        return self._domain_name
+
+    def layout_key(self) -> str:
+        """The layout (:meth:`_layout`) and the domain's name, which libvirt restores a
+        saved state under."""
+        return hashlib.sha256(f"{self._layout()}/{self.domain_name}".encode()).hexdigest()
 
     @property
     def pid(self) -> int | None:
@@ -117,28 +166,42 @@ class LibvirtBackend:
     # ---- lifecycle
 
     def start(self, restore_from: Path | None, timeout: float) -> socket.socket:
-        if restore_from is not None:
-            raise LaunchError("the libvirt backend does not restore saved states yet")
+        """Start the domain: created from its XML, or restored from the state saved in
+        *restore_from* (under its saved name, with this launch's paths); return the
+        agent channel once QEMU has connected it."""
+        conn = self._connect()
         self._workdir = workdirs.fresh()
         workdir = self._workdir.path
-        cfg = self._config(workdir)
+        cfg = self._config(workdir, owner=owner.current())
+        if restore_from is not None:
+            cfg = replace(cfg, root_backing=((str(restore_from / ROOT_FILE), "qcow2"),
+                                             *cfg.root_backing))
         backing, backing_format = cfg.root_backing[0]
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             make_root_overlay(cfg.root_overlay, backing, backing_format)
             listener.bind(cfg.agent_socket)
             listener.listen(1)
-            self._conn = connection.connect(self.uri)
             connection.stop(self.domain_name).clear()
-            self.domain = self._conn.createXML(domain_xml(cfg), 0)
+            if restore_from is None:
+                self.domain = conn.createXML(domain_xml(cfg), 0)
+            else:
+                state = str(restore_from / STATE_FILE)
+                try:
+                    xml = restore_xml(conn.saveImageGetXMLDesc(state, 0), cfg)
+                except ValueError as e:
+                    raise LaunchError(f"the saved state {state} is not this appliance's: "
+                                      f"{e}") from None
+                conn.restoreFlags(state, xml, libvirt.VIR_DOMAIN_SAVE_RUNNING)
+                self.domain = conn.lookupByName(self.domain_name)
             self._pidfd = _open_pidfd(self.pid)
             connection.save_capabilities()
             listener.settimeout(timeout)
             try:
-                conn, _ = listener.accept()
+                sock, _ = listener.accept()
             except TimeoutError:
                 raise self.error("QEMU did not connect the agent channel", LaunchError) from None
-            return conn
+            return sock
         except CommandError as e:
             self.kill()
             raise LaunchError(f"cannot create the root overlay: {e}") from None
@@ -206,7 +269,10 @@ class LibvirtBackend:
             with contextlib.suppress(libvirt.libvirtError):
                 self.domain.destroy()
             self.domain = None
-        connection.forget(self.domain_name)
+        if self._domain_name:
+            connection.forget(self._domain_name)
+            connection.release_name(self._domain_name)
+            self._domain_name = ""
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
@@ -225,19 +291,27 @@ class LibvirtBackend:
         return os.path.join(self._workdir.path, f"overlay-slot{index}.qcow2")
 
     def attach_disk(self, index: int, drive: DriveSpec, timeout: float) -> None:
+        """Plug *drive* at SCSI target *index*.  Past *timeout* (QEMU stopped or stuck;
+        libvirt itself would wait forever) :class:`QemuTimeout`, and the slot is
+        cleaned before its next use, whatever libvirt did meanwhile."""
         domain = self._running()
+        what = f"hotplug of slot {index} ({drive.path})"
+        if index in self._unsure:
+            self._clean_slot(index, timeout, what)
         overlay = None
         if drive.throwaway:
             overlay = self._overlay_path(index)
             make_overlay(drive, overlay)
         xml = disk_xml(index, drive, overlay)
         try:
-            domain.attachDeviceFlags(xml, LIVE)
+            self._guarded(index, lambda: domain.attachDeviceFlags(xml, LIVE), timeout, what)
             self._attached[index] = xml
-        except libvirt.libvirtError as e:
-            if overlay is not None:
+        except BaseException as e:
+            if overlay is not None and index not in self._unsure:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(overlay)
+            if not isinstance(e, libvirt.libvirtError):
+                raise
             if not self.is_running():
                 raise self.error(f"the appliance died during the hotplug of slot {index}: "
                                  f"{e.get_error_message()}") from None
@@ -245,31 +319,91 @@ class LibvirtBackend:
                              f"{e.get_error_message()}") from None
 
     def detach_disk(self, index: int, timeout: float) -> None:
-        domain = self._running()
-        alias = slot_alias(index)
-        removed = connection.removal(self.domain_name, alias)
+        """Unplug slot *index*, confirmed by libvirt's device-removed event."""
+        self._running()
+        what = f"unplug of slot {index}"
+        if index in self._unsure:
+            self._clean_slot(index, timeout, what)
+            return
         # the whole <disk> as attached: libvirt 9.0 crashes on a <disk> without its
         # <source> and <target>
         xml = self._attached.get(index)
         if xml is None:
             raise QemuError(f"slot {index} has no disk attached by this backend")
+        self._detach(index, xml, timeout, what)
+
+    def _detach(self, index: int, xml: str, timeout: float, what: str) -> None:
+        domain = self._running()
+        removed = connection.removal(self.domain_name, slot_alias(index))
         try:
-            domain.detachDeviceFlags(xml, LIVE)
+            self._guarded(index, lambda: domain.detachDeviceFlags(xml, LIVE), timeout, what)
         except libvirt.libvirtError as e:
             raise QemuError(f"libvirt cannot detach slot {index}: "
                             f"{e.get_error_message()}") from None
         if not removed.wait(timeout):
-            raise QemuTimeout(f"unplug of slot {index}: libvirt did not report the device "
-                              f"removed in {timeout:g} s")
-        del self._attached[index]
+            self._unsure.add(index)
+            raise QemuTimeout(f"{what}: libvirt did not report the device removed in "
+                              f"{timeout:g} s", log_tail=self._log_tail())
+        self._attached.pop(index, None)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._overlay_path(index))
 
+    def _guarded(self, index: int, fn: Callable[[], object], timeout: float,
+                 what: str) -> None:
+        """Run a slot operation with a deadline; if it is abandoned, remember that the
+        slot is unsure (libvirt may still carry it out when QEMU answers)."""
+        try:
+            bounded.call(fn, timeout, what, self._log_tail())
+        except QemuTimeout:
+            self._unsure.add(index)
+            raise
+
+    def _clean_slot(self, index: int, timeout: float, what: str) -> None:
+        """Remove whatever an abandoned attach or detach of slot *index* left: the disk
+        libvirt shows at its alias, if any (waiting for its removal)."""
+        domain = self._running()
+        live = bounded.call(lambda: domain.XMLDesc(0), timeout, what, self._log_tail())
+        xml = live_disk(live, slot_alias(index))
+        if xml is not None:
+            self._detach(index, xml, timeout, what)
+        else:
+            self._attached.pop(index, None)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._overlay_path(index))
+        self._unsure.discard(index)
+
     def warm_up(self, wait_disk: WaitDisk, timeout: float) -> None:
-        raise QemuError("the libvirt backend saves no states, so it needs no warm-up")
+        """Plug and unplug a small read-only disk (of the work directory) in slot 0."""
+        assert self._workdir is not None
+        dummy = os.path.join(self._workdir.path, "warmup.img")
+        with open(dummy, "wb") as f:
+            f.truncate(1024 * 1024)
+        self.attach_disk(0, DriveSpec(dummy, "raw", readonly=True, overlay=False), timeout)
+        wait_disk(0, True)
+        self.detach_disk(0, timeout)
+        wait_disk(0, False)
+        os.unlink(dummy)
 
     def save(self, directory: Path, timeout: float) -> None:
-        raise QemuError("the libvirt backend does not save states yet")
+        """Save the domain's state (libvirt's save stops it) and its root overlay into
+        *directory*.  The domain is gone afterwards: :meth:`start` from the state."""
+        domain = self._running()
+        assert self._workdir is not None
+        state = str(directory / STATE_FILE)
+        try:
+            bounded.call(lambda: domain.saveFlags(state, None, 0), timeout,
+                         "saving the appliance state", self._log_tail())
+        except libvirt.libvirtError as e:
+            raise self.error(f"libvirt cannot save the appliance: {e.get_error_message()}"
+                             ) from None
+        finally:
+            self.domain = None
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
+        shutil.copyfile(os.path.join(self._workdir.path, "root.qcow2"), directory / ROOT_FILE)
+        self._workdir.remove()
+        self._workdir = None
 
 
 def _open_pidfd(pid: int | None) -> int | None:

@@ -46,6 +46,8 @@ _root: WorkDir | None = None
 _removals: dict[tuple[str, str], threading.Event] = {}
 #: domain name -> set when libvirt reports the domain stopped.
 _stops: dict[str, threading.Event] = {}
+#: Domain names this process's appliances hold (see :func:`reserve_name`).
+_reserved: set[str] = set()
 #: domain name -> how it stopped (libvirt's VIR_DOMAIN_EVENT_STOPPED_* detail), in words.
 stop_reasons: dict[str, str] = {}
 _STOP_REASONS = {
@@ -151,6 +153,27 @@ def connect(name: str = "") -> libvirt.virConnect:
                                     _lifecycle, None)
         _connections[name] = conn
         return conn
+
+
+def reserve_name(conn: libvirt.virConnect, prefix: str) -> str:
+    """The first name ``PREFIX-N`` (N = 0, 1, ...) that no domain at *conn* and no other
+    appliance of this process has; held until :func:`release_name`.  A saved state
+    restores only under the name it was saved with, so the N-th concurrent appliance
+    of one layout always gets the same name, and its own saved state."""
+    with _lock:
+        taken = {d.name() for d in conn.listAllDomains(0)} | _reserved
+        n = 0
+        while f"{prefix}-{n}" in taken:
+            n += 1
+        name = f"{prefix}-{n}"
+        _reserved.add(name)
+        return name
+
+
+def release_name(name: str) -> None:
+    """Give back a name from :func:`reserve_name`."""
+    with _lock:
+        _reserved.discard(name)
 
 
 def _device_removed(_conn: object, domain: libvirt.virDomain, alias: str,

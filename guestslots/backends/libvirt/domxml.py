@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from ...host.owner import Owner
 from ...model.drives import DriveSpec
 from ...model.names import index_to_letters
 from ...model.slots import slot_serial
@@ -24,6 +25,8 @@ from .. import KERNEL_CMDLINE
 
 #: libvirt's prefix for user-chosen device aliases.
 ALIAS_PREFIX = "ua-"
+#: The namespace of guestslots's own ``<metadata>`` in a domain.
+METADATA_NS = "urn:guestslots:1"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class DomainConfig:
     console_log: str
     memory_mb: int = 512
     tcg_cache_mib: int = 64
+    #: The process that owns the domain (``guestslots gc`` destroys it once that died).
+    owner: Owner | None = None
 
 
 def slot_alias(index: int) -> str:
@@ -71,6 +76,30 @@ def _backing_chain(chain: tuple[tuple[str, str], ...]) -> etree._Element:
               _backing_chain(rest), type="file")
 
 
+def _metadata(owner: Owner | None) -> etree._Element:
+    metadata = el("metadata")
+    if owner is not None:
+        mine = etree.SubElement(metadata, f"{{{METADATA_NS}}}owner",
+                                nsmap={"guestslots": METADATA_NS})
+        for name, value in (("host", owner.host), ("boot-id", owner.boot_id),
+                            ("pid", str(owner.pid)), ("start", str(owner.start))):
+            mine.set(name, value)
+    return metadata
+
+
+def owner_of(domain: str) -> Owner | None:
+    """The owner recorded in a domain's XML *domain* (None: not an appliance of ours,
+    or one from before owners were recorded)."""
+    found = etree.fromstring(domain.encode()).find(f"metadata/{{{METADATA_NS}}}owner")
+    if found is None:
+        return None
+    try:
+        return Owner(found.get("host", ""), found.get("boot-id", ""),
+                     int(found.get("pid", "")), int(found.get("start", "")))
+    except ValueError:
+        return None
+
+
 def domain_xml(cfg: DomainConfig) -> str:
     """The XML of a transient appliance domain: no slot disks (they are hotplugged)."""
     features = el("features", el("acpi"))
@@ -78,6 +107,7 @@ def domain_xml(cfg: DomainConfig) -> str:
         features.append(el("tcg", el("tb-cache", str(cfg.tcg_cache_mib), unit="MiB")))
     domain = el("domain",
         el("name", cfg.name),
+        _metadata(cfg.owner),
         el("memory", str(cfg.memory_mb), unit="MiB"),
         el("vcpu", "1"),
         el("os",
@@ -149,3 +179,48 @@ def disk_xml(index: int, drive: DriveSpec, overlay: str | None = None) -> str:
         parts.append(el("readonly"))
     disk = el("disk", *parts, type="file", device="disk")
     return etree.tostring(disk, pretty_print=True, encoding="unicode")
+
+
+def live_disk(domain: str, alias: str) -> str | None:
+    """The ``<disk>`` whose device alias is *alias* in a domain's live XML *domain*,
+    serialised, or None if it has none (what an abandoned attach may have left)."""
+    root = etree.fromstring(domain.encode())
+    for disk in root.iterfind("devices/disk"):
+        found = disk.find("alias")
+        if found is not None and found.get("name") == alias:
+            return etree.tostring(disk, encoding="unicode")
+    return None
+
+
+def restore_xml(saved: str, cfg: DomainConfig) -> str:
+    """The XML a saved domain *saved* (as ``saveImageGetXMLDesc`` gives it) is restored
+    with as appliance *cfg*: the same domain (libvirt checks its name, uuid and ABI),
+    with this appliance's root overlay and backing chain, agent socket, console file
+    and owner.  Raises ValueError if *saved* is not *cfg*'s domain."""
+    root = etree.fromstring(saved.encode())
+    if root.findtext("name") != cfg.name:
+        raise ValueError(f"the saved domain is {root.findtext('name')!r}, not {cfg.name!r}")
+
+    def one(path: str) -> etree._Element:
+        found = root.xpath(path, approot=f"{ALIAS_PREFIX}approot", port=AGENT_PORT)
+        if not isinstance(found, list) or len(found) != 1:
+            raise ValueError(f"the saved domain has no single {path}")
+        element = found[0]
+        assert isinstance(element, etree._Element)
+        return element
+
+    old = root.find("metadata")
+    if old is not None:
+        root.remove(old)
+    one("name").addnext(_metadata(cfg.owner))
+    disk = one("devices/disk[alias/@name=$approot]")
+    for backing in disk.findall("backingStore"):
+        disk.remove(backing)
+    source = one("devices/disk[alias/@name=$approot]/source")
+    source.set("file", cfg.root_overlay)
+    source.addnext(_backing_chain(cfg.root_backing))
+    one("devices/channel[target/@name=$port]/source").set("path", cfg.agent_socket)
+    for path in ("devices/serial/source", "devices/console/source"):
+        for element in root.findall(path):
+            element.set("path", cfg.console_log)
+    return etree.tostring(root, encoding="unicode")

@@ -20,6 +20,7 @@ from ...errors import LaunchError, QemuError
 from ...host import workdir as workdirs
 from ...host.cache import file_id
 from ...host.proc import CommandError
+from ...host.savedstate import ROOT_FILE, STATE_FILE
 from ...model.drives import DriveSpec
 from .. import VMSpec, WaitDisk
 from ..overlays import make_overlay, make_root_overlay
@@ -28,16 +29,14 @@ from .qmpargs import MachineConfig, layout_key_command, warmup_blockdev_args, wa
 
 log = logging.getLogger(__name__)
 
-#: What a saved state's directory holds (the saved-state cache checks both).
-STATE_FILE = "state"
-ROOT_FILE = "root.qcow2"
-
 
 class QemuBackend:
     """One appliance VM run by QEMU."""
 
     name = "qemu"
     saves_state = True
+    #: QEMU saves a running VM and lets it run on.
+    save_stops = False
 
     def __init__(self, spec: VMSpec) -> None:
         self.spec = spec
