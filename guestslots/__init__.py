@@ -33,6 +33,7 @@ from .errors import (
     SlotError,
     StateError,
 )
+from .fuse import MountError, mounted
 from .isolation import isolated
 from .model.drives import DriveSpec
 from .model.flags import CONFIG, CURRENT, LIVE
@@ -59,6 +60,7 @@ __all__ = [
     "HostFileError",
     "LabelError",
     "LaunchError",
+    "MountError",
     "QMPCommandError",
     "QemuError",
     "QemuTimeout",
@@ -67,5 +69,6 @@ __all__ = [
     "SlotState",
     "StateError",
     "isolated",
+    "mounted",
 ]
 __version__ = "0.1.0"

@@ -38,6 +38,7 @@ from .errors import (
     StateError,
 )
 from .guest.base import serialised
+from .guest.fs import FsCalls
 from .guest.inspect import InspectionCalls
 from .guest.volumes import VolumeCalls
 from .host import savedstate
@@ -73,7 +74,7 @@ def _reap(backend: Backend) -> None:
         backend.kill()
 
 
-class Appliance(InspectionCalls, VolumeCalls):
+class Appliance(InspectionCalls, VolumeCalls, FsCalls):
     """A small Linux appliance VM with drive slots that can be hotplugged by index.
 
     Reserve slots with :meth:`add_drive` (``/dev/null`` for an empty one),

@@ -203,6 +203,26 @@ def cmd_test_tool(args: argparse.Namespace) -> int:
     return 0 if not failures else 1
 
 
+def cmd_mount(args: argparse.Namespace) -> int:
+    """Mount images' filesystems at a host directory (FUSE), as guestmount does."""
+    from . import fuse
+
+    if not args.inspector and not args.mount:
+        raise UsageError("say what to mount: -i (the operating system), or -m DEV[:MP]")
+    fuse.mount([(path, args.format) for path in args.images], args.mountpoint, rw=args.rw,
+               mounts=args.mount, inspector=args.inspector, foreground=args.foreground,
+               owner_pid=args.owner_pid)
+    return 0
+
+
+def cmd_umount(args: argparse.Namespace) -> int:
+    """Unmount a guestslots mount, once its appliance has shut down."""
+    from . import fuse
+
+    fuse.umount(args.mountpoint)
+    return 0
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     """Clean what appliances of dead callers left: work directories (and the QEMU
     processes libvirt's embedded driver started from them), and with a libvirt URI,
@@ -257,6 +277,22 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("build-appliance", help="build (or rebuild) the cached appliance")
     s.add_argument("--rebuild", action="store_true")
     s.set_defaults(func=cmd_build_appliance)
+    s = sub.add_parser("mount", help="mount images' filesystems at a host directory (FUSE)")
+    s.add_argument("-i", "--inspector", action="store_true",
+                   help="the operating system's filesystems, as its fstab says")
+    s.add_argument("-m", "--mount", action="append", default=[], metavar="DEV[:MOUNTPOINT]")
+    s.add_argument("--rw", action="store_true", help="writes reach the image (default: "
+                   "read-only)")
+    s.add_argument("-f", "--foreground", action="store_true",
+                   help="serve the mount in this process until it is unmounted")
+    s.add_argument("--owner-pid", type=int, default=None, help=argparse.SUPPRESS)
+    s.add_argument("images", nargs="+", metavar="IMAGE")
+    s.add_argument("mountpoint", metavar="MOUNTPOINT")
+    s.set_defaults(func=cmd_mount)
+    s = sub.add_parser("umount", help="unmount a guestslots mount and wait for its "
+                       "appliance to shut down")
+    s.add_argument("mountpoint", metavar="MOUNTPOINT")
+    s.set_defaults(func=cmd_umount)
     s = sub.add_parser("gc", help="clean up after appliances whose caller died (work "
                        "directories, QEMU processes, libvirt domains)")
     s.add_argument("--uri", default="", help="also a libvirt URI's domains "

@@ -9,6 +9,9 @@ Fixtures:
   that hotplugs an image into a free slot for one test and unplugs it
   afterwards (unmounting what is mounted).  With ``writable=True`` the guest
   writes to a throwaway overlay: the image on disk never changes.
+- ``mounted_image``: a factory, ``mounted_image(path, format=None, rw=False,
+  mounts=())``, that mounts an image's filesystems on the host (FUSE, an
+  appliance of its own) and gives the directory, unmounted after the test.
 
 Options ``--guestslots-accel`` and ``--guestslots-backend`` choose the
 accelerator and backend.  Where this host cannot run an appliance at all (no
@@ -21,8 +24,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +103,20 @@ def disk(appliance: Appliance) -> Iterator[Callable[..., Disk]]:
         for index in sorted(set(plugged)):
             if appliance.slots()[index].state is SlotState.FILLED:  # the test may have unplugged
                 appliance.unplug(index, force=True)
+
+
+@pytest.fixture
+def mounted_image() -> Iterator[Callable[..., Path]]:
+    """Factory: ``mounted_image(path, format=None, rw=False, mounts=()) -> Path``, the
+    host directory where the image's filesystems are mounted (FUSE, ``guestslots
+    mount``): its operating system's as its fstab says, or its one filesystem, unless
+    *mounts* (``DEV[:MOUNTPOINT]``) are given.  Unmounted after the test, every write
+    on the image by then (``rw=True`` writes to the image itself)."""
+    from .fuse import mounted
+
+    with contextlib.ExitStack() as stack:
+        def mount(path: str | os.PathLike[str], format: str | None = None, rw: bool = False,
+                  mounts: Sequence[str] = ()) -> Path:
+            return stack.enter_context(mounted(path, format=format, rw=rw, mounts=mounts))
+
+        yield mount

@@ -58,7 +58,16 @@ CALLS = frozenset({
     # files
     "ls", "stat", "exists", "is_file", "is_dir", "readlink", "mkdir", "rm", "rmdir",
     "download", "upload", "pread", "pwrite", "checksum", "statvfs", "sync",
+    # fs: what a host-side FUSE filesystem forwards
+    "fs_lstat", "fs_readdir", "fs_create", "fs_mkdir", "fs_symlink", "fs_link", "fs_rename",
+    "fs_unlink", "fs_setattr", "fs_fsync", "fs_listxattr", "fs_getxattr", "fs_setxattr",
+    "fs_removexattr",
 })
+
+#: The order of a file's attributes in the ``fs_*`` calls' answers (``os.stat_result``
+#: names less ``st_``; times in nanoseconds).
+STAT_FIELDS = ("mode", "ino", "nlink", "uid", "gid", "size", "atime_ns", "mtime_ns",
+               "ctime_ns", "blocks", "rdev")
 
 
 def split_dm_name(mangled: str) -> list[str]:

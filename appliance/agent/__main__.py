@@ -44,6 +44,9 @@ from .files import (
     FileCalls,
     Sysroot,
 )
+from .fs import (
+    FsCalls,
+)
 from .mounts import (
     MountCalls,
 )
@@ -84,7 +87,7 @@ def find_port() -> str:
     raise Fail(f"virtio-serial port {AGENT_PORT} not found")
 
 
-class Agent(DiskCalls, MountCalls, FileCalls):
+class Agent(DiskCalls, MountCalls, FileCalls, FsCalls):
     """The agent: its state, and every area's calls."""
 
     def __init__(self, port: str) -> None:

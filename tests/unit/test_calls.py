@@ -26,3 +26,9 @@ def test_the_host_makes_only_shared_calls() -> None:
             for m in pattern.findall(path.read_text())}
     assert made, "the pattern found no calls at all"
     assert made <= wire.CALLS, made - wire.CALLS
+
+
+def test_fs_attributes_are_read_in_the_agents_order() -> None:
+    from guestslots.guest.fs import Attrs
+
+    assert Attrs._fields == wire.STAT_FIELDS
