@@ -285,6 +285,8 @@ def parser() -> argparse.ArgumentParser:
                    "read-only)")
     s.add_argument("-f", "--foreground", action="store_true",
                    help="serve the mount in this process until it is unmounted")
+    s.add_argument("--format", choices=("raw", "qcow2"), default=argparse.SUPPRESS,
+                   help="format of the images (as the global --format)")
     s.add_argument("--owner-pid", type=int, default=None, help=argparse.SUPPRESS)
     s.add_argument("images", nargs="+", metavar="IMAGE")
     s.add_argument("mountpoint", metavar="MOUNTPOINT")

@@ -187,10 +187,12 @@ def test_inspector_mounts_the_operating_system_as_its_fstab_says(
 
 
 def test_the_fixture_mounts_and_unmounts(mounted_image: Callable[..., Path],
-                                         image: Path) -> None:
+                                         image: Path, tmp_path: Path) -> None:
     mp = mounted_image(image)
     assert (mp / "etc" / "hostname").read_text() == "mounted\n"
     assert find(mp) is not None
+    qcow2 = mounted_image(images.qcow2(image, tmp_path / "tree.qcow2"), format="qcow2")
+    assert (qcow2 / "etc" / "hostname").read_text() == "mounted\n"
 
 
 @pytest.mark.parametrize("case", ["missing", "not empty", "a mount", "no filesystem"])
@@ -268,3 +270,23 @@ def test_a_killed_caller_of_mounted_leaves_no_mount(image: Path, mp: Path) -> No
         assert found.server_pid is not None
         wait_gone(found.server_pid)
     assert find(mp) is None
+
+
+def test_the_audit_example_passes_and_fails_as_it_should(image: Path, tmp_path: Path) -> None:
+    tree = tmp_path / "bad"
+    (tree / "etc" / "ssh").mkdir(parents=True)
+    key = tree / "etc" / "ssh" / "ssh_host_ed25519_key"
+    key.write_text("PRIVATE\n")
+    key.chmod(0o644)
+    bad = tmp_path / "bad.img"
+    images.sh("truncate", "-s", "16M", bad)
+    images.sh("mkfs.ext4", "-q", "-F", "-d", tree, bad)
+    script = Path(__file__).resolve().parents[2] / "examples" / "ci-audit-mounted.sh"
+    env = dict(os.environ, GUESTSLOTS=str(Path(sys.executable).parent / "guestslots"))
+    ok = subprocess.run([script, image], capture_output=True, text=True, env=env,
+                        timeout=300, check=False)
+    assert ok.returncode == 0 and "audit: " in ok.stdout, ok.stderr
+    failed = subprocess.run([script, bad], capture_output=True, text=True, env=env,
+                            timeout=300, check=False)
+    assert failed.returncode == 1
+    assert "/etc/ssh/ssh_host_ed25519_key" in failed.stderr, failed.stderr
