@@ -293,6 +293,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
         # The first hotplug after boot is the slowest: take it now, so that every
         # restored appliance starts warm.
         backend.warm_up(wait_disk, self.call_timeout)
+        agent.call("prepare_save", wait_for=60)
         staged = savedstate.staging(key)
         try:
             backend.save(staged, timeout=120)

@@ -47,7 +47,7 @@ BTRFSVOL = "btrfsvol:"
 #: makes no other.  ``download``, ``upload``, ``pread`` and ``pwrite`` stream data.
 CALLS = frozenset({
     # channel and lifecycle
-    "ping", "shutdown",
+    "ping", "shutdown", "prepare_save",
     # disks
     "wait_disk", "disk_plugged", "prepare_unplug", "wait_link", "list_partitions",
     "list_filesystems", "blkid",

@@ -116,6 +116,16 @@ class DiskCalls(VolumeCalls):
     def call_ping(self) -> str:
         return "pong"
 
+    def call_prepare_save(self) -> None:
+        """Before the host saves this appliance's state: write back and drop the page
+        cache, so that its pages are free (and, with ``init_on_free=1`` on the kernel's
+        command line, zero: a saved state holds no zero pages, and restores faster)."""
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        with contextlib.suppress(OSError), open("/proc/sys/vm/compact_memory", "w") as f:
+            f.write("1\n")
+
     def call_wait_disk(
         self, target: int, plugged: bool = True, timeout: float = 30.0
     ) -> str | None:

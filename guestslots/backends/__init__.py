@@ -20,9 +20,10 @@ from ..host.build import ApplianceImage
 from ..model.drives import DriveSpec
 
 #: The appliance kernel's command line, whichever backend boots it: the root disk is
-#: virtio-blk (``/dev/vda``), a panic powers off, and nothing slow is probed.
+#: virtio-blk (``/dev/vda``), a panic powers off, nothing slow is probed, and freed
+#: pages are zeroed (a saved state skips zero pages: see the agent's prepare_save).
 KERNEL_CMDLINE = (
-    "console=ttyS0 root=/dev/vda rw quiet loglevel=3 panic=-1 "
+    "console=ttyS0 root=/dev/vda rw quiet loglevel=3 panic=-1 init_on_free=1 "
     "8250.nr_uarts=1 no_timer_check tsc=reliable edd=off cryptomgr.notests "
     "usbcore.nousb selinux=0 mitigations=off random.trust_cpu=on"
 )

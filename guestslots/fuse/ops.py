@@ -50,14 +50,16 @@ READAHEAD_MAX = 8 * 1024 * 1024
 
 @dataclass
 class Handle:
-    """An open file: its path, and the read-ahead buffer."""
+    """An open file: its path, and the read-ahead buffer (the kernel sends several
+    reads of one file at once: they take turns, so that the later ones find what the
+    first one fetched)."""
 
     path: str
     writable: bool
     buf: bytes = b""
     buf_off: int = 0
-    next_off: int = -1
     window: int = READAHEAD_MIN
+    lock: trio.Lock = field(default_factory=trio.Lock)
 
 
 @dataclass
@@ -148,7 +150,7 @@ class GuestFs(pyfuse3.Operations):
     def _forget_buffers(self, path: str) -> None:
         for handle in self._handles.values():
             if isinstance(handle, Handle) and handle.path == path:
-                handle.buf, handle.next_off = b"", -1
+                handle.buf = b""
 
     # ---- names and attributes
 
@@ -263,18 +265,16 @@ class GuestFs(pyfuse3.Operations):
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
         h = self._file(fh)
-        if h.buf_off <= off and off + size <= h.buf_off + len(h.buf):
+        async with h.lock:
+            end = h.buf_off + len(h.buf)
+            if not (h.buf_off <= off and off + size <= end):
+                # reading on from the end of what was fetched: fetch more each time
+                sequential = bool(h.buf) and h.buf_off <= off <= end + READAHEAD_MIN
+                h.window = min(h.window * 2, READAHEAD_MAX) if sequential else READAHEAD_MIN
+                h.buf = await self._guest(self.app.pread, h.path, max(size, h.window), off)
+                h.buf_off = off
             start = off - h.buf_off
-            data = h.buf[start:start + size]
-        else:
-            sequential = off == h.next_off
-            h.window = min(h.window * 2, READAHEAD_MAX) if sequential else READAHEAD_MIN
-            want = max(size, h.window)
-            got = await self._guest(self.app.pread, h.path, want, off)
-            h.buf, h.buf_off = got, off
-            data = got[:size]
-        h.next_off = off + len(data)
-        return data
+            return h.buf[start:start + size]
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         h = self._file(fh)
