@@ -47,27 +47,32 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         filesystems = app.list_filesystems()
         partitions = app.list_partitions()
         systems = app.inspect_os()
+        # an LV, md array or btrfs subvolume belongs to every image it is built on
+        disks = {dev: set(app.disks_of(dev)) for dev in filesystems}
+        for system in systems:
+            disks.setdefault(str(system["root"]), set(app.disks_of(str(system["root"]))))
         for index, image in enumerate(args.images):
             device = app.slots()[index].device
-
-            def mine(dev: str, device: str = device) -> bool:
-                return dev == device or (dev.startswith(device) and dev[len(device):].isdigit())
-
             report.append({
                 "image": image,
                 "device": device,
-                "partitions": [p for p in partitions if mine(p)],
+                "partitions": [p for p in partitions if _disk(p) == device],
                 "filesystems": {
                     dev: _fs_record(app, dev, fstype) for dev, fstype in filesystems.items()
-                    if mine(dev)
+                    if device in disks[dev]
                 },
-                "operating_systems": [s for s in systems if mine(str(s["root"]))],
+                "operating_systems": [s for s in systems if device in disks[str(s["root"])]],
             })
         json.dump(report, sys.stdout, indent=2)
         print()
         return 0
     finally:
         app.shutdown()
+
+
+def _disk(partition: str) -> str:
+    """The disk of a slot partition: ``/dev/sda1`` -> ``/dev/sda``."""
+    return partition.rstrip("0123456789")
 
 
 def _fs_record(app: Appliance, device: str, fstype: str) -> dict[str, str]:

@@ -50,7 +50,7 @@ CALLS = frozenset({
     "ping", "shutdown", "prepare_save",
     # disks
     "wait_disk", "disk_plugged", "prepare_unplug", "wait_link", "list_partitions",
-    "list_filesystems", "blkid",
+    "list_filesystems", "blkid", "disks_of",
     # volumes
     "pvs", "vgs", "lvs", "vg_activate", "list_dm_devices", "list_md_devices", "md_detail",
     # mounts

@@ -22,6 +22,7 @@ from .blockdev import (
     partitions_of,
     resolve_device,
     running_arrays,
+    slot_disks_under,
 )
 from .common import (
     _DISK_EVENT_RE,
@@ -115,6 +116,17 @@ class DiskCalls(VolumeCalls):
 
     def call_ping(self) -> str:
         return "pong"
+
+    def call_disks_of(self, device: str) -> list[str]:
+        """The slot disks *device* is on (``/dev/sdX``): its own disk for a disk or a
+        partition, every member's disk for an LV or md array (a btrfs subvolume is on
+        its device's)."""
+        if isinstance(device, str) and device.startswith(BTRFSVOL):
+            device = device[len(BTRFSVOL):].rsplit("/", 1)[0]
+            while not os.path.exists(device) and device.count("/") > 2:
+                device = device.rsplit("/", 1)[0]
+        disks = slot_disks_under(resolve_device(device)) or set()
+        return sorted(f"/dev/{d}" for d in disks)
 
     def call_prepare_save(self) -> None:
         """Before the host saves this appliance's state: write back and drop the page

@@ -9,6 +9,7 @@ unmounted in every case before :func:`serve` returns.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import signal
@@ -47,13 +48,33 @@ def check_mountpoint(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_NOSYMFOLLOW = 32, 4096, 256
+
+
+def no_symlink_following(mountpoint: Path, writable: bool) -> bool:
+    """Make the kernel refuse to follow symlinks on the mount (``nosymfollow``, Linux
+    5.10): a guest's ``/etc/x -> /etc/shadow`` is shown as that link, and a host tool
+    opening it gets ELOOP instead of the host's file.  libfuse cannot pass the flag,
+    so the mount is remounted with it; that needs root (False otherwise)."""
+    if os.geteuid() != 0:
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    flags = (MS_REMOUNT | MS_BIND | MS_NOSYMFOLLOW | MS_NOSUID | MS_NODEV | MS_NOEXEC
+             | (0 if writable else MS_RDONLY))
+    if libc.mount(None, os.fsencode(mountpoint), None, flags, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"cannot remount {mountpoint} nosymfollow: {os.strerror(err)}")
+    return True
+
+
 def options(writable: bool) -> set[str]:
     """The FUSE mount options: the server's pid as source (``guestslots umount`` finds
     it there), the kernel checks the guest's permissions, and a read-only mount is
     ``ro`` to the kernel too."""
     opts = set(pyfuse3.default_options)
     opts |= {f"fsname={SOURCE_PREFIX}{os.getpid()}", "subtype=guestslots",
-             "rw" if writable else "ro"}
+             "rw" if writable else "ro", "nodev", "nosuid", "noexec"}
     return opts
 
 
@@ -99,6 +120,7 @@ def serve(app: Appliance, mountpoint: Path, writable: bool,
     once the mount is there.  Returns once it is unmounted."""
     pyfuse3.init(GuestFs(app, writable), str(mountpoint), options(writable))
     try:
+        no_symlink_following(mountpoint, writable)
         ready()
         trio.run(_main, owner_pid)
     finally:

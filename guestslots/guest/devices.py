@@ -36,6 +36,13 @@ class DeviceCalls(GuestCalls):
         return dict(self._call("blkid", device=self._dev(device)))
 
     @serialised
+    def disks_of(self, device: str) -> list[str]:
+        """The slot disks *device* is on: its own disk for a disk or a partition, the
+        disks of every member for an LV or md array, the device's for a btrfs
+        subvolume (``btrfsvol:...``)."""
+        return [self._out(d) for d in self._call("disks_of", device=self._dev(device))]
+
+    @serialised
     def vfs_type(self, device: str) -> str:
         """The filesystem type on *device*, or ``""``."""
         return self.blkid(device).get("TYPE", "")

@@ -166,3 +166,22 @@ def test_the_scan_example_goes_through_one_slot(workdir: Path, osimg: Path) -> N
     assert proc.returncode == 0, proc.stderr
     assert "first.raw:\n  /dev/sda1 ext4 'first'" in proc.stdout
     assert "OS on /dev/sda1: Testix 4.2 (Sardine) (hostname clihost)" in proc.stdout
+
+
+def test_inspect_gives_volumes_and_their_os_to_the_images_they_are_built_on(
+    osimg: Path, volumes: dict[str, list[Path]]
+) -> None:
+    """An OS whose root is an LV, and LVs spanning two images, belong to their images
+    (they were dropped when images were told apart by device-name prefix)."""
+    (lvm_root,) = volumes["lvm-root"]
+    span_a, span_b = volumes["vg-span"]
+    proc = cli("inspect", lvm_root, osimg, span_a, span_b)
+    assert proc.returncode == 0, proc.stderr
+    lvm, plain, a, b = json.loads(proc.stdout)
+    assert [(s["root"], s["hostname"]) for s in lvm["operating_systems"]] == [
+        ("/dev/vgroot/root", "lvmhost")]
+    assert {"/dev/vgroot/root", "/dev/vgroot/data", "/dev/sda1"} <= set(lvm["filesystems"])
+    assert [s["hostname"] for s in plain["operating_systems"]] == ["clihost"]
+    assert not any(fs.startswith("/dev/vg") for fs in plain["filesystems"])
+    assert "/dev/vgspan/big" in a["filesystems"] and "/dev/vgspan/big" in b["filesystems"]
+    assert a["operating_systems"] == b["operating_systems"] == []

@@ -110,7 +110,10 @@ def test_mount_shows_the_guest_tree_as_it_is_and_umount_leaves_nothing(
         st = os.lstat(mp / "home" / "u" / "secret")
         assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1000, 1000, 0o600)
         assert os.lstat(mp / "bin" / "tool").st_mode & 0o7777 == 0o4755
-        assert os.readlink(mp / "passwd-link") == "/etc/passwd"  # shown, not followed
+        assert os.readlink(mp / "passwd-link") == "/etc/passwd"  # shown, not followed:
+        with pytest.raises(OSError) as e:  # the host's /etc/passwd is never reached
+            (mp / "passwd-link").read_text()
+        assert e.value.errno == errno.ELOOP
         assert os.lstat(mp / "hostname-hard").st_nlink == 2
         assert sorted(os.listdir(mp / "many")) == [f"f{i:03}" for i in range(300)]
         copy = tmp_path / "copy"

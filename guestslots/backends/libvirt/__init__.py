@@ -17,6 +17,7 @@ restores what it saved (which proves the state before any other launch uses it).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -91,9 +92,10 @@ class LibvirtBackend:
         #: The <disk> XML of every slot attached, as detach needs it.
         self._attached: dict[int, str] = {}
         #: Slots whose last attach or detach was abandoned (QEMU did not answer in
-        #: time): libvirt may still carry it out, so the slot is cleaned before its
-        #: next use.
-        self._unsure: set[int] = set()
+        #: time), with that call (None: it returned, its event did not come): libvirt
+        #: may still carry it out, so the slot is cleaned before its next use, once
+        #: the call has ended.
+        self._unsure: dict[int, concurrent.futures.Future[object] | None] = {}
         #: A pidfd on the local QEMU process (None for a remote URI): readable once
         #: QEMU has exited, whether or not libvirt has told us yet.
         self._pidfd: int | None = None
@@ -341,7 +343,7 @@ class LibvirtBackend:
             raise QemuError(f"libvirt cannot detach slot {index}: "
                             f"{e.get_error_message()}") from None
         if not removed.wait(timeout):
-            self._unsure.add(index)
+            self._unsure[index] = None
             raise QemuTimeout(f"{what}: libvirt did not report the device removed in "
                               f"{timeout:g} s", log_tail=self._log_tail())
         self._attached.pop(index, None)
@@ -352,25 +354,31 @@ class LibvirtBackend:
                  what: str) -> None:
         """Run a slot operation with a deadline; if it is abandoned, remember that the
         slot is unsure (libvirt may still carry it out when QEMU answers)."""
+        future = bounded.start(fn, what)
         try:
-            bounded.call(fn, timeout, what, self._log_tail())
+            bounded.wait(future, timeout, what, self._log_tail())
         except QemuTimeout:
-            self._unsure.add(index)
+            self._unsure[index] = future
             raise
 
     def _clean_slot(self, index: int, timeout: float, what: str) -> None:
-        """Remove whatever an abandoned attach or detach of slot *index* left: the disk
-        libvirt shows at its alias, if any (waiting for its removal)."""
+        """Remove whatever an abandoned attach or detach of slot *index* left: wait for
+        that call to end (QEMU may still be stuck: then QemuTimeout again), then
+        detach the disk libvirt shows at the slot's alias, if any."""
         domain = self._running()
+        abandoned = self._unsure.get(index)
+        if abandoned is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                bounded.wait(abandoned, timeout, what, self._log_tail())
         live = bounded.call(lambda: domain.XMLDesc(0), timeout, what, self._log_tail())
         xml = live_disk(live, slot_alias(index))
+        self._unsure.pop(index, None)
         if xml is not None:
             self._detach(index, xml, timeout, what)
         else:
             self._attached.pop(index, None)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._overlay_path(index))
-        self._unsure.discard(index)
 
     def warm_up(self, wait_disk: WaitDisk, timeout: float) -> None:
         """Plug and unplug a small read-only disk (of the work directory) in slot 0."""
