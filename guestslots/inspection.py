@@ -6,12 +6,12 @@ calls, mounting each candidate filesystem read-only in turn.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from .errors import GuestslotsError, StateError
 from .model.names import canonical_volume, device_name, is_volume, parse_device
+from .releases import RELEASE_FILES, detect, parse_os_release
 from .wire import BTRFSVOL
 
 
@@ -25,6 +25,7 @@ class Guest(Protocol):
     def mount_ro(self, device: str, mountpoint: str) -> None: ...
     def umount_all(self) -> None: ...
     def is_file(self, path: str, followsymlinks: bool = False) -> bool: ...
+    def is_dir(self, path: str, followsymlinks: bool = False) -> bool: ...
     def cat(self, path: str) -> str: ...
 
 #: Filesystem types never tried as a root.
@@ -33,39 +34,40 @@ _NOT_ROOTS = frozenset({"unknown", "swap", "LVM2_member", "linux_raid_member", "
 
 @dataclass
 class OSInfo:
-    """An operating system found on a root filesystem (device names are API names)."""
+    """An operating system found on a root filesystem (device names are API names).
+
+    ``type``, ``distro``, ``product_name``, ``major_version``, ``minor_version``,
+    ``package_format``, ``package_management`` and ``osinfo`` mean what libguestfs's
+    ``inspect_get_*`` calls of the same names return (``"unknown"`` / 0 where it
+    says so); ``name``, ``pretty_name`` and ``version`` are os-release's ``NAME``,
+    ``PRETTY_NAME`` and ``VERSION_ID`` (empty without one).
+    """
 
     root: str
     name: str = ""
     pretty_name: str = ""
     version: str = ""
-    distro: str = ""
+    distro: str = "unknown"
     hostname: str = ""
+    type: str = "linux"
+    product_name: str = "unknown"
+    major_version: int = 0
+    minor_version: int = 0
+    package_format: str = "unknown"
+    package_management: str = "unknown"
+    osinfo: str = "unknown"
     #: Mount point -> device, from the root's /etc/fstab (the root itself as "/").
     mountpoints: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "root": self.root, "name": self.name, "pretty_name": self.pretty_name,
-            "version": self.version, "distro": self.distro, "hostname": self.hostname,
-            "mountpoints": dict(self.mountpoints),
+            "root": self.root, "type": self.type, "distro": self.distro,
+            "product_name": self.product_name, "major_version": self.major_version,
+            "minor_version": self.minor_version, "package_format": self.package_format,
+            "package_management": self.package_management, "osinfo": self.osinfo,
+            "hostname": self.hostname, "name": self.name, "pretty_name": self.pretty_name,
+            "version": self.version, "mountpoints": dict(self.mountpoints),
         }
-
-
-def parse_os_release(text: str) -> dict[str, str]:
-    """The KEY=value pairs of an os-release file (shell quoting removed)."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        try:
-            words = shlex.split(value)
-        except ValueError:
-            continue
-        out[key.strip()] = words[0] if words else ""
-    return out
 
 
 @dataclass(frozen=True)
@@ -153,16 +155,9 @@ def inspect_os(app: Guest) -> list[OSInfo]:
         except GuestslotsError:
             continue
         try:
-            if not app.is_file("/etc/os-release", followsymlinks=True):
+            osinfo = _linux_root(app, dev)
+            if osinfo is None:
                 continue
-            release = parse_os_release(app.cat("/etc/os-release"))
-            osinfo = OSInfo(
-                root=dev,
-                name=release.get("NAME", ""),
-                pretty_name=release.get("PRETTY_NAME", ""),
-                version=release.get("VERSION_ID", ""),
-                distro=release.get("ID", ""),
-            )
             if app.is_file("/etc/hostname", followsymlinks=True):
                 osinfo.hostname = app.cat("/etc/hostname").strip()
             osinfo.mountpoints["/"] = dev
@@ -180,6 +175,37 @@ def inspect_os(app: Guest) -> list[OSInfo]:
         finally:
             app.umount_all()
     return found
+
+
+def _is_linux_root(app: Guest) -> bool:
+    """libguestfs's test (/etc, a /bin or /usr/bin, and an /etc/fstab or /etc/hosts),
+    or an os-release (which is all some minimal images have)."""
+    if app.is_file("/etc/os-release", followsymlinks=True):
+        return True
+    return (app.is_dir("/etc", followsymlinks=True)
+            and (app.is_dir("/bin", followsymlinks=True)
+                 or app.is_dir("/usr/bin", followsymlinks=True))
+            and (app.is_file("/etc/fstab", followsymlinks=True)
+                 or app.is_file("/etc/hosts", followsymlinks=True)))
+
+
+def _linux_root(app: Guest, dev: str) -> OSInfo | None:
+    """The Linux whose root is mounted on / (*dev*), or None if it is not one."""
+    if not _is_linux_root(app):
+        return None
+    files = {path: app.cat(path) for path in RELEASE_FILES
+             if app.is_file(path, followsymlinks=True)}
+    found = detect(files)
+    fields = parse_os_release(files.get("/etc/os-release", ""))
+    return OSInfo(
+        root=dev, name=fields.get("NAME", ""), pretty_name=fields.get("PRETTY_NAME", ""),
+        version=fields.get("VERSION_ID", ""), distro=found.distro,
+        product_name=found.product_name, major_version=found.major,
+        minor_version=found.minor, package_format=found.package_format,
+        package_management=found.package_management(
+            app.is_file("/usr/bin/dnf", followsymlinks=True)),
+        osinfo=found.osinfo,
+    )
 
 
 def mount_mountpoints(app: Guest, mountpoints: dict[str, str], readonly: bool = True) -> None:

@@ -16,15 +16,82 @@ from .mounts import MountCalls
 class InspectionCalls(DeviceCalls, MountCalls, FileCalls):
     """Operating-system inspection over the device, mount and file calls."""
 
+    #: What the last inspect_os found, by root (the inspect_get_* calls read it).
+    _inspected: dict[str, inspection.OSInfo]
+
     @serialised
     def inspect_os(self) -> list[dict[str, object]]:
-        """Find operating systems on the full slots (Linux: /etc/os-release, /etc/fstab).
+        """Find operating systems on the full slots, as libguestfs's inspect_os does
+        (Linux: a root with /etc and /bin or /usr/bin and an fstab or hosts, or an
+        os-release; its release files read in libguestfs's order).
 
-        Each is a dict: root, name, pretty_name, version, distro, hostname, and
-        mountpoints (mount point -> device, from fstab's UUID=, LABEL= and
-        device entries).  Nothing may be mounted; nothing is left mounted.
+        Each is a dict: root, and what libguestfs's inspect_get_* of the same names
+        say: type, distro, product_name, major_version, minor_version,
+        package_format, package_management, osinfo, hostname; os-release's name,
+        pretty_name and version; and mountpoints (mount point -> device, from
+        fstab's UUID=, LABEL= and device entries).  Nothing may be mounted; nothing
+        is left mounted.
         """
-        return [found.as_dict() for found in inspection.inspect_os(self)]
+        found = inspection.inspect_os(self)
+        self._inspected = {f.root: f for f in found}
+        return [f.as_dict() for f in found]
+
+    def _found(self) -> dict[str, inspection.OSInfo]:
+        found: dict[str, inspection.OSInfo] = self.__dict__.get("_inspected", {})
+        return found
+
+    def _root(self, root: str) -> inspection.OSInfo:
+        found = self._found().get(root)
+        if found is None:
+            raise DeviceNameError(root, "no operating system was found on it by the last "
+                                  "inspect_os (call inspect_os first)")
+        return found
+
+    def inspect_get_roots(self) -> list[str]:
+        """The roots the last inspect_os found."""
+        return sorted(self._found())
+
+    def inspect_get_type(self, root: str) -> str:
+        """The kind of operating system on *root* (``linux``), as libguestfs says."""
+        return self._root(root).type
+
+    def inspect_get_distro(self, root: str) -> str:
+        """The distribution on *root* in libguestfs's words (``debian``, ``ubuntu``,
+        ``fedora``, ``rhel``, ``centos``, ``archlinux``, ``alpinelinux``, ``opensuse``,
+        ``sles``... or ``unknown``)."""
+        return self._root(root).distro
+
+    def inspect_get_product_name(self, root: str) -> str:
+        """The product name of the OS on *root*, as libguestfs reads it."""
+        return self._root(root).product_name
+
+    def inspect_get_major_version(self, root: str) -> int:
+        """The OS's major version (0 if unknown)."""
+        return self._root(root).major_version
+
+    def inspect_get_minor_version(self, root: str) -> int:
+        """The OS's minor version (0 if unknown)."""
+        return self._root(root).minor_version
+
+    def inspect_get_hostname(self, root: str) -> str:
+        """The OS's hostname (/etc/hostname), or ``""``."""
+        return self._root(root).hostname
+
+    def inspect_get_package_format(self, root: str) -> str:
+        """``deb``, ``rpm``, ``apk``, ``pacman``... or ``unknown``."""
+        return self._root(root).package_format
+
+    def inspect_get_package_management(self, root: str) -> str:
+        """``apt``, ``dnf``, ``yum``, ``zypper``, ``apk``, ``pacman``... or ``unknown``."""
+        return self._root(root).package_management
+
+    def inspect_get_osinfo(self, root: str) -> str:
+        """The libosinfo short id (``debian12``, ``rhel7.9``...) or ``unknown``."""
+        return self._root(root).osinfo
+
+    def inspect_get_mountpoints(self, root: str) -> dict[str, str]:
+        """Mount point -> device, as the OS's fstab says (``/`` is *root*)."""
+        return dict(self._root(root).mountpoints)
 
     @serialised
     def mount_os(self, root: str, readonly: bool = True) -> None:

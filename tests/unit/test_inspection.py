@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from guestslots.inspection import parse_fstab, parse_os_release, resolve_spec
+from guestslots.inspection import parse_fstab, resolve_spec
+from guestslots.releases import parse_os_release
 
 
 def test_parse_os_release_unquotes() -> None:
