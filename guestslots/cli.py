@@ -23,6 +23,7 @@ from .copyout import copy_out
 from .errors import GuestslotsError
 from .frontend import open_appliance
 from .host import build, workdir
+from .inspector_xml import inspector_xml
 
 PROG = "guestslots"
 
@@ -63,11 +64,30 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 },
                 "operating_systems": [s for s in systems if device in disks[str(s["root"])]],
             })
+        if args.xml:
+            sys.stdout.write(_inspector_xml(app, systems, filesystems))
+            return 0
         json.dump(report, sys.stdout, indent=2)
         print()
         return 0
     finally:
         app.shutdown()
+
+
+def _inspector_xml(app: Appliance, systems: list[dict[str, object]],
+                   filesystems: dict[str, str]) -> str:
+    """virt-inspector's document for *systems*: each OS mounted in turn to list its
+    applications, as virt-inspector does."""
+    records = {dev: _fs_record(app, dev, fstype) for dev, fstype in filesystems.items()}
+    applications = {}
+    for system in systems:
+        root = str(system["root"])
+        app.mount_os(root)
+        try:
+            applications[root] = app.inspect_list_applications(root)
+        finally:
+            app.umount_all()
+    return inspector_xml(systems, records, applications)
 
 
 def _disk(partition: str) -> str:
@@ -251,6 +271,8 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("inspect", help="devices, partitions, filesystems and OS of images, "
                        "as JSON")
+    s.add_argument("--xml", action="store_true",
+                   help="virt-inspector's XML (the disks of one guest), not JSON")
     s.add_argument("images", nargs="+", metavar="IMAGE")
     s.set_defaults(func=cmd_inspect)
     s = sub.add_parser("cat", help="print a file from an image")

@@ -43,7 +43,8 @@ CALLS = (
     "inspect_os", "mount_os", "inspect_get_roots", "inspect_get_type", "inspect_get_distro",
     "inspect_get_product_name", "inspect_get_major_version", "inspect_get_minor_version",
     "inspect_get_hostname", "inspect_get_package_format", "inspect_get_package_management",
-    "inspect_get_osinfo", "inspect_get_mountpoints",
+    "inspect_get_osinfo", "inspect_get_mountpoints", "inspect_get_arch",
+    "inspect_list_applications",
     # files
     "ls", "stat", "lstat", "exists", "is_file", "is_dir", "readlink", "mkdir", "mkdir_p", "rm",
     "rmdir", "read_file", "cat", "write", "pread", "pwrite", "download", "upload", "checksum",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .binaries import ARCH_BINARIES, elf_arch
 from .errors import GuestslotsError, StateError
 from .model.names import canonical_volume, device_name, is_volume, parse_device
 from .releases import RELEASE_FILES, detect, parse_os_release
@@ -27,6 +28,7 @@ class Guest(Protocol):
     def is_file(self, path: str, followsymlinks: bool = False) -> bool: ...
     def is_dir(self, path: str, followsymlinks: bool = False) -> bool: ...
     def cat(self, path: str) -> str: ...
+    def pread(self, path: str, count: int, offset: int) -> bytes: ...
 
 #: Filesystem types never tried as a root.
 _NOT_ROOTS = frozenset({"unknown", "swap", "LVM2_member", "linux_raid_member", "crypto_LUKS"})
@@ -56,6 +58,7 @@ class OSInfo:
     package_format: str = "unknown"
     package_management: str = "unknown"
     osinfo: str = "unknown"
+    arch: str = "unknown"
     #: Mount point -> device, from the root's /etc/fstab (the root itself as "/").
     mountpoints: dict[str, str] = field(default_factory=dict)
 
@@ -65,6 +68,7 @@ class OSInfo:
             "product_name": self.product_name, "major_version": self.major_version,
             "minor_version": self.minor_version, "package_format": self.package_format,
             "package_management": self.package_management, "osinfo": self.osinfo,
+            "arch": self.arch,
             "hostname": self.hostname, "name": self.name, "pretty_name": self.pretty_name,
             "version": self.version, "mountpoints": dict(self.mountpoints),
         }
@@ -158,11 +162,11 @@ def inspect_os(app: Guest) -> list[OSInfo]:
             osinfo = _linux_root(app, dev)
             if osinfo is None:
                 continue
-            if app.is_file("/etc/hostname", followsymlinks=True):
-                osinfo.hostname = app.cat("/etc/hostname").strip()
+            osinfo.hostname = _hostname(app)
+            osinfo.arch = _arch(app)
             osinfo.mountpoints["/"] = dev
             if app.is_file("/etc/fstab", followsymlinks=True):
-                for entry in parse_fstab(app.cat("/etc/fstab")):
+                for entry in parse_fstab(_head(app, "/etc/fstab", 1 << 20)):
                     target = resolve_spec(entry.spec, by_uuid, by_label, set(filesystems))
                     subvolume = entry.btrfs_subvolume
                     if target is not None and subvolume is not None:
@@ -175,6 +179,36 @@ def inspect_os(app: Guest) -> list[OSInfo]:
         finally:
             app.umount_all()
     return found
+
+
+def _head(app: Guest, path: str, limit: int) -> str:
+    """The start of a guest's text file, at most *limit* bytes (a hostile guest's file
+    may be endless)."""
+    return app.pread(path, limit, 0).decode(errors="replace")
+
+
+def _hostname(app: Guest) -> str:
+    """As libguestfs looks: /etc/HOSTNAME, /etc/hostname (first line), then
+    /etc/sysconfig/network's HOSTNAME=."""
+    for path in ("/etc/HOSTNAME", "/etc/hostname"):
+        if app.is_file(path, followsymlinks=True):
+            lines = _head(app, path, 4096).strip().splitlines()
+            if lines and lines[0].strip():
+                return lines[0].strip()
+    if app.is_file("/etc/sysconfig/network", followsymlinks=True):
+        return parse_os_release(_head(app, "/etc/sysconfig/network", 1 << 16)).get(
+            "HOSTNAME", "")
+    return ""
+
+
+def _arch(app: Guest) -> str:
+    """The architecture of the first of libguestfs's system binaries that is ELF."""
+    for path in ARCH_BINARIES:
+        if app.is_file(path, followsymlinks=True):
+            arch = elf_arch(app.pread(path, 64, 0))
+            if arch is not None:
+                return arch
+    return "unknown"
 
 
 def _is_linux_root(app: Guest) -> bool:
@@ -193,7 +227,7 @@ def _linux_root(app: Guest, dev: str) -> OSInfo | None:
     """The Linux whose root is mounted on / (*dev*), or None if it is not one."""
     if not _is_linux_root(app):
         return None
-    files = {path: app.cat(path) for path in RELEASE_FILES
+    files = {path: _head(app, path, 1 << 16) for path in RELEASE_FILES
              if app.is_file(path, followsymlinks=True)}
     found = detect(files)
     fields = parse_os_release(files.get("/etc/os-release", ""))

@@ -5,7 +5,7 @@ Inspection drives the appliance through public calls only, from the other areas.
 
 from __future__ import annotations
 
-from .. import inspection
+from .. import inspection, packages
 from ..errors import DeviceNameError
 from .base import serialised
 from .devices import DeviceCalls
@@ -88,6 +88,39 @@ class InspectionCalls(DeviceCalls, MountCalls, FileCalls):
     def inspect_get_osinfo(self, root: str) -> str:
         """The libosinfo short id (``debian12``, ``rhel7.9``...) or ``unknown``."""
         return self._root(root).osinfo
+
+    def inspect_get_arch(self, root: str) -> str:
+        """The architecture of the OS's system binaries (``x86_64``, ``aarch64``...)."""
+        return self._root(root).arch
+
+    @serialised
+    def inspect_list_applications(self, root: str) -> list[dict[str, object]]:
+        """The applications installed in the OS on *root*, from its package database
+        (dpkg, apk, pacman; rpm not yet): name, epoch, version, release, arch, sorted
+        by name.  As in libguestfs, the OS's filesystems must be mounted (mount_os,
+        or ``-i``)."""
+        found = self._root(root)
+
+        def text(path: str) -> str | None:
+            if not self.is_file(path, followsymlinks=True):
+                return None
+            return self.pread(path, packages.MAX_DB_BYTES, 0).decode(errors="replace")
+
+        apps: list[packages.Application] = []
+        if found.package_format == "deb":
+            status = text(packages.DPKG_STATUS)
+            apps = packages.parse_dpkg_status(status) if status is not None else []
+        elif found.package_format == "apk":
+            installed = text(packages.APK_INSTALLED)
+            apps = packages.parse_apk_installed(installed) if installed is not None else []
+        elif found.package_format == "pacman" and self.is_dir(packages.PACMAN_LOCAL):
+            for entry in self.ls(packages.PACMAN_LOCAL):
+                desc = text(f"{packages.PACMAN_LOCAL}/{entry}/desc")
+                app = packages.parse_pacman_desc(desc) if desc is not None else None
+                if app is not None:
+                    apps.append(app)
+            apps.sort(key=lambda a: a.name)
+        return [a.as_dict() for a in apps]
 
     def inspect_get_mountpoints(self, root: str) -> dict[str, str]:
         """Mount point -> device, as the OS's fstab says (``/`` is *root*)."""

@@ -4,6 +4,11 @@ libguestfs 1.48 answered for these very images)."""
 
 from __future__ import annotations
 
+import gzip
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +16,7 @@ import pytest
 from guestslots import Appliance
 from guestslots.testing import testimages as images
 
+from ..unit.test_packages import DPKG as DPKG_STATUS
 from ..unit.test_releases import LIBGUESTFS
 
 pytestmark = pytest.mark.integration
@@ -43,3 +49,64 @@ def test_no_root_without_a_linux_layout(app: Appliance, tmp_path: Path) -> None:
     """An /etc/fstab alone (no /bin or /usr/bin, no os-release) is not an OS."""
     app.hotplug(0, images.ext4(tmp_path / "data.img", {"etc/fstab": "x\n", "data": "1\n"}))
     assert app.inspect_os() == []
+
+
+def deb_image(path: Path) -> Path:
+    status = DPKG_STATUS + "\n"  # dpkg ends its file with a blank line
+    return images.ext4(path, {
+        "bin/ls": Path("/usr/bin/ls").read_bytes(), "usr/bin/.keep": "",
+        "etc/debian_version": "12.4\n", "etc/HOSTNAME": "suse-style\n",
+        "etc/hostname": "debian-style\n", "etc/fstab": "/dev/sda / ext4 defaults 0 1\n",
+        "var/lib/dpkg/status": status,
+    }, size_mib=24)
+
+
+def test_arch_hostname_and_applications_as_libguestfs_gives_them(
+    app: Appliance, tmp_path: Path
+) -> None:
+    """libguestfs 1.48 on this image: arch x86_64 (from /bin/ls), hostname from
+    /etc/HOSTNAME before /etc/hostname, and the installed dpkg packages."""
+    app.hotplug(0, deb_image(tmp_path / "deb.img"))
+    [found] = app.inspect_os()
+    root = str(found["root"])
+    assert (found["arch"], found["hostname"], found["distro"]) == ("x86_64", "suse-style",
+                                                                   "debian")
+    app.mount_os(root)
+    assert [(a["name"], a["epoch"], a["version"], a["release"], a["arch"])
+            for a in app.inspect_list_applications(root)] == [
+        ("bash", 0, "5.2.15", "2+b2", "amd64"),
+        ("tzdata", 0, "2024a", "", "all"),
+        ("zlib1g", 1, "1.2.13.dfsg", "1", "amd64"),
+    ]
+
+
+def test_a_hostile_hostname_file_is_read_bounded(app: Appliance, tmp_path: Path) -> None:
+    image = images.ext4(tmp_path / "big.img", {
+        "bin/.keep": "", "etc/fstab": "x\n", "etc/hostname": "h" * (8 << 20) + "\n",
+    }, size_mib=32)
+    app.hotplug(0, image)
+    [found] = app.inspect_os()
+    assert found["hostname"] == "h" * 4096
+
+
+RNG = Path("/usr/share/doc/guestfs-tools/virt-inspector.rng.gz")
+
+
+@pytest.mark.single_pass("runs virt-inspector (libguestfs) once")
+def test_inspect_xml_is_virt_inspectors_document(tmp_path: Path) -> None:
+    """``guestslots inspect --xml`` writes what virt-inspector writes for the same image,
+    and libguestfs's schema accepts it."""
+    if shutil.which("virt-inspector") is None or not RNG.exists():
+        pytest.skip("virt-inspector (guestfs-tools, ./tools/setup) is not installed")
+    image = deb_image(tmp_path / "xml.img")
+    ours = subprocess.run([sys.executable, "-m", "guestslots.cli", "inspect", "--xml", image],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert ours.returncode == 0, ours.stderr
+    env = dict(os.environ, LIBGUESTFS_BACKEND="direct", LIBGUESTFS_BACKEND_SETTINGS="force_tcg")
+    theirs = subprocess.run(["virt-inspector", "--format=raw", "-a", image], env=env,
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.stdout == theirs.stdout
+    etree = pytest.importorskip("lxml.etree")
+    schema = etree.RelaxNG(etree.fromstring(gzip.decompress(RNG.read_bytes())))
+    assert schema.validate(etree.fromstring(ours.stdout.encode())), schema.error_log

@@ -1,0 +1,55 @@
+"""Package databases: dpkg, apk, pacman."""
+
+from __future__ import annotations
+
+from guestslots.packages import (
+    Application,
+    parse_apk_installed,
+    parse_dpkg_status,
+    parse_pacman_desc,
+)
+
+DPKG = """Package: zlib1g
+Status: install ok installed
+Architecture: amd64
+Version: 1:1.2.13.dfsg-1
+Description: compression library
+ a continuation line: Version: 9
+
+Package: removed-one
+Status: deinstall ok config-files
+Version: 1.0-1
+
+Package: bash
+Status: install ok installed
+Architecture: amd64
+Version: 5.2.15-2+b2
+
+Package: tzdata
+Status: install ok installed
+Architecture: all
+Version: 2024a
+"""
+
+
+def test_dpkg_installed_packages_with_epoch_version_release() -> None:
+    assert parse_dpkg_status(DPKG) == [
+        Application("bash", "5.2.15", "2+b2", 0, "amd64"),
+        Application("tzdata", "2024a", "", 0, "all"),
+        Application("zlib1g", "1.2.13.dfsg", "1", 1, "amd64", "compression library",
+                    "a continuation line: Version: 9"),
+    ]
+
+
+def test_apk() -> None:
+    text = "C:Q1abc=\nP:musl\nV:1.2.4-r2\nA:x86_64\n\nC:Q1def=\nP:busybox\nV:1.36.1-r5\nA:x86_64\n"
+    assert parse_apk_installed(text) == [
+        Application("busybox", "1.36.1", "r5", 0, "x86_64"),
+        Application("musl", "1.2.4", "r2", 0, "x86_64"),
+    ]
+
+
+def test_pacman() -> None:
+    desc = "%NAME%\nlinux\n\n%VERSION%\n1:6.6.1.arch1-1\n\n%ARCH%\nx86_64\n"
+    assert parse_pacman_desc(desc) == Application("linux", "6.6.1.arch1", "1", 1, "x86_64")
+    assert parse_pacman_desc("%VERSION%\n1\n") is None
