@@ -48,7 +48,7 @@ from .model.drives import NULL_DRIVE, DriveSpec, make_drive
 from .model.flags import CONFIG, CURRENT, LIVE, Affect, NotRunning
 from .model.flags import resolve as resolve_flags
 from .model.names import is_volume, split_btrfsvol, translate_out_text
-from .model.slots import MAX_SLOTS, Slot, SlotTable
+from .model.slots import MAX_SLOTS, Slot, SlotState, SlotTable
 from .wire import BTRFSVOL
 
 log = logging.getLogger(__name__)
@@ -340,12 +340,14 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
     def shutdown(self) -> None:
         """Unmount everything, sync, power the appliance off and clean up.
 
-        Safe to call more than once.  A later :meth:`launch` starts the appliance
-        again from its definition.
+        An appliance whose every slot is read-only or ``overlay=True`` has nothing
+        to write back: it is stopped at once.  Safe to call more than once.  A later
+        :meth:`launch` starts the appliance again from its definition.
         """
         with self._lock:
             graceful = False
-            if self._state is ApplianceState.RUNNING and self._agent is not None:
+            if self._state is ApplianceState.RUNNING and self._agent is not None \
+                    and not self._nothing_to_lose():
                 try:
                     self._agent.call("shutdown", wait_for=min(self.call_timeout, 30))
                     graceful = True
@@ -357,6 +359,13 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
             self._table.show_config()
 
     close = shutdown
+
+    def _nothing_to_lose(self) -> bool:
+        """Whether no image would keep anything of a graceful shutdown: every full
+        slot's writes go to a throwaway overlay (read-only or ``overlay=True``), so
+        the VM is stopped at once (no unmount, sync and power-off to wait for)."""
+        return all(slot.drive is None or slot.drive.throwaway for slot in self._table
+                   if slot.state is SlotState.FILLED)
 
     def _teardown(self, graceful: bool = False) -> None:
         """Stop the VM (waiting for the guest to power off if *graceful*) and clean up."""

@@ -21,6 +21,8 @@ from guestslots import (
 )
 from guestslots.testing import testimages as images
 
+from .test_faults import wait_gone
+
 pytestmark = pytest.mark.integration
 
 
@@ -116,3 +118,24 @@ def test_a_dying_qemu_gives_a_clear_error_and_a_closed_appliance(tmp_path: Path)
     with pytest.raises(StateError):
         app.cat("/whoami")
     app.shutdown()  # still fine
+
+
+def test_a_read_only_appliance_is_stopped_without_waiting_for_the_guest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing of a read-only appliance outlives it (its writes go to throwaway
+    overlays): shutdown stops it at once, even a stopped QEMU (which the graceful
+    path would wait call_timeout for, then warn about)."""
+    img = images.ext4(tmp_path / "ro.img", {"whoami": "ro\n"})
+    app = Appliance(call_timeout=5)
+    app.add_drive(img)
+    app.launch()
+    app.mount_ro("/dev/sda", "/")
+    pid = app.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    with caplog.at_level("WARNING", logger="guestslots"):
+        app.shutdown()
+    assert "did not power off" not in caplog.text
+    assert app.state is ApplianceState.CLOSED
+    wait_gone(pid)
