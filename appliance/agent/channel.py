@@ -116,7 +116,14 @@ class Channel(AgentBase):
                 "id": call_id,
                 "error": {"type": type(e).__name__, "message": str(e), "errno": 0},
             }
-        self.send_message(reply)
+        try:
+            frame = wire.encode_message(reply)
+        except wire.ProtocolError:  # an answer too large for one frame (a huge directory)
+            frame = wire.encode_message({"id": call_id, "error": {
+                "type": "Fail", "errno": errno.E2BIG,
+                "message": f"{name}: the answer is larger than a message may be "
+                           f"({wire.MAX_FRAME} bytes)"}})
+        self.send(frame)
 
     def send_file(self, fd: int, offset: int = 0, count: int | None = None) -> int:
         """Stream an open file from *offset* (at most *count* bytes) as D frames then E;

@@ -101,7 +101,11 @@ class FileCalls(Channel):
         with self.root.inside():
             try:
                 st = os.stat(check_path(path), follow_symlinks=follow)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            except OSError as e:
+                if e.errno != errno.ELOOP:  # a guest's symlink loop is no file
+                    raise
                 return False
         return stat.S_ISREG(st.st_mode)
 
@@ -109,7 +113,11 @@ class FileCalls(Channel):
         with self.root.inside():
             try:
                 st = os.stat(check_path(path), follow_symlinks=follow)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            except OSError as e:
+                if e.errno != errno.ELOOP:  # a guest's symlink loop is no file
+                    raise
                 return False
         return stat.S_ISDIR(st.st_mode)
 

@@ -36,17 +36,22 @@ class FsCalls(Channel):
         with self.root.inside():
             return attrs(os.lstat(check_path(path)))
 
-    def call_fs_readdir(self, path: str) -> list[list[object]]:
-        """Every entry of directory *path* with its attributes (not followed), in one
-        call; an entry that vanished between listing and lstat is left out."""
+    def call_fs_readdir(self, path: str, start: int = 0,
+                        count: int = 2000) -> list[object]:
+        """``[entries, more]``: entries *start* to *start* + *count* of directory
+        *path* (sorted by name), each with its attributes (not followed), and whether
+        there are more; the host asks page after page, so that a directory of any
+        size fits in messages.  An entry that vanished before its lstat is left out."""
+        start, count = int(start), int(count)
         out: list[list[object]] = []
-        with self.root.inside(), os.scandir(check_path(path)) as entries:
-            for entry in entries:
+        with self.root.inside():
+            names = sorted(os.listdir(check_path(path)))
+            for name in names[start:start + count]:
                 try:
-                    out.append([entry.name, attrs(entry.stat(follow_symlinks=False))])
+                    out.append([name, attrs(os.lstat(os.path.join(path, name)))])
                 except FileNotFoundError:
                     continue
-        return out
+        return [out, start + count < len(names)]
 
     def call_fs_create(self, path: str, mode: int) -> list[int]:
         """Create regular file *path* (it must not exist) with *mode*."""

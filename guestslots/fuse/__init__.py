@@ -37,7 +37,11 @@ def mount(images: Sequence[tuple[str, str | None]], mountpoint: str | os.PathLik
     *inspector* as its ``-i``) at *mountpoint*.  Returns once the mount is ready,
     leaving a process that serves it; with *foreground*, serves it in this process
     until it is unmounted.  *owner_pid*: unmount when that process ends."""
-    from .serve import check_mountpoint
+    try:
+        from .serve import check_mountpoint
+    except ImportError as e:
+        raise MountError(f"mounting needs pyfuse3 ({e}): pip install 'guestslots[fuse]' "
+                         "(it builds against libfuse 3: libfuse3-dev, pkg-config)") from None
 
     target = check_mountpoint(mountpoint)
     if foreground:

@@ -13,6 +13,10 @@ from typing import NamedTuple
 
 from .base import GuestCalls, serialised
 
+#: Directory entries per fs_readdir call: a page with its attributes stays far below
+#: a message's size limit (wire.MAX_FRAME), whatever the guest's names.
+READDIR_PAGE = 2000
+
 
 class Attrs(NamedTuple):
     """A guest file's attributes, as ``lstat`` gives them (times in nanoseconds)."""
@@ -40,8 +44,16 @@ class FsCalls(GuestCalls):
 
     @serialised
     def fs_readdir(self, path: str) -> list[tuple[str, Attrs]]:
-        """Every entry of directory *path* with its attributes, in one call."""
-        return [(name, Attrs(*a)) for name, a in self._call("fs_readdir", path=path)]
+        """Every entry of directory *path* with its attributes, sorted by name, a page
+        of :data:`READDIR_PAGE` entries per call."""
+        out: list[tuple[str, Attrs]] = []
+        start = 0
+        while True:
+            page, more = self._call("fs_readdir", path=path, start=start, count=READDIR_PAGE)
+            out += [(name, Attrs(*a)) for name, a in page]
+            start += READDIR_PAGE
+            if not more:
+                return out
 
     @serialised
     def fs_create(self, path: str, mode: int) -> Attrs:

@@ -110,3 +110,17 @@ def test_inspect_xml_is_virt_inspectors_document(tmp_path: Path) -> None:
     etree = pytest.importorskip("lxml.etree")
     schema = etree.RelaxNG(etree.fromstring(gzip.decompress(RNG.read_bytes())))
     assert schema.validate(etree.fromstring(ours.stdout.encode())), schema.error_log
+
+
+def test_a_symlink_loop_where_a_release_file_should_be_is_no_release(
+    app: Appliance, tmp_path: Path
+) -> None:
+    """A hostile loop ``os-release -> x -> os-release`` made inspect_os fail (ELOOP);
+    it is no file, as libguestfs takes it."""
+    image = images.ext4(tmp_path / "loop.img", {
+        "bin/.keep": "", "etc/fstab": "/dev/sda / ext4 defaults 0 1\n",
+        "etc/hostname": "looped\n",
+    }, symlinks={"etc/os-release": "x", "etc/x": "os-release"})
+    app.hotplug(0, image)
+    [found] = app.inspect_os()
+    assert (found["distro"], found["hostname"]) == ("unknown", "looped")

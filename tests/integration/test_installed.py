@@ -95,6 +95,13 @@ def test_installed_cli_entry_point(venv: tuple[Path, dict[str, str]], osimg: Pat
     path, env = venv
     proc = _run([path / "bin/guestslots", "cat", osimg, "/whoami"], env)
     assert proc.stdout == "installedos\n"
+    # installed without the fuse extra: mount says what it needs, in one line
+    mountpoint = Path(env["GUESTSLOTS_CACHE_DIR"]) / "mnt"
+    mountpoint.mkdir(exist_ok=True)
+    proc = _run([path / "bin/guestslots", "mount", "-i", osimg, mountpoint], env, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("guestslots: mount: mounting needs pyfuse3")
+    assert "guestslots[fuse]" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_installed_shell_opens_images_read_only_by_default(

@@ -293,3 +293,26 @@ def test_the_audit_example_passes_and_fails_as_it_should(image: Path, tmp_path: 
                             timeout=300, check=False)
     assert failed.returncode == 1
     assert "/etc/ssh/ssh_host_ed25519_key" in failed.stderr, failed.stderr
+
+
+def test_a_directory_larger_than_a_message_is_listed_whole(tmp_path: Path) -> None:
+    """45,000 entries with their attributes are more than one message may carry: the
+    listing comes in pages, and an answer too large fails alone (E2BIG), the channel
+    in step (before, the agent could not send it and the channel was lost)."""
+    tree = tmp_path / "big"
+    (tree / "d").mkdir(parents=True)
+    for i in range(45_000):
+        (tree / "d" / f"entry-{i:05}").touch()
+    img = tmp_path / "bigdir.img"
+    images.sh("truncate", "-s", "128M", img)
+    images.sh("mkfs.ext4", "-q", "-F", "-N", "50000", "-d", tree, img)
+    with Appliance() as app:
+        app.add_drive(img)
+        app.launch()
+        app.mount_ro("/dev/sda", "/")
+        listed = app.fs_readdir("/d")
+        assert [name for name, _ in listed] == [f"entry-{i:05}" for i in range(45_000)]
+        with pytest.raises(guestslots.GuestOSError) as e:
+            app._call("fs_readdir", path="/d", start=0, count=100_000)
+        assert e.value.errno == errno.E2BIG
+        assert app.cat("/d/entry-00007") == ""  # the channel is in step
