@@ -38,6 +38,7 @@ from .isolation import isolated
 from .model.drives import DriveSpec
 from .model.flags import CONFIG, CURRENT, LIVE
 from .model.slots import MAX_SLOTS, Slot, SlotState
+from .pool import ImageResult, Pool
 
 __all__ = [
     "CONFIG",
@@ -58,9 +59,11 @@ __all__ = [
     "GuestOSError",
     "GuestslotsError",
     "HostFileError",
+    "ImageResult",
     "LabelError",
     "LaunchError",
     "MountError",
+    "Pool",
     "QMPCommandError",
     "QemuError",
     "QemuTimeout",

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import io
 import logging
 import os
 import shutil
+import signal
 import threading
 import time
 import warnings
@@ -41,7 +43,7 @@ from .guest.base import serialised
 from .guest.fs import FsCalls
 from .guest.inspect import InspectionCalls
 from .guest.volumes import VolumeCalls
-from .host import savedstate
+from .host import savedstate, warmup
 from .host.accel import AccelChoice, choose_accel
 from .host.build import ApplianceImage, ensure_appliance
 from .model.drives import NULL_DRIVE, DriveSpec, make_drive
@@ -287,13 +289,10 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
         self._say("saving the booted appliance, so that later launches restore it")
         started = time.monotonic()
 
-        def wait_disk(target: int, plugged: bool) -> None:
-            agent.call("wait_disk", target=target, plugged=plugged, timeout=60)
-
-        # The first hotplug after boot is the slowest: take it now, so that every
-        # restored appliance starts warm.
-        backend.warm_up(wait_disk, self.call_timeout)
+        # what the guest cached while booting is of no use: drop it, then take a first
+        # hotplug as a real image would, so that every restored appliance starts warm
         agent.call("prepare_save", wait_for=60)
+        self._warm_up(backend, agent)
         staged = savedstate.staging(key)
         try:
             backend.save(staged, timeout=120)
@@ -312,6 +311,24 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
                 backend.kill()
                 raise LaunchError("the state just saved is not in the cache")
             self._boot(backend, saved)
+
+    def _warm_up(self, backend: Backend, agent: AgentClient) -> None:
+        """Use the warm-up disk once in slot 0 (see :mod:`guestslots.host.warmup`): plug,
+        scan, list, mount, read, unmount, unplug.  No slot is filled yet."""
+        drive = make_drive(warmup.image(), "raw", True, None, False)
+        backend.attach_disk(0, drive, timeout=self.call_timeout)
+        found = agent.call("disk_plugged", target=0, readonly=True,
+                           activate=self.auto_activate, timeout=60)
+        disk = f"/dev/{found['name']}"
+        try:
+            agent.call("list_filesystems", disks=[disk])
+            agent.call("mount", device=disk + "1", mountpoint="/", readonly=True)
+            agent.download("download", io.BytesIO(), path=warmup.FILE)
+        finally:
+            agent.call("umount_all")
+            agent.call("prepare_unplug", device=disk)
+            backend.detach_disk(0, timeout=self.call_timeout)
+            agent.call("wait_disk", target=0, plugged=False, timeout=60)
 
     def _boot(self, backend: Backend, saved: savedstate.SavedState | None = None) -> None:
         """Start *backend*'s VM (restoring *saved*) and wait until its agent answers."""
@@ -359,6 +376,27 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
             self._table.show_config()
 
     close = shutdown
+
+    def kill(self) -> None:
+        """Kill the appliance's VM at once, from any thread, even during a call.
+
+        For a Ctrl-C handler or a watchdog: a call in progress fails with
+        :class:`ChannelClosed` and the appliance closes (what was written since the
+        last sync is lost, as after a power cut).  A no-op when not running.
+        """
+        pid = self.pid
+        if pid is None:
+            return
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:  # already gone
+            return
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except OSError:
+            pass
+        finally:
+            os.close(pidfd)
 
     def _nothing_to_lose(self) -> bool:
         """Whether no image would keep anything of a graceful shutdown: every full

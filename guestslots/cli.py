@@ -14,7 +14,7 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from .appliance import Appliance
@@ -39,39 +39,111 @@ def _open(args: argparse.Namespace, image: str, readonly: bool = True) -> Applia
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.jobs is not None:
+        if args.xml:
+            raise UsageError("--xml describes one guest (all its disks in one appliance): "
+                             "not with --jobs")
+        report = _reports([(image, args.format) for image in args.images], args)
+        json.dump([r for _, r in sorted(report, key=lambda pr: pr[0])], sys.stdout, indent=2)
+        print()
+        return 0 if all("error" not in r for _, r in report) else 1
     app = open_appliance(slots=len(args.images), launch=True, accel=args.accel,
                          progress=_progress())
     try:
-        report = []
         for index, image in enumerate(args.images):
             app.hotplug(index, image, format=args.format)
-        filesystems = app.list_filesystems()
-        partitions = app.list_partitions()
-        systems = app.inspect_os()
-        # an LV, md array or btrfs subvolume belongs to every image it is built on
-        disks = {dev: set(app.disks_of(dev)) for dev in filesystems}
-        for system in systems:
-            disks.setdefault(str(system["root"]), set(app.disks_of(str(system["root"]))))
-        for index, image in enumerate(args.images):
-            device = app.slots()[index].device
-            report.append({
-                "image": image,
-                "device": device,
-                "partitions": [p for p in partitions if _disk(p) == device],
-                "filesystems": {
-                    dev: _fs_record(app, dev, fstype) for dev, fstype in filesystems.items()
-                    if device in disks[dev]
-                },
-                "operating_systems": [s for s in systems if device in disks[str(s["root"])]],
-            })
         if args.xml:
-            sys.stdout.write(_inspector_xml(app, systems, filesystems))
+            systems = app.inspect_os()
+            sys.stdout.write(_inspector_xml(app, systems, app.list_filesystems()))
             return 0
-        json.dump(report, sys.stdout, indent=2)
+        json.dump(_inspect_slots(app, args.images), sys.stdout, indent=2)
         print()
         return 0
     finally:
         app.shutdown()
+
+
+def _inspect_slots(app: Appliance, images: Sequence[str]) -> list[dict[str, object]]:
+    """The report of each image, plugged in slots 0... of *app* (the disks of one guest:
+    an LV, md array or btrfs built on several is in each of their reports)."""
+    report: list[dict[str, object]] = []
+    filesystems = app.list_filesystems()
+    partitions = app.list_partitions()
+    systems = app.inspect_os()
+    # an LV, md array or btrfs subvolume belongs to every image it is built on
+    disks = {dev: set(app.disks_of(dev)) for dev in filesystems}
+    for system in systems:
+        disks.setdefault(str(system["root"]), set(app.disks_of(str(system["root"]))))
+    for index, image in enumerate(images):
+        device = app.slots()[index].device
+        report.append({
+            "image": image,
+            "device": device,
+            "partitions": [p for p in partitions if _disk(p) == device],
+            "filesystems": {
+                dev: _fs_record(app, dev, fstype) for dev, fstype in filesystems.items()
+                if device in disks[dev]
+            },
+            "operating_systems": [s for s in systems if device in disks[str(s["root"])]],
+        })
+    return report
+
+
+def _inspect_one(app: Appliance) -> dict[str, object]:
+    slot = app.slots()[0]
+    return _inspect_slots(app, [str(slot.path)])[0]
+
+
+def _reports(images: Sequence[tuple[str, str | None]], args: argparse.Namespace,
+             ) -> Iterator[tuple[int, dict[str, object]]]:
+    """(position, report) of each image, each in an appliance of its own, *args.jobs*
+    at a time, as they finish; a failed image's report is its error."""
+    from .pool import Pool
+
+    with Pool(args.jobs or None, accel=args.accel) as pool:
+        for result in pool.imap_unordered(_inspect_one, images):
+            if result.ok:
+                assert result.value is not None
+                yield result.position, {**result.value, "image": result.image}
+            else:
+                yield result.position, {"image": result.image,
+                                        "error": _first_line(result.error)}
+
+
+def _first_line(error: BaseException | None) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return text or type(error).__name__
+
+
+#: Image formats by file name extension (``guestslots scan`` without ``--format``).
+EXTENSIONS = {".img": "raw", ".raw": "raw", ".qcow2": "qcow2"}
+
+
+def _images_under(directory: str, fmt: str | None) -> list[tuple[str, str | None]]:
+    """The images under *directory* (recursively, sorted): with *fmt*, every regular
+    file; without, those whose extension names a format."""
+    if not os.path.isdir(directory):
+        raise GuestslotsError(f"scan: {directory}: not a directory")
+    found: list[tuple[str, str | None]] = []
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            if not os.path.isfile(path) or os.path.islink(path):
+                continue
+            kind = fmt or EXTENSIONS.get(os.path.splitext(name)[1].lower())
+            if kind:
+                found.append((path, kind))
+    return found
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    """Inspect every image under a directory, one JSON line per image as each finishes."""
+    failed = 0
+    for _position, report in _reports(_images_under(args.directory, args.format), args):
+        failed += "error" in report
+        print(json.dumps(report), flush=True)
+    return 1 if failed else 0
 
 
 def _inspector_xml(app: Appliance, systems: list[dict[str, object]],
@@ -262,6 +334,16 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
@@ -273,8 +355,20 @@ def parser() -> argparse.ArgumentParser:
                        "as JSON")
     s.add_argument("--xml", action="store_true",
                    help="virt-inspector's XML (the disks of one guest), not JSON")
+    s.add_argument("-j", "--jobs", type=_jobs, default=None, metavar="N",
+                   help="the images are separate guests: inspect each in an appliance of "
+                   "its own, N at a time (0: as many as this machine allows)")
     s.add_argument("images", nargs="+", metavar="IMAGE")
     s.set_defaults(func=cmd_inspect)
+    s = sub.add_parser("scan", help="inspect every image under a directory (each in an "
+                       "appliance of its own), one JSON line per image")
+    s.add_argument("-j", "--jobs", type=_jobs, default=0, metavar="N",
+                   help="appliances at a time (default 0: as many as this machine allows)")
+    s.add_argument("--format", choices=("raw", "qcow2"), default=argparse.SUPPRESS,
+                   help="format of every file under DIRECTORY (default: by extension: "
+                   ".img .raw raw, .qcow2 qcow2; other files are skipped)")
+    s.add_argument("directory", metavar="DIRECTORY")
+    s.set_defaults(func=cmd_scan)
     s = sub.add_parser("cat", help="print a file from an image")
     s.add_argument("image")
     s.add_argument("path")

@@ -11,8 +11,21 @@ from collections.abc import Sequence
 from typing import Any
 
 
+def _rebuild(cls: type[GuestslotsError], args: tuple[Any, ...],
+             state: dict[str, Any]) -> GuestslotsError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class GuestslotsError(Exception):
     """Root of every error raised by guestslots."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (a Dask worker's result): pickle the message
+        # and the attributes, not the constructor's arguments (each subclass has its own).
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
 
 
 class StateError(GuestslotsError):

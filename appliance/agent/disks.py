@@ -13,6 +13,7 @@ import socket
 import time
 from typing import Any
 
+from . import links
 from .blockdev import (
     active_lvs,
     canonical,
@@ -141,13 +142,21 @@ class DiskCalls(VolumeCalls):
     def call_wait_disk(
         self, target: int, plugged: bool = True, timeout: float = 30.0
     ) -> str | None:
-        return self.disks.wait(int(target), bool(plugged), float(timeout))
+        self.disks.drain()
+        before = self.disks.present.get(int(target))
+        name = self.disks.wait(int(target), bool(plugged), float(timeout))
+        if not plugged and before is not None:
+            links.remove(before)
+        return name
 
     def call_wait_link(self, name: str, timeout: float = 10.0) -> str:
         """Wait until udev has made /dev/disk/guestslots/NAME; return its target device."""
         if "/" in name or name in ("", ".", ".."):
             raise Fail(f"{name!r}: not a link name", errno.EINVAL)
         link = f"{LINK_DIR}/{name}"
+        if not name.startswith("slot"):  # a label link: the agent's own (see .links)
+            self.disks.drain()
+            links.refresh(list(self.disks.present.values()))
         deadline = time.monotonic() + float(timeout)
         poller = select.poll()
         poller.register(self.udev_events, select.POLLIN)
@@ -249,6 +258,7 @@ class DiskCalls(VolumeCalls):
         are refused here (:meth:`check_writable`)."""
         name = self.disks.wait(int(target), True, float(timeout))
         assert name is not None
+        links.add(name)
         if readonly:
             self.readonly_disks.add(f"{name}@{diskseq(name)}")
         try:

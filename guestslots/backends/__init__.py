@@ -10,7 +10,6 @@ serial, so the appliance inside sees one layout whatever runs it.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -29,7 +28,6 @@ KERNEL_CMDLINE = (
 )
 
 #: Waits in the guest until the disk at SCSI *target* is there (True) or gone (False).
-WaitDisk = Callable[[int, bool], None]
 
 
 @dataclass(frozen=True)
@@ -77,10 +75,6 @@ class Backend(Protocol):
 
     def detach_disk(self, index: int, timeout: float) -> None:
         """Unplug slot *index*, confirmed by the hypervisor (never assumed)."""
-
-    def warm_up(self, wait_disk: WaitDisk, timeout: float) -> None:
-        """Plug and unplug a dummy disk (the first hotplug after boot is the slowest),
-        before a state is saved (only if :attr:`saves_state`)."""
 
     def save(self, directory: Path, timeout: float) -> None:
         """Write the VM's state and its root disk into *directory*; the VM runs on,

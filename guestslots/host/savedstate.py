@@ -10,11 +10,13 @@ binary) and the appliance image's key.
 
 A state directory holds ``state`` (QEMU's migration stream), ``root.qcow2``
 (the root overlay as it was at the save, the backing file of every restored
-appliance's own overlay) and ``meta.json``, written last; a directory without
-a ``meta.json`` that matches is not a state.  States are published by a rename
+appliance's own overlay), for the QEMU backend ``ram`` (the guest's RAM, which
+every restored appliance maps copy-on-write, so it is never changed in place)
+and ``meta.json``, written last; a directory without a ``meta.json`` that
+matches is not a state.  States are published by a rename
 under a lock, so concurrent launches never see half of one.
 
-``meta.json`` holds the SHA-256 of both files.  They are checked against it
+``meta.json`` holds the SHA-256 of each file.  They are checked against it
 before the first restore, and again whenever either file's identity (inode,
 size, mtime, ctime) changes; ``verified`` records the identities last checked,
 so an unchanged state costs no hashing per launch.
@@ -36,10 +38,12 @@ from pathlib import Path
 from .cache import cache_root
 
 #: Bumped when what a state directory holds changes.
-FORMAT = 2
+FORMAT = 3
 #: The backend's saved VM state, and the root overlay as it was at the save.
 STATE_FILE = "state"
 ROOT_FILE = "root.qcow2"
+#: The guest's RAM, where the backend keeps it apart from its state (QEMU does).
+RAM_FILE = "ram"
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,10 @@ class SavedState:
     @property
     def root(self) -> Path:
         return self.directory / ROOT_FILE
+
+    @property
+    def ram(self) -> Path:
+        return self.directory / RAM_FILE
 
     @property
     def meta(self) -> Path:
@@ -115,6 +123,8 @@ def check(saved: SavedState) -> str:
         if meta.get("key") != saved.key or meta.get("format") != FORMAT:
             return "it was saved for another configuration"
         files = {"state": saved.state, "root": saved.root}
+        if "ram_sha256" in meta:
+            files["ram"] = saved.ram
         identities = {name: _identity(path) for name, path in files.items()}
         with contextlib.suppress(OSError, ValueError):
             if json.loads(saved.verified.read_text()) == identities:
@@ -140,10 +150,16 @@ def staging(key: str) -> Path:
 def publish(key: str, staged: Path) -> SavedState:
     """Make the state saved in *staged* the state for *key* (unless one appeared meanwhile)."""
     meta: dict[str, object] = {"key": key, "format": FORMAT, "saved_at": time.time()}
-    for name, file in (("state", "state"), ("root", "root.qcow2")):
+    identities = {}
+    for name, file in (("state", STATE_FILE), ("root", ROOT_FILE), ("ram", RAM_FILE)):
+        if name == "ram" and not (staged / file).exists():
+            continue
         meta[f"{name}_size"] = (staged / file).stat().st_size
         meta[f"{name}_sha256"] = _sha256(staged / file)
+        identities[name] = _identity(staged / file)
     (staged / "meta.json").write_text(json.dumps(meta))
+    # just hashed: the first restore need not hash them again (a rename keeps identities)
+    (staged / "verified").write_text(json.dumps(identities))
     with _locked():
         existing = find(key)
         if existing is not None and not check(existing):

@@ -109,9 +109,14 @@ def _corrupt_middle(path: Path) -> None:
         f.write(b"\xde\xad\xbe\xef" * 4096)
 
 
-def test_a_corrupt_state_is_detected_and_rebuilt(shared_appliance: Appliance) -> None:
-    for state in _states():
-        _corrupt_middle(state)
+@pytest.mark.parametrize("part", ["state", "ram"])
+def test_a_corrupt_state_is_detected_and_rebuilt(shared_appliance: Appliance, part: str
+                                                 ) -> None:
+    if part == "ram" and shared_appliance.backend != "qemu":
+        pytest.skip("only the QEMU backend keeps the guest's RAM apart from its state")
+    corrupted = [path for state in _states() if (path := state.parent / part).exists()]
+    for path in corrupted:
+        _corrupt_middle(path)
     with Appliance() as app, pytest.warns(RuntimeWarning, match="does not match its checksum"):
         app.add_drive("/dev/null")
         app.launch()

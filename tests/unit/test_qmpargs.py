@@ -6,6 +6,7 @@ from guestslots.backends.qemu.qmpargs import (
     MachineConfig,
     blockdev_add_args,
     device_add_args,
+    layout_key_command,
     qemu_command,
     slot_ids,
 )
@@ -70,3 +71,25 @@ def test_command_line_has_no_slot_disks_and_a_virtio_blk_root() -> None:
     assert kvm[kvm.index("-accel") + 1] == "kvm"
     assert "root=/dev/vda" in cmd[cmd.index("-append") + 1]
     assert qemu_command(cfg) == cmd  # deterministic
+
+
+def test_guest_ram_is_a_file_shared_when_booting_and_copy_on_write_when_restored() -> None:
+    base = dict(qemu="qemu", accel="tcg", kernel="/k", initrd="/i", root_overlay="/w/r",
+                qmp_socket="/w/q", agent_socket="/w/a", console_log="/w/c", memory_mb=384)
+    booting = MachineConfig(**base, memory_file="/w,1/ram", memory_shared=True)  # type: ignore[arg-type]
+    restored = MachineConfig(**{**base, "root_overlay": "/v/r"},  # type: ignore[arg-type]
+                             memory_file="/cache/state/ram", memory_shared=False)
+    cmd = qemu_command(booting)
+    assert cmd[cmd.index("-machine") + 1] == "pc,memory-backend=ram0"
+    assert cmd[cmd.index("-object") + 1] == \
+        "memory-backend-file,id=ram0,size=384M,mem-path=/w,,1/ram,share=on"
+    assert cmd[cmd.index("-m") + 1] == "384"  # the backend's size and -m agree
+    restore = qemu_command(restored, incoming=True)
+    assert restore[restore.index("-object") + 1].endswith(
+        "mem-path=/cache/state/ram,share=off")
+    # the saving and the restoring side have one layout: where the RAM file is, and
+    # whether it is shared, are per instance
+    assert layout_key_command(booting) == layout_key_command(restored)
+    anonymous = MachineConfig(**base)  # type: ignore[arg-type]
+    assert "-object" not in qemu_command(anonymous)
+    assert layout_key_command(anonymous) != layout_key_command(booting)

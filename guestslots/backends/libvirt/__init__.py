@@ -48,7 +48,7 @@ from ...host.owner import Owner
 from ...host.proc import CommandError
 from ...host.savedstate import ROOT_FILE, STATE_FILE
 from ...model.drives import DriveSpec
-from .. import VMSpec, WaitDisk
+from .. import VMSpec
 from ..overlays import make_overlay, make_root_overlay
 from . import bounded, connection
 from .domxml import (
@@ -379,18 +379,6 @@ class LibvirtBackend:
             self._attached.pop(index, None)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._overlay_path(index))
-
-    def warm_up(self, wait_disk: WaitDisk, timeout: float) -> None:
-        """Plug and unplug a small read-only disk (of the work directory) in slot 0."""
-        assert self._workdir is not None
-        dummy = os.path.join(self._workdir.path, "warmup.img")
-        with open(dummy, "wb") as f:
-            f.truncate(1024 * 1024)
-        self.attach_disk(0, DriveSpec(dummy, "raw", readonly=True, overlay=False), timeout)
-        wait_disk(0, True)
-        self.detach_disk(0, timeout)
-        wait_disk(0, False)
-        os.unlink(dummy)
 
     def save(self, directory: Path, timeout: float) -> None:
         """Save the domain's state (libvirt's save stops it) and its root overlay into

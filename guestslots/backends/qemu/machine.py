@@ -245,13 +245,6 @@ class QemuMachine:
         self._guarded(index, self._attach(index, blockdev, device, drive, image_node), timeout,
                       f"hotplug of slot {index} ({drive.path})")
 
-    def attach_args(
-        self, index: int, blockdev: dict[str, Any], device: dict[str, Any], timeout: float = 30.0
-    ) -> None:
-        """Plug a disk declared by ready-made arguments (the pre-save warm-up disk)."""
-        self._guarded(index, self._attach(index, blockdev, device, None, ""), timeout,
-                      f"hotplug of slot {index}")
-
     def _guarded(self, index: int, coro: Coroutine[Any, Any, None], timeout: float,
                  what: str) -> None:
         """Run a slot operation; if it is abandoned, remember that the slot is unsure."""
@@ -266,30 +259,26 @@ class QemuMachine:
         index: int,
         blockdev: dict[str, Any],
         device: dict[str, Any],
-        drive: DriveSpec | None,
+        drive: DriveSpec,
         image_node: str,
     ) -> None:
         ids = slot_ids(index)
         if index in self._unsure:
             await self._clean_slot(index)
-        checked = drive is not None and drive.format == "qcow2"
+        checked = drive.format == "qcow2"
         before = await self._unnamed_nodes() if checked else set()
         try:
             await self._execute("blockdev-add", blockdev)
         except QMPCommandError as e:
-            if drive is None:
-                raise
             raise DriveError(
                 drive.path, f"QEMU cannot open it as {drive.format}: {e.desc}"
             ) from None
         try:
-            if drive is not None and checked:
+            if checked:
                 await self._refuse_other_files(drive, image_node, before)
             try:
                 await self._execute("device_add", device)
             except QMPCommandError as e:
-                if drive is None:
-                    raise
                 # e.g. 'Failed to get "write" lock': another process holds the image
                 raise DriveError(drive.path, f"QEMU cannot attach it to slot {index}: "
                                  f"{e.desc}") from None
@@ -379,10 +368,12 @@ class QemuMachine:
 
     async def _migration(self, command: str, args: dict[str, Any], timeout: float) -> None:
         """Run a migration command and wait for its MIGRATION event to say how it ended."""
-        await self._execute(
-            "migrate-set-capabilities",
-            {"capabilities": [{"capability": "events", "state": True}]},
-        )
+        capabilities = [{"capability": "events", "state": True}]
+        if self.cfg.memory_file:
+            # the RAM is a file: the saving side leaves it out of the stream, the
+            # restoring side maps it (set on both sides, as QEMU requires)
+            capabilities.append({"capability": "x-ignore-shared", "state": True})
+        await self._execute("migrate-set-capabilities", {"capabilities": capabilities})
 
         def final(event: Message) -> bool:
             data = event.get("data")

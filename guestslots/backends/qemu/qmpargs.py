@@ -115,6 +115,13 @@ class MachineConfig:
     #: TCG's translation cache (MiB); QEMU's default of 1 GiB lets a long-lived
     #: appliance's resident memory grow by as much (see tools/bench/soak.py).
     tcg_cache_mib: int = 64
+    #: The guest's RAM is this file (``""``: anonymous memory).  A booting appliance
+    #: whose state will be saved writes its RAM into the file (*memory_shared*); a
+    #: restored one maps the saved file copy-on-write (not *memory_shared*): the
+    #: restore reads no RAM at all, and every appliance restored from one state
+    #: shares the pages none of them changed (the host's page cache holds them once).
+    memory_file: str = ""
+    memory_shared: bool = True
 
 
 def _opt(value: str) -> str:
@@ -135,6 +142,11 @@ def qemu_command(cfg: MachineConfig, incoming: bool = False) -> list[str]:
     """
     append = KERNEL_CMDLINE + (" " + cfg.append_extra if cfg.append_extra else "")
     incoming_args = ["-incoming", "defer"] if incoming else []
+    memory_args = [
+        "-object",
+        f"memory-backend-file,id=ram0,size={cfg.memory_mb}M,mem-path={_opt(cfg.memory_file)},"
+        f"share={'on' if cfg.memory_shared else 'off'}",
+    ] if cfg.memory_file else []
     return [
         cfg.qemu,
         "-nodefaults",
@@ -142,13 +154,14 @@ def qemu_command(cfg: MachineConfig, incoming: bool = False) -> list[str]:
         "-nographic",
         "-no-reboot",
         "-machine",
-        cfg.machine,
+        f"{cfg.machine},memory-backend=ram0" if cfg.memory_file else cfg.machine,
         "-accel",
         f"tcg,tb-size={cfg.tcg_cache_mib}" if cfg.accel == "tcg" else cfg.accel,
         "-cpu",
         cfg.cpu,
         "-m",
         str(cfg.memory_mb),
+        *memory_args,
         "-smp",
         str(cfg.vcpus),
         "-kernel",
@@ -185,27 +198,10 @@ def qemu_command(cfg: MachineConfig, incoming: bool = False) -> list[str]:
 
 
 def layout_key_command(cfg: MachineConfig) -> list[str]:
-    """The command line with every per-instance path blanked: what a saved state depends on."""
+    """The command line with every per-instance path blanked: what a saved state depends on
+    (the RAM file's path and sharing differ between the saving and the restoring side)."""
     blank = "@"
     return qemu_command(
-        replace(cfg, root_overlay=blank, qmp_socket=blank, agent_socket=blank, console_log=blank)
+        replace(cfg, root_overlay=blank, qmp_socket=blank, agent_socket=blank, console_log=blank,
+                memory_file=blank if cfg.memory_file else "", memory_shared=True)
     )
-
-
-def warmup_blockdev_args(index: int) -> dict[str, Any]:
-    """A throwaway zero-filled disk, plugged once before a state is saved (warms hotplug)."""
-    return {
-        "driver": "null-co",
-        "node-name": slot_ids(index).fmt_node,
-        "size": 1024 * 1024,
-        "read-zeroes": True,
-    }
-
-
-def warmup_device_args(index: int) -> dict[str, Any]:
-    """The ``scsi-hd`` for :func:`warmup_blockdev_args`."""
-    return {
-        **device_add_args(index, DriveSpec("/dev/null")),
-        "serial": "warmup",
-        "device_id": "warmup",
-    }
