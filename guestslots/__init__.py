@@ -35,6 +35,7 @@ from .errors import (
 )
 from .fuse import MountError, mounted
 from .isolation import isolated
+from .model.cpus import Vcpu, VcpuError
 from .model.drives import DriveSpec
 from .model.flags import CONFIG, CURRENT, LIVE
 from .model.slots import MAX_SLOTS, Slot, SlotState
@@ -71,6 +72,8 @@ __all__ = [
     "SlotError",
     "SlotState",
     "StateError",
+    "Vcpu",
+    "VcpuError",
     "isolated",
     "mounted",
 ]

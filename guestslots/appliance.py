@@ -46,6 +46,7 @@ from .guest.volumes import VolumeCalls
 from .host import savedstate, warmup
 from .host.accel import AccelChoice, choose_accel
 from .host.build import ApplianceImage, ensure_appliance
+from .model.cpus import LIBVIRT_UNSUPPORTED, Vcpu, VcpuError, VcpuTable
 from .model.drives import NULL_DRIVE, DriveSpec, make_drive
 from .model.flags import CONFIG, CURRENT, LIVE, Affect, NotRunning
 from .model.flags import resolve as resolve_flags
@@ -101,6 +102,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
         saved_state: bool = True,
         auto_activate: bool = True,
         uri: str | None = None,
+        vcpus: int = 1,
+        max_vcpus: int = 1,
     ) -> None:
         backend = backend or os.environ.get(BACKEND_ENV) or "qemu"
         if backend not in backends.BACKENDS:
@@ -128,6 +131,12 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
         #: How the last launch started the VM: ``"restored"`` or ``"cold boot"``.
         self.launched_from: str | None = None
         self._table = SlotTable(max_slots)
+        #: vCPU ids 0..max_vcpus-1; *vcpus* of them (0...) plugged at launch.
+        self._vcpus = VcpuTable(vcpus, max_vcpus)
+        if max_vcpus > 1 and backend == "libvirt":
+            raise VcpuError(None, f"max_vcpus={max_vcpus}: {LIBVIRT_UNSUPPORTED}")
+        #: A vCPU was unplugged from the running VM (see :meth:`_plug_vcpu`).
+        self._vcpu_unplugged = False
         self._state = ApplianceState.CONFIG
         self._lock = threading.RLock()
         self._backend: Backend | None = None
@@ -226,6 +235,9 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
                 for slot in self._table:
                     if slot.drive is not None:
                         self._plug(slot.index, slot.drive)
+                self._vcpus.live = {0}
+                for vcpu in sorted(self._vcpus.config - {0}):
+                    self._plug_vcpu(vcpu)
             except BaseException:
                 self._teardown()
                 self._state = ApplianceState.CLOSED
@@ -236,7 +248,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
 
     def _new_backend(self, image: ApplianceImage, accel: str) -> Backend:
         spec = VMSpec(image=image, accel=accel, qemu=self.qemu_binary,
-                      memory_mb=self.memory_mb, tcg_cache_mib=self.tcg_cache_mib)
+                      memory_mb=self.memory_mb, tcg_cache_mib=self.tcg_cache_mib,
+                      max_vcpus=self._vcpus.max_vcpus)
         return backends.create(self.backend, self.uri, spec)
 
     def _start_vm(self, image: ApplianceImage, fresh: bool) -> None:
@@ -296,7 +309,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
         staged = savedstate.staging(key)
         try:
             backend.save(staged, timeout=120)
-            savedstate.publish(key, staged)
+            savedstate.publish(key, staged, backend.name)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
         self._say(f"saved in {time.monotonic() - started:.1f} s")
@@ -329,9 +342,18 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
             agent.call("prepare_unplug", device=disk)
             backend.detach_disk(0, timeout=self.call_timeout)
             agent.call("wait_disk", target=0, plugged=False, timeout=60)
+        if self._vcpus.max_vcpus > 1:
+            # the guest's first secondary CPU costs 12-16 s under TCG to bring up: once
+            # here, not in every restored appliance's first add_vcpu
+            backend.attach_vcpu(1, timeout=self.call_timeout)
+            agent.call("vcpu_plugged", vcpu=1, timeout=120, wait_for=130)
+            agent.call("vcpu_unplugging", vcpu=1)
+            self._vcpu_unplugged = True  # in this QEMU (a failed save lets it run on)
+            backend.detach_vcpu(1, timeout=self.call_timeout)
 
     def _boot(self, backend: Backend, saved: savedstate.SavedState | None = None) -> None:
         """Start *backend*'s VM (restoring *saved*) and wait until its agent answers."""
+        self._vcpu_unplugged = False  # a new VM
         finalizer = weakref.finalize(self, _reap, backend)
         accel = self.accel.accel if self.accel else "?"
         self._say(f"restoring the saved appliance ({accel})" if saved
@@ -540,6 +562,96 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
             message = f"slot {index}: {self._out(warning)}"
             log.warning("%s", message)
             warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+    # ------------------------------------------------------------ vCPUs
+
+    def max_vcpus(self) -> int:
+        """The number of vCPU ids (``Appliance(max_vcpus=N)``: ids 0 to N-1)."""
+        return self._vcpus.max_vcpus
+
+    @serialised
+    def vcpus(self) -> list[Vcpu]:
+        """Every vCPU id with its state: absent, present (plugged, offline in the guest)
+        or online; not running, what the next launch plugs."""
+        running = self._state is ApplianceState.RUNNING
+        online = set(self._call("vcpus_online")) if running else None
+        return self._vcpus.list(running, online)
+
+    def add_vcpu(self, id: int = -1, flags: int = CURRENT) -> int:
+        """Plug the vCPU with id *id* (``-1``: the first free id); return the id.
+
+        Ids are 0 to ``max_vcpus - 1`` (``Appliance(max_vcpus=N)``).  ``LIVE``
+        plugs it into the running appliance and returns once the guest has it
+        online; ``CONFIG`` adds it to what the next launch plugs; ``CURRENT`` is
+        ``LIVE`` when running and ``CONFIG`` otherwise.  An id out of range or
+        already plugged: :class:`VcpuError`, and nothing changes.
+        """
+        with self._lock:
+            affect = self._affect("add_vcpu", flags)
+            vcpu = self._vcpus.add_id(id, bool(affect & LIVE), bool(affect & CONFIG))
+            if affect & LIVE:
+                self._plug_vcpu(vcpu)
+            if affect & CONFIG:
+                self._vcpus.config.add(vcpu)
+            return vcpu
+
+    def remove_vcpu(self, id: int = -1, flags: int = CURRENT) -> int:
+        """Unplug the vCPU with id *id* (``-1``: the highest plugged); return the id.
+
+        The guest offlines it first (its work moves to the other vCPUs), then it
+        is unplugged and its removal confirmed by QEMU.  vCPU 0, the boot CPU,
+        cannot be removed.  *flags* as for :meth:`add_vcpu`.
+
+        Under TCG, QEMU 7.2 limits this (measured): the plugged ids must stay 0 to
+        k-1 (add the lowest free id, remove the highest), and after a ``LIVE``
+        removal no vCPU can be plugged until the next launch; anything else is
+        refused with :class:`VcpuError`, nothing changed.
+        """
+        with self._lock:
+            affect = self._affect("remove_vcpu", flags)
+            vcpu = self._vcpus.remove_id(id, bool(affect & LIVE), bool(affect & CONFIG))
+            if affect & LIVE:
+                backend, agent = self._running("remove_vcpu")
+                self._tcg_vcpu_limits(vcpu, adding=False)
+                with self._watch():
+                    agent.call("vcpu_unplugging", vcpu=vcpu)
+                    self._vcpu_unplugged = True
+                    backend.detach_vcpu(vcpu, timeout=self.call_timeout)
+                self._vcpus.live.discard(vcpu)
+            if affect & CONFIG:
+                self._vcpus.config.discard(vcpu)
+            return vcpu
+
+    def _tcg_vcpu_limits(self, vcpu: int, adding: bool) -> None:
+        """Refuse what QEMU 7.2 under TCG cannot do with vCPUs (measured here): a plug
+        after an unplug crashes QEMU (SIGSEGV), and a guest whose plugged ids leave a
+        gap locks up in its next CPU change (stop_machine never completes).  So under
+        TCG the plugged ids stay 0..k-1: add the lowest free id, remove the highest."""
+        if self.accel is None or self.accel.accel != "tcg":
+            return
+        live = self._vcpus.live
+        if adding and self._vcpu_unplugged:
+            raise VcpuError(vcpu, f"vCPU {vcpu} cannot be plugged: a vCPU was unplugged since "
+                            "this appliance started, and QEMU 7.2 under TCG crashes on a vCPU "
+                            "plug after that; shut down and launch again to plug vCPUs (the "
+                            "definition, CONFIG, is unaffected)")
+        lowest_free = min(set(range(self._vcpus.max_vcpus)) - live, default=None)
+        if adding and vcpu != lowest_free:
+            raise VcpuError(vcpu, f"vCPU {vcpu} cannot be plugged before vCPU {lowest_free}: "
+                            "under TCG the plugged ids must stay 0 to k-1 (with a gap, "
+                            "QEMU 7.2's guest locks up at its next CPU change)")
+        if not adding and vcpu != max(live):
+            raise VcpuError(vcpu, f"vCPU {vcpu} cannot be removed before vCPU {max(live)}: "
+                            "under TCG the plugged ids must stay 0 to k-1 (with a gap, "
+                            "QEMU 7.2's guest locks up at its next CPU change)")
+
+    def _plug_vcpu(self, vcpu: int) -> None:
+        backend, agent = self._running("add_vcpu")
+        self._tcg_vcpu_limits(vcpu, adding=True)
+        with self._watch():
+            backend.attach_vcpu(vcpu, timeout=self.call_timeout)
+            agent.call("vcpu_plugged", vcpu=vcpu, timeout=60, wait_for=70)
+        self._vcpus.live.add(vcpu)
 
     def unplug(self, index: int, force: bool = False, flags: int = CURRENT) -> int:
         """Empty full slot *index* (``-1``: the highest full one); return the index.

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .appliance import Appliance
+from .model.cpus import Vcpu
 from .model.flags import Affect
 from .model.flags import parse as parse_flags
 from .model.slots import Slot
@@ -33,6 +34,8 @@ CALLS = (
     # lifecycle and slots
     "add_drive", "launch", "shutdown", "hotplug", "unplug", "slots", "max_slots",
     "list_devices", "list_disk_labels", "resolve_link",
+    # vCPUs
+    "add_vcpu", "remove_vcpu", "vcpus", "max_vcpus",
     # devices
     "list_partitions", "list_filesystems", "blkid", "vfs_type", "vfs_label", "vfs_uuid",
     # LVM and md
@@ -56,7 +59,8 @@ ALIASES = {"add": "add-drive", "run": "launch", "add-ro": "add-drive"}
 
 #: Commands that work before launch; any other launches the appliance first in the shell.
 PRE_LAUNCH = frozenset(
-    {"add-drive", "launch", "list-devices", "slots", "max-slots", "list-disk-labels", "shutdown"}
+    {"add-drive", "launch", "list-devices", "slots", "max-slots", "list-disk-labels", "shutdown",
+     "max-vcpus"}
 )
 
 #: Parameter names whose values are paths inside the appliance (for completion).
@@ -197,7 +201,7 @@ def plain_text(doc: str) -> str:
 
 def _build() -> dict[str, Command]:
     table: dict[str, Command] = {}
-    namespace = {**vars(typing), "os": os, "Slot": Slot}
+    namespace = {**vars(typing), "os": os, "Slot": Slot, "Vcpu": Vcpu}
     for name in CALLS:
         fn = getattr(Appliance, name)
         hints = typing.get_type_hints(fn, globalns={**fn.__globals__, **namespace})
@@ -241,7 +245,9 @@ def format_result(result: Any) -> str | bytes | None:
     if isinstance(result, list) and all(isinstance(x, dict) for x in result):
         return "\n\n".join(str(format_result(x)) for x in result)  # records, blank-separated
     if isinstance(result, list):
-        return "\n".join(format_slot(x) if isinstance(x, Slot) else _show(x) for x in result)
+        return "\n".join(format_slot(x) if isinstance(x, Slot)
+                         else f"{x.id} {x.state}" if isinstance(x, Vcpu) else _show(x)
+                         for x in result)
     return str(result)
 
 

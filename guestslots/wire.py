@@ -51,6 +51,8 @@ CALLS = frozenset({
     # disks
     "wait_disk", "disk_plugged", "prepare_unplug", "wait_link", "list_partitions",
     "list_filesystems", "blkid", "disks_of",
+    # vCPUs
+    "vcpus_online", "vcpu_plugged", "vcpu_unplugging",
     # volumes
     "pvs", "vgs", "lvs", "vg_activate", "list_dm_devices", "list_md_devices", "md_detail",
     # mounts

@@ -36,6 +36,7 @@ from .common import (
     libc,
     log,
 )
+from .cpus import CpuCalls
 from .disks import (
     DiskCalls,
     Disks,
@@ -87,7 +88,7 @@ def find_port() -> str:
     raise Fail(f"virtio-serial port {AGENT_PORT} not found")
 
 
-class Agent(DiskCalls, MountCalls, FileCalls, FsCalls):
+class Agent(DiskCalls, MountCalls, FileCalls, FsCalls, CpuCalls):
     """The agent: its state, and every area's calls."""
 
     def __init__(self, port: str) -> None:

@@ -27,9 +27,6 @@ KERNEL_CMDLINE = (
     "usbcore.nousb selinux=0 mitigations=off random.trust_cpu=on"
 )
 
-#: Waits in the guest until the disk at SCSI *target* is there (True) or gone (False).
-
-
 @dataclass(frozen=True)
 class VMSpec:
     """What an appliance VM is made of, whichever backend runs it."""
@@ -40,6 +37,8 @@ class VMSpec:
     memory_mb: int = 512
     #: TCG's translation cache (MiB), under TCG only.
     tcg_cache_mib: int = 64
+    #: vCPU ids 0..max_vcpus-1 can be plugged; the VM starts with vCPU 0 only.
+    max_vcpus: int = 1
 
 
 class Backend(Protocol):
@@ -75,6 +74,12 @@ class Backend(Protocol):
 
     def detach_disk(self, index: int, timeout: float) -> None:
         """Unplug slot *index*, confirmed by the hypervisor (never assumed)."""
+
+    def attach_vcpu(self, vcpu: int, timeout: float) -> None:
+        """Plug vCPU *vcpu* (an id below ``VMSpec.max_vcpus``, not plugged)."""
+
+    def detach_vcpu(self, vcpu: int, timeout: float) -> None:
+        """Unplug vCPU *vcpu*, confirmed by the hypervisor (the guest has offlined it)."""
 
     def save(self, directory: Path, timeout: float) -> None:
         """Write the VM's state and its root disk into *directory*; the VM runs on,

@@ -147,9 +147,11 @@ def staging(key: str) -> Path:
     return path
 
 
-def publish(key: str, staged: Path) -> SavedState:
-    """Make the state saved in *staged* the state for *key* (unless one appeared meanwhile)."""
-    meta: dict[str, object] = {"key": key, "format": FORMAT, "saved_at": time.time()}
+def publish(key: str, staged: Path, backend: str = "") -> SavedState:
+    """Make the state saved in *staged* (by *backend*) the state for *key* (unless one
+    appeared meanwhile)."""
+    meta: dict[str, object] = {"key": key, "format": FORMAT, "saved_at": time.time(),
+                               "backend": backend}
     identities = {}
     for name, file in (("state", STATE_FILE), ("root", ROOT_FILE), ("ram", RAM_FILE)):
         if name == "ram" and not (staged / file).exists():

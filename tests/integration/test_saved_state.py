@@ -38,15 +38,20 @@ def states_for_two_more(shared_appliance: Appliance) -> None:
             app.shutdown()
 
 
-def _states() -> list[Path]:
-    return sorted(cache_root().glob("state-*/state"))
+def _states(app: Appliance) -> list[Path]:
+    """The saved states of *app*'s backend (another backend's are left alone: they are
+    the next pass's)."""
+    backend = app.backend
+    return sorted(state for state in cache_root().glob("state-*/state")
+                  if json.loads((state.parent / "meta.json").read_text()).get("backend")
+                  == backend)
 
 
 def test_launch_restores_and_drives_added_before_launch_work(
     shared_appliance: Appliance, corpus: dict[str, Image]
 ) -> None:
     # the shared appliance launched first, so a saved state exists now
-    assert _states(), "no saved state after the first launch"
+    assert _states(shared_appliance), "no saved state after the first launch"
     gpt = corpus["gpt-qcow2-ext4"]
     with Appliance() as app:
         app.add_drive("/dev/null")
@@ -114,7 +119,8 @@ def test_a_corrupt_state_is_detected_and_rebuilt(shared_appliance: Appliance, pa
                                                  ) -> None:
     if part == "ram" and shared_appliance.backend != "qemu":
         pytest.skip("only the QEMU backend keeps the guest's RAM apart from its state")
-    corrupted = [path for state in _states() if (path := state.parent / part).exists()]
+    corrupted = [path for state in _states(shared_appliance)
+                 if (path := state.parent / part).exists()]
     for path in corrupted:
         _corrupt_middle(path)
     with Appliance() as app, pytest.warns(RuntimeWarning, match="does not match its checksum"):
@@ -129,7 +135,7 @@ def test_a_corrupt_state_is_detected_and_rebuilt(shared_appliance: Appliance, pa
 def test_a_state_qemu_cannot_load_falls_back_to_a_cold_boot(shared_appliance: Appliance) -> None:
     # A state whose checksums match but that QEMU refuses to load: the
     # fallback must not depend on the checksum having caught it.
-    for state in _states():
+    for state in _states(shared_appliance):
         state.write_bytes(b"QEVM" + b"\0" * 4096)
         meta_path = state.parent / "meta.json"
         meta = json.loads(meta_path.read_text())

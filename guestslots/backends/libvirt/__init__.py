@@ -47,6 +47,7 @@ from ...host.cache import file_id
 from ...host.owner import Owner
 from ...host.proc import CommandError
 from ...host.savedstate import ROOT_FILE, STATE_FILE
+from ...model.cpus import LIBVIRT_UNSUPPORTED, VcpuError
 from ...model.drives import DriveSpec
 from .. import VMSpec
 from ..overlays import make_overlay, make_root_overlay
@@ -117,6 +118,7 @@ class LibvirtBackend:
             console_log=os.path.join(workdir, "console.log"),
             memory_mb=self.spec.memory_mb,
             tcg_cache_mib=self.spec.tcg_cache_mib,
+            max_vcpus=self.spec.max_vcpus,
         )
 
     def _connect(self) -> libvirt.virConnect:
@@ -319,6 +321,12 @@ class LibvirtBackend:
                                  f"{e.get_error_message()}") from None
             raise DriveError(drive.path, f"libvirt cannot attach it to slot {index}: "
                              f"{e.get_error_message()}") from None
+
+    def attach_vcpu(self, vcpu: int, timeout: float) -> None:
+        raise VcpuError(vcpu, LIBVIRT_UNSUPPORTED)
+
+    def detach_vcpu(self, vcpu: int, timeout: float) -> None:
+        raise VcpuError(vcpu, LIBVIRT_UNSUPPORTED)
 
     def detach_disk(self, index: int, timeout: float) -> None:
         """Unplug slot *index*, confirmed by libvirt's device-removed event."""

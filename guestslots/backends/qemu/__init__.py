@@ -72,6 +72,7 @@ class QemuBackend:
             agent_socket=os.path.join(workdir, "agent.sock"),
             console_log=os.path.join(workdir, "console.log"),
             memory_mb=self.spec.memory_mb,
+            max_vcpus=self.spec.max_vcpus,
             tcg_cache_mib=self.spec.tcg_cache_mib,
             memory_file=memory_file,
             memory_shared=memory_shared,
@@ -174,6 +175,12 @@ class QemuBackend:
     def detach_disk(self, index: int, timeout: float) -> None:
         self._running().detach(index, timeout=timeout)
         self._drop_overlay(index)
+
+    def attach_vcpu(self, vcpu: int, timeout: float) -> None:
+        self._running().attach_vcpu(vcpu, timeout=timeout)
+
+    def detach_vcpu(self, vcpu: int, timeout: float) -> None:
+        self._running().detach_vcpu(vcpu, timeout=timeout)
 
     def save(self, directory: Path, timeout: float) -> None:
         """Stop the VM, save its devices' state, copy its root overlay (stopping flushed

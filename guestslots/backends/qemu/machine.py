@@ -29,7 +29,16 @@ from qemu.qmp import ExecuteError, Message, QMPClient, QMPError
 
 from ...errors import DriveError, LaunchError, QemuError, QemuTimeout, QMPCommandError
 from ...model.drives import DriveSpec
-from .qmpargs import MachineConfig, blockdev_add_args, device_add_args, qemu_command, slot_ids
+from .qmpargs import (
+    MachineConfig,
+    blockdev_add_args,
+    device_add_args,
+    qemu_command,
+    slot_ids,
+    vcpu_device_args,
+    vcpu_positions,
+    vcpu_qdev,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -363,6 +372,43 @@ class QemuMachine:
                 raise self.error(
                     f"DEVICE_DELETED for {qdev} did not come in {timeout:g} s"
                 ) from None
+
+    # ---- vCPUs
+
+    def attach_vcpu(self, vcpu: int, timeout: float = 30.0) -> None:
+        """Plug vCPU *vcpu* (its position from ``query-hotpluggable-cpus``)."""
+
+        async def attach() -> None:
+            positions = vcpu_positions(await self._execute("query-hotpluggable-cpus"))
+            if vcpu >= len(positions):
+                raise self.error(f"QEMU has no vCPU position {vcpu} (it has {len(positions)})")
+            if "qom-path" in positions[vcpu]:
+                raise self.error(f"vCPU {vcpu} is already plugged in QEMU")
+            await self._execute("device_add", vcpu_device_args(vcpu, positions[vcpu]))
+
+        self._run(attach(), timeout, f"hotplug of vCPU {vcpu}")
+
+    def detach_vcpu(self, vcpu: int, timeout: float = 30.0) -> None:
+        """Unplug vCPU *vcpu* and wait until QEMU has really removed it: a CPU's unplug
+        needs the guest's cooperation (its ACPI eject), so the end is confirmed by
+        asking QEMU again after each event that may mean it, not by one event."""
+        qdev = vcpu_qdev(vcpu)
+
+        async def gone() -> bool:
+            positions = vcpu_positions(await self._execute("query-hotpluggable-cpus"))
+            return vcpu < len(positions) and "qom-path" not in positions[vcpu]
+
+        async def detach() -> None:
+            with self._qmp.listener(("DEVICE_DELETED", "ACPI_DEVICE_OST")) as listener:
+                await self._execute("device_del", {"id": qdev})
+                while not await gone():
+                    try:
+                        await asyncio.wait_for(listener.get(), timeout)
+                    except TimeoutError:
+                        raise self.error(f"vCPU {vcpu} was not removed in {timeout:g} s "
+                                         "(the guest did not eject it)") from None
+
+        self._run(detach(), timeout + 5, f"unplug of vCPU {vcpu}")
 
     # ---- saved state
 

@@ -109,6 +109,8 @@ class MachineConfig:
     console_log: str
     memory_mb: int = 512
     vcpus: int = 1
+    #: vCPU ids 0..max_vcpus-1 can be plugged (one at boot; the rest by hotplug).
+    max_vcpus: int = 1
     cpu: str = "max"
     machine: str = "pc"
     append_extra: str = ""
@@ -163,7 +165,7 @@ def qemu_command(cfg: MachineConfig, incoming: bool = False) -> list[str]:
         str(cfg.memory_mb),
         *memory_args,
         "-smp",
-        str(cfg.vcpus),
+        f"{cfg.vcpus},maxcpus={cfg.max_vcpus}" if cfg.max_vcpus > cfg.vcpus else str(cfg.vcpus),
         "-kernel",
         cfg.kernel,
         "-initrd",
@@ -205,3 +207,27 @@ def layout_key_command(cfg: MachineConfig) -> list[str]:
         replace(cfg, root_overlay=blank, qmp_socket=blank, agent_socket=blank, console_log=blank,
                 memory_file=blank if cfg.memory_file else "", memory_shared=True)
     )
+
+
+def vcpu_qdev(vcpu: int) -> str:
+    """The qdev id of hotplugged vCPU *vcpu* (reproducible, as a slot's)."""
+    return f"cpu{vcpu}"
+
+
+def vcpu_positions(hotpluggable: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``query-hotpluggable-cpus`` in vCPU id order: id *k* is the *k*-th position by
+    (socket, die, core, thread), so on ``pc`` (one socket, one thread per core) it is
+    the core id, which is the APIC id the guest sees."""
+
+    def key(entry: dict[str, Any]) -> tuple[int, ...]:
+        props = entry.get("props", {})
+        return tuple(int(props.get(k, 0)) for k in ("socket-id", "die-id", "core-id",
+                                                    "thread-id"))
+
+    return sorted(hotpluggable, key=key)
+
+
+def vcpu_device_args(vcpu: int, position: dict[str, Any]) -> dict[str, Any]:
+    """``device_add`` arguments for vCPU *vcpu* at its *position* (from
+    :func:`vcpu_positions`)."""
+    return {"driver": position["type"], "id": vcpu_qdev(vcpu), **position["props"]}

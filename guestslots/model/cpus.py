@@ -1,0 +1,121 @@
+"""vCPU slots: the appliance's vCPU ids, which are plugged, and the rules for changing them.
+
+Pure (seed 000): ``Appliance(vcpus=K, max_vcpus=N)`` reserves ids ``0..N-1``
+at launch, ids ``0..K-1`` plugged.  ``add`` plugs a given id (``-1``: the first
+free one) and ``remove`` unplugs one (``-1``: the highest plugged); id 0 is the
+boot CPU and never leaves.  As for drive slots, there are two sets: what the
+running appliance has (live) and what its next launch starts with (config),
+changed by the ``LIVE`` / ``CONFIG`` / ``CURRENT`` flags.  A refused change
+changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import GuestslotsError
+
+#: The most vCPUs QEMU's ``pc`` machine takes (``query-machines``: cpu-max 255).
+MAX_VCPUS = 255
+
+#: Why the libvirt backend has no vCPU hotplug yet (measured here: libvirt 9.0, QEMU 7.2,
+#: TCG).
+LIBVIRT_UNSUPPORTED = (
+    "the libvirt backend does not hotplug vCPUs yet: its vCPU unplug never completes "
+    "here (setVcpu times out and the guest does not eject the vCPU); use backend='qemu'")
+
+
+class VcpuError(GuestslotsError):
+    """A vCPU id, or the vCPU counts asked for, do not allow the change; nothing was
+    changed."""
+
+    def __init__(self, vcpu: int | None, message: str) -> None:
+        self.vcpu = vcpu
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Vcpu:
+    """One vCPU id: whether it is plugged, and (running appliance) whether the guest
+    has it online."""
+
+    id: int
+    #: Plugged into the running appliance (or, not running, in its definition).
+    present: bool
+    #: Online in the guest; None when the appliance does not run.
+    online: bool | None = None
+
+    @property
+    def state(self) -> str:
+        """``absent``, ``present`` (plugged, offline in the guest) or ``online``."""
+        if not self.present:
+            return "absent"
+        return "online" if self.online else "present"
+
+
+def check_counts(vcpus: int, max_vcpus: int) -> None:
+    """Refuse vCPU counts the appliance cannot have."""
+    for name, value in (("vcpus", vcpus), ("max_vcpus", max_vcpus)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise VcpuError(None, f"{name} must be a whole number, not {value!r}")
+    if max_vcpus < 1 or max_vcpus > MAX_VCPUS:
+        raise VcpuError(None, f"max_vcpus={max_vcpus}: the machine allows 1 to {MAX_VCPUS}")
+    if not 1 <= vcpus <= max_vcpus:
+        raise VcpuError(None, f"vcpus={vcpus}: must be 1 to max_vcpus ({max_vcpus})")
+
+
+class VcpuTable:
+    """The ids 0..max_vcpus-1, and which of them are plugged: live and in the config."""
+
+    def __init__(self, vcpus: int = 1, max_vcpus: int = 1) -> None:
+        check_counts(vcpus, max_vcpus)
+        self.max_vcpus = max_vcpus
+        self.config: set[int] = set(range(vcpus))
+        self.live: set[int] = set()
+
+    def _check_id(self, vcpu: int) -> int:
+        if not isinstance(vcpu, int) or isinstance(vcpu, bool):
+            raise VcpuError(None, f"a vCPU id is a whole number, not {vcpu!r}")
+        if not 0 <= vcpu < self.max_vcpus:
+            raise VcpuError(vcpu, f"vCPU {vcpu} does not exist: this appliance has ids 0 to "
+                            f"{self.max_vcpus - 1} (max_vcpus={self.max_vcpus})")
+        return vcpu
+
+    def add_id(self, vcpu: int, live: bool, config: bool) -> int:
+        """The id that ``add_vcpu(vcpu)`` plugs into the chosen sets (``-1``: the
+        first id free in each of them); refuses an id already plugged there."""
+        sets = [s for s, chosen in ((self.live, live), (self.config, config)) if chosen]
+        if vcpu == -1:
+            for candidate in range(self.max_vcpus):
+                if all(candidate not in s for s in sets):
+                    return candidate
+            raise VcpuError(None, f"every vCPU id is plugged (max_vcpus={self.max_vcpus})")
+        self._check_id(vcpu)
+        if any(vcpu in s for s in sets):
+            where = "running appliance" if live and vcpu in self.live else "definition"
+            raise VcpuError(vcpu, f"vCPU {vcpu} is already plugged (in the {where})")
+        return vcpu
+
+    def remove_id(self, vcpu: int, live: bool, config: bool) -> int:
+        """The id that ``remove_vcpu(vcpu)`` unplugs from the chosen sets (``-1``:
+        the highest plugged in the first of them); refuses id 0 (the boot CPU) and
+        an id that is not plugged there."""
+        sets = [s for s, chosen in ((self.live, live), (self.config, config)) if chosen]
+        if vcpu == -1:
+            plugged = max(sets[0]) if sets and sets[0] else 0
+            if plugged == 0:
+                raise VcpuError(0, "only vCPU 0, the boot CPU, is plugged: nothing to remove")
+            vcpu = plugged
+        self._check_id(vcpu)
+        if vcpu == 0:
+            raise VcpuError(0, "vCPU 0 is the boot CPU: it cannot be removed")
+        if not all(vcpu in s for s in sets):
+            raise VcpuError(vcpu, f"vCPU {vcpu} is not plugged")
+        return vcpu
+
+    def list(self, running: bool, online: set[int] | None = None) -> list[Vcpu]:
+        """Every id with its state: the live set when *running* (with *online*, the
+        ids the guest has online), else the config."""
+        plugged = self.live if running else self.config
+        return [Vcpu(i, i in plugged, (i in (online or set())) if running else None)
+                for i in range(self.max_vcpus)]

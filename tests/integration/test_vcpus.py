@@ -1,0 +1,110 @@
+"""vCPU slots by id (seed 000): plug, unplug, -1 both ways, the guest's view, flags."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from guestslots import CONFIG, LIVE, Appliance
+from guestslots.model.cpus import VcpuError
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.single_pass("vCPU hotplug is the QEMU backend's only, so far")]
+
+#: One layout (one saved state) for every appliance here.
+MAX = 4
+
+
+def states(app: Appliance) -> list[str]:
+    return [v.state for v in app.vcpus()]
+
+
+@pytest.fixture(scope="module")
+def cpuapp() -> Iterator[Appliance]:
+    app = Appliance(max_vcpus=MAX)
+    app.add_drive("/dev/null")
+    app.launch()
+    yield app
+    app.shutdown()
+
+
+def test_vcpus_are_plugged_and_unplugged_by_id_and_online_in_the_guest(
+    cpuapp: Appliance,
+) -> None:
+    tcg = cpuapp.accel is not None and cpuapp.accel.accel == "tcg"
+    assert states(cpuapp) == ["online", "absent", "absent", "absent"]
+    if tcg:
+        # QEMU 7.2 under TCG: the plugged ids must stay 0..k-1 (a gap locks the guest up)
+        with pytest.raises(VcpuError, match="cannot be plugged before vCPU 1"):
+            cpuapp.add_vcpu(2)
+        assert states(cpuapp) == ["online", "absent", "absent", "absent"]
+        assert cpuapp.add_vcpu(1) == 1
+        assert cpuapp.add_vcpu() == 2  # -1: the first free id
+    else:
+        assert cpuapp.add_vcpu(2) == 2
+        assert cpuapp.add_vcpu() == 1  # -1: the first free id
+    # the agent onlined each as the kernel announced it: the guest sees them online
+    assert states(cpuapp) == ["online", "online", "online", "absent"]
+    if tcg:
+        with pytest.raises(VcpuError, match="cannot be removed before vCPU 2"):
+            cpuapp.remove_vcpu(1)
+    assert cpuapp.remove_vcpu() == 2  # -1: the highest plugged
+    assert states(cpuapp) == ["online", "online", "absent", "absent"]
+    assert cpuapp.remove_vcpu(1) == 1
+    assert states(cpuapp) == ["online", "absent", "absent", "absent"]
+    if tcg:
+        # and a plug after an unplug crashes QEMU 7.2 under TCG: refused, clearly
+        with pytest.raises(VcpuError, match="shut down and launch again"):
+            cpuapp.add_vcpu(1)
+        assert states(cpuapp) == ["online", "absent", "absent", "absent"]
+    assert cpuapp.list_devices() == ["/dev/sda"]  # the appliance carries on
+
+
+@pytest.mark.parametrize(("call", "vcpu", "why"), [
+    ("add_vcpu", MAX, f"vCPU {MAX} does not exist"),
+    ("add_vcpu", 0, "vCPU 0 is already plugged"),
+    ("remove_vcpu", 0, "boot CPU"),
+    ("remove_vcpu", 2, "vCPU 2 is not plugged"),
+    ("remove_vcpu", -1, "only vCPU 0"),
+])
+def test_bad_vcpu_requests_are_refused_and_change_nothing(
+    cpuapp: Appliance, call: str, vcpu: int, why: str
+) -> None:
+    before = cpuapp.vcpus()
+    with pytest.raises(VcpuError, match=why):
+        getattr(cpuapp, call)(vcpu)
+    assert cpuapp.vcpus() == before
+
+
+def test_config_vcpus_are_what_each_launch_plugs() -> None:
+    app = Appliance(vcpus=2, max_vcpus=MAX)
+    app.add_drive("/dev/null")
+    assert app.add_vcpu() == 2  # not running: CURRENT is CONFIG
+    assert [v.present for v in app.vcpus()] == [True, True, True, False]
+    with pytest.raises(VcpuError, match="does not exist"):
+        app.add_vcpu(MAX, flags=CONFIG)
+    try:
+        app.launch()
+        assert states(app) == ["online", "online", "online", "absent"]
+        assert app.remove_vcpu(2, flags=LIVE) == 2  # the running appliance only
+        assert states(app) == ["online", "online", "absent", "absent"]
+        assert [v.present for v in app.vcpus()][:3] == [True, True, False]
+        app.shutdown()
+        assert [v.present for v in app.vcpus()] == [True, True, True, False]  # definition
+        app.launch()  # from the definition again
+        assert states(app) == ["online", "online", "online", "absent"]
+    finally:
+        app.shutdown()
+
+
+def test_the_libvirt_backend_says_it_has_no_vcpu_hotplug_yet() -> None:
+    with pytest.raises(VcpuError, match="libvirt backend does not hotplug vCPUs yet"):
+        Appliance("libvirt", max_vcpus=2)
+
+
+def test_more_vcpus_than_the_machine_allows_are_refused_before_launch() -> None:
+    with pytest.raises(VcpuError, match="the machine allows 1 to 255"):
+        Appliance(max_vcpus=256)
+    with pytest.raises(VcpuError, match="vcpus=3: must be 1 to max_vcpus"):
+        Appliance(vcpus=3, max_vcpus=2)
