@@ -9,10 +9,12 @@ leaves the table, the other slots and their data as they were.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import io
 import logging
 import os
+import secrets
 import shutil
 import signal
 import threading
@@ -43,7 +45,7 @@ from .guest.base import serialised
 from .guest.fs import FsCalls
 from .guest.inspect import InspectionCalls
 from .guest.volumes import VolumeCalls
-from .host import savedstate, warmup
+from .host import owner, runtime, savedstate, warmup
 from .host.accel import AccelChoice, choose_accel
 from .host.build import ApplianceImage, ensure_appliance
 from .model.cpus import LIBVIRT_UNSUPPORTED, Vcpu, VcpuError, VcpuTable
@@ -51,6 +53,7 @@ from .model.drives import NULL_DRIVE, DriveSpec, make_drive
 from .model.flags import CONFIG, CURRENT, LIVE, Affect, NotRunning
 from .model.flags import resolve as resolve_flags
 from .model.names import is_volume, split_btrfsvol, translate_out_text
+from .model.runtime import RuntimeRecord, SlotRecord
 from .model.slots import MAX_SLOTS, Slot, SlotState, SlotTable
 from .wire import BTRFSVOL
 
@@ -69,6 +72,13 @@ class ApplianceState(enum.Enum):
     RUNNING = "running"
     #: Shut down (or died); it may be launched again from its definition.
     CLOSED = "shut down"
+
+
+def _warn(message: str, stacklevel: int) -> None:
+    """Log *message* and issue it as a :class:`RuntimeWarning` (*stacklevel* as for
+    :func:`warnings.warn`, counted from the caller)."""
+    log.warning("%s", message)
+    warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
 
 
 def _reap(backend: Backend) -> None:
@@ -130,6 +140,10 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
         self.auto_activate = auto_activate
         #: How the last launch started the VM: ``"restored"`` or ``"cold boot"``.
         self.launched_from: str | None = None
+        #: This appliance's id: names its runtime record (``guestslots ps``).
+        self.id = secrets.token_hex(4)
+        self._started = 0.0
+        self._layout_key = ""
         self._table = SlotTable(max_slots)
         #: vCPU ids 0..max_vcpus-1; *vcpus* of them (0...) plugged at launch.
         self._vcpus = VcpuTable(vcpus, max_vcpus)
@@ -244,6 +258,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
                 self._table.show_config()
                 raise
             took = time.monotonic() - started
+            self._started = time.time()
+            self._update_runtime()
             self._say(f"appliance ready in {took:.2f} s ({self.launched_from})")
 
     def _new_backend(self, image: ApplianceImage, accel: str) -> Backend:
@@ -257,12 +273,12 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
         backend = self._new_backend(image, self.accel.accel)
         use_saved = self.saved_state and not fresh and backend.saves_state
         key = savedstate.state_key(backend.layout_key(), image.key)
+        self._layout_key = key
         saved = savedstate.find(key) if use_saved else None
         unusable = savedstate.check(saved) if saved is not None else ""
         if saved is not None and unusable:
             message = f"the saved appliance is not usable ({unusable}): booting cold to rebuild it"
-            log.warning("%s", message)
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            _warn(message, stacklevel=4)
             savedstate.discard(key)
             saved = None
         if saved is not None:
@@ -272,8 +288,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
                 return
             except GuestslotsError as e:
                 message = f"restoring the saved appliance failed, booting cold instead: {e}"
-                log.warning("%s", message)
-                warnings.warn(message, RuntimeWarning, stacklevel=3)
+                _warn(message, stacklevel=4)
                 savedstate.discard(key)
                 backend = self._new_backend(image, self.accel.accel)
         try:
@@ -292,8 +307,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
                 self._save_state(key)
             except (GuestslotsError, OSError) as e:
                 message = f"could not save the booted appliance (launches stay cold): {e}"
-                log.warning("%s", message)
-                warnings.warn(message, RuntimeWarning, stacklevel=3)
+                _warn(message, stacklevel=4)
                 if self._backend is None or not self._backend.is_running():
                     raise
 
@@ -437,6 +451,35 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
         if self._finalizer is not None:
             self._finalizer()  # kill() again: a no-op by now
         self._backend = self._agent = None
+        self._started = 0.0
+        with contextlib.suppress(OSError, GuestslotsError):
+            runtime.remove(self.id)
+
+    def _update_runtime(self) -> None:
+        """Rewrite the runtime record (see :mod:`guestslots.model.runtime`); a record
+        that cannot be written is a warning, not the change's failure."""
+        backend = self._backend
+        if backend is None or (self._state is not ApplianceState.RUNNING and not self._started):
+            return
+        slots = tuple(
+            SlotRecord(slot.index, slot.device, f"slot{slot.index}", slot.state.value,
+                       slot.drive.path if slot.drive else None,
+                       slot.drive.format if slot.drive else None,
+                       slot.drive.readonly if slot.drive else None,
+                       slot.drive.overlay if slot.drive else None,
+                       slot.label, slot.serial)
+            for slot in self._table)
+        record = RuntimeRecord(
+            id=self.id, backend=self.backend, pid=backend.pid, started=self._started,
+            updated=time.time(), workdir=backend.workdir or "",
+            layout_key=self._layout_key, owner=dataclasses.asdict(owner.current()),
+            slots=slots, vcpus_max=self._vcpus.max_vcpus,
+            vcpus_plugged=tuple(sorted(self._vcpus.live)), **backend.runtime_info())
+        try:
+            runtime.write(record)
+        except (OSError, GuestslotsError) as e:
+            message = f"the runtime record of appliance {self.id} was not written: {e}"
+            _warn(message, stacklevel=4)
 
     @property
     def pid(self) -> int | None:
@@ -547,6 +590,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
                     backend.detach_disk(index, timeout=self.call_timeout)
                 raise
         self._table.fill(index, drive, found["name"])
+        self._update_runtime()
         self._report_volumes(index, found)
 
     def _report_volumes(self, index: int, found: dict[str, Any]) -> None:
@@ -560,8 +604,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
             self._say(f"slot {index}: volume group {vg} waits for more PVs: not activated yet")
         for warning in found.get("warnings", []):
             message = f"slot {index}: {self._out(warning)}"
-            log.warning("%s", message)
-            warnings.warn(message, RuntimeWarning, stacklevel=4)
+            _warn(message, stacklevel=5)
 
     # ------------------------------------------------------------ vCPUs
 
@@ -618,6 +661,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
                     self._vcpu_unplugged = True
                     backend.detach_vcpu(vcpu, timeout=self.call_timeout)
                 self._vcpus.live.discard(vcpu)
+                self._update_runtime()
             if affect & CONFIG:
                 self._vcpus.config.discard(vcpu)
             return vcpu
@@ -652,6 +696,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
             backend.attach_vcpu(vcpu, timeout=self.call_timeout)
             agent.call("vcpu_plugged", vcpu=vcpu, timeout=60, wait_for=70)
         self._vcpus.live.add(vcpu)
+        self._update_runtime()
 
     def unplug(self, index: int, force: bool = False, flags: int = CURRENT) -> int:
         """Empty full slot *index* (``-1``: the highest full one); return the index.
@@ -688,6 +733,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
                 backend.detach_disk(index, timeout=self.call_timeout)
                 agent.call("wait_disk", target=index, plugged=False, timeout=60)
             self._table.empty(index)
+            self._update_runtime()
             if affect & CONFIG:
                 self._table.set_config(index, None, running)
             return index

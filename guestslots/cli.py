@@ -14,6 +14,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from .errors import GuestslotsError
 from .frontend import open_appliance
 from .host import build, workdir
 from .inspector_xml import inspector_xml
+from .model.runtime import RuntimeRecord
 
 PROG = "guestslots"
 
@@ -320,10 +322,58 @@ def cmd_umount(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vm_alive(record: RuntimeRecord) -> bool:
+    """Whether the record's QEMU still runs (its pid, with the work directory on its
+    command line: not a reused pid)."""
+    if record.pid is None:
+        return False
+    try:
+        cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return not record.workdir or os.fsencode(record.workdir) in cmdline
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    """List this user's running appliances, from their runtime records."""
+    from .host import runtime
+    from .host.owner import Owner
+
+    rows = []
+    for path, record in runtime.records():
+        if not isinstance(record, RuntimeRecord):
+            print(f"{PROG}: ps: {record}", file=sys.stderr)
+            continue
+        try:
+            owner_alive = Owner(**record.owner).alive()
+        except TypeError:
+            owner_alive = None
+        full = sum(1 for s in record.slots if s.state == "filled")
+        rows.append({
+            "id": record.id, "backend": record.backend, "pid": record.pid,
+            "running": _vm_alive(record), "slots": f"{full}/{len(record.slots)}",
+            "vcpus": f"{len(record.vcpus_plugged)}/{record.vcpus_max}",
+            "age_s": round(time.time() - record.started, 1),
+            "owner_alive": owner_alive, "record": str(path),
+        })
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    print(f"{'ID':10} {'BACKEND':8} {'PID':>8} {'RUNNING':8} {'SLOTS':>7} {'VCPUS':>6} "
+          f"{'AGE':>8} OWNER")
+    for row in rows:
+        owner = {True: "alive", False: "dead", None: "?"}[row["owner_alive"]]  # type: ignore[index]
+        print(f"{row['id']:10} {row['backend']:8} {row['pid'] or '-':>8} "
+              f"{'yes' if row['running'] else 'no':8} {row['slots']:>7} {row['vcpus']:>6} "
+              f"{row['age_s']:>7.0f}s {owner}")
+    return 0
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     """Clean what appliances of dead callers left: work directories (and the QEMU
-    processes libvirt's embedded driver started from them), and with a libvirt URI,
-    the domains there whose owner died."""
+    processes libvirt's embedded driver started from them), runtime records whose QEMU
+    is gone, and with a libvirt URI, the domains there whose owner died."""
     uri = args.uri or os.environ.get("GUESTSLOTS_LIBVIRT_URI", "")
     if uri:
         from .backends.libvirt import gc
@@ -331,6 +381,12 @@ def cmd_gc(args: argparse.Namespace) -> int:
         gc.collect(uri, print)
     for path in workdir.remove_stale():
         print(f"removed {path} (its owner died)")
+    from .host import runtime
+
+    for record_file, record in runtime.records():
+        if isinstance(record, RuntimeRecord) and not _vm_alive(record):
+            runtime.remove(record.id)
+            print(f"removed {record_file} (its QEMU is gone)")
     return 0
 
 
@@ -417,10 +473,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("mountpoint", metavar="MOUNTPOINT")
     s.set_defaults(func=cmd_umount)
     s = sub.add_parser("gc", help="clean up after appliances whose caller died (work "
-                       "directories, QEMU processes, libvirt domains)")
+                       "directories, QEMU processes, runtime records, libvirt domains)")
     s.add_argument("--uri", default="", help="also a libvirt URI's domains "
                    "(default $GUESTSLOTS_LIBVIRT_URI; the embedded driver needs none)")
     s.set_defaults(func=cmd_gc)
+    s = sub.add_parser("ps", help="list this user's running appliances (their runtime "
+                       "records)")
+    s.add_argument("--json", action="store_true", help="one JSON object per appliance")
+    s.set_defaults(func=cmd_ps)
     s = sub.add_parser("test-tool", help="check that this host can run appliances")
     s.set_defaults(func=cmd_test_tool)
     return p

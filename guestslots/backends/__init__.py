@@ -60,6 +60,10 @@ class Backend(Protocol):
     def workdir(self) -> str | None:
         """The VM's private directory (sockets, overlays, logs) while it exists."""
 
+    def runtime_info(self) -> dict[str, str]:
+        """What another process needs to reach the running VM, for its runtime record:
+        some of ``qmp_socket``, ``agent_socket``, ``uri``, ``domain``."""
+
     def layout_key(self) -> str:
         """What a saved state restored into this VM must have been saved with: its
         devices, binary and settings (never per-instance paths)."""

@@ -153,6 +153,10 @@ class LibvirtBackend:
         saved state under."""
         return hashlib.sha256(f"{self._layout()}/{self.domain_name}".encode()).hexdigest()
 
+    def runtime_info(self) -> dict[str, str]:
+        return {"uri": self.uri or connection.uri(), "domain": self.domain_name
+                if self.domain is not None else ""}
+
     @property
     def pid(self) -> int | None:
         root = connection.root()

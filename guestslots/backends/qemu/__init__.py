@@ -85,6 +85,12 @@ class QemuBackend:
                              layout_key_command(self._config("/"))]).encode())
         return h.hexdigest()
 
+    def runtime_info(self) -> dict[str, str]:
+        if self.machine is None:
+            return {}
+        return {"qmp_socket": self.machine.cfg.qmp_socket,
+                "agent_socket": self.machine.cfg.agent_socket}
+
     @property
     def pid(self) -> int | None:
         return self.machine.pid if self.machine else None

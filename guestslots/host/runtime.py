@@ -1,0 +1,91 @@
+"""Where runtime records live, and writing them so that a reader never sees half of one.
+
+``$XDG_RUNTIME_DIR/guestslots/<id>.json`` (else ``$TMPDIR/guestslots-runtime-<uid>``,
+made private to the user).  Each write goes to a temporary file that is synced and
+renamed over the record, under an ``flock`` on ``<id>.lock``, so concurrent writers
+of one appliance take turns and a reader sees the old or the new record, whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..model.runtime import RuntimeRecord, RuntimeRecordError
+
+
+def runtime_dir() -> Path:
+    """The directory of this user's runtime records (made, private, if missing)."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    path = (Path(xdg) / "guestslots" if xdg
+            else Path(tempfile.gettempdir()) / f"guestslots-runtime-{os.getuid()}")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        raise RuntimeRecordError(str(path), "belongs to another user: refusing to use it")
+    return path
+
+
+def record_path(appliance_id: str) -> Path:
+    return runtime_dir() / f"{appliance_id}.json"
+
+
+@contextlib.contextmanager
+def _locked(appliance_id: str) -> Iterator[None]:
+    fd = os.open(runtime_dir() / f"{appliance_id}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def write(record: RuntimeRecord) -> Path:
+    """Replace *record*'s file with it: write, fsync, rename, under its lock."""
+    path = record_path(record.id)
+    with _locked(record.id):
+        fd, tmp = tempfile.mkstemp(prefix=f".{record.id}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(record.to_json())
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+    return path
+
+
+def remove(appliance_id: str) -> None:
+    """Remove an appliance's record (it stopped); a no-op if there is none."""
+    with contextlib.suppress(FileNotFoundError):
+        with _locked(appliance_id):
+            record_path(appliance_id).unlink(missing_ok=True)
+        (runtime_dir() / f"{appliance_id}.lock").unlink()
+
+
+def read(path: Path) -> RuntimeRecord:
+    """The record in *path*; :class:`RuntimeRecordError` if it cannot be used."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise RuntimeRecordError(str(path), e.strerror or str(e)) from None
+    return RuntimeRecord.from_json(text, str(path))
+
+
+def records() -> list[tuple[Path, RuntimeRecord | RuntimeRecordError]]:
+    """Every record of this user, oldest first: the record, or why it is unusable."""
+    out: list[tuple[Path, RuntimeRecord | RuntimeRecordError]] = []
+    for path in sorted(runtime_dir().glob("*.json"), key=lambda p: p.stat().st_mtime):
+        try:
+            out.append((path, read(path)))
+        except RuntimeRecordError as e:
+            out.append((path, e))
+    return out

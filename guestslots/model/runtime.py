@@ -1,0 +1,134 @@
+"""The runtime record: what a running appliance is, for another process to read.
+
+Pure (seed 001): one JSON document per running appliance, rewritten after every
+change of it (launch, each hotplug and unplug of a disk or vCPU): its id and
+backend, QEMU's pid (or the libvirt URI and domain), its sockets, the layout
+key its saved state was filed under, every reserved slot (index, device id,
+path, format, read-only, overlay, label, serial) and its vCPUs.  Versioned:
+a record of a newer schema, a truncated one or one that is not a record is a
+:class:`RuntimeRecordError` that says which, never a guess.
+
+Schema 1 (every key always present)::
+
+    {"schema": 1, "id": "9f2c41d7", "backend": "qemu", "uri": "", "domain": "",
+     "pid": 12345, "owner": {"host": ..., "boot_id": ..., "pid": ..., "start": ...},
+     "started": 1796120000.5, "updated": 1796120003.1, "workdir": "/tmp/guestslots-x",
+     "qmp_socket": ".../qmp.sock", "agent_socket": ".../agent.sock", "layout_key": "...",
+     "slots": [{"index": 0, "device": "/dev/sda", "device_id": "slot0", "state": "filled",
+                "path": "/img", "format": "raw", "readonly": true, "overlay": false,
+                "label": null, "serial": "slot0"}],
+     "vcpus": {"max": 4, "plugged": [0, 1]}}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import GuestslotsError
+
+#: The schema this version writes and reads.
+SCHEMA = 1
+
+
+class RuntimeRecordError(GuestslotsError):
+    """A runtime record cannot be used (unreadable, truncated, of a newer schema)."""
+
+    def __init__(self, where: str, message: str) -> None:
+        self.where = where
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    """One reserved slot as recorded."""
+
+    index: int
+    device: str
+    device_id: str
+    state: str
+    path: str | None = None
+    format: str | None = None
+    readonly: bool | None = None
+    overlay: bool | None = None
+    label: str | None = None
+    serial: str | None = None
+
+
+@dataclass(frozen=True)
+class RuntimeRecord:
+    """A running appliance, as another process needs to know it."""
+
+    id: str
+    backend: str
+    pid: int | None
+    started: float
+    updated: float
+    workdir: str
+    qmp_socket: str = ""
+    agent_socket: str = ""
+    uri: str = ""
+    domain: str = ""
+    layout_key: str = ""
+    owner: dict[str, Any] = field(default_factory=dict)
+    slots: tuple[SlotRecord, ...] = ()
+    vcpus_max: int = 1
+    vcpus_plugged: tuple[int, ...] = (0,)
+
+    def to_json(self) -> str:
+        """The record's document (schema :data:`SCHEMA`)."""
+        doc = {k: v for k, v in asdict(self).items()
+               if k not in ("slots", "vcpus_max", "vcpus_plugged")}
+        doc = {"schema": SCHEMA, **doc,
+               "slots": [asdict(s) for s in self.slots],
+               "vcpus": {"max": self.vcpus_max, "plugged": list(self.vcpus_plugged)}}
+        return json.dumps(doc, indent=1, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "runtime record") -> RuntimeRecord:
+        """Parse a record; :class:`RuntimeRecordError` says what is wrong with it."""
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            raise RuntimeRecordError(where, f"not a complete JSON document (truncated?): "
+                                     f"{e}") from None
+        if not isinstance(doc, dict) or "schema" not in doc:
+            raise RuntimeRecordError(where, "not a guestslots runtime record")
+        schema = doc["schema"]
+        if not isinstance(schema, int) or isinstance(schema, bool):
+            raise RuntimeRecordError(where, f"schema {schema!r} is not a number")
+        if schema > SCHEMA:
+            raise RuntimeRecordError(where, f"written by a newer guestslots (schema "
+                                     f"{schema}; this one reads {SCHEMA})")
+        if schema < 1:
+            raise RuntimeRecordError(where, f"schema {schema} does not exist")
+        try:
+            vcpus = doc["vcpus"]
+            return cls(
+                id=_typed(doc, "id", str), backend=_typed(doc, "backend", str),
+                pid=_typed(doc, "pid", int, none=True),
+                started=float(_typed(doc, "started", (int, float))),
+                updated=float(_typed(doc, "updated", (int, float))),
+                workdir=_typed(doc, "workdir", str),
+                qmp_socket=_typed(doc, "qmp_socket", str),
+                agent_socket=_typed(doc, "agent_socket", str),
+                uri=_typed(doc, "uri", str), domain=_typed(doc, "domain", str),
+                layout_key=_typed(doc, "layout_key", str),
+                owner=_typed(doc, "owner", dict),
+                slots=tuple(SlotRecord(**s) for s in _typed(doc, "slots", list)),
+                vcpus_max=_typed(vcpus, "max", int),
+                vcpus_plugged=tuple(_typed(vcpus, "plugged", list)),
+            )
+        except (KeyError, TypeError) as e:
+            raise RuntimeRecordError(where, f"incomplete or malformed ({e})") from None
+
+
+def _typed(doc: dict[str, Any], key: str, kind: type | tuple[type, ...],
+           none: bool = False) -> Any:
+    value = doc[key]
+    if value is None and none:
+        return None
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise TypeError(f"{key} is {value!r}")
+    return value

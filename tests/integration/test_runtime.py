@@ -1,0 +1,80 @@
+"""The runtime record: rewritten on every change of a running appliance, listed by
+``guestslots ps``, removed at shutdown, and cleaned by ``guestslots gc`` once its QEMU
+is gone."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from guestslots import Appliance
+from guestslots.host import runtime
+
+from .conftest import Image
+
+pytestmark = pytest.mark.integration
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "guestslots.cli", *args],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_record_follows_every_change_and_goes_at_shutdown(
+    corpus: dict[str, Image],
+) -> None:
+    image = corpus["mbr-raw-ext4"]
+    app = Appliance()
+    app.add_drive("/dev/null")
+    app.add_drive("/dev/null")
+    app.launch()
+    path = runtime.record_path(app.id)
+    try:
+        record = runtime.read(path)
+        assert (record.id, record.backend, record.pid) == (app.id, app.backend, app.pid)
+        assert [s.state for s in record.slots] == ["empty", "empty"]
+        app.hotplug(1, image.path, label="mbr")
+        record = runtime.read(path)
+        assert record.slots[1].state == "filled"
+        assert (record.slots[1].path, record.slots[1].label, record.slots[1].serial) == (
+            str(image.path), "mbr", "mbr")
+        listed = [json.loads(line) for line in cli("ps", "--json").stdout.splitlines()]
+        mine = [row for row in listed if row["id"] == app.id]
+        assert mine and mine[0]["running"] and mine[0]["slots"] == "1/2"
+        assert mine[0]["owner_alive"] is True
+        app.unplug(1)
+        assert runtime.read(path).slots[1].state == "empty"
+    finally:
+        app.shutdown()
+    assert not path.exists()
+
+
+def test_gc_removes_the_record_of_a_qemu_that_is_gone(tmp_path: Path) -> None:
+    app = Appliance()
+    app.add_drive("/dev/null")
+    app.launch()
+    record = runtime.read(runtime.record_path(app.id))
+    app.shutdown()
+    # as if its owner had been killed with its QEMU: the record stayed behind
+    stale = dataclasses.replace(record, id="deadbeef")
+    path = runtime.write(stale)
+    proc = cli("gc")
+    assert proc.returncode == 0, proc.stderr
+    assert f"removed {path} (its QEMU is gone)" in proc.stdout
+    assert not path.exists()
+
+
+def test_ps_says_which_records_it_cannot_read() -> None:
+    bad = runtime.runtime_dir() / "cafebabe.json"
+    bad.write_text('{"schema": 99}')
+    try:
+        proc = cli("ps")
+        assert proc.returncode == 0
+        assert "written by a newer guestslots (schema 99" in proc.stderr
+    finally:
+        bad.unlink()

@@ -1,0 +1,46 @@
+"""The runtime record (seed 001): its document, and the records a reader refuses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from guestslots.model.runtime import SCHEMA, RuntimeRecord, RuntimeRecordError, SlotRecord
+
+
+def record() -> RuntimeRecord:
+    return RuntimeRecord(
+        id="9f2c41d7", backend="qemu", pid=4242, started=1.5, updated=2.5,
+        workdir="/tmp/guestslots-x", qmp_socket="/tmp/guestslots-x/qmp.sock",
+        agent_socket="/tmp/guestslots-x/agent.sock", layout_key="k",
+        owner={"host": "h", "boot_id": "b", "pid": 1, "start": 2},
+        slots=(SlotRecord(0, "/dev/sda", "slot0", "filled", "/img", "raw", True, False, None,
+                          "slot0"),
+               SlotRecord(1, "/dev/sdb", "slot1", "empty")),
+        vcpus_max=4, vcpus_plugged=(0, 1))
+
+
+def test_a_record_reads_back_as_written() -> None:
+    text = record().to_json()
+    doc = json.loads(text)
+    assert doc["schema"] == SCHEMA and doc["vcpus"] == {"max": 4, "plugged": [0, 1]}
+    assert doc["slots"][0]["device_id"] == "slot0"
+    assert RuntimeRecord.from_json(text) == record()
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    (record().to_json()[:40], "truncated"),
+    ("[1, 2]", "not a guestslots runtime record"),
+    (json.dumps({**json.loads(record().to_json()), "schema": SCHEMA + 1}),
+     f"written by a newer guestslots \\(schema {SCHEMA + 1}"),
+    (json.dumps({**json.loads(record().to_json()), "schema": "1"}), "is not a number"),
+    (json.dumps({k: v for k, v in json.loads(record().to_json()).items() if k != "slots"}),
+     "incomplete or malformed"),
+    (json.dumps({**json.loads(record().to_json()), "pid": True}), "incomplete or malformed"),
+    (json.dumps({**json.loads(record().to_json()), "slots": [{"index": 0}]}),
+     "incomplete or malformed"),
+])
+def test_unusable_records_are_refused_with_the_reason(text: str, why: str) -> None:
+    with pytest.raises(RuntimeRecordError, match=f"^here: .*{why}"):
+        RuntimeRecord.from_json(text, "here")
