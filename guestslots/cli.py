@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import shutil
+import signal
 import stat
 import sys
 import tempfile
@@ -370,6 +372,39 @@ def cmd_ps(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop a running appliance by its id (``guestslots ps``): its QEMU is sent SIGTERM
+    (QEMU exits at once, as on a power cut: use it for an appliance whose owner cannot
+    shut it down), waited for, and its runtime record removed.  The owner's next call
+    fails with ChannelClosed."""
+    from .host import runtime
+
+    path = runtime.record_path(args.id)
+    if not path.exists():
+        raise GuestslotsError(f"no running appliance {args.id!r} (see guestslots ps)")
+    record = runtime.read(path)
+    if not _vm_alive(record):
+        runtime.remove(record.id)
+        print(f"{record.id} was not running (QEMU {record.pid} is gone): record removed")
+        return 0
+    if record.pid is not None:
+        try:
+            pidfd = os.pidfd_open(record.pid)
+        except ProcessLookupError:
+            pidfd = -1
+        if pidfd >= 0:
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+                if not select.select([pidfd], [], [], args.timeout)[0]:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    select.select([pidfd], [], [], 10)
+            finally:
+                os.close(pidfd)
+    runtime.remove(record.id)
+    print(f"stopped {record.id} (QEMU {record.pid})")
+    return 0
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     """Clean what appliances of dead callers left: work directories (and the QEMU
     processes libvirt's embedded driver started from them), runtime records whose QEMU
@@ -481,6 +516,11 @@ def parser() -> argparse.ArgumentParser:
                        "records)")
     s.add_argument("--json", action="store_true", help="one JSON object per appliance")
     s.set_defaults(func=cmd_ps)
+    s = sub.add_parser("stop", help="stop a running appliance by its id (guestslots ps)")
+    s.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds QEMU has to exit before it is killed (default 10)")
+    s.add_argument("id")
+    s.set_defaults(func=cmd_stop)
     s = sub.add_parser("test-tool", help="check that this host can run appliances")
     s.set_defaults(func=cmd_test_tool)
     return p

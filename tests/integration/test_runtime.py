@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from guestslots import Appliance
+from guestslots import Appliance, ApplianceState, ChannelClosed
 from guestslots.host import runtime
 
 from .conftest import Image
@@ -78,3 +78,23 @@ def test_ps_says_which_records_it_cannot_read() -> None:
         assert "written by a newer guestslots (schema 99" in proc.stderr
     finally:
         bad.unlink()
+
+
+def test_stop_stops_another_process_appliance_by_its_id() -> None:
+    app = Appliance()
+    app.add_drive("/dev/null")
+    app.launch()
+    try:
+        pid = app.pid
+        assert pid is not None
+        proc = cli("stop", app.id)
+        assert proc.returncode == 0, proc.stderr
+        assert f"stopped {app.id}" in proc.stdout
+        assert not runtime.record_path(app.id).exists()
+        with pytest.raises(ChannelClosed):
+            app.list_filesystems()
+        assert app.state is ApplianceState.CLOSED
+        again = cli("stop", app.id)
+        assert again.returncode == 1 and "no running appliance" in again.stderr
+    finally:
+        app.shutdown()
