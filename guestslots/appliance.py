@@ -52,6 +52,7 @@ from .model.cpus import LIBVIRT_UNSUPPORTED, Vcpu, VcpuError, VcpuTable
 from .model.drives import NULL_DRIVE, DriveSpec, make_drive
 from .model.flags import CONFIG, CURRENT, LIVE, Affect, NotRunning
 from .model.flags import resolve as resolve_flags
+from .model.ids import device_id
 from .model.names import is_volume, split_btrfsvol, translate_out_text
 from .model.runtime import RuntimeRecord, SlotRecord
 from .model.slots import MAX_SLOTS, Slot, SlotState, SlotTable
@@ -265,7 +266,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
     def _new_backend(self, image: ApplianceImage, accel: str) -> Backend:
         spec = VMSpec(image=image, accel=accel, qemu=self.qemu_binary,
                       memory_mb=self.memory_mb, tcg_cache_mib=self.tcg_cache_mib,
-                      max_vcpus=self._vcpus.max_vcpus)
+                      max_vcpus=self._vcpus.max_vcpus, appliance_id=self.id)
         return backends.create(self.backend, self.uri, spec)
 
     def _start_vm(self, image: ApplianceImage, fresh: bool) -> None:
@@ -462,7 +463,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
         if backend is None or (self._state is not ApplianceState.RUNNING and not self._started):
             return
         slots = tuple(
-            SlotRecord(slot.index, slot.device, f"slot{slot.index}", slot.state.value,
+            SlotRecord(slot.index, slot.device, device_id("disk", self.id, slot.index),
+                       slot.state.value,
                        slot.drive.path if slot.drive else None,
                        slot.drive.format if slot.drive else None,
                        slot.drive.readonly if slot.drive else None,

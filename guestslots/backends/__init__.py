@@ -39,6 +39,8 @@ class VMSpec:
     tcg_cache_mib: int = 64
     #: vCPU ids 0..max_vcpus-1 can be plugged; the VM starts with vCPU 0 only.
     max_vcpus: int = 1
+    #: The appliance's id, in every device id (:mod:`guestslots.model.ids`).
+    appliance_id: str = "0"
 
 
 class Backend(Protocol):

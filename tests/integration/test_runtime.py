@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,14 @@ def test_the_record_follows_every_change_and_goes_at_shutdown(
         assert record.slots[1].state == "filled"
         assert (record.slots[1].path, record.slots[1].label, record.slots[1].serial) == (
             str(image.path), "mbr", "mbr")
+        # the recorded device id is the one QEMU (or libvirt, as an alias) has
+        assert record.slots[1].device_id == f"disk-{app.id}-1"
+        backend: Any = app._backend
+        if app.backend == "qemu":
+            devices = backend.machine.execute("qom-list", {"path": "/machine/peripheral"})
+            assert f"disk-{app.id}-1" in {d["name"] for d in devices}
+        else:
+            assert f"ua-disk-{app.id}-1" in backend.domain.XMLDesc(0)
         listed = [json.loads(line) for line in cli("ps", "--json").stdout.splitlines()]
         mine = [row for row in listed if row["id"] == app.id]
         assert mine and mine[0]["running"] and mine[0]["slots"] == "1/2"

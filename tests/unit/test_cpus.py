@@ -88,8 +88,8 @@ def test_vcpu_ids_follow_qemus_positions_by_topology() -> None:
     listed[3]["qom-path"] = "/machine/unattached/device[0]"
     positions = vcpu_positions(listed)
     assert [p["props"]["core-id"] for p in positions] == [0, 1, 2, 3]
-    assert vcpu_device_args(2, positions[2]) == {
-        "driver": "max-x86_64-cpu", "id": "cpu2", "core-id": 2, "thread-id": 0, "socket-id": 0}
+    assert vcpu_device_args(2, positions[2], "ab") == {
+        "driver": "max-x86_64-cpu", "id": "cpu-ab-2", "core-id": 2, "thread-id": 0, "socket-id": 0}
 
 
 def test_libvirt_declares_each_vcpu_hotpluggable_by_id() -> None:

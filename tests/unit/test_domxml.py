@@ -45,13 +45,13 @@ def test_domain_xml_golden() -> None:
 
 def test_disk_xml_golden() -> None:
     _golden("disk-overlay.xml", disk_xml(27, DriveSpec("/i/a.qcow2", "qcow2", label="data"),
-                                         overlay="/w/overlay-slot27.qcow2"))
-    _golden("disk-rw.xml", disk_xml(3, DriveSpec("/i/b.img", "raw", readonly=False)))
-    assert slot_alias(3) == "ua-slot3"
+                                         overlay="/w/overlay-slot27.qcow2", owner="ab"))
+    _golden("disk-rw.xml", disk_xml(3, DriveSpec("/i/b.img", "raw", readonly=False), owner="ab"))
+    assert slot_alias(3, "ab") == "ua-disk-ab-3"
 
 
 def test_names_and_paths_are_escaped() -> None:
-    xml = disk_xml(0, DriveSpec("/i/<a&b>'\".img", "raw", readonly=False))
+    xml = disk_xml(0, DriveSpec("/i/<a&b>'\".img", "raw", readonly=False), owner="ab")
     assert "/i/&lt;a&amp;b&gt;'&quot;.img" in xml
 
 
@@ -91,12 +91,12 @@ def test_live_disk_finds_a_slot_by_alias() -> None:
     devices = live.find("devices")
     assert devices is not None
     for i in (2, 5):
-        disk = etree.fromstring(disk_xml(i, DriveSpec(f"/i/{i}.img", "raw")).encode())
+        disk = etree.fromstring(disk_xml(i, DriveSpec(f"/i/{i}.img", "raw"), owner="ab").encode())
         devices.append(disk)
     text = etree.tostring(live, encoding="unicode")
-    found = live_disk(text, slot_alias(5))
+    found = live_disk(text, slot_alias(5, "ab"))
     assert found is not None and "/i/5.img" in found and "/i/2.img" not in found
-    assert live_disk(text, slot_alias(3)) is None
+    assert live_disk(text, slot_alias(3, "ab")) is None
 
 
 SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")
@@ -107,7 +107,7 @@ SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")
 def test_libvirts_schema_accepts_the_domain() -> None:
     schema = etree.RelaxNG(etree.parse(str(SCHEMA)))
     domain = domain_xml(CFG)
-    disks = "".join(disk_xml(i, DriveSpec(f"/i/{i}.img", "raw")) for i in range(2))
+    disks = "".join(disk_xml(i, DriveSpec(f"/i/{i}.img", "raw"), owner="ab") for i in range(2))
     for text in (domain, domain.replace("</devices>", disks + "</devices>")):
         document = etree.fromstring(text.encode())
         assert schema.validate(document), schema.error_log

@@ -14,44 +14,47 @@ from guestslots.model.drives import DriveSpec
 
 
 def test_ids_are_reproducible_and_valid_node_names() -> None:
-    assert slot_ids(5) == slot_ids(5)
-    ids = slot_ids(254)
-    for name in (ids.qdev, ids.fmt_node, ids.file_node):
+    assert slot_ids(5, "9f2c41d7") == slot_ids(5, "9f2c41d7")
+    ids = slot_ids(254, "9f2c41d7")
+    assert ids.qdev == "disk-9f2c41d7-254"  # as the runtime record says
+    for name in (ids.qdev, ids.fmt_node, ids.file_node, ids.base_node, ids.base_file_node):
         assert len(name) <= 31 and name[0].isalpha()
-    assert len({slot_ids(i).fmt_node for i in range(255)}) == 255
+    assert len({slot_ids(i, "9f2c41d7").fmt_node for i in range(255)}) == 255
+    # two appliances' devices never share an id
+    assert slot_ids(3, "9f2c41d7").qdev != slot_ids(3, "00000001").qdev
 
 
 def test_blockdev_add_read_only_qcow2_never_opens_backing() -> None:
-    args = blockdev_add_args(3, DriveSpec("/i/a.qcow2", "qcow2", True, "base"))
+    args = blockdev_add_args(3, DriveSpec("/i/a.qcow2", "qcow2", True, "base"), owner="ab")
     assert args == {
         "driver": "qcow2",
-        "node-name": "slot3-fmt",
+        "node-name": "disk-ab-3-fmt",
         "read-only": True,
         "backing": None,
-        "file": {"driver": "file", "filename": "/i/a.qcow2", "node-name": "slot3-file",
+        "file": {"driver": "file", "filename": "/i/a.qcow2", "node-name": "disk-ab-3-file",
                  "read-only": True},
     }
 
 
 def test_blockdev_add_raw_read_write() -> None:
-    args = blockdev_add_args(0, DriveSpec("/i/a.img", "raw", False))
+    args = blockdev_add_args(0, DriveSpec("/i/a.img", "raw", False), owner="ab")
     assert args["read-only"] is False and args["file"]["read-only"] is False
     assert "backing" not in args
 
 
 def test_device_add_puts_slot_at_its_target_with_serial_and_device_id() -> None:
-    assert device_add_args(27, DriveSpec("/i/a.img", "raw", True, "data")) == {
+    assert device_add_args(27, DriveSpec("/i/a.img", "raw", True, "data"), owner="ab") == {
         "driver": "scsi-hd",
-        "id": "slot27",
+        "id": "disk-ab-27",
         "bus": "scsi0.0",
         "channel": 0,
         "scsi-id": 27,
         "lun": 0,
-        "drive": "slot27-fmt",
+        "drive": "disk-ab-27-fmt",
         "serial": "data",
         "device_id": "data",
     }
-    assert device_add_args(4, DriveSpec("/i/a.img"))["serial"] == "slot4"
+    assert device_add_args(4, DriveSpec("/i/a.img"), owner="ab")["serial"] == "slot4"
 
 
 def test_command_line_has_no_slot_disks_and_a_virtio_blk_root() -> None:

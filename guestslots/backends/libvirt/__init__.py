@@ -310,7 +310,7 @@ class LibvirtBackend:
         if drive.throwaway:
             overlay = self._overlay_path(index)
             make_overlay(drive, overlay)
-        xml = disk_xml(index, drive, overlay)
+        xml = disk_xml(index, drive, overlay, owner=self.spec.appliance_id)
         try:
             self._guarded(index, lambda: domain.attachDeviceFlags(xml, LIVE), timeout, what)
             self._attached[index] = xml
@@ -348,7 +348,7 @@ class LibvirtBackend:
 
     def _detach(self, index: int, xml: str, timeout: float, what: str) -> None:
         domain = self._running()
-        removed = connection.removal(self.domain_name, slot_alias(index))
+        removed = connection.removal(self.domain_name, slot_alias(index, self.spec.appliance_id))
         try:
             self._guarded(index, lambda: domain.detachDeviceFlags(xml, LIVE), timeout, what)
         except libvirt.libvirtError as e:
@@ -383,7 +383,7 @@ class LibvirtBackend:
             with contextlib.suppress(libvirt.libvirtError):
                 bounded.wait(abandoned, timeout, what, self._log_tail())
         live = bounded.call(lambda: domain.XMLDesc(0), timeout, what, self._log_tail())
-        xml = live_disk(live, slot_alias(index))
+        xml = live_disk(live, slot_alias(index, self.spec.appliance_id))
         self._unsure.pop(index, None)
         if xml is not None:
             self._detach(index, xml, timeout, what)

@@ -18,6 +18,7 @@ from lxml import etree
 
 from ...host.owner import Owner
 from ...model.drives import DriveSpec
+from ...model.ids import device_id
 from ...model.names import index_to_letters
 from ...model.slots import slot_serial
 from ...wire import AGENT_PORT
@@ -51,9 +52,10 @@ class DomainConfig:
     owner: Owner | None = None
 
 
-def slot_alias(index: int) -> str:
-    """The device alias of slot *index*'s disk (what the device-removed event names)."""
-    return f"{ALIAS_PREFIX}slot{index}"
+def slot_alias(index: int, owner: str) -> str:
+    """The device alias of slot *index*'s disk in appliance *owner* (what the
+    device-removed event names): ``ua-`` and its device id."""
+    return ALIAS_PREFIX + device_id("disk", owner, index)
 
 
 def el(tag: str, *children: etree._Element | str, **attrs: str) -> etree._Element:
@@ -171,7 +173,7 @@ def domain_xml(cfg: DomainConfig) -> str:
     return etree.tostring(domain, pretty_print=True, encoding="unicode")
 
 
-def disk_xml(index: int, drive: DriveSpec, overlay: str | None = None) -> str:
+def disk_xml(index: int, drive: DriveSpec, overlay: str | None = None, *, owner: str) -> str:
     """The ``<disk>`` of slot *index*: SCSI target *index* on controller 0.
 
     The image's format is named and its backing chain is declared empty (an
@@ -193,7 +195,7 @@ def disk_xml(index: int, drive: DriveSpec, overlay: str | None = None) -> str:
     parts += [
         el("target", dev=f"sd{index_to_letters(index)}", bus="scsi"),
         el("serial", serial),
-        el("alias", name=slot_alias(index)),
+        el("alias", name=slot_alias(index, owner)),
         el("address", type="drive", controller="0", bus="0", target=str(index), unit="0"),
     ]
     if overlay is None and drive.readonly:

@@ -120,7 +120,8 @@ class QemuBackend:
         except CommandError as e:
             self.kill()
             raise LaunchError(f"cannot create the root overlay: {e}") from None
-        self.machine = QemuMachine(cfg, Path(workdir), incoming=restore_from is not None)
+        self.machine = QemuMachine(cfg, Path(workdir), incoming=restore_from is not None,
+                                   owner=self.spec.appliance_id)
         try:
             sock = self.machine.start(timeout=30)
             if restore_from is not None:

@@ -61,8 +61,11 @@ def tail(path: Path, lines: int = 25) -> str:
 class QemuMachine:
     """A running QEMU: its process, its QMP session, and the agent socket it connected."""
 
-    def __init__(self, cfg: MachineConfig, workdir: Path, incoming: bool = False) -> None:
+    def __init__(self, cfg: MachineConfig, workdir: Path, incoming: bool = False,
+                 owner: str = "0") -> None:
         self.cfg = cfg
+        #: The appliance id in every device id (:mod:`guestslots.model.ids`).
+        self.owner = owner
         self.workdir = workdir
         self.command = qemu_command(cfg, incoming)
         self.qemu_log = workdir / "qemu.log"
@@ -247,9 +250,9 @@ class QemuMachine:
         """Plug *drive* into slot *index* (over *overlay*, if given); on failure nothing
         is left attached.  Past *timeout*, :class:`QemuTimeout`; the slot is then
         cleaned before its next use, whatever QEMU did meanwhile."""
-        ids = slot_ids(index)
-        blockdev = blockdev_add_args(index, drive, overlay)
-        device = device_add_args(index, drive)
+        ids = slot_ids(index, self.owner)
+        blockdev = blockdev_add_args(index, drive, overlay, owner=self.owner)
+        device = device_add_args(index, drive, owner=self.owner)
         image_node = ids.base_node if overlay is not None else ids.fmt_node
         self._guarded(index, self._attach(index, blockdev, device, drive, image_node), timeout,
                       f"hotplug of slot {index} ({drive.path})")
@@ -271,7 +274,7 @@ class QemuMachine:
         drive: DriveSpec,
         image_node: str,
     ) -> None:
-        ids = slot_ids(index)
+        ids = slot_ids(index, self.owner)
         if index in self._unsure:
             await self._clean_slot(index)
         checked = drive.format == "qcow2"
@@ -299,7 +302,7 @@ class QemuMachine:
     async def _clean_slot(self, index: int, timeout: float = 10.0) -> None:
         """Remove whatever an abandoned attach or detach of slot *index* left in QEMU:
         its device (waiting until QEMU deleted it), then its block nodes."""
-        ids = slot_ids(index)
+        ids = slot_ids(index, self.owner)
         devices = await self._execute("qom-list", {"path": "/machine/peripheral"})
         if any(d.get("name") == ids.qdev for d in devices):
             await self._device_del(ids.qdev, timeout)
@@ -353,7 +356,7 @@ class QemuMachine:
         if index in self._unsure:
             await self._clean_slot(index, timeout)  # removes whatever is left of it
             return
-        ids = slot_ids(index)
+        ids = slot_ids(index, self.owner)
         await self._device_del(ids.qdev, timeout)
         await self._execute("blockdev-del", {"node-name": ids.fmt_node})
 
@@ -384,7 +387,7 @@ class QemuMachine:
                 raise self.error(f"QEMU has no vCPU position {vcpu} (it has {len(positions)})")
             if "qom-path" in positions[vcpu]:
                 raise self.error(f"vCPU {vcpu} is already plugged in QEMU")
-            await self._execute("device_add", vcpu_device_args(vcpu, positions[vcpu]))
+            await self._execute("device_add", vcpu_device_args(vcpu, positions[vcpu], self.owner))
 
         self._run(attach(), timeout, f"hotplug of vCPU {vcpu}")
 
@@ -392,7 +395,7 @@ class QemuMachine:
         """Unplug vCPU *vcpu* and wait until QEMU has really removed it: a CPU's unplug
         needs the guest's cooperation (its ACPI eject), so the end is confirmed by
         asking QEMU again after each event that may mean it, not by one event."""
-        qdev = vcpu_qdev(vcpu)
+        qdev = vcpu_qdev(vcpu, self.owner)
 
         async def gone() -> bool:
             positions = vcpu_positions(await self._execute("query-hotpluggable-cpus"))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ...model.drives import DriveSpec
+from ...model.ids import device_id
 from ...model.slots import slot_serial
 from ...wire import AGENT_PORT
 from .. import KERNEL_CMDLINE
@@ -31,9 +32,10 @@ class SlotIds:
     base_file_node: str
 
 
-def slot_ids(index: int) -> SlotIds:
-    """Reproducible ids for slot *index* (node names: at most 31 characters)."""
-    base = f"slot{index}"
+def slot_ids(index: int, owner: str) -> SlotIds:
+    """Reproducible ids for slot *index* of appliance *owner* (see
+    :mod:`guestslots.model.ids`; node names: at most 31 characters)."""
+    base = device_id("disk", owner, index)
     return SlotIds(qdev=base, fmt_node=f"{base}-fmt", file_node=f"{base}-file",
                    base_node=f"{base}-base", base_file_node=f"{base}-base-file")
 
@@ -51,7 +53,8 @@ def _image_node(node: str, file_node: str, drive: DriveSpec, readonly: bool) -> 
     return args
 
 
-def blockdev_add_args(index: int, drive: DriveSpec, overlay: str | None = None) -> dict[str, Any]:
+def blockdev_add_args(index: int, drive: DriveSpec, overlay: str | None = None, *,
+                      owner: str) -> dict[str, Any]:
     """Arguments of ``blockdev-add`` for *drive* in slot *index*.
 
     A qcow2 image's backing file is never opened (``backing: null``): the
@@ -61,7 +64,7 @@ def blockdev_add_args(index: int, drive: DriveSpec, overlay: str | None = None) 
     read-only backing node, named here rather than taken from the overlay's
     header.  Without it, both nodes are read-only for a read-only drive.
     """
-    ids = slot_ids(index)
+    ids = slot_ids(index, owner)
     if overlay is None:
         return _image_node(ids.fmt_node, ids.file_node, drive, drive.readonly)
     return {
@@ -73,14 +76,14 @@ def blockdev_add_args(index: int, drive: DriveSpec, overlay: str | None = None) 
     }
 
 
-def device_add_args(index: int, drive: DriveSpec) -> dict[str, Any]:
+def device_add_args(index: int, drive: DriveSpec, *, owner: str) -> dict[str, Any]:
     """Arguments of ``device_add`` for the ``scsi-hd`` of slot *index* (target = index).
 
     ``serial`` gives the guest ``ID_SCSI_SERIAL`` (VPD page 0x80, used by the
     udev rule) and ``device_id`` the by-id link (VPD 0x83); libvirt sets both
     from ``<serial>``, so both backends present the same disk.
     """
-    ids = slot_ids(index)
+    ids = slot_ids(index, owner)
     serial = slot_serial(index, drive.label)
     return {
         "driver": "scsi-hd",
@@ -209,9 +212,10 @@ def layout_key_command(cfg: MachineConfig) -> list[str]:
     )
 
 
-def vcpu_qdev(vcpu: int) -> str:
-    """The qdev id of hotplugged vCPU *vcpu* (reproducible, as a slot's)."""
-    return f"cpu{vcpu}"
+def vcpu_qdev(vcpu: int, owner: str) -> str:
+    """The qdev id of hotplugged vCPU *vcpu* of appliance *owner* (reproducible, as a
+    slot's)."""
+    return device_id("cpu", owner, vcpu)
 
 
 def vcpu_positions(hotpluggable: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -227,7 +231,7 @@ def vcpu_positions(hotpluggable: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(hotpluggable, key=key)
 
 
-def vcpu_device_args(vcpu: int, position: dict[str, Any]) -> dict[str, Any]:
+def vcpu_device_args(vcpu: int, position: dict[str, Any], owner: str) -> dict[str, Any]:
     """``device_add`` arguments for vCPU *vcpu* at its *position* (from
     :func:`vcpu_positions`)."""
-    return {"driver": position["type"], "id": vcpu_qdev(vcpu), **position["props"]}
+    return {"driver": position["type"], "id": vcpu_qdev(vcpu, owner), **position["props"]}
