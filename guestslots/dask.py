@@ -29,7 +29,11 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from distributed import Client, WorkerPlugin, as_completed, get_worker
+try:
+    from distributed import Client, WorkerPlugin, as_completed, get_worker
+except ImportError as e:  # an optional extra
+    raise ImportError(f"guestslots.dask needs Dask's distributed ({e}): "
+                      "pip install 'guestslots[dask]'") from e
 
 from .appliance import Appliance
 from .errors import GuestslotsError
