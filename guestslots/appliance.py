@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import functools
 import io
 import logging
 import os
@@ -48,6 +49,7 @@ from .guest.volumes import VolumeCalls
 from .host import owner, runtime, savedstate, warmup
 from .host.accel import AccelChoice, choose_accel
 from .host.build import ApplianceImage, ensure_appliance
+from .host.proc import signal_process
 from .model.cpus import LIBVIRT_UNSUPPORTED, Vcpu, VcpuError, VcpuTable
 from .model.drives import NULL_DRIVE, DriveSpec, make_drive
 from .model.flags import CONFIG, CURRENT, LIVE, Affect, NotRunning
@@ -80,6 +82,13 @@ def _warn(message: str, stacklevel: int) -> None:
     :func:`warnings.warn`, counted from the caller)."""
     log.warning("%s", message)
     warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
+
+
+@functools.cache
+def _owner_record(pid: int) -> dict[str, object]:
+    """Process *pid* (this one) as a runtime record's owner: read from /proc once per
+    process (keyed by pid, so a forked child records itself)."""
+    return dataclasses.asdict(owner.current())
 
 
 def _reap(backend: Backend) -> None:
@@ -300,7 +309,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
             self._say("the appliance did not boot under KVM: retrying with TCG")
             self.accel = AccelChoice("tcg", "KVM passed its probe but the boot failed")
             backend = self._new_backend(image, "tcg")
-            key = savedstate.state_key(backend.layout_key(), image.key)
+            key = self._layout_key = savedstate.state_key(backend.layout_key(), image.key)
             self._boot(backend)
         self.launched_from = "cold boot"
         if use_saved:
@@ -422,18 +431,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
         last sync is lost, as after a power cut).  A no-op when not running.
         """
         pid = self.pid
-        if pid is None:
-            return
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:  # already gone
-            return
-        try:
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        except OSError:
-            pass
-        finally:
-            os.close(pidfd)
+        if pid is not None:
+            signal_process(pid, signal.SIGKILL)
 
     def _nothing_to_lose(self) -> bool:
         """Whether no image would keep anything of a graceful shutdown: every full
@@ -460,7 +459,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
         """Rewrite the runtime record (see :mod:`guestslots.model.runtime`); a record
         that cannot be written is a warning, not the change's failure."""
         backend = self._backend
-        if backend is None or (self._state is not ApplianceState.RUNNING and not self._started):
+        if backend is None or not self._started:  # launching: written once it is up
             return
         slots = tuple(
             SlotRecord(slot.index, slot.device, device_id("disk", self.id, slot.index),
@@ -474,7 +473,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
         record = RuntimeRecord(
             id=self.id, backend=self.backend, pid=backend.pid, started=self._started,
             updated=time.time(), workdir=backend.workdir or "",
-            layout_key=self._layout_key, owner=dataclasses.asdict(owner.current()),
+            layout_key=self._layout_key, owner=_owner_record(os.getpid()),
             slots=slots, vcpus_max=self._vcpus.max_vcpus,
             vcpus_plugged=tuple(sorted(self._vcpus.live)), **backend.runtime_info())
         try:

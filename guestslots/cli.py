@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import select
 import shutil
 import signal
 import stat
@@ -25,7 +24,8 @@ from .commands import UsageError, format_result, lookup
 from .copyout import copy_out
 from .errors import GuestslotsError
 from .frontend import open_appliance
-from .host import build, workdir
+from .host import build, runtime, workdir
+from .host.proc import signal_process
 from .inspector_xml import inspector_xml
 from .model.runtime import RuntimeRecord
 
@@ -47,10 +47,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         if args.xml:
             raise UsageError("--xml describes one guest (all its disks in one appliance): "
                              "not with --jobs")
-        report = _reports([(image, args.format) for image in args.images], args)
-        json.dump([r for _, r in sorted(report, key=lambda pr: pr[0])], sys.stdout, indent=2)
+        report = [r for _, r in sorted(_reports([(image, args.format) for image in args.images],
+                                                args), key=lambda pr: pr[0])]
+        json.dump(report, sys.stdout, indent=2)
         print()
-        return 0 if all("error" not in r for _, r in report) else 1
+        return 0 if all("error" not in r for r in report) else 1
     app = open_appliance(slots=len(args.images), launch=True, accel=args.accel,
                          progress=_progress())
     try:
@@ -324,21 +325,8 @@ def cmd_umount(args: argparse.Namespace) -> int:
     return 0
 
 
-def _vm_alive(record: RuntimeRecord) -> bool:
-    """Whether the record's QEMU still runs (its pid, with the work directory on its
-    command line: not a reused pid)."""
-    if record.pid is None:
-        return False
-    try:
-        cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return not record.workdir or os.fsencode(record.workdir) in cmdline
-
-
 def cmd_ps(args: argparse.Namespace) -> int:
     """List this user's running appliances, from their runtime records."""
-    from .host import runtime
     from .host.owner import Owner
 
     rows = []
@@ -353,7 +341,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         full = sum(1 for s in record.slots if s.state == "filled")
         rows.append({
             "id": record.id, "backend": record.backend, "pid": record.pid,
-            "running": _vm_alive(record), "slots": f"{full}/{len(record.slots)}",
+            "running": runtime.vm_alive(record), "slots": f"{full}/{len(record.slots)}",
             "vcpus": f"{len(record.vcpus_plugged)}/{record.vcpus_max}",
             "age_s": round(time.time() - record.started, 1),
             "owner_alive": owner_alive, "record": str(path),
@@ -377,29 +365,16 @@ def cmd_stop(args: argparse.Namespace) -> int:
     (QEMU exits at once, as on a power cut: use it for an appliance whose owner cannot
     shut it down), waited for, and its runtime record removed.  The owner's next call
     fails with ChannelClosed."""
-    from .host import runtime
-
     path = runtime.record_path(args.id)
     if not path.exists():
         raise GuestslotsError(f"no running appliance {args.id!r} (see guestslots ps)")
     record = runtime.read(path)
-    if not _vm_alive(record):
+    if not runtime.vm_alive(record):
         runtime.remove(record.id)
         print(f"{record.id} was not running (QEMU {record.pid} is gone): record removed")
         return 0
-    if record.pid is not None:
-        try:
-            pidfd = os.pidfd_open(record.pid)
-        except ProcessLookupError:
-            pidfd = -1
-        if pidfd >= 0:
-            try:
-                signal.pidfd_send_signal(pidfd, signal.SIGTERM)
-                if not select.select([pidfd], [], [], args.timeout)[0]:
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                    select.select([pidfd], [], [], 10)
-            finally:
-                os.close(pidfd)
+    if record.pid is not None and not signal_process(record.pid, signal.SIGTERM, args.timeout):
+        signal_process(record.pid, signal.SIGKILL, 10)
     runtime.remove(record.id)
     print(f"stopped {record.id} (QEMU {record.pid})")
     return 0
@@ -416,10 +391,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
         gc.collect(uri, print)
     for path in workdir.remove_stale():
         print(f"removed {path} (its owner died)")
-    from .host import runtime
-
     for record_file, record in runtime.records():
-        if isinstance(record, RuntimeRecord) and not _vm_alive(record):
+        if isinstance(record, RuntimeRecord) and not runtime.vm_alive(record):
             runtime.remove(record.id)
             print(f"removed {record_file} (its QEMU is gone)")
     return 0

@@ -37,7 +37,7 @@ except ImportError as e:  # an optional extra
 
 from .appliance import Appliance
 from .errors import GuestslotsError
-from .pool import ImageItem, ImageResult, Runner, split_item
+from .pool import ImageItem, ImageResult, Runner, ensure_saved_state, split_item
 
 T = TypeVar("T")
 
@@ -75,12 +75,7 @@ class AppliancePlugin(WorkerPlugin):
         self._lock = threading.Lock()
 
     def setup(self, worker: Any = None) -> None:
-        app = Appliance(**self.options)
-        app.add_drive("/dev/null")
-        try:
-            app.launch()
-        finally:
-            app.shutdown()
+        ensure_saved_state(self.options)
 
     def teardown(self, worker: Any = None) -> None:
         with self._lock:

@@ -91,6 +91,22 @@ def default_workers(memory_mb: int = 512, cores: int | None = None,
 ImageItem = str | os.PathLike[str] | tuple[str | os.PathLike[str], str | None]
 
 
+def ensure_saved_state(options: dict[str, Any],
+                       track: Callable[[Appliance], None] = lambda app: None,
+                       untrack: Callable[[Appliance], None] = lambda app: None) -> None:
+    """Launch (and shut down) one appliance made with *options*, so that its saved
+    state exists before many workers want it: otherwise each of them would boot cold
+    to make it.  Fast when it exists (a restore)."""
+    app = Appliance(**options)
+    app.add_drive("/dev/null")
+    track(app)
+    try:
+        app.launch()
+    finally:
+        app.shutdown()
+        untrack(app)
+
+
 class Runner:
     """Runs a function on one image at a time, as one pool worker (or one Dask worker
     thread) does: each image in a fresh appliance of its own (*isolate*), or all of
@@ -285,19 +301,9 @@ class Pool:
     # ---- workers
 
     def _prepare(self) -> None:
-        """Launch one appliance first, so that the saved state exists before N
-        workers want it (otherwise each of them would boot cold to make it)."""
-        if self._warm:
-            return
-        app = Appliance(**self.options)
-        app.add_drive("/dev/null")
-        self._track(app)
-        try:
-            app.launch()
-        finally:
-            app.shutdown()
-            self._untrack(app)
-        self._warm = True
+        if not self._warm:
+            ensure_saved_state(self.options, self._track, self._untrack)
+            self._warm = True
 
     def _track(self, app: Appliance) -> None:
         with self._lock:
@@ -334,11 +340,4 @@ class Pool:
             done.put(None)
 
 
-def scan(func: Callable[[Appliance], T], images: Iterable[ImageItem],
-         workers: int | None = None, **options: Any) -> Iterator[ImageResult[T]]:
-    """``Pool(workers, **options).imap_unordered(func, images)``, the pool closed after."""
-    with Pool(workers, **options) as pool:
-        yield from pool.imap_unordered(func, images)
-
-
-__all__ = ["ImageItem", "ImageResult", "Pool", "Runner", "default_workers", "scan"]
+__all__ = ["ImageItem", "ImageResult", "Pool", "Runner", "default_workers", "ensure_saved_state"]

@@ -154,7 +154,7 @@ class DiskCalls(VolumeCalls):
         if "/" in name or name in ("", ".", ".."):
             raise Fail(f"{name!r}: not a link name", errno.EINVAL)
         link = f"{LINK_DIR}/{name}"
-        if not name.startswith("slot"):  # a label link: the agent's own (see .links)
+        if not links.is_slot_link(name):  # a label link: the agent's own (see .links)
             self.disks.drain()
             links.refresh(list(self.disks.present.values()))
         deadline = time.monotonic() + float(timeout)

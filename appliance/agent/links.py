@@ -21,6 +21,11 @@ _SLOT_LINK_RE = re.compile(r"slot[0-9]+(-part[0-9]+)?\Z")
 _LABEL_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,19}\Z")
 
 
+def is_slot_link(name: str) -> bool:
+    """Whether *name* is udev's (``slotK[-partN]``) rather than a label link."""
+    return _SLOT_LINK_RE.match(name) is not None
+
+
 def serial_of(disk: str) -> str:
     """The SCSI serial of *disk* (VPD page 0x80), or ``""``."""
     try:

@@ -7,7 +7,10 @@ signal, non-zero exit, too slow) into one exception that says which.
 from __future__ import annotations
 
 import logging
+import os
+import select
 import shlex
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 
@@ -58,3 +61,21 @@ def run(
     if proc.returncode != 0:
         raise CommandError(command, f"exit status {proc.returncode}", proc.stderr + proc.stdout)
     return proc.stdout
+
+
+def signal_process(pid: int, sig: int, wait: float | None = None) -> bool:
+    """Send *sig* to process *pid* through a pidfd (never to a process that reused the
+    pid meanwhile); with *wait*, wait that long for it to exit.  Returns whether it is
+    gone (without *wait*: whether it was gone already)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:  # gone (ProcessLookupError), or not ours to see
+        return True
+    try:
+        try:
+            signal.pidfd_send_signal(pidfd, sig)
+        except ProcessLookupError:
+            return True
+        return bool(select.select([pidfd], [], [], wait)[0]) if wait is not None else False
+    finally:
+        os.close(pidfd)

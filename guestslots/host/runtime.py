@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,10 +25,23 @@ def runtime_dir() -> Path:
     path = (Path(xdg) / "guestslots" if xdg
             else Path(tempfile.gettempdir()) / f"guestslots-runtime-{os.getuid()}")
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = path.stat()
-    if st.st_uid != os.getuid():
-        raise RuntimeRecordError(str(path), "belongs to another user: refusing to use it")
+    st = path.lstat()  # in a shared /tmp: a symlink or another user's directory is a trap
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise RuntimeRecordError(str(path), "is not a private directory of this user: "
+                                 "refusing to use it")
     return path
+
+
+def vm_alive(record: RuntimeRecord) -> bool:
+    """Whether the record's QEMU still runs: its pid, with the record's work directory
+    on its command line (not a process that reused the pid)."""
+    if record.pid is None or not record.workdir:
+        return False
+    try:
+        cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return os.fsencode(record.workdir) in cmdline
 
 
 def record_path(appliance_id: str) -> Path:

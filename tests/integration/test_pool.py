@@ -153,15 +153,24 @@ def test_guestslots_scan_writes_one_json_line_per_image(
 
 
 def test_inspect_jobs_inspects_each_image_on_its_own(fleet: list[tuple[str, str]]) -> None:
-    good0, good2 = fleet[0][0], fleet[2][0]
-    proc = subprocess.run([sys.executable, "-m", "guestslots.cli", "inspect", "--jobs", "2",
-                           good0, good2], capture_output=True, text=True, timeout=600,
-                          check=False)
+    good0, good2, missing = fleet[0][0], fleet[2][0], fleet[GOOD][0]
+
+    def inspect(*images: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "guestslots.cli", "inspect", "--jobs",
+                               "2", *images], capture_output=True, text=True, timeout=600,
+                              check=False)
+
+    proc = inspect(good0, good2)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert [r["image"] for r in report] == [good0, good2]
     # each in slot 0 of an appliance of its own
     assert [r["device"] for r in report] == ["/dev/sda", "/dev/sda"]
+    # one failed image: its error in the report, and exit status 1
+    proc = inspect(good0, missing)
+    assert proc.returncode == 1, proc.stdout
+    report = json.loads(proc.stdout)
+    assert "error" not in report[0] and "missing.img" in report[1]["error"]
 
 
 @pytest.mark.single_pass("the pool's work on another engine: the backends are the pool's")

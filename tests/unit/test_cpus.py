@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from guestslots.backends.libvirt.domxml import DomainConfig, domain_xml, plugged_vcpus
 from guestslots.backends.qemu.qmpargs import (
     MachineConfig,
     qemu_command,
@@ -90,16 +89,3 @@ def test_vcpu_ids_follow_qemus_positions_by_topology() -> None:
     assert [p["props"]["core-id"] for p in positions] == [0, 1, 2, 3]
     assert vcpu_device_args(2, positions[2], "ab") == {
         "driver": "max-x86_64-cpu", "id": "cpu-ab-2", "core-id": 2, "thread-id": 0, "socket-id": 0}
-
-
-def test_libvirt_declares_each_vcpu_hotpluggable_by_id() -> None:
-    cfg = DomainConfig(name="d", accel="tcg", emulator="q", kernel="/k", initrd="/i",
-                       root_backing=(), root_overlay="/r", agent_socket="/a",
-                       console_log="/c", max_vcpus=3)
-    xml = domain_xml(cfg)
-    assert "<vcpu current=\"1\">3</vcpu>" in xml
-    assert '<vcpu id="0" enabled="yes" hotpluggable="no" order="1"/>' in xml
-    assert '<vcpu id="2" enabled="no" hotpluggable="yes"/>' in xml
-    assert plugged_vcpus(xml) == {0}
-    single = domain_xml(DomainConfig(**{**cfg.__dict__, "max_vcpus": 1}))
-    assert "<vcpus>" not in single and plugged_vcpus(single) == {0}

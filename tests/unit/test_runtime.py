@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
+from guestslots.host import runtime
 from guestslots.model.runtime import SCHEMA, RuntimeRecord, RuntimeRecordError, SlotRecord
 
 
@@ -44,3 +47,21 @@ def test_a_record_reads_back_as_written() -> None:
 def test_unusable_records_are_refused_with_the_reason(text: str, why: str) -> None:
     with pytest.raises(RuntimeRecordError, match=f"^here: .*{why}"):
         RuntimeRecord.from_json(text, "here")
+
+
+@pytest.mark.parametrize("trap", ["symlink", "open"])
+def test_the_records_directory_must_be_a_private_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trap: str
+) -> None:
+    # a shared /tmp is where the fallback lives: a planted symlink (to a directory of
+    # ours elsewhere) or a directory others may write must not receive our records
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    if trap == "symlink":
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir(mode=0o700)
+        (tmp_path / "guestslots").symlink_to(elsewhere)
+    else:
+        (tmp_path / "guestslots").mkdir()
+        os.chmod(tmp_path / "guestslots", 0o777)
+    with pytest.raises(RuntimeRecordError, match="not a private directory"):
+        runtime.runtime_dir()

@@ -118,7 +118,6 @@ class LibvirtBackend:
             console_log=os.path.join(workdir, "console.log"),
             memory_mb=self.spec.memory_mb,
             tcg_cache_mib=self.spec.tcg_cache_mib,
-            max_vcpus=self.spec.max_vcpus,
         )
 
     def _connect(self) -> libvirt.virConnect:

@@ -46,8 +46,6 @@ class DomainConfig:
     console_log: str
     memory_mb: int = 512
     tcg_cache_mib: int = 64
-    #: vCPU ids 0..max_vcpus-1 can be plugged; the domain starts with vCPU 0 only.
-    max_vcpus: int = 1
     #: The process that owns the domain (``guestslots gc`` destroys it once that died).
     owner: Owner | None = None
 
@@ -104,25 +102,6 @@ def owner_of(domain: str) -> Owner | None:
         return None
 
 
-def _vcpus(max_vcpus: int) -> list[etree._Element]:
-    """``<vcpu>``, and with more than one id ``<vcpus>``: vCPU 0 plugged (the boot CPU,
-    not hotpluggable), the others absent and each hotpluggable by id (``setVcpu``)."""
-    if max_vcpus == 1:
-        return [el("vcpu", "1")]
-    ids = [el("vcpu", id="0", enabled="yes", hotpluggable="no", order="1")]
-    ids += [el("vcpu", id=str(i), enabled="no", hotpluggable="yes") for i in range(1, max_vcpus)]
-    return [el("vcpu", str(max_vcpus), current="1"), el("vcpus", *ids)]
-
-
-def plugged_vcpus(domain: str) -> set[int]:
-    """The vCPU ids enabled in a live domain's XML *domain*."""
-    root = etree.fromstring(domain.encode())
-    ids = root.findall("vcpus/vcpu")
-    if not ids:
-        return set(range(int(root.findtext("vcpu", "1"))))
-    return {int(v.get("id", "-1")) for v in ids if v.get("enabled") == "yes"}
-
-
 def domain_xml(cfg: DomainConfig) -> str:
     """The XML of a transient appliance domain: no slot disks (they are hotplugged)."""
     features = el("features", el("acpi"))
@@ -132,7 +111,7 @@ def domain_xml(cfg: DomainConfig) -> str:
         el("name", cfg.name),
         _metadata(cfg.owner),
         el("memory", str(cfg.memory_mb), unit="MiB"),
-        *_vcpus(cfg.max_vcpus),
+        el("vcpu", "1"),
         el("os",
             el("type", "hvm", arch="x86_64", machine="pc"),
             el("kernel", cfg.kernel),
