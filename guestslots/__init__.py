@@ -12,7 +12,7 @@ and call into the appliance with stable ``/dev/sdX`` names::
         print(app.list_filesystems())
 """
 
-from .appliance import Appliance, ApplianceState
+from .appliance import Appliance, ApplianceState, relaunch
 from .errors import (
     AgentError,
     AgentTimeout,
@@ -38,6 +38,7 @@ from .isolation import isolated
 from .model.cpus import Vcpu, VcpuError
 from .model.drives import DriveSpec
 from .model.flags import CONFIG, CURRENT, LIVE
+from .model.nics import Nic, NicError
 from .model.slots import MAX_SLOTS, Slot, SlotState
 from .pool import ImageResult, Pool
 
@@ -64,6 +65,8 @@ __all__ = [
     "LabelError",
     "LaunchError",
     "MountError",
+    "Nic",
+    "NicError",
     "Pool",
     "QMPCommandError",
     "QemuError",
@@ -76,5 +79,6 @@ __all__ = [
     "VcpuError",
     "isolated",
     "mounted",
+    "relaunch",
 ]
 __version__ = "0.1.0"

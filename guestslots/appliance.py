@@ -23,6 +23,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from . import backends
@@ -45,6 +46,7 @@ from .errors import (
 from .guest.base import serialised
 from .guest.fs import FsCalls
 from .guest.inspect import InspectionCalls
+from .guest.net import NetCalls
 from .guest.volumes import VolumeCalls
 from .host import owner, runtime, savedstate, warmup
 from .host.accel import AccelChoice, choose_accel
@@ -56,7 +58,8 @@ from .model.flags import CONFIG, CURRENT, LIVE, Affect, NotRunning
 from .model.flags import resolve as resolve_flags
 from .model.ids import device_id
 from .model.names import is_volume, split_btrfsvol, translate_out_text
-from .model.runtime import RuntimeRecord, SlotRecord
+from .model.nics import Nic, NicError, NicSpec, NicTable, make_nic, with_guest_view
+from .model.runtime import NicRecord, RuntimeRecord, RuntimeRecordError, SlotRecord
 from .model.slots import MAX_SLOTS, Slot, SlotState, SlotTable
 from .wire import BTRFSVOL
 
@@ -91,13 +94,20 @@ def _owner_record(pid: int) -> dict[str, object]:
     return dataclasses.asdict(owner.current())
 
 
+def _identity(path: str) -> str | None:
+    try:
+        return runtime.image_identity(path)
+    except OSError:
+        return None
+
+
 def _reap(backend: Backend) -> None:
     """Finaliser: no VM outlives its Appliance, even one the caller forgot."""
     with contextlib.suppress(Exception):
         backend.kill()
 
 
-class Appliance(InspectionCalls, VolumeCalls, FsCalls):
+class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls):
     """A small Linux appliance VM with drive slots that can be hotplugged by index.
 
     Reserve slots with :meth:`add_drive` (``/dev/null`` for an empty one),
@@ -159,6 +169,10 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
         self._vcpus = VcpuTable(vcpus, max_vcpus)
         if max_vcpus > 1 and backend == "libvirt":
             raise VcpuError(None, f"max_vcpus={max_vcpus}: {LIBVIRT_UNSUPPORTED}")
+        #: NIC slots: what the running appliance has, what its definition has.
+        self._nics = NicTable(self.id)
+        #: The last runtime record written: the layout :meth:`relaunch` brings back.
+        self._record: RuntimeRecord | None = None
         #: A vCPU was unplugged from the running VM (see :meth:`_plug_vcpu`).
         self._vcpu_unplugged = False
         self._state = ApplianceState.CONFIG
@@ -262,6 +276,9 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
                 self._vcpus.live = {0}
                 for vcpu in sorted(self._vcpus.config - {0}):
                     self._plug_vcpu(vcpu)
+                self._nics.live = {}
+                for nic_slot, nic in sorted(self._nics.config.items()):
+                    self._plug_nic(nic_slot, nic)
             except BaseException:
                 self._teardown()
                 self._state = ApplianceState.CLOSED
@@ -271,6 +288,61 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
             self._started = time.time()
             self._update_runtime()
             self._say(f"appliance ready in {took:.2f} s ({self.launched_from})")
+
+    def relaunch(self) -> None:
+        """Boot a new appliance with the layout this one had when it last ran.
+
+        Every slot (empty ones too) with the image it held, at the same index, with
+        the same label and access; the vCPUs and NICs that were plugged; the same
+        appliance id, so every device id is the same.  For an appliance whose QEMU
+        died or was killed (the call that found it dead raised an error and closed
+        it), or one that was shut down.  That layout becomes the definition.  Each
+        image is checked first: the same file, and unchanged if the guest could not
+        write it; otherwise :class:`RuntimeRecordError` names the slot and nothing
+        is launched.  What went to throwaway overlays is gone, as after any restart.
+        """
+        with self._lock:
+            if self._state is ApplianceState.RUNNING:
+                if self._backend is not None and self._backend.is_running():
+                    raise StateError("relaunch", "shut down or dead", self._state.value)
+                self._teardown()
+                self._state = ApplianceState.CLOSED
+            if self._record is None:
+                raise StateError("relaunch", "launched before", self._state.value)
+            self._adopt(self._record)
+            self.launch()
+
+    def _adopt(self, record: RuntimeRecord) -> None:
+        """Make *record*'s running layout this appliance's definition (images checked
+        first: a refusal changes nothing)."""
+        drives: list[DriveSpec | None] = []
+        for slot in record.slots:
+            if slot.state != SlotState.FILLED.value or slot.path is None:
+                drives.append(None)
+                continue
+            why = runtime.image_changed(slot)
+            if why:
+                raise RuntimeRecordError(f"appliance {record.id}, slot {slot.index}",
+                                         f"image {slot.path}: {why}; not relaunched")
+            drives.append(make_drive(slot.path, slot.format, bool(slot.readonly),
+                                     slot.label, bool(slot.overlay)))
+        if len(drives) > self._table.max_slots:
+            raise RuntimeRecordError(f"appliance {record.id}", f"{len(drives)} slots: more "
+                                     f"than max_slots={self._table.max_slots}")
+        nics = {n.slot: make_nic(n.slot, n.network, record.id, n.mac, n.tap,
+                                 None if n.network == "user" else n.address,
+                                 None if n.network == "user" else n.gateway)
+                for n in record.nics}
+        vcpus = VcpuTable(1, record.vcpus_max)
+        vcpus.config = set(record.vcpus_plugged) | {0}
+        table = SlotTable(self._table.max_slots)
+        for drive in drives:
+            table.reserve(drive)
+        self.id = record.id
+        self._table, self._vcpus = table, vcpus
+        self._nics = NicTable(record.id)
+        self._nics.config = nics
+        self.memory_mb = record.memory_mb
 
     def _new_backend(self, image: ApplianceImage, accel: str) -> Backend:
         spec = VMSpec(image=image, accel=accel, qemu=self.qemu_binary,
@@ -366,14 +438,12 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
             agent.call("prepare_unplug", device=disk)
             backend.detach_disk(0, timeout=self.call_timeout)
             agent.call("wait_disk", target=0, plugged=False, timeout=60)
-        if self._vcpus.max_vcpus > 1:
-            # the guest's first secondary CPU costs 12-16 s under TCG to bring up: once
-            # here, not in every restored appliance's first add_vcpu
-            backend.attach_vcpu(1, timeout=self.call_timeout)
-            agent.call("vcpu_plugged", vcpu=1, timeout=120, wait_for=130)
-            agent.call("vcpu_unplugging", vcpu=1)
-            self._vcpu_unplugged = True  # in this QEMU (a failed save lets it run on)
-            backend.detach_vcpu(1, timeout=self.call_timeout)
+        agent.call("net_prepare")  # the NIC driver, loaded once here, not per appliance
+        # No vCPU is plugged and unplugged here: QEMU 7.2 under TCG keeps an unplugged
+        # vCPU's address space after freeing it, and the save's first memory transaction
+        # then aborts QEMU (free(): invalid pointer in qemu_savevm_state_setup), about
+        # one save in two (measured).  A restored appliance's first vCPU plug takes
+        # 0.4 s without this warm-up.
 
     def _boot(self, backend: Backend, saved: savedstate.SavedState | None = None) -> None:
         """Start *backend*'s VM (restoring *saved*) and wait until its agent answers."""
@@ -468,14 +538,19 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
                        slot.drive.format if slot.drive else None,
                        slot.drive.readonly if slot.drive else None,
                        slot.drive.overlay if slot.drive else None,
-                       slot.label, slot.serial)
+                       slot.label, slot.serial,
+                       _identity(slot.drive.path) if slot.drive else None)
             for slot in self._table)
         record = RuntimeRecord(
             id=self.id, backend=self.backend, pid=backend.pid, started=self._started,
             updated=time.time(), workdir=backend.workdir or "",
             layout_key=self._layout_key, owner=_owner_record(os.getpid()),
             slots=slots, vcpus_max=self._vcpus.max_vcpus,
-            vcpus_plugged=tuple(sorted(self._vcpus.live)), **backend.runtime_info())
+            vcpus_plugged=tuple(sorted(self._vcpus.live)),
+            nics=tuple(NicRecord(n.slot, n.device_id, n.network, n.mac, n.address, n.gateway,
+                                 n.tap) for n in self._nics.listed(True)),
+            memory_mb=self.memory_mb, **backend.runtime_info())
+        self._record = record
         try:
             runtime.write(record)
         except (OSError, GuestslotsError) as e:
@@ -699,6 +774,87 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
         self._vcpus.live.add(vcpu)
         self._update_runtime()
 
+    # ------------------------------------------------------------ NICs
+
+    @serialised
+    def nics(self) -> list[Nic]:
+        """Every plugged NIC: slot, device id, network, MAC, address, gateway (for
+        ``user``, where the host's 127.0.0.1 is reached), and the guest's interface and
+        link state; not running, the NICs the next launch plugs."""
+        running = self._state is ApplianceState.RUNNING
+        listed = self._nics.listed(running)
+        if not running:
+            return listed
+        state = self._call("nics_state")
+        return [with_guest_view(n, *(state.get(n.mac) or (None, False))) for n in listed]
+
+    def add_nic(self, slot: int = -1, network: str = "user", mac: str | None = None,
+                tap: str | None = None, address: str | None = None,
+                gateway: str | None = None, flags: int = CURRENT) -> int:
+        """Plug a NIC into NIC slot *slot* (``-1``: the first free one); return the slot.
+
+        *network* ``user`` is QEMU's user-mode network, one per NIC: NIC slot *k* is on
+        ``10.0.(2+k).0/24``, the guest is ``.15`` and reaches the host's 127.0.0.1 at the
+        gateway ``.2`` (see :meth:`nics`); nothing outside reaches the guest.  *network*
+        ``tap`` is the host's tap device *tap* (guestslots opens it and hands QEMU the
+        descriptor; it is made if missing, which needs CAP_NET_ADMIN), with the guest's
+        *address* (``192.168.100.2/24``) and an optional *gateway*.  *mac* defaults to
+        ``52:54:00:`` + the appliance id + the slot.  The guest's interface is up with
+        its address when this returns; the first NIC with a gateway carries the
+        default route.  *flags* as for :meth:`hotplug`.  A bad slot, network or
+        address: :class:`NicError`, nothing changed.
+        """
+        with self._lock:
+            affect = self._affect("add_nic", flags)
+            live, config = bool(affect & LIVE), bool(affect & CONFIG)
+            in_use = self._backend.nic_slots_in_use(self.call_timeout) \
+                if live and self._backend is not None else frozenset()
+            slot = self._nics.add_slot(slot, live, config, in_use)
+            nic = make_nic(slot, network, self.id, mac, tap, address, gateway)
+            if live:
+                self._plug_nic(slot, nic)
+            if config:
+                self._nics.config[slot] = nic
+            return slot
+
+    def _plug_nic(self, slot: int, nic: NicSpec) -> None:
+        backend, agent = self._running("add_nic")
+        if self._vcpu_unplugged and self.accel is not None and self.accel.accel == "tcg":
+            raise NicError(slot, "cannot be plugged: a vCPU was unplugged since this appliance "
+                           "started, and QEMU 7.2 under TCG then crashes on the PCI hotplug "
+                           "(the unplugged vCPU's freed address space); shut down and launch "
+                           "again (the definition, CONFIG, is unaffected)")
+        with self._watch():
+            backend.attach_nic(slot, nic, timeout=self.call_timeout)
+            try:
+                agent.call("nic_plugged", mac=nic.mac, address=nic.address,
+                           gateway=nic.gateway, dns=nic.dns, timeout=60, wait_for=70)
+            except BaseException:
+                with contextlib.suppress(GuestslotsError):
+                    backend.detach_nic(slot, timeout=self.call_timeout)
+                raise
+        self._nics.live[slot] = nic
+        self._update_runtime()
+
+    def remove_nic(self, slot: int = -1, flags: int = CURRENT) -> int:
+        """Unplug the NIC of NIC slot *slot* (``-1``: the highest full one); return the
+        slot.  The guest takes it down first, and its removal is confirmed by the
+        hypervisor.  *flags* as for :meth:`unplug`."""
+        with self._lock:
+            affect = self._affect("remove_nic", flags)
+            live, config = bool(affect & LIVE), bool(affect & CONFIG)
+            slot = self._nics.remove_slot(slot, live, config)
+            if live:
+                backend, agent = self._running("remove_nic")
+                with self._watch():
+                    agent.call("nic_unplugging", mac=self._nics.live[slot].mac)
+                    backend.detach_nic(slot, timeout=self.call_timeout)
+                del self._nics.live[slot]
+                self._update_runtime()
+            if config:
+                del self._nics.config[slot]
+            return slot
+
     def unplug(self, index: int, force: bool = False, flags: int = CURRENT) -> int:
         """Empty full slot *index* (``-1``: the highest full one); return the index.
 
@@ -786,3 +942,29 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls):
 
     def _filled_kernel_disks(self) -> list[str]:
         return [f"/dev/{s.kernel_name}" for s in self._table if s.kernel_name is not None]
+
+
+def relaunch(appliance: str | os.PathLike[str], **options: Any) -> Appliance:
+    """Boot again the appliance of a runtime record whose QEMU is gone (its owner died,
+    or it crashed): *appliance* is its id (``guestslots ps``) or its record's path.
+
+    The new appliance has the record's layout (see :meth:`Appliance.relaunch`) and
+    id, and is owned by the caller; *options* are :class:`Appliance`'s (backend,
+    memory and vCPU count come from the record).  A record whose QEMU still runs, or
+    that is truncated, of a newer schema, or names changed images: a clear
+    :class:`RuntimeRecordError`, and nothing is launched.
+    """
+    text = os.fspath(appliance)
+    is_id = os.sep not in text and not text.endswith(".json")
+    path = runtime.record_path(text) if is_id else Path(text)
+    record = runtime.read(path)
+    if runtime.vm_alive(record):
+        raise RuntimeRecordError(str(path), f"appliance {record.id} is still running "
+                                 f"(pid {record.pid}): use it, or `guestslots stop "
+                                 f"{record.id}` first")
+    uri = (record.uri or None) if record.backend == "libvirt" else None
+    app = Appliance(record.backend, uri=uri, memory_mb=record.memory_mb,
+                    max_vcpus=record.vcpus_max, **options)
+    app._adopt(record)
+    app.launch()
+    return app

@@ -27,15 +27,18 @@ from .appliance import Appliance
 from .model.cpus import Vcpu
 from .model.flags import Affect
 from .model.flags import parse as parse_flags
+from .model.nics import Nic
 from .model.slots import Slot
 
 #: The Appliance methods that are commands, by area.
 CALLS = (
     # lifecycle and slots
-    "add_drive", "launch", "shutdown", "hotplug", "unplug", "slots", "max_slots",
+    "add_drive", "launch", "relaunch", "shutdown", "hotplug", "unplug", "slots", "max_slots",
     "list_devices", "list_disk_labels", "resolve_link",
     # vCPUs
     "add_vcpu", "remove_vcpu", "vcpus", "max_vcpus",
+    # NICs
+    "add_nic", "remove_nic", "nics", "fetch",
     # devices
     "list_partitions", "list_filesystems", "blkid", "vfs_type", "vfs_label", "vfs_uuid",
     # LVM and md
@@ -59,8 +62,8 @@ ALIASES = {"add": "add-drive", "run": "launch", "add-ro": "add-drive"}
 
 #: Commands that work before launch; any other launches the appliance first in the shell.
 PRE_LAUNCH = frozenset(
-    {"add-drive", "launch", "list-devices", "slots", "max-slots", "list-disk-labels", "shutdown",
-     "max-vcpus"}
+    {"add-drive", "launch", "relaunch", "list-devices", "slots", "max-slots",
+     "list-disk-labels", "shutdown", "max-vcpus", "nics"}
 )
 
 #: Parameter names whose values are paths inside the appliance (for completion).
@@ -201,7 +204,7 @@ def plain_text(doc: str) -> str:
 
 def _build() -> dict[str, Command]:
     table: dict[str, Command] = {}
-    namespace = {**vars(typing), "os": os, "Slot": Slot, "Vcpu": Vcpu}
+    namespace = {**vars(typing), "os": os, "Slot": Slot, "Vcpu": Vcpu, "Nic": Nic}
     for name in CALLS:
         fn = getattr(Appliance, name)
         hints = typing.get_type_hints(fn, globalns={**fn.__globals__, **namespace})
@@ -246,9 +249,22 @@ def format_result(result: Any) -> str | bytes | None:
         return "\n\n".join(str(format_result(x)) for x in result)  # records, blank-separated
     if isinstance(result, list):
         return "\n".join(format_slot(x) if isinstance(x, Slot)
-                         else f"{x.id} {x.state}" if isinstance(x, Vcpu) else _show(x)
+                         else f"{x.id} {x.state}" if isinstance(x, Vcpu)
+                         else format_nic(x) if isinstance(x, Nic) else _show(x)
                          for x in result)
     return str(result)
+
+
+def format_nic(nic: Nic) -> str:
+    """``slot device-id network mac address [gateway:G] [tap:T] [interface up|down]``."""
+    parts = [str(nic.slot), nic.device_id, nic.network, nic.mac, nic.address]
+    if nic.gateway:
+        parts.append(f"gateway:{nic.gateway}")
+    if nic.tap:
+        parts.append(f"tap:{nic.tap}")
+    if nic.interface:
+        parts += [nic.interface, "up" if nic.up else "down"]
+    return " ".join(parts)
 
 
 def format_slot(slot: Slot) -> str:

@@ -53,6 +53,7 @@ CALLS = frozenset({
     "list_filesystems", "blkid", "disks_of",
     # vCPUs
     "vcpus_online", "vcpu_plugged", "vcpu_unplugging",
+    "net_prepare", "nic_plugged", "nic_unplugging", "nics_state", "fetch",
     # volumes
     "pvs", "vgs", "lvs", "vg_activate", "list_dm_devices", "list_md_devices", "md_detail",
     # mounts

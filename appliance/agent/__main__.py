@@ -51,6 +51,7 @@ from .fs import (
 from .mounts import (
     MountCalls,
 )
+from .net import NetCalls
 
 
 def early_setup() -> None:
@@ -88,7 +89,7 @@ def find_port() -> str:
     raise Fail(f"virtio-serial port {AGENT_PORT} not found")
 
 
-class Agent(DiskCalls, MountCalls, FileCalls, FsCalls, CpuCalls):
+class Agent(DiskCalls, MountCalls, FileCalls, FsCalls, CpuCalls, NetCalls):
     """The agent: its state, and every area's calls."""
 
     def __init__(self, port: str) -> None:
@@ -104,6 +105,7 @@ class Agent(DiskCalls, MountCalls, FileCalls, FsCalls, CpuCalls):
         self.root = Sysroot()
         self.subvolumes = {}
         self.readonly_disks = set()
+        self.nic_config = {}
         self.powering_off = False
         self.queued = collections.deque()
         self.calls = {

@@ -17,6 +17,7 @@ from typing import Protocol
 from ..errors import QemuError
 from ..host.build import ApplianceImage
 from ..model.drives import DriveSpec
+from ..model.nics import NicSpec
 
 #: The appliance kernel's command line, whichever backend boots it: the root disk is
 #: virtio-blk (``/dev/vda``), a panic powers off, nothing slow is probed, and freed
@@ -86,6 +87,17 @@ class Backend(Protocol):
 
     def detach_vcpu(self, vcpu: int, timeout: float) -> None:
         """Unplug vCPU *vcpu*, confirmed by the hypervisor (the guest has offlined it)."""
+
+    def nic_slots_in_use(self, timeout: float) -> frozenset[int]:
+        """The NIC slots the hypervisor reports taken (a device at the slot's PCI
+        address or with its device id), whoever plugged it."""
+
+    def attach_nic(self, slot: int, nic: NicSpec, timeout: float) -> None:
+        """Plug NIC slot *slot* (its PCI slot, device id and MAC from the model); on
+        failure nothing is left attached."""
+
+    def detach_nic(self, slot: int, timeout: float) -> None:
+        """Unplug NIC slot *slot*, confirmed by the hypervisor (the guest ejected it)."""
 
     def save(self, directory: Path, timeout: float) -> None:
         """Write the VM's state and its root disk into *directory*; the VM runs on,

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..model.runtime import RuntimeRecord, RuntimeRecordError
+from ..model.runtime import RuntimeRecord, RuntimeRecordError, SlotRecord
 
 
 def runtime_dir() -> Path:
@@ -42,6 +42,31 @@ def vm_alive(record: RuntimeRecord) -> bool:
     except OSError:
         return False
     return os.fsencode(record.workdir) in cmdline
+
+
+def image_identity(path: str) -> str:
+    """An image file as a record keeps it: ``dev:inode:size:mtime_ns``."""
+    st = os.stat(path)
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def image_changed(slot: SlotRecord) -> str:
+    """Why recorded slot *slot*'s image is not the one recorded ("" if it is): another
+    file at the path, or (an image the guest could not write) changed contents.  A
+    writable image is only checked to be the same file: the guest wrote to it."""
+    assert slot.path is not None
+    try:
+        now = image_identity(slot.path)
+    except OSError as e:
+        return f"it cannot be opened ({e.strerror})"
+    if slot.identity is None:
+        return "the record does not say which file it was (written by an older guestslots)"
+    if now.split(":")[:2] != slot.identity.split(":")[:2]:
+        return "another file is at its path now"
+    writable = slot.readonly is False and not slot.overlay
+    if not writable and now != slot.identity:
+        return "it changed since it was recorded (size or modification time)"
+    return ""
 
 
 def record_path(appliance_id: str) -> Path:

@@ -1,23 +1,28 @@
 """The runtime record: what a running appliance is, for another process to read.
 
 Pure (seed 001): one JSON document per running appliance, rewritten after every
-change of it (launch, each hotplug and unplug of a disk or vCPU): its id and
+change of it (launch, each hotplug and unplug of a disk, vCPU or NIC): its id and
 backend, QEMU's pid (or the libvirt URI and domain), its sockets, the layout
 key its saved state was filed under, every reserved slot (index, device id,
-path, format, read-only, overlay, label, serial) and its vCPUs.  Versioned:
+path, format, read-only, overlay, label, serial), its vCPUs and its NICs.  Versioned:
 a record of a newer schema, a truncated one or one that is not a record is a
 :class:`RuntimeRecordError` that says which, never a guess.
 
-Schema 1 (every key always present)::
+Schema 2 (every key always present; schema 1 had no ``nics``, ``memory_mb`` or slot
+``identity``)::
 
-    {"schema": 1, "id": "9f2c41d7", "backend": "qemu", "uri": "", "domain": "",
-     "pid": 12345, "owner": {"host": ..., "boot_id": ..., "pid": ..., "start": ...},
+    {"schema": 2, "id": "9f2c41d7", "backend": "qemu", "uri": "", "domain": "",
+     "pid": 12345, "memory_mb": 512,
+     "owner": {"host": ..., "boot_id": ..., "pid": ..., "start": ...},
      "started": 1796120000.5, "updated": 1796120003.1, "workdir": "/tmp/guestslots-x",
      "qmp_socket": ".../qmp.sock", "agent_socket": ".../agent.sock", "layout_key": "...",
      "slots": [{"index": 0, "device": "/dev/sda", "device_id": "slot0", "state": "filled",
                 "path": "/img", "format": "raw", "readonly": true, "overlay": false,
-                "label": null, "serial": "slot0"}],
-     "vcpus": {"max": 4, "plugged": [0, 1]}}
+                "label": null, "serial": "slot0", "identity": "2049:1234:65536:17961..."}],
+     "vcpus": {"max": 4, "plugged": [0, 1]},
+     "nics": [{"slot": 0, "device_id": "nic-9f2c41d7-0", "network": "user",
+               "mac": "52:54:00:9f:2c:00", "address": "10.0.2.15/24",
+               "gateway": "10.0.2.2", "tap": null}]}
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 from ..errors import GuestslotsError
 
 #: The schema this version writes and reads.
-SCHEMA = 1
+SCHEMA = 2
 
 
 class RuntimeRecordError(GuestslotsError):
@@ -54,6 +59,22 @@ class SlotRecord:
     overlay: bool | None = None
     label: str | None = None
     serial: str | None = None
+    #: The image file when recorded: ``dev:inode:size:mtime_ns`` (see
+    #: :func:`guestslots.host.runtime.image_identity`).
+    identity: str | None = None
+
+
+@dataclass(frozen=True)
+class NicRecord:
+    """One plugged NIC as recorded."""
+
+    slot: int
+    device_id: str
+    network: str
+    mac: str
+    address: str
+    gateway: str | None = None
+    tap: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,14 +96,17 @@ class RuntimeRecord:
     slots: tuple[SlotRecord, ...] = ()
     vcpus_max: int = 1
     vcpus_plugged: tuple[int, ...] = (0,)
+    nics: tuple[NicRecord, ...] = ()
+    memory_mb: int = 512
 
     def to_json(self) -> str:
         """The record's document (schema :data:`SCHEMA`)."""
         doc = {k: v for k, v in asdict(self).items()
-               if k not in ("slots", "vcpus_max", "vcpus_plugged")}
+               if k not in ("slots", "vcpus_max", "vcpus_plugged", "nics")}
         doc = {"schema": SCHEMA, **doc,
                "slots": [asdict(s) for s in self.slots],
-               "vcpus": {"max": self.vcpus_max, "plugged": list(self.vcpus_plugged)}}
+               "vcpus": {"max": self.vcpus_max, "plugged": list(self.vcpus_plugged)},
+               "nics": [asdict(n) for n in self.nics]}
         return json.dumps(doc, indent=1, sort_keys=False) + "\n"
 
     @classmethod
@@ -119,6 +143,9 @@ class RuntimeRecord:
                 slots=tuple(SlotRecord(**s) for s in _typed(doc, "slots", list)),
                 vcpus_max=_typed(vcpus, "max", int),
                 vcpus_plugged=tuple(_typed(vcpus, "plugged", list)),
+                nics=tuple(NicRecord(**n) for n in _typed(doc, "nics", list))
+                if schema >= 2 else (),
+                memory_mb=_typed(doc, "memory_mb", int) if schema >= 2 else 512,
             )
         except (KeyError, TypeError) as e:
             raise RuntimeRecordError(where, f"incomplete or malformed ({e})") from None

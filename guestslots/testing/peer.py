@@ -203,7 +203,8 @@ def _build(spec: dict[str, Any]) -> None:
 
 def _measure(spec: dict[str, Any]) -> dict[str, list[float]]:
     """spec: {"force_tcg": bool, "launches": N, "launch_image": [path, fmt],
-    "scan": [[path, fmt, fs_device, whoami], ...]}; every figure in seconds."""
+    "scan": [[path, fmt, fs_device, whoami], ...], "network": bool (optional: the
+    launches with libguestfs's network)}; every figure in seconds."""
     def handle() -> Any:
         return _handle(spec["force_tcg"])
 
@@ -212,6 +213,8 @@ def _measure(spec: dict[str, Any]) -> dict[str, list[float]]:
     for _ in range(spec["launches"]):
         g = handle()
         g.add_drive_opts(path, format=fmt, readonly=1)
+        if spec.get("network"):
+            g.set_network(True)
         t = time.perf_counter()
         g.launch()
         g.list_devices()  # the first answered call

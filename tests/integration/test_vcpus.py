@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from guestslots import CONFIG, LIVE, Appliance
+from guestslots import CONFIG, LIVE, Appliance, NicError
 from guestslots.model.cpus import VcpuError
 
 pytestmark = [pytest.mark.integration,
@@ -58,6 +58,10 @@ def test_vcpus_are_plugged_and_unplugged_by_id_and_online_in_the_guest(
         with pytest.raises(VcpuError, match="shut down and launch again"):
             cpuapp.add_vcpu(1)
         assert states(cpuapp) == ["online", "absent", "absent", "absent"]
+        # so does a NIC's PCI hotplug (the unplugged vCPU's freed address space)
+        with pytest.raises(NicError, match="shut down and launch again"):
+            cpuapp.add_nic()
+        assert cpuapp.nics() == []
     assert cpuapp.list_devices() == ["/dev/sda"]  # the appliance carries on
 
 

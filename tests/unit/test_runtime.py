@@ -65,3 +65,28 @@ def test_the_records_directory_must_be_a_private_directory(
         os.chmod(tmp_path / "guestslots", 0o777)
     with pytest.raises(RuntimeRecordError, match="not a private directory"):
         runtime.runtime_dir()
+
+
+def test_a_recorded_image_is_checked_before_a_relaunch(tmp_path: Path) -> None:
+    image = tmp_path / "a.img"
+    image.write_bytes(b"x" * 4096)
+
+    def slot(**kw: object) -> SlotRecord:
+        fields: dict[str, object] = {"index": 1, "device": "/dev/sdb", "device_id": "d",
+                                     "state": "filled", "path": str(image), "format": "raw",
+                                     "readonly": True, "overlay": False,
+                                     "identity": runtime.image_identity(str(image)), **kw}
+        return SlotRecord(**fields)  # type: ignore[arg-type]
+
+    read_only, writable = slot(), slot(readonly=False)
+    assert runtime.image_changed(read_only) == runtime.image_changed(writable) == ""
+    image.write_bytes(b"y" * 8192)  # same file, new contents
+    assert "changed since it was recorded" in runtime.image_changed(read_only)
+    assert runtime.image_changed(writable) == ""  # the guest wrote to it: expected
+    image.rename(tmp_path / "b.img")
+    image.write_bytes(b"x" * 4096)
+    assert "another file" in runtime.image_changed(writable)
+    image.unlink()
+    assert "cannot be opened" in runtime.image_changed(read_only)
+    assert "older guestslots" in runtime.image_changed(
+        SlotRecord(1, "/dev/sdb", "d", "filled", str(tmp_path / "b.img")))

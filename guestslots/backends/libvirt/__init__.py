@@ -49,6 +49,7 @@ from ...host.proc import CommandError
 from ...host.savedstate import ROOT_FILE, STATE_FILE
 from ...model.cpus import LIBVIRT_UNSUPPORTED, VcpuError
 from ...model.drives import DriveSpec
+from ...model.nics import NicError, NicSpec
 from .. import VMSpec
 from ..overlays import make_overlay, make_root_overlay
 from . import bounded, connection
@@ -56,7 +57,11 @@ from .domxml import (
     DomainConfig,
     disk_xml,
     domain_xml,
+    interface_xml,
     live_disk,
+    live_interface,
+    nic_alias,
+    nic_slots_in_use,
     restore_xml,
     slot_alias,
 )
@@ -330,6 +335,46 @@ class LibvirtBackend:
 
     def detach_vcpu(self, vcpu: int, timeout: float) -> None:
         raise VcpuError(vcpu, LIBVIRT_UNSUPPORTED)
+
+    # ---- NICs
+
+    def _live_xml(self, timeout: float, what: str) -> str:
+        domain = self._running()
+        return str(bounded.call(lambda: domain.XMLDesc(0), timeout, what, self._log_tail()))
+
+    def nic_slots_in_use(self, timeout: float) -> frozenset[int]:
+        return nic_slots_in_use(self._live_xml(timeout, "reading the domain XML"),
+                                self.spec.appliance_id)
+
+    def attach_nic(self, slot: int, nic: NicSpec, timeout: float) -> None:
+        """Plug NIC slot *slot* as an ``<interface>`` (see :func:`.domxml.interface_xml`)."""
+        domain = self._running()
+        xml = interface_xml(slot, nic, owner=self.spec.appliance_id)
+        what = f"hotplug of NIC slot {slot}"
+        try:
+            bounded.call(lambda: domain.attachDeviceFlags(xml, LIVE), timeout, what,
+                         self._log_tail())
+        except libvirt.libvirtError as e:
+            raise NicError(slot, f"libvirt cannot plug it: {e.get_error_message()}") from None
+
+    def detach_nic(self, slot: int, timeout: float) -> None:
+        """Unplug NIC slot *slot*, confirmed by libvirt's device-removed event."""
+        domain = self._running()
+        what = f"unplug of NIC slot {slot}"
+        alias = nic_alias(slot, self.spec.appliance_id)
+        xml = live_interface(self._live_xml(timeout, what), alias)
+        if xml is None:
+            raise QemuError(f"NIC slot {slot}: the domain has no interface {alias}")
+        removed = connection.removal(self.domain_name, alias)
+        try:
+            bounded.call(lambda: domain.detachDeviceFlags(xml, LIVE), timeout, what,
+                         self._log_tail())
+        except libvirt.libvirtError as e:
+            raise QemuError(f"libvirt cannot unplug NIC slot {slot}: "
+                            f"{e.get_error_message()}") from None
+        if not removed.wait(timeout):
+            raise QemuTimeout(f"{what}: libvirt did not report the device removed in "
+                              f"{timeout:g} s", log_tail=self._log_tail())
 
     def detach_disk(self, index: int, timeout: float) -> None:
         """Unplug slot *index*, confirmed by libvirt's device-removed event."""

@@ -12,6 +12,7 @@ index with the same serial as on the QEMU backend (libvirt derives the
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from lxml import etree
@@ -20,6 +21,7 @@ from ...host.owner import Owner
 from ...model.drives import DriveSpec
 from ...model.ids import device_id
 from ...model.names import index_to_letters
+from ...model.nics import MAX_NICS, NicSpec, pci_slot
 from ...model.slots import slot_serial
 from ...wire import AGENT_PORT
 from .. import KERNEL_CMDLINE
@@ -186,11 +188,15 @@ def disk_xml(index: int, drive: DriveSpec, overlay: str | None = None, *, owner:
 def live_disk(domain: str, alias: str) -> str | None:
     """The ``<disk>`` whose device alias is *alias* in a domain's live XML *domain*,
     serialised, or None if it has none (what an abandoned attach may have left)."""
+    return _live_device(domain, "disk", alias)
+
+
+def _live_device(domain: str, tag: str, alias: str) -> str | None:
     root = etree.fromstring(domain.encode())
-    for disk in root.iterfind("devices/disk"):
-        found = disk.find("alias")
+    for device in root.iterfind(f"devices/{tag}"):
+        found = device.find("alias")
         if found is not None and found.get("name") == alias:
-            return etree.tostring(disk, encoding="unicode")
+            return etree.tostring(device, encoding="unicode")
     return None
 
 
@@ -226,3 +232,54 @@ def restore_xml(saved: str, cfg: DomainConfig) -> str:
         for element in root.findall(path):
             element.set("path", cfg.console_log)
     return etree.tostring(root, encoding="unicode")
+
+
+def nic_alias(slot: int, owner: str) -> str:
+    """The device alias of NIC slot *slot* in appliance *owner*."""
+    return ALIAS_PREFIX + device_id("nic", owner, slot)
+
+
+def interface_xml(slot: int, nic: NicSpec, *, owner: str) -> str:
+    """The ``<interface>`` of NIC slot *slot*: virtio at its PCI slot, its MAC and alias.
+
+    Network ``user`` is libvirt's user-mode interface with the slot's own network
+    (``<ip>`` of the gateway's network: libvirt passes it to QEMU's slirp); ``tap``
+    is an ``ethernet`` interface on the existing tap device (``managed='no'``:
+    libvirt opens it and changes nothing of it)."""
+    parts: list[etree._Element] = [el("mac", address=nic.mac)]
+    if nic.network == "user":
+        assert nic.net is not None
+        net = ipaddress.IPv4Network(nic.net)
+        parts.append(el("ip", family="ipv4", address=str(net.network_address),
+                        prefix=str(net.prefixlen)))
+        kind = "user"
+    else:
+        assert nic.tap is not None
+        parts.append(el("target", dev=nic.tap, managed="no"))
+        kind = "ethernet"
+    parts += [
+        el("model", type="virtio"),
+        el("alias", name=nic_alias(slot, owner)),
+        el("address", type="pci", domain="0x0000", bus="0x00", slot=f"{pci_slot(slot):#04x}",
+           function="0x0"),
+    ]
+    return etree.tostring(el("interface", *parts, type=kind), pretty_print=True,
+                          encoding="unicode")
+
+
+def nic_slots_in_use(domain: str, owner: str) -> frozenset[int]:
+    """The NIC slots a domain's live XML *domain* has taken: a device at the slot's PCI
+    address, or an interface with its alias."""
+    root = etree.fromstring(domain.encode())
+    used: set[int] = set()
+    for address in root.iterfind("devices/*/address[@type='pci']"):
+        if int(address.get("bus", "0"), 0) == 0:
+            used.add(int(address.get("slot", "-1"), 0))
+    aliases = {a.get("name") for a in root.iterfind("devices/interface/alias")}
+    return frozenset(s for s in range(MAX_NICS)
+                     if pci_slot(s) in used or nic_alias(s, owner) in aliases)
+
+
+def live_interface(domain: str, alias: str) -> str | None:
+    """The ``<interface>`` with device alias *alias* in a domain's live XML, or None."""
+    return _live_device(domain, "interface", alias)

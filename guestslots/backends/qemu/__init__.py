@@ -21,7 +21,9 @@ from ...host import workdir as workdirs
 from ...host.cache import file_id
 from ...host.proc import CommandError
 from ...host.savedstate import RAM_FILE, ROOT_FILE, STATE_FILE
+from ...host.tap import open_tap
 from ...model.drives import DriveSpec
+from ...model.nics import NicSpec
 from .. import VMSpec
 from ..overlays import make_overlay, make_root_overlay
 from .machine import QemuMachine
@@ -188,6 +190,23 @@ class QemuBackend:
 
     def detach_vcpu(self, vcpu: int, timeout: float) -> None:
         self._running().detach_vcpu(vcpu, timeout=timeout)
+
+    def nic_slots_in_use(self, timeout: float) -> frozenset[int]:
+        return self._running().nic_slots_in_use(timeout=timeout)
+
+    def attach_nic(self, slot: int, nic: NicSpec, timeout: float) -> None:
+        """Plug NIC slot *slot*; a tap NIC's device is opened here and its descriptor
+        handed to QEMU."""
+        machine = self._running()
+        fd = open_tap(nic.tap) if nic.network == "tap" and nic.tap else None
+        try:
+            machine.attach_nic(slot, nic, fd, timeout=timeout)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def detach_nic(self, slot: int, timeout: float) -> None:
+        self._running().detach_nic(slot, timeout=timeout)
 
     def save(self, directory: Path, timeout: float) -> None:
         """Stop the VM, save its devices' state, copy its root overlay (stopping flushed

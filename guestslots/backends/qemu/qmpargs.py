@@ -12,6 +12,7 @@ from typing import Any
 
 from ...model.drives import DriveSpec
 from ...model.ids import device_id
+from ...model.nics import MAX_NICS, NicSpec, pci_slot
 from ...model.slots import slot_serial
 from ...wire import AGENT_PORT
 from .. import KERNEL_CMDLINE
@@ -235,3 +236,42 @@ def vcpu_device_args(vcpu: int, position: dict[str, Any], owner: str) -> dict[st
     """``device_add`` arguments for vCPU *vcpu* at its *position* (from
     :func:`vcpu_positions`)."""
     return {"driver": position["type"], "id": vcpu_qdev(vcpu, owner), **position["props"]}
+
+
+def nic_ids(slot: int, owner: str) -> tuple[str, str]:
+    """(qdev id, netdev id) of NIC slot *slot* of appliance *owner*: the device id
+    (:mod:`guestslots.model.ids`), its netdev with ``-net``."""
+    qdev = device_id("nic", owner, slot)
+    return qdev, f"{qdev}-net"
+
+
+def netdev_add_args(slot: int, nic: NicSpec, owner: str, fdname: str | None = None
+                    ) -> dict[str, Any]:
+    """``netdev_add`` arguments for NIC slot *slot*: a user-mode network of its own
+    (the guest's DHCP server off: the agent sets the fixed address), or the tap
+    device whose file descriptor was passed to QEMU as *fdname* (QEMU opens nothing)."""
+    _, netdev = nic_ids(slot, owner)
+    if nic.network == "user":
+        assert nic.net is not None and nic.gateway is not None and nic.dns is not None
+        return {"type": "user", "id": netdev, "net": nic.net, "host": nic.gateway,
+                "dns": nic.dns, "ipv6": False}
+    if fdname is None:
+        raise ValueError("a tap NIC needs the name of its passed file descriptor")
+    return {"type": "tap", "id": netdev, "fd": fdname}
+
+
+def nic_device_args(slot: int, nic: NicSpec, owner: str) -> dict[str, Any]:
+    """``device_add`` arguments for NIC slot *slot*: virtio-net at its PCI slot."""
+    qdev, netdev = nic_ids(slot, owner)
+    return {"driver": "virtio-net-pci", "id": qdev, "netdev": netdev, "mac": nic.mac,
+            "bus": "pci.0", "addr": f"{pci_slot(slot):#x}"}
+
+
+def nic_slots_in_use(pci_devices: list[dict[str, Any]], peripherals: list[dict[str, Any]],
+                     owner: str) -> frozenset[int]:
+    """The NIC slots QEMU says are taken: its PCI slot holds a device (``query-pci`` of
+    bus 0), or a device with its id exists (``qom-list /machine/peripheral``)."""
+    used_pci = {int(d.get("slot", -1)) for d in pci_devices}
+    names = {str(p.get("name")) for p in peripherals}
+    return frozenset(slot for slot in range(MAX_NICS)
+                     if pci_slot(slot) in used_pci or nic_ids(slot, owner)[0] in names)

@@ -1,0 +1,137 @@
+"""relaunch (seed 001): after QEMU died, the same appliance again, from its runtime
+record: every slot at its index with its image, label and access, the NICs with the
+same device ids; refused when the record's QEMU still runs or an image changed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import guestslots
+from guestslots import Appliance, ApplianceState, GuestslotsError, StateError
+from guestslots.host import runtime
+from guestslots.model.runtime import RuntimeRecordError
+from guestslots.testing import testimages as images
+
+from .conftest import Image, fs_device, whoami
+
+pytestmark = pytest.mark.integration
+
+
+def layout(app: Appliance) -> list[tuple[Any, ...]]:
+    return [(s.index, s.device, s.state, s.path, s.format, s.readonly, s.label, s.serial)
+            for s in app.slots()]
+
+
+def nic_ids(app: Appliance) -> list[tuple[Any, ...]]:
+    return [(n.slot, n.device_id, n.network, n.mac, n.address) for n in app.nics()]
+
+
+def test_relaunch_after_qemu_was_killed_brings_every_slot_back(
+    corpus: dict[str, Image], tmp_path: Path,
+) -> None:
+    data = images.ext4(tmp_path / "data.img", {"first": "1\n"})
+    ro = corpus["gpt-qcow2-ext4"]
+    app = Appliance()
+    try:
+        for _ in range(3):
+            app.add_drive("/dev/null")
+        app.launch()
+        app.hotplug(1, data, readonly=False, label="data")
+        app.hotplug(2, ro.path, format=ro.format)
+        app.add_nic(1)
+        app.mount("/dev/sdb", "/")
+        app.write("/kept", b"written before the crash\n")
+        app.sync()
+        before, nics, pid, ident = layout(app), nic_ids(app), app.pid, app.id
+
+        app.kill()  # QEMU dies under the appliance
+        with pytest.raises(GuestslotsError):
+            app.ls("/")
+        assert app.state is ApplianceState.CLOSED
+
+        app.relaunch()
+        assert app.pid != pid and app.id == ident
+        assert layout(app) == before
+        assert nic_ids(app) == nics and all(n.up for n in app.nics())
+        with app.mounted("/dev/sdb", "/", readonly=True):
+            assert app.cat("/kept") == "written before the crash\n"
+        assert whoami(app, fs_device(app, 2, ro)) == "gpt-qcow2-ext4"
+        record = runtime.read(runtime.record_path(app.id))
+        assert record.pid == app.pid and [s.device_id for s in record.slots] == [
+            f"disk-{ident}-{i}" for i in range(3)]
+        with pytest.raises(StateError, match="relaunch"):
+            app.relaunch()  # it runs: nothing to bring back
+    finally:
+        app.shutdown()
+
+
+_CHILD = textwrap.dedent("""
+    import os, sys
+    import guestslots
+    app = guestslots.Appliance()
+    for _ in range(2):
+        app.add_drive("/dev/null")
+    app.launch()
+    app.hotplug(1, sys.argv[1], format=sys.argv[2], label="base")
+    app.add_nic()
+    print(app.id, flush=True)
+    app.kill()      # QEMU crashes...
+    os._exit(0)     # ...and so does its owner, leaving the runtime record behind
+""")
+
+
+def test_another_process_relaunches_a_dead_appliance_from_its_record(
+    corpus: dict[str, Image],
+) -> None:
+    image = corpus["mbr-raw-ext4"]
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(image.path), image.format],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ident = done.stdout.split()[-1]
+    path = runtime.record_path(ident)
+    assert path.exists()
+    with guestslots.relaunch(ident) as app:
+        assert app.id == ident
+        assert [(s.index, s.state.value, s.path, s.label) for s in app.slots()] == [
+            (0, "empty", None, None), (1, "filled", str(image.path), "base")]
+        assert [(n.slot, n.device_id) for n in app.nics()] == [(0, f"nic-{ident}-0")]
+        assert whoami(app, fs_device(app, 1, image)) == "mbr-raw-ext4"
+        assert app.list_disk_labels() == {"base": "/dev/sdb"}
+        # its record is this process's now, and it runs: a second relaunch is refused
+        with pytest.raises(RuntimeRecordError, match="still running"):
+            guestslots.relaunch(ident)
+    assert not path.exists()
+
+
+def test_a_record_naming_a_changed_image_or_broken_is_refused(
+    corpus: dict[str, Image], tmp_path: Path,
+) -> None:
+    image = tmp_path / "base.img"
+    image.write_bytes(corpus["mbr-raw-ext4"].path.read_bytes())
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(image), "raw"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ident = done.stdout.split()[-1]
+    path = runtime.record_path(ident)
+    try:
+        st = image.stat()
+        os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        with pytest.raises(RuntimeRecordError, match=f"slot 1.*{image}.*changed since"):
+            guestslots.relaunch(ident)
+        image.rename(tmp_path / "moved.img")  # kept: its inode is not reused
+        image.write_bytes(corpus["mbr-raw-ext4"].path.read_bytes())  # another file there
+        with pytest.raises(RuntimeRecordError, match="another file is at its path"):
+            guestslots.relaunch(path)
+        text = path.read_text()
+        path.write_text(text[: len(text) // 2])
+        with pytest.raises(RuntimeRecordError, match="truncated"):
+            guestslots.relaunch(path)
+    finally:
+        path.unlink(missing_ok=True)
