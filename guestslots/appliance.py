@@ -43,10 +43,13 @@ from .errors import (
     SlotError,
     StateError,
 )
+from .guest.archive import ArchiveCalls
 from .guest.base import serialised
+from .guest.edits import EditCalls
 from .guest.fs import FsCalls
 from .guest.inspect import InspectionCalls
 from .guest.net import NetCalls
+from .guest.tree import TreeCalls
 from .guest.volumes import VolumeCalls
 from .host import owner, runtime, savedstate, warmup
 from .host.accel import AccelChoice, choose_accel
@@ -107,7 +110,8 @@ def _reap(backend: Backend) -> None:
         backend.kill()
 
 
-class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls):
+class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, EditCalls,
+                ArchiveCalls):
     """A small Linux appliance VM with drive slots that can be hotplugged by index.
 
     Reserve slots with :meth:`add_drive` (``/dev/null`` for an empty one),

@@ -54,6 +54,15 @@ CALLS = (
     # files
     "ls", "stat", "lstat", "exists", "is_file", "is_dir", "readlink", "mkdir", "mkdir_p", "rm",
     "rmdir", "read_file", "cat", "write", "pread", "pwrite", "download", "upload", "checksum",
+    "checksums_out",
+    # searching files (libguestfs's names)
+    "find", "glob_expand", "grep", "egrep", "fgrep", "grepi", "egrepi", "fgrepi", "zgrep",
+    "zegrep", "zfgrep", "zgrepi", "zegrepi", "zfgrepi", "head", "head_n", "tail", "tail_n",
+    "du",
+    # changing files
+    "cp", "cp_a", "cp_r", "mv", "ln", "ln_f", "ln_s", "ln_sf", "rm_rf", "rm_f", "chmod",
+    "chown", "lchown", "touch", "truncate", "truncate_size", "utimens", "getxattrs",
+    "lgetxattrs", "setxattr", "removexattr", "tar_out", "tar_in",
     "statvfs", "sync",
 )
 
@@ -184,6 +193,8 @@ def _kind(annotation: Any) -> type:
             return int
         if all(a is bool for a in args):
             return bool
+        if len(args) == 1 and typing.get_origin(args[0]) is list:
+            return list  # list[str] | None
     return str
 
 

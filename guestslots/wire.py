@@ -53,7 +53,10 @@ CALLS = frozenset({
     "list_filesystems", "blkid", "disks_of",
     # vCPUs
     "vcpus_online", "vcpu_plugged", "vcpu_unplugging",
-    "net_prepare", "nic_plugged", "nic_unplugging", "nics_state", "fetch",
+    "net_prepare", "nic_plugged", "nic_unplugging", "nics_state", "fetch", "checksums_out",
+    "find", "glob_expand", "grep", "head_n", "tail_n", "du", "cp", "mv", "ln", "rm_rf", "rm_f",
+    "chmod", "chown", "touch", "truncate_size", "utimens", "getxattrs", "setxattr",
+    "removexattr", "tar_out", "tar_in",
     # volumes
     "pvs", "vgs", "lvs", "vg_activate", "list_dm_devices", "list_md_devices", "md_detail",
     # mounts

@@ -23,6 +23,7 @@ import os
 import socket
 import traceback
 
+from .archive import ArchiveCalls
 from .blkid import (
     Blkid,
 )
@@ -41,6 +42,7 @@ from .disks import (
     DiskCalls,
     Disks,
 )
+from .edits import EditCalls
 from .files import (
     FileCalls,
     Sysroot,
@@ -52,6 +54,7 @@ from .mounts import (
     MountCalls,
 )
 from .net import NetCalls
+from .tree import TreeCalls
 
 
 def early_setup() -> None:
@@ -89,7 +92,8 @@ def find_port() -> str:
     raise Fail(f"virtio-serial port {AGENT_PORT} not found")
 
 
-class Agent(DiskCalls, MountCalls, FileCalls, FsCalls, CpuCalls, NetCalls):
+class Agent(DiskCalls, MountCalls, FileCalls, FsCalls, CpuCalls, NetCalls, TreeCalls,
+            EditCalls, ArchiveCalls):
     """The agent: its state, and every area's calls."""
 
     def __init__(self, port: str) -> None:

@@ -8,6 +8,7 @@ import os
 import select
 import time
 import traceback
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import wire  # type: ignore[import-not-found]  # beside the agent in the appliance
@@ -128,17 +129,33 @@ class Channel(AgentBase):
     def send_file(self, fd: int, offset: int = 0, count: int | None = None) -> int:
         """Stream an open file from *offset* (at most *count* bytes) as D frames then E;
         stop early if the host cancels.  Returns the bytes sent."""
-        poller = select.poll()
-        poller.register(self.fd, select.POLLIN)
-        sent = 0
-        try:
+
+        def chunks() -> Iterator[bytes]:
+            sent = 0
             while count is None or sent < count:
                 want = wire.CHUNK if count is None else min(wire.CHUNK, count - sent)
                 chunk = os.pread(fd, want, offset + sent)
                 if not chunk:
-                    break
-                self.send(wire.encode(wire.DATA, chunk))
+                    return
                 sent += len(chunk)
+                yield chunk
+
+        try:
+            return self.send_stream(chunks())
+        finally:
+            os.close(fd)
+
+    def send_stream(self, chunks: Iterable[bytes]) -> int:
+        """Stream *chunks* as D frames (at most ``wire.CHUNK`` each) then E; stop early if
+        the host cancels.  Returns the bytes sent."""
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        sent = 0
+        for chunk in chunks:
+            for start in range(0, len(chunk), wire.CHUNK):
+                piece = chunk[start:start + wire.CHUNK]
+                self.send(wire.encode(wire.DATA, piece))
+                sent += len(piece)
                 if poller.poll(0):
                     frame = self.read_channel_frame()
                     if frame is not None and frame[0] == wire.CANCEL:
@@ -146,26 +163,30 @@ class Channel(AgentBase):
                         raise Fail("cancelled by the host", errno.ECANCELED)
                     if frame is not None and frame[0] == wire.MSG:
                         self.queued.append(frame)  # a request: never dropped, served next
-            self.send(wire.encode(wire.END))
-            return sent
-        finally:
-            os.close(fd)
+        self.send(wire.encode(wire.END))
+        return sent
+
+    def receive_stream(self) -> Iterator[bytes]:
+        """The D frames of an upload, up to its E (C: the host cancelled)."""
+        while True:
+            frame = self.read_frame()
+            if frame is None:
+                raise Fail("host went away during upload", errno.EPIPE)
+            kind, payload = frame
+            if kind == wire.END:
+                return
+            if kind == wire.CANCEL:
+                raise Fail("cancelled by the host", errno.ECANCELED)
+            if kind == wire.DATA:
+                yield payload
 
     def receive_file(self, fd: int | None) -> int:
         """Write D frames to *fd* until E; return the byte count.  C cancels."""
         total = 0
         error: OSError | None = None
         try:
-            while True:
-                frame = self.read_frame()
-                if frame is None:
-                    raise Fail("host went away during upload", errno.EPIPE)
-                kind, payload = frame
-                if kind == wire.END:
-                    break
-                if kind == wire.CANCEL:
-                    raise Fail("cancelled by the host", errno.ECANCELED)
-                if kind == wire.DATA and fd is not None and error is None:
+            for payload in self.receive_stream():
+                if fd is not None and error is None:
                     try:
                         view = memoryview(payload)
                         while view:

@@ -11,6 +11,9 @@ import os
 import stat
 from collections.abc import Iterator
 
+# imported here, not lazily inside the guest root (chroot), where the stdlib is not
+from concurrent.futures import ThreadPoolExecutor
+
 from .channel import (
     Channel,
 )
@@ -68,6 +71,26 @@ class Sysroot:
             raise Fail(f"{path}: not a regular file ({file_kind(st.st_mode)})", errno.EINVAL)
         os.set_blocking(fd, True)
         return fd
+
+
+def _check_csumtype(csumtype: str) -> None:
+    if csumtype not in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512"):
+        raise Fail(f"unknown checksum type {csumtype!r}", errno.EINVAL)
+
+
+def _digest(csumtype: str, fd: int) -> str:
+    """Hex digest of open file *fd* (closed here)."""
+    h = hashlib.new(csumtype)
+    try:
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+    finally:
+        os.close(fd)
+    return h.hexdigest()
+
+
+def _raise(error: OSError) -> None:
+    raise error
 
 
 class FileCalls(Channel):
@@ -177,16 +200,40 @@ class FileCalls(Channel):
         return self.receive_file(fd)
 
     def call_checksum(self, csumtype: str, path: str) -> str:
-        if csumtype not in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512"):
-            raise Fail(f"unknown checksum type {csumtype!r}", errno.EINVAL)
-        h = hashlib.new(csumtype)
-        fd = self.root.open_regular(path, os.O_RDONLY)
-        try:
-            while chunk := os.read(fd, 1 << 20):
-                h.update(chunk)
-        finally:
-            os.close(fd)
-        return h.hexdigest()
+        _check_csumtype(csumtype)
+        return _digest(csumtype, self.root.open_regular(path, os.O_RDONLY))
+
+    def call_checksums_out(self, csumtype: str, directory: str) -> list[list[str]]:
+        """[digest, path relative to *directory*] of every regular file under it
+        (symlinks not followed), sorted by path.  The files are hashed by one thread
+        per online CPU: reading and hashing release the GIL, so the appliance's vCPUs
+        work in parallel (QEMU runs one host thread per vCPU, under TCG too)."""
+        _check_csumtype(csumtype)
+        with self.root.inside():
+            top = check_path(directory)
+            if not os.path.isdir(top):
+                raise Fail(f"{directory}: not a directory", errno.ENOTDIR)
+            files = []
+            for parent, dirs, names in os.walk(top, onerror=_raise):
+                dirs.sort()
+                for name in names:
+                    path = os.path.join(parent, name)
+                    if stat.S_ISREG(os.lstat(path).st_mode):
+                        files.append(path)
+            files.sort()
+
+            def one(path: str) -> str:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+                if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the walk
+                    os.close(fd)
+                    raise Fail(f"{path}: not a regular file", errno.EINVAL)
+                return _digest(csumtype, fd)
+
+            workers = max(1, len(os.sched_getaffinity(0)))
+            with ThreadPoolExecutor(workers) as pool:
+                digests = list(pool.map(one, files))
+        return [[digest, "./" + os.path.relpath(path, top)]
+                for digest, path in zip(digests, files, strict=True)]
 
     def call_statvfs(self, path: str) -> dict[str, int]:
         with self.root.inside():

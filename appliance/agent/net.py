@@ -22,7 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from .common import NETLINK_KOBJECT_UEVENT, Fail, libc
+from .common import NETLINK_KOBJECT_UEVENT, AgentBase, Fail, libc
 
 NET_DIR = "/sys/class/net"
 SYS_FINIT_MODULE = 313  # x86_64
@@ -132,7 +132,7 @@ def _add_default_route(sock: socket.socket, name: str, gateway: str) -> None:
     fcntl.ioctl(sock, SIOCADDRT, bytes(route))
 
 
-class NetCalls:
+class NetCalls(AgentBase):
     """NICs as the host names them (by MAC address), and fetching into the guest."""
 
     nic_config: dict[str, dict[str, str | None]]
@@ -225,7 +225,7 @@ class NetCalls:
             raise Fail(f"{url}: {reason}", errno.EHOSTUNREACH) from None
         total = 0
         with response:
-            fd = self.root.open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)  # type: ignore[attr-defined]
+            fd = self.root.open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             try:
                 while chunk := response.read(1 << 16):
                     total += len(chunk)

@@ -132,6 +132,17 @@ class FileCalls(GuestCalls):
         return str(self._call("checksum", csumtype=csumtype, path=path))
 
     @serialised
+    def checksums_out(self, csumtype: str, directory: str, sumsfile: HostFile) -> None:
+        """Checksum every regular file under *directory* into host file *sumsfile*, as
+        ``md5sum`` (or ``sha256sum``...) writes it: ``DIGEST  ./PATH`` per line, paths
+        relative to *directory*, sorted; symlinks are not followed.  The appliance hashes
+        with one thread per vCPU it has online (see :meth:`add_vcpu`)."""
+        entries = self._call("checksums_out", csumtype=csumtype, directory=directory)
+        with host_file(sumsfile, "wb") as f:
+            for digest, path in entries:
+                f.write(_sum_line(str(digest), str(path)))
+
+    @serialised
     def statvfs(self, path: str) -> dict[str, int]:
         """statvfs(2) of the filesystem holding *path*."""
         return dict(self._call("statvfs", path=path))
@@ -140,3 +151,13 @@ class FileCalls(GuestCalls):
     def sync(self) -> None:
         """Write every cached change to the disks."""
         self._call("sync")
+
+
+def _sum_line(digest: str, path: str) -> bytes:
+    """One line of ``md5sum``'s output: a name with a newline or backslash is escaped
+    and the line starts with a backslash, as coreutils does."""
+    name = path.encode("utf-8", "surrogateescape")
+    if b"\\" in name or b"\n" in name:
+        name = name.replace(b"\\", b"\\\\").replace(b"\n", b"\\n")
+        return b"\\" + digest.encode() + b"  " + name + b"\n"
+    return digest.encode() + b"  " + name + b"\n"

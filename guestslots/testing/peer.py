@@ -88,6 +88,70 @@ def _describe(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def calls(spec: dict[str, Any]) -> list[Any]:
+    """Run guest calls through libguestfs on one image, as a guestfish script would:
+    *spec* {"force_tcg", "image", "readonly", "calls": [[name, arg, ...], ...]} (the
+    filesystem is the whole image, mounted on /); each result is ``["ok", value]``
+    (bytes as latin-1 text) or ``["error", message]``; ``["snapshot", dir]`` is a
+    call of its own: see :func:`snapshot_of`."""
+    result: list[Any] = _ask("calls", spec, "calls failed")
+    return result
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def snapshot_of(g: Any, top: str) -> dict[str, list[Any]]:
+    """Every path under *top* with [mode, size (regular files), uid, gid, link target or
+    sha256]: what two tools' results are compared by (times left out).  *g* is a
+    libguestfs handle or an Appliance: the calls are the same."""
+    out: dict[str, list[Any]] = {}
+    for rel in g.find(top):
+        path = top.rstrip("/") + "/" + rel
+        stat_of = getattr(g, "lstatns", None) or g.lstat  # libguestfs's, or ours
+        st = {str(k).removeprefix("st_"): int(v) for k, v in stat_of(path).items()}
+        mode = st["mode"]
+        kind = mode & 0o170000
+        if kind == 0o120000:
+            detail: Any = g.readlink(path)
+        elif kind == 0o100000:
+            detail = g.checksum("sha256", path)
+        else:
+            detail = None
+        size = st["size"] if kind == 0o100000 else None
+        uid, gid = st["uid"], st["gid"]
+        out[rel] = [mode, size, uid, gid, detail]
+    return out
+
+
+def _calls(spec: dict[str, Any]) -> list[Any]:
+    g = _handle(spec["force_tcg"])
+    g.add_drive_opts(spec["image"], format="raw", readonly=1 if spec["readonly"] else 0)
+    g.launch()
+    (g.mount_ro if spec["readonly"] else g.mount)("/dev/sda", "/")
+    out: list[Any] = []
+    for name, *args in spec["calls"]:
+        try:
+            if name == "snapshot":
+                value: Any = snapshot_of(g, args[0])
+            else:
+                value = getattr(g, name)(*args)
+            out.append(["ok", _plain(value)])
+        except RuntimeError as e:
+            out.append(["error", str(e)])
+    g.umount_all()
+    g.shutdown()
+    g.close()
+    return out
+
+
 #: The layouts :func:`build_layouts` makes: name -> (image files, size in MiB of each).
 LAYOUTS: dict[str, tuple[list[str], int]] = {
     "lvm-root": (["lvm-root.img"], 200),
@@ -242,6 +306,8 @@ if __name__ == "__main__":
     if "build" in request:
         _build(request["build"])
         print("null")
+    elif "calls" in request:
+        print(json.dumps(_calls(request["calls"])))
     elif "describe" in request:
         print(json.dumps(_describe(request["describe"])))
     else:

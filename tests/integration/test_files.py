@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,32 @@ def test_ranged_reads_and_writes(rw: Appliance) -> None:
         rw.pread("/r.bin", -1, 0)
     assert e.value.errno == errno.EINVAL
     assert rw.cat("/whoami") == "files\n"
+
+
+def test_checksums_out_matches_md5sum_over_the_same_tree(app: Appliance, image_dir: Path,
+                                                         tmp_path: Path) -> None:
+    files: dict[str, bytes | str] = {
+        "a.txt": "alpha\n", "etc/hostname": "guest\n", "etc/deep/x.bin": os.urandom(70_000),
+        "odd\nname": "newline in its name\n", "back\\slash": "b\n", "etc/empty": "",
+    }
+    img = images.ext4(image_dir / "sums.img", files,
+                      symlinks={"etc/passwd-link": "/etc/passwd", "loop": "."})
+    tree = tmp_path / "tree"
+    for name, content in files.items():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_bytes(content.encode() if isinstance(content, str) else content)
+    listed = subprocess.run("find . -type f -print0 | LC_ALL=C sort -z | xargs -0 md5sum",
+                            shell=True, cwd=tree, capture_output=True, check=True).stdout
+    app.hotplug(0, img)
+    app.mount_ro("/dev/sda", "/")
+    out = tmp_path / "sums"
+    app.checksums_out("md5", "/", out)
+    assert out.read_bytes() == listed  # symlinks (even a loop) are not followed
+    app.checksums_out("sha256", "/etc", out)
+    assert out.read_bytes().splitlines()[0] == (
+        hashlib.sha256(files["etc/deep/x.bin"]).hexdigest()  # type: ignore[arg-type]
+        + "  ./deep/x.bin").encode()
+    with pytest.raises(GuestOSError, match="not a directory"):
+        app.checksums_out("md5", "/a.txt", out)
+    with pytest.raises(GuestOSError, match="unknown checksum type"):
+        app.checksums_out("crc32x", "/", out)

@@ -32,3 +32,12 @@ def test_fs_attributes_are_read_in_the_agents_order() -> None:
     from guestslots.guest.fs import Attrs
 
     assert Attrs._fields == wire.STAT_FIELDS
+
+
+def test_checksum_lines_are_escaped_as_md5sum_escapes_them() -> None:
+    from guestslots.guest.files import _sum_line
+
+    assert _sum_line("ab", "./plain") == b"ab  ./plain\n"
+    assert _sum_line("ab", "./odd\nname") == b"\\ab  ./odd\\nname\n"
+    assert _sum_line("ab", "./back\\slash") == b"\\ab  ./back\\\\slash\n"
+    assert _sum_line("ab", "./caf\udce9") == b"ab  ./caf\xe9\n"  # not UTF-8: bytes kept

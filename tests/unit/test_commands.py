@@ -37,6 +37,10 @@ def test_bind_positional_and_name_value_arguments() -> None:
     assert lookup("vg-activate").bind(["true", "vg0 data-vg"]) == {
         "activate": True, "volgroups": ["vg0", "data-vg"]}
     assert lookup("vg-activate").bind(["false", ""]) == {"activate": False, "volgroups": []}
+    # an optional list too (it was taken as one string, and iterated letter by letter)
+    assert lookup("tar-out").bind(["/", "/t.tar", "excludes:./var ./tmp", "compress:gzip"]) == {
+        "directory": "/", "tarfile": "/t.tar", "excludes": ["./var", "./tmp"],
+        "compress": "gzip"}
 
 
 @pytest.mark.parametrize(
