@@ -56,9 +56,9 @@ CALLS = (
     "rmdir", "read_file", "cat", "write", "pread", "pwrite", "download", "upload", "checksum",
     "checksums_out",
     # searching files (libguestfs's names)
-    "find", "glob_expand", "grep", "egrep", "fgrep", "grepi", "egrepi", "fgrepi", "zgrep",
-    "zegrep", "zfgrep", "zgrepi", "zegrepi", "zfgrepi", "head", "head_n", "tail", "tail_n",
-    "du",
+    "find", "find0", "hexdump", "glob_expand", "grep", "egrep", "fgrep", "grepi", "egrepi",
+    "fgrepi", "zgrep", "zegrep", "zfgrep", "zgrepi", "zegrepi", "zfgrepi", "head", "head_n",
+    "tail", "tail_n", "du",
     # changing files
     "cp", "cp_a", "cp_r", "mv", "ln", "ln_f", "ln_s", "ln_sf", "rm_rf", "rm_f", "chmod",
     "chown", "lchown", "touch", "truncate", "truncate_size", "utimens", "getxattrs",

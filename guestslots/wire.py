@@ -54,7 +54,8 @@ CALLS = frozenset({
     # vCPUs
     "vcpus_online", "vcpu_plugged", "vcpu_unplugging",
     "net_prepare", "nic_plugged", "nic_unplugging", "nics_state", "fetch", "checksums_out",
-    "find", "glob_expand", "grep", "head_n", "tail_n", "du", "cp", "mv", "ln", "rm_rf", "rm_f",
+    "find", "find0", "hexdump", "glob_expand", "grep", "head_n", "tail_n", "du", "cp", "mv",
+    "ln", "rm_rf", "rm_f",
     "chmod", "chown", "touch", "truncate_size", "utimens", "getxattrs", "setxattr",
     "removexattr", "tar_out", "tar_in",
     # volumes

@@ -23,6 +23,8 @@ from .common import AgentBase, Fail, check_path
 MAX_RESULTS = 1_000_000
 #: The largest file (or decompressed file) grep, head and tail read.
 MAX_READ = 1 << 28
+#: The largest file hexdump dumps (its text is about 4.3 times as large).
+MAX_HEXDUMP = 1 << 22
 _BRE_SPECIAL = "+?|(){}"
 
 
@@ -98,6 +100,36 @@ class TreeCalls(AgentBase):
         # "/hostname", "/etc/" and "/" give "hostname"
         lead = "" if directory.endswith("/") else "/"
         return sorted(lead + name for name in found)
+
+    def call_find0(self, directory: str) -> list[str]:
+        """As :meth:`call_find`, in find's own order (depth first, directory order),
+        not sorted: what libguestfs's find0 writes."""
+        with self.root.inside():
+            top = check_path(directory)
+            if not os.path.isdir(top) or os.path.islink(top):
+                raise Fail(f"{directory}: not a directory", errno.ENOTDIR)
+            lead = "" if directory.endswith("/") else "/"
+            found: list[str] = []
+
+            def walk(path: str, rel: str) -> None:
+                for name in os.listdir(path):  # readdir order, as find's
+                    found.append(lead + rel + name)
+                    if len(found) > MAX_RESULTS:
+                        raise Fail(f"{directory}: more than {MAX_RESULTS} names", errno.EFBIG)
+                    child = os.path.join(path, name)
+                    if os.path.isdir(child) and not os.path.islink(child):
+                        walk(child, rel + name + "/")
+
+            walk(top, "")
+        return found
+
+    def call_hexdump(self, path: str) -> str:
+        """``hexdump -C`` of regular file *path* (identical lines squeezed to ``*``)."""
+        with self.root.inside():
+            data = _read(check_path(path))
+        if len(data) > MAX_HEXDUMP:
+            raise Fail(f"{path}: larger than {MAX_HEXDUMP} bytes to dump", errno.EFBIG)
+        return hexdump(data)
 
     def call_glob_expand(self, pattern: str, directoryslash: bool = True) -> list[str]:
         """The paths matching shell *pattern* (``*``, ``?``, ``[...]``, ``{a,b}``),
@@ -189,3 +221,24 @@ def _braces(pattern: str) -> list[str]:
     for part in m.group(1).split(","):
         out += _braces(pattern[:m.start()] + part + pattern[m.end():])
     return out
+
+
+def hexdump(data: bytes) -> str:
+    """``hexdump -C``'s text for *data*."""
+    lines = []
+    previous = None
+    squeezed = False
+    for offset in range(0, len(data), 16):
+        row = data[offset:offset + 16]
+        if row == previous and len(row) == 16:
+            if not squeezed:
+                lines.append("*")
+                squeezed = True
+            continue
+        previous, squeezed = row, False
+        cells = [f"{b:02x} " for b in row] + ["   "] * (16 - len(row))
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in row)
+        lines.append(f"{offset:08x}  {''.join(cells[:8])} {''.join(cells[8:])} |{text}|")
+    if data:
+        lines.append(f"{len(data):08x}")
+    return "".join(line + "\n" for line in lines)

@@ -7,7 +7,7 @@ guest root; no process per call).
 
 from __future__ import annotations
 
-from .base import GuestCalls, serialised
+from .base import GuestCalls, HostFile, host_file, serialised
 
 
 class TreeCalls(GuestCalls):
@@ -20,6 +20,21 @@ class TreeCalls(GuestCalls):
         ``a``, ``c``, ``c/d``, while ``find /tmp`` gives ``/a``, ``/c``, ``/c/d``.
         Symbolic links are listed, not followed."""
         return list(self._call("find", directory=directory))
+
+    @serialised
+    def find0(self, directory: str, files: HostFile) -> None:
+        """Write every file and directory below *directory* to host file *files*,
+        each followed by a NUL byte, in find's own order (not sorted); names cut as
+        :meth:`find` cuts them."""
+        names = self._call("find0", directory=directory)
+        with host_file(files, "wb") as f:
+            f.write(b"".join(str(n).encode("utf-8", "surrogateescape") + b"\0"
+                             for n in names))
+
+    @serialised
+    def hexdump(self, path: str) -> str:
+        """``hexdump -C`` of file *path* (up to 4 MiB)."""
+        return str(self._call("hexdump", path=path))
 
     @serialised
     def glob_expand(self, pattern: str, directoryslash: bool = True) -> list[str]:

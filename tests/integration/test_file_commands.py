@@ -35,6 +35,8 @@ FILES: dict[str, bytes | str] = {
     "empty": "",
     "dir with space/file.txt": "x\n",
     "data/a.bin": bytes(range(256)) * 200,
+    "data/zeros": bytes(100) + b"tail",
+    "data/short": "abc",
 }
 SYMLINKS = {"etc/mtab": "/proc/mounts", "link-to-dir": "etc"}
 
@@ -59,6 +61,8 @@ READS: list[list[Any]] = [
     ["head_n", 5, "/no-newline"], ["tail_n", 1, "/no-newline"], ["head", "/empty"],
     ["tail_n", 100, "/etc/passwd"], ["head", "/etc"],
     ["du", "/data"], ["du", "/etc/hostname"], ["du", "/"], ["du", "/missing"],
+    ["hexdump", "/data/zeros"], ["hexdump", "/data/short"], ["hexdump", "/empty"],
+    ["hexdump", "/etc/passwd"], ["hexdump", "/data/a.bin"],
 ]
 
 WRITES: list[list[Any]] = [
@@ -129,6 +133,24 @@ def test_the_search_commands_answer_as_libguestfs_does(app: Appliance, tree_imag
     app.hotplug(0, tree_image)
     app.mount_ro("/dev/sda", "/")
     same(run_ours(app, READS), theirs, READS)
+    # one deliberate difference: libguestfs's hexdump of a directory is "", ours an error
+    with pytest.raises(GuestslotsError, match="not a regular file"):
+        app.hexdump("/etc")
+
+
+def test_find0_lists_in_finds_order_as_libguestfs_does(
+    app: Appliance, tree_image: Path, tcg: bool, tmp_path: Path,
+) -> None:
+    script = [["find0", d, str(tmp_path / f"theirs{i}")]
+              for i, d in enumerate(("/", "/etc", "/var/"))]
+    theirs = peer.calls({"force_tcg": tcg, "image": str(tree_image), "readonly": True,
+                         "calls": script})
+    assert all(r[0] == "ok" for r in theirs), theirs
+    app.hotplug(0, tree_image)
+    app.mount_ro("/dev/sda", "/")
+    for i, (_, directory, _) in enumerate(script):
+        app.find0(directory, tmp_path / f"ours{i}")
+        assert (tmp_path / f"ours{i}").read_bytes() == (tmp_path / f"theirs{i}").read_bytes()
 
 
 def test_the_change_commands_leave_the_image_libguestfs_leaves(
