@@ -175,6 +175,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             raise VcpuError(None, f"max_vcpus={max_vcpus}: {LIBVIRT_UNSUPPORTED}")
         #: NIC slots: what the running appliance has, what its definition has.
         self._nics = NicTable(self.id)
+        #: slot index -> its image's identity when plugged (see :meth:`_plug`).
+        self._identities: dict[int, str | None] = {}
         #: The last runtime record written: the layout :meth:`relaunch` brings back.
         self._record: RuntimeRecord | None = None
         #: A vCPU was unplugged from the running VM (see :meth:`_plug_vcpu`).
@@ -543,7 +545,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                        slot.drive.readonly if slot.drive else None,
                        slot.drive.overlay if slot.drive else None,
                        slot.label, slot.serial,
-                       _identity(slot.drive.path) if slot.drive else None)
+                       self._identities.get(slot.index) if slot.drive else None)
             for slot in self._table)
         record = RuntimeRecord(
             id=self.id, backend=self.backend, pid=backend.pid, started=self._started,
@@ -660,6 +662,9 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
     def _plug(self, index: int, drive: DriveSpec) -> None:
         backend, agent = self._running("hotplug")
         self._check_shared_image(index, drive)
+        # which file this is, taken before QEMU opens it and kept: a record rewritten at a
+        # later change must not take in a read-only image that changed meanwhile
+        identity = _identity(drive.path)
         with self._watch():
             backend.attach_disk(index, drive, timeout=self.call_timeout)
             try:
@@ -670,6 +675,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                     backend.detach_disk(index, timeout=self.call_timeout)
                 raise
         self._table.fill(index, drive, found["name"])
+        self._identities[index] = identity
         self._update_runtime()
         self._report_volumes(index, found)
 
@@ -894,6 +900,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 backend.detach_disk(index, timeout=self.call_timeout)
                 agent.call("wait_disk", target=index, plugged=False, timeout=60)
             self._table.empty(index)
+            self._identities.pop(index, None)
             self._update_runtime()
             if affect & CONFIG:
                 self._table.set_config(index, None, running)

@@ -17,7 +17,7 @@ import os
 import shutil
 import stat
 
-from .common import AgentBase, Fail, check_path, libc
+from .common import AgentBase, Fail, check_path, libc, open_regular_here
 
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
@@ -36,13 +36,12 @@ def _timespec(secs: int, nsecs: int) -> _Timespec:
 
 
 def _copy_data(src: str, dst: str, mode: int) -> None:
-    """Copy regular file *src* to *dst* (created with *mode*, or truncated)."""
-    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    """Copy regular file *src* to *dst* (a regular file, created with *mode* or
+    truncated): a guest's FIFO or device node at either end is refused, never opened
+    for good (a FIFO as *dst* would block the agent until a reader came)."""
+    fd = open_regular_here(src, os.O_RDONLY | os.O_NOFOLLOW)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise Fail(f"{src}: not a regular file", errno.EINVAL)
-        os.set_blocking(fd, True)
-        out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        out = open_regular_here(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
             while chunk := os.read(fd, 1 << 20):
                 view = memoryview(chunk)

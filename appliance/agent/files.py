@@ -21,7 +21,7 @@ from .common import (
     SYSROOT,
     Fail,
     check_path,
-    file_kind,
+    open_regular_here,
 )
 
 
@@ -52,25 +52,7 @@ class Sysroot:
         device node is never read from (mounts are nodev as well).
         """
         with self.inside():
-            try:
-                fd = os.open(check_path(path), flags | os.O_CLOEXEC | os.O_NONBLOCK, mode)
-            except OSError:
-                # EACCES (a device node on a nodev mount), ENXIO (a FIFO opened for
-                # writing with no reader)...: say what the file is, when that is why
-                try:
-                    mode_found = os.stat(path).st_mode
-                except OSError:
-                    mode_found = stat.S_IFREG
-                if not stat.S_ISREG(mode_found):
-                    raise Fail(f"{path}: not a regular file ({file_kind(mode_found)})",
-                               errno.EINVAL) from None
-                raise
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            raise Fail(f"{path}: not a regular file ({file_kind(st.st_mode)})", errno.EINVAL)
-        os.set_blocking(fd, True)
-        return fd
+            return open_regular_here(path, flags, mode)
 
 
 def _check_csumtype(csumtype: str) -> None:
@@ -223,11 +205,7 @@ class FileCalls(Channel):
             files.sort()
 
             def one(path: str) -> str:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-                if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the walk
-                    os.close(fd)
-                    raise Fail(f"{path}: not a regular file", errno.EINVAL)
-                return _digest(csumtype, fd)
+                return _digest(csumtype, open_regular_here(path, os.O_RDONLY | os.O_NOFOLLOW))
 
             workers = max(1, len(os.sched_getaffinity(0)))
             with ThreadPoolExecutor(workers) as pool:

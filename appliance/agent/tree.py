@@ -17,7 +17,7 @@ import os
 import re
 import stat
 
-from .common import AgentBase, Fail, check_path
+from .common import AgentBase, Fail, check_path, open_regular_here
 
 #: The most names or lines a call returns.
 MAX_RESULTS = 1_000_000
@@ -47,14 +47,10 @@ def bre_to_python(pattern: str) -> str:
 
 def _read(path: str) -> bytes:
     """Regular file *path* (already inside the guest root), whole."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = open_regular_here(path, os.O_RDONLY)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise Fail(f"{path}: not a regular file", errno.EINVAL)
-        if st.st_size > MAX_READ:
+        if os.fstat(fd).st_size > MAX_READ:
             raise Fail(f"{path}: larger than {MAX_READ} bytes", errno.EFBIG)
-        os.set_blocking(fd, True)
         with os.fdopen(os.dup(fd), "rb") as f:
             return f.read(MAX_READ)
     finally:

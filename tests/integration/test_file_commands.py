@@ -9,6 +9,7 @@ import hashlib
 import io
 import os
 import shutil
+import stat
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -286,3 +287,18 @@ def test_tar_in_cannot_follow_a_guest_symlink_out_of_the_guest(
     assert not app.exists("/planted") and not app.exists("/etc/planted")
     assert app.find("/new") == ["/escape", "/etc", "/keep"]
     assert app.list_filesystems()  # the appliance itself is fine
+
+
+def test_a_guest_fifo_as_a_copy_destination_is_refused_not_waited_on(
+    app: Appliance, tmp_path: Path,
+) -> None:
+    img = images.ext4(tmp_path / "fifo.img", {"src": "data\n"},
+                      nodes={"fifo": (stat.S_IFIFO | 0o644, 0)}, symlinks={"to-fifo": "fifo"})
+    app.hotplug(0, img, readonly=False)
+    app.mount("/dev/sda", "/")
+    for dest in ("/fifo", "/to-fifo"):  # before: the agent waited for a reader, forever
+        with pytest.raises(GuestslotsError, match="not a regular file"):
+            app.cp("/src", dest)
+    with pytest.raises(GuestslotsError, match="not a regular file"):
+        app.grep("x", "/fifo")
+    assert app.cat("/src") == "data\n"

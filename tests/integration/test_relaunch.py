@@ -135,3 +135,27 @@ def test_a_record_naming_a_changed_image_or_broken_is_refused(
             guestslots.relaunch(path)
     finally:
         path.unlink(missing_ok=True)
+
+
+def test_a_read_only_image_changed_while_plugged_is_caught_at_relaunch(
+    corpus: dict[str, Image], tmp_path: Path,
+) -> None:
+    image = tmp_path / "ro.img"
+    image.write_bytes(corpus["mbr-raw-ext4"].path.read_bytes())
+    app = Appliance()
+    try:
+        for _ in range(2):
+            app.add_drive("/dev/null")
+        app.launch()
+        app.hotplug(0, image)
+        st = image.stat()
+        os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        # a later change rewrites the record: it must keep what slot 0 was when plugged
+        app.hotplug(1, corpus["whole-qcow2-ext4"].path, format="qcow2")
+        app.kill()
+        with pytest.raises(GuestslotsError):
+            app.ls("/")
+        with pytest.raises(RuntimeRecordError, match="slot 0.*changed since"):
+            app.relaunch()
+    finally:
+        app.shutdown()
