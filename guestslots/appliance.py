@@ -47,8 +47,12 @@ from .guest.archive import ArchiveCalls
 from .guest.base import serialised
 from .guest.edits import EditCalls
 from .guest.fs import FsCalls
+from .guest.fstools import FsToolCalls
+from .guest.guestexec import GuestExecCalls
 from .guest.inspect import InspectionCalls
+from .guest.listing import ListingCalls
 from .guest.net import NetCalls
+from .guest.parts import PartCalls
 from .guest.tree import TreeCalls
 from .guest.volumes import VolumeCalls
 from .host import owner, runtime, savedstate, warmup
@@ -111,7 +115,7 @@ def _reap(backend: Backend) -> None:
 
 
 class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, EditCalls,
-                ArchiveCalls):
+                ArchiveCalls, PartCalls, FsToolCalls, ListingCalls, GuestExecCalls):
     """A small Linux appliance VM with drive slots that can be hotplugged by index.
 
     Reserve slots with :meth:`add_drive` (``/dev/null`` for an empty one),

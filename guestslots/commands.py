@@ -43,7 +43,8 @@ CALLS = (
     "list_partitions", "list_filesystems", "blkid", "vfs_type", "vfs_label", "vfs_uuid",
     # LVM and md
     "pvs", "vgs", "lvs", "vg_activate", "vg_activate_all", "list_dm_devices",
-    "list_md_devices", "md_detail",
+    "list_md_devices", "md_detail", "pvcreate", "vgcreate", "lvcreate", "lvcreate_free",
+    "lvresize", "lvremove", "vgremove", "pvremove", "md_create", "md_stop",
     # mounts and inspection
     "mount", "mount_ro", "mount_options", "umount", "umount_all", "mounts", "mountpoints",
     "inspect_os", "mount_os", "inspect_get_roots", "inspect_get_type", "inspect_get_distro",
@@ -64,6 +65,18 @@ CALLS = (
     "chown", "lchown", "touch", "truncate", "truncate_size", "utimens", "getxattrs",
     "lgetxattrs", "setxattr", "removexattr", "tar_out", "tar_in",
     "statvfs", "sync",
+    # looking around
+    "df", "df_h", "ll", "file",
+    # partitions (libguestfs's names)
+    "part_init", "part_add", "part_disk", "part_del", "part_list", "part_get_parttype",
+    "part_get_bootable", "part_set_bootable", "part_get_name", "part_set_name",
+    "part_get_gpt_type", "part_set_gpt_type", "part_get_mbr_id", "part_expand_gpt",
+    "part_to_dev", "part_to_partnum",
+    # making and looking after filesystems
+    "mkfs", "mkswap", "set_label", "set_uuid", "resize2fs", "resize2fs_size", "resize2fs_M",
+    "e2fsck_f", "xfs_growfs", "fsck", "zerofree", "fstrim",
+    # guest programs (inside the appliance only)
+    "command", "command_lines", "sh", "sh_lines",
 )
 
 #: guestfish's short names for commands.
@@ -110,6 +123,8 @@ class Param:
             raise UsageError(f"{self.name}: expected true or false, not {text!r}")
         if self.kind is int:
             try:
+                if re.fullmatch(r"[-+]?0[0-7]+", text):
+                    return int(text, 8)  # as guestfish (strtol base 0): chmod 0755 ...
                 return int(text, 0)
             except ValueError:
                 raise UsageError(f"{self.name}: expected an integer, not {text!r}") from None

@@ -3,8 +3,9 @@
 Commands are the command table's (:mod:`guestslots.commands`), spelled with
 hyphens; ``help`` and ``help CMD`` come from the API's docstrings.  As in
 guestfish: ``-a IMAGE`` (with ``--format`` before it), ``--ro``/``--rw``,
-``-m DEV[:MOUNTPOINT]``, ``-i``, ``-f SCRIPT``, ``-x``; ``!cmd`` runs a host
-command, a leading ``-`` ignores a command's error.  Commands may also follow
+``-N [FILE=]TYPE`` (a prepared disk), ``-m DEV[:MOUNTPOINT]``, ``-i``,
+``-f SCRIPT``, ``-x``; ``!cmd`` runs a host command, a leading ``-`` ignores a
+command's error.  Commands may also follow
 the options, separated by ``:``.  A script (``-f``, or commands on standard
 input that is not a terminal) stops at the first error with exit status 1;
 an interactive session reports the error and goes on.
@@ -19,7 +20,9 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 from .appliance import Appliance, ApplianceState
@@ -35,10 +38,13 @@ from .commands import (
 from .errors import GuestslotsError
 from .frontend import open_appliance
 from .model.names import is_volume
+from .prepare import parse_prepared
 
 PROG = "guestslots-fish"
 HISTORY = os.path.expanduser("~/.guestslots_history")
-_SHELL_WORDS = ("help", "quit", "exit", "q")
+_SHELL_WORDS = ("help", "quit", "exit", "q", "edit", "vi", "emacs")
+#: guestfish's edit commands and their editors (None: $EDITOR, else vi).
+EDITORS = {"edit": None, "vi": "vi", "emacs": "emacs"}
 
 
 class ScriptError(Exception):
@@ -94,6 +100,11 @@ class Fish(cmd.Cmd):
         if name in ("help", "?"):
             self.stdout.write(help_text(args[0] if args else None) + "\n")
             return
+        if name in EDITORS:
+            if len(args) != 1:
+                raise UsageError(f"usage: {name} FILE")
+            self.edit(args[0], EDITORS[name] or os.environ.get("EDITOR") or "vi")
+            return
         command = lookup(name)
         if command.name not in PRE_LAUNCH and self.app.state is ApplianceState.CONFIG:
             self.app.launch()  # as if 'run' had been typed: launching is cheap
@@ -106,6 +117,21 @@ class Fish(cmd.Cmd):
             sys.stdout.buffer.flush()
         elif text:
             self.stdout.write(text if text.endswith("\n") else text + "\n")
+
+    def edit(self, path: str, editor: str) -> None:
+        """guestfish's edit: *path* downloaded to a private host file, *editor* run on
+        it, and uploaded back only if it changed (rewritten in place: its mode and owner
+        stay)."""
+        if self.app.state is ApplianceState.CONFIG:
+            self.app.launch()
+        with tempfile.TemporaryDirectory(prefix="guestslots-edit-") as tmp:
+            local = os.path.join(tmp, os.path.basename(path.rstrip("/")) or "file")
+            self.app.download(path, local)
+            before = Path(local).read_bytes()
+            subprocess.run(f"{editor} {shlex.quote(local)}", shell=True, check=True)
+            after = Path(local).read_bytes()
+            if after != before:
+                self.app.write(path, after)
 
     @contextlib.contextmanager
     def _progress_bar(self, name: str, args: list[str]) -> Iterator[dict[str, Any]]:
@@ -207,9 +233,14 @@ def help_text(name: str | None = None) -> str:
     if name is None:
         width = max(len(n) for n in COMMANDS)
         lines = [f"{n:{width}}  {c.summary}" for n, c in sorted(COMMANDS.items())]
-        lines += ["", "Also: help [CMD], quit, !HOST-COMMAND, -CMD (ignore its error).",
+        lines += ["", "Also: help [CMD], quit, !HOST-COMMAND, -CMD (ignore its error),",
+                  "edit FILE (with $EDITOR on the host; vi FILE, emacs FILE: with those).",
                   "Optional arguments are given as name:value."]
         return "\n".join(lines)
+    if name in EDITORS:
+        return (f"{name} FILE\n\nEdit guest file FILE on the host: it is downloaded to a "
+                "private temporary file, the editor\n($EDITOR for edit, else vi; vi and emacs "
+                "name theirs) runs on it, and it is uploaded\nback if it changed.")
     command = lookup(name)
     return f"{command.usage}\n\n{command.doc}"
 
@@ -244,6 +275,12 @@ def parser() -> argparse.ArgumentParser:
     ro.add_argument("--ro", dest="rw", action="store_false", help="add images read-only "
                     "(the default)")
     ro.add_argument("--rw", dest="rw", action="store_true", help="add images read-write")
+    p.add_argument("-N", "--new", action="append", default=[], metavar="[FILE=]TYPE",
+                   help="make a prepared disk FILE (default testN.img) and add it "
+                   "read-write: disk[:SIZE], part[:TABLE[:SIZE]], "
+                   "fs[:FSTYPE[:SIZE[:TABLE]]], lv[:/dev/VG/LV[:SIZE[:TABLE]]], "
+                   "lvfs[:/dev/VG/LV[:FSTYPE[:SIZE[:TABLE]]]] (defaults: 1G, mbr, ext2, "
+                   "/dev/VG/LV), as guestfish's -N")
     p.add_argument("-m", "--mount", action="append", default=[], metavar="DEV[:MOUNTPOINT]",
                    help="mount DEV on MOUNTPOINT (default /) after launch")
     p.add_argument("-i", "--inspector", action="store_true",
@@ -268,9 +305,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     progress = (lambda m: print(m, file=sys.stderr)) if sys.stderr.isatty() else None
     try:
+        prepared = [parse_prepared(text, n) for n, text in enumerate(args.new, 1)]
         app = open_appliance(args.images, readonly=not args.rw, slots=args.slots,
                              mounts=args.mount, inspector=args.inspector, accel=args.accel,
-                             progress=progress)
+                             progress=progress, prepared=prepared)
     except GuestslotsError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1

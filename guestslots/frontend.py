@@ -1,6 +1,6 @@
 """What every front end does first: open an appliance as guestfish's options say.
 
-The shell (``-a``, ``--format``, ``--ro``/``--rw``, ``-m``, ``-i``, ``--slots``),
+The shell (``-a``, ``--format``, ``--ro``/``--rw``, ``-N``, ``-m``, ``-i``, ``--slots``),
 the CLI, the pytest plugin and :func:`guestslots.isolated` all add images,
 reserve empty slots, launch, and mount through :func:`open_appliance`, and
 show results through :func:`guestslots.commands.format_result`.
@@ -14,6 +14,7 @@ from typing import Any
 
 from .appliance import Appliance
 from .inspection import mount_image
+from .prepare import DiskSpec, prepare
 
 #: An image to add, and its format (None: raw, never guessed).
 Image = tuple[str | os.PathLike[str], str | None]
@@ -28,6 +29,7 @@ def open_appliance(
     inspector: bool = False,
     plain_filesystem: bool = False,
     launch: bool | None = None,
+    prepared: Sequence[tuple[str, DiskSpec]] = (),
     **options: Any,
 ) -> Appliance:
     """An :class:`Appliance` (made with *options*) holding *images* in slots 0...,
@@ -37,22 +39,36 @@ def open_appliance(
     be mounted.  *mounts* are ``DEV[:MOUNTPOINT]`` (``-m``; ``/`` by default);
     *inspector* mounts the operating system found as its fstab says (``-i``; with
     *plain_filesystem*, the one filesystem of an image without an OS).  Mounts
-    are read-only unless *readonly* is false.  On any failure the appliance is
-    shut down before the error is raised.
+    are read-only unless *readonly* is false.  *prepared* disks (guestfish's
+    ``-N``: a new image file and its :class:`~guestslots.prepare.DiskSpec`) are
+    made, added read-write after *images*, and prepared right after launch (and
+    what is mounted from them only is mounted read-write).  On
+    any failure the appliance is shut down before the error is raised.
     """
     app = Appliance(**options)
     try:
         for path, fmt in images:
             app.add_drive(path, format=fmt, readonly=readonly)
+        prepared_slots = []
+        for new_path, disk in prepared:
+            disk.check()
+            with open(new_path, "wb") as f:
+                f.truncate(disk.size_bytes())
+            prepared_slots.append((app.add_drive(new_path, format="raw", readonly=False), disk))
         for _ in range(slots):
             app.add_drive("/dev/null")
-        if launch or (launch is None and (mounts or inspector)):
+        if launch or (launch is None and (mounts or inspector or prepared)):
             app.launch()
+        for index, disk in prepared_slots:
+            prepare(app, app.slots()[index].device, disk)
         if inspector:
             mount_image(app, readonly=readonly, plain_filesystem=plain_filesystem)
+        prepared_disks = {app.slots()[index].device for index, _ in prepared_slots}
         for spec in mounts:
             device, _, mountpoint = spec.partition(":")
-            if readonly:
+            # a prepared disk is there to be written: mounted read-write
+            on_prepared = bool(prepared_disks) and set(app.disks_of(device)) <= prepared_disks
+            if readonly and not on_prepared:
                 app.mount_ro(device, mountpoint or "/")
             else:
                 app.mount(device, mountpoint or "/")

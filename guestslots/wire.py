@@ -58,6 +58,14 @@ CALLS = frozenset({
     "ln", "rm_rf", "rm_f",
     "chmod", "chown", "touch", "truncate_size", "utimens", "getxattrs", "setxattr",
     "removexattr", "tar_out", "tar_in",
+    # partitions, filesystems, looking around
+    "part_init", "part_add", "part_disk", "part_del", "part_list", "part_get_parttype",
+    "part_get_bootable", "part_set_bootable", "part_get_name", "part_set_name",
+    "part_get_gpt_type", "part_set_gpt_type", "part_get_mbr_id", "part_expand_gpt",
+    "mkfs", "mkswap", "set_label", "set_uuid", "resize2fs", "e2fsck_f", "xfs_growfs", "fsck",
+    "zerofree", "fstrim", "df", "ll", "file",
+    "pvcreate", "vgcreate", "lvcreate", "lvresize", "lvremove", "vgremove", "pvremove",
+    "md_create", "md_stop", "command",
     # volumes
     "pvs", "vgs", "lvs", "vg_activate", "list_dm_devices", "list_md_devices", "md_detail",
     # mounts

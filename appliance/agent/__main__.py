@@ -4,7 +4,8 @@ Standard library only (it runs on the appliance's Debian python3).  Under TCG
 every spawned process costs 0.1 s or more, so the agent mounts, probes and
 reads through syscalls (``ctypes`` for mount(2), umount2(2), libblkid), learns
 about hotplugged disks from kernel uevents, and spawns nothing per call (LVM,
-mdadm and btrfs-progs excepted, see :mod:`.volumes`).
+mdadm and btrfs-progs excepted, see :mod:`.volumes`; and the tools that make or
+change partition tables and filesystems, see :mod:`.parts` and :mod:`.fstools`).
 
 It speaks :mod:`wire` on the virtio-serial port ``wire.AGENT_PORT``.  Device
 arguments arrive as kernel names (the host translates); guest paths are
@@ -50,10 +51,15 @@ from .files import (
 from .fs import (
     FsCalls,
 )
+from .fstools import FsToolCalls
+from .guestexec import GuestExecCalls
+from .listing import ListingCalls
+from .makevol import VolumeMakeCalls
 from .mounts import (
     MountCalls,
 )
 from .net import NetCalls
+from .parts import PartCalls
 from .tree import TreeCalls
 
 
@@ -92,8 +98,9 @@ def find_port() -> str:
     raise Fail(f"virtio-serial port {AGENT_PORT} not found")
 
 
-class Agent(DiskCalls, MountCalls, FileCalls, FsCalls, CpuCalls, NetCalls, TreeCalls,
-            EditCalls, ArchiveCalls):
+class Agent(DiskCalls, PartCalls, FsToolCalls, VolumeMakeCalls, MountCalls, FileCalls,
+            FsCalls, CpuCalls, NetCalls, TreeCalls, EditCalls, ArchiveCalls, ListingCalls,
+            GuestExecCalls):
     """The agent: its state, and every area's calls."""
 
     def __init__(self, port: str) -> None:

@@ -175,21 +175,28 @@ def _sysfs_read(path: str) -> str:
         return f.read().strip()
 
 
-def tool(*argv: str) -> str:
-    """Run an LVM or mdadm command; its output, or Fail with what it said."""
+def tool(*argv: str, what: str = "", timeout: float = TOOL_TIMEOUT,
+         input: str | None = None) -> str:
+    """Run a tool (LVM, mdadm, parted, mkfs...); its output, or Fail with what it said
+    (*what* names it in the message: the program and its first argument by default)."""
     import subprocess
 
+    what = what or " ".join([os.path.basename(argv[0]), *argv[1:2]])
     try:
         proc = subprocess.run(
-            argv, env=TOOL_ENV, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-            timeout=TOOL_TIMEOUT,
+            argv, env=TOOL_ENV, input=input, capture_output=True, text=True,
+            timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
-        what = " ".join(argv[:2])
-        raise Fail(f"{what}: no answer in {TOOL_TIMEOUT} s", errno.ETIMEDOUT) from None
+        raise Fail(f"{what}: no answer in {timeout:g} s", errno.ETIMEDOUT) from None
     if proc.returncode != 0:
-        said = " ".join(line.strip() for line in proc.stderr.strip().splitlines()[-3:])
-        raise Fail(f"{os.path.basename(argv[0])} {argv[1]}: {said or 'failed'}", errno.EIO)
+        lines = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        usage = next((i for i, line in enumerate(lines) if line.startswith("Usage:")), None)
+        lines = lines[:usage] if usage else lines  # what went wrong, not the usage text
+        errors = [line for line in lines if line.startswith("Error:")]
+        lines = errors or lines  # parted: its errors, not its warnings about udev
+        said = " ".join(line.strip() for line in lines[-3:])
+        raise Fail(f"{what}: {said or 'failed'}", errno.EIO)
     return proc.stdout
 
 

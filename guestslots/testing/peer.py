@@ -91,7 +91,9 @@ def _describe(spec: dict[str, Any]) -> dict[str, Any]:
 def calls(spec: dict[str, Any]) -> list[Any]:
     """Run guest calls through libguestfs on one image, as a guestfish script would:
     *spec* {"force_tcg", "image", "readonly", "calls": [[name, arg, ...], ...]} (the
-    filesystem is the whole image, mounted on /); each result is ``["ok", value]``
+    filesystem is the whole image, mounted on / unless "mount" is false; "more" images
+    are /dev/sdb, /dev/sdc...; a call's last
+    argument, if a dict, is its keyword arguments); each result is ``["ok", value]``
     (bytes as latin-1 text) or ``["error", message]``; ``["snapshot", dir]`` is a
     call of its own: see :func:`snapshot_of`."""
     result: list[Any] = _ask("calls", spec, "calls failed")
@@ -133,16 +135,19 @@ def snapshot_of(g: Any, top: str) -> dict[str, list[Any]]:
 
 def _calls(spec: dict[str, Any]) -> list[Any]:
     g = _handle(spec["force_tcg"])
-    g.add_drive_opts(spec["image"], format="raw", readonly=1 if spec["readonly"] else 0)
+    for image in [spec["image"], *spec.get("more", [])]:
+        g.add_drive_opts(image, format="raw", readonly=1 if spec["readonly"] else 0)
     g.launch()
-    (g.mount_ro if spec["readonly"] else g.mount)("/dev/sda", "/")
+    if spec.get("mount", True):
+        (g.mount_ro if spec["readonly"] else g.mount)("/dev/sda", "/")
     out: list[Any] = []
     for name, *args in spec["calls"]:
+        kwargs = args.pop() if args and isinstance(args[-1], dict) else {}
         try:
             if name == "snapshot":
                 value: Any = snapshot_of(g, args[0])
             else:
-                value = getattr(g, name)(*args)
+                value = getattr(g, name)(*args, **kwargs)
             out.append(["ok", _plain(value)])
         except RuntimeError as e:
             out.append(["error", str(e)])

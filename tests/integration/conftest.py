@@ -121,3 +121,15 @@ def whoami(app: Appliance, device: str) -> str:
     """Mount *device* read-only, read /whoami, unmount."""
     with app.mounted(device, "/", readonly=True):
         return app.cat("/whoami").strip()
+
+
+@pytest.fixture(scope="module")
+def tcg(shared_appliance: Appliance) -> bool:
+    """Whether libguestfs, the peer a test compares with, must be forced to TCG (as the
+    appliance found KVM unusable); the test is skipped where libguestfs is missing."""
+    from guestslots.testing import peer
+
+    missing = peer.available()
+    if missing:
+        pytest.skip(f"compared with libguestfs: {missing}")
+    return shared_appliance.accel is not None and shared_appliance.accel.accel == "tcg"

@@ -20,6 +20,8 @@ from guestslots import Appliance, GuestslotsError
 from guestslots.testing import peer
 from guestslots.testing import testimages as images
 
+from .compare import run_ours, same
+
 pytestmark = [pytest.mark.integration,
               pytest.mark.single_pass("compares with libguestfs; the agent is the same on "
                                       "both backends")]
@@ -64,6 +66,8 @@ READS: list[list[Any]] = [
     ["du", "/data"], ["du", "/etc/hostname"], ["du", "/"], ["du", "/missing"],
     ["hexdump", "/data/zeros"], ["hexdump", "/data/short"], ["hexdump", "/empty"],
     ["hexdump", "/etc/passwd"], ["hexdump", "/data/a.bin"],
+    ["file", "/etc/passwd"], ["file", "/var/log/old.gz"], ["file", "/etc"], ["file", "/etc/mtab"],
+    ["file", "/data/a.bin"], ["file", "/empty"], ["file", "/data/zeros"], ["file", "/missing"],
 ]
 
 WRITES: list[list[Any]] = [
@@ -93,38 +97,10 @@ WRITES: list[list[Any]] = [
 ]
 
 
-def run_ours(app: Appliance, script: list[list[Any]]) -> list[Any]:
-    out: list[Any] = []
-    for name, *args in script:
-        try:
-            value = (peer.snapshot_of(app, args[0]) if name == "snapshot"
-                     else getattr(app, name)(*args))
-            out.append(["ok", peer._plain(value)])
-        except GuestslotsError as e:
-            out.append(["error", str(e)])
-    return out
-
-
-def same(ours: list[Any], theirs: list[Any], script: list[list[Any]]) -> None:
-    """Every call succeeded or failed on both, and where it succeeded, gave the same."""
-    for call, mine, peers in zip(script, ours, theirs, strict=True):
-        assert mine[0] == peers[0], f"{call}: guestslots {mine}, libguestfs {peers}"
-        if mine[0] == "ok":
-            assert mine[1] == peers[1], f"{call}: guestslots {mine[1]!r}, libguestfs {peers[1]!r}"
-
-
 @pytest.fixture(scope="module")
 def tree_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return images.ext4(tmp_path_factory.mktemp("tree") / "tree.img", FILES, size_mib=32,
                        symlinks=SYMLINKS)
-
-
-@pytest.fixture(scope="module")
-def tcg(shared_appliance: Appliance) -> bool:
-    missing = peer.available()
-    if missing:
-        pytest.skip(f"compared with libguestfs: {missing}")
-    return shared_appliance.accel is not None and shared_appliance.accel.accel == "tcg"
 
 
 def test_the_search_commands_answer_as_libguestfs_does(app: Appliance, tree_image: Path,

@@ -159,3 +159,40 @@ def test_interactive_session_with_completion(osimg: Path) -> None:
     assert "fishos" in term.expect("><gs> ")
     term.send("quit\r")
     assert term.wait() == 0
+
+
+def test_edit_runs_the_editor_on_a_copy_and_writes_back_only_a_change(tmp_path: Path) -> None:
+    img = images.ext4(tmp_path / "edit.img", {"etc/motd": "hello guest\n", "keep": "same\n"})
+    editor = tmp_path / "editor"
+    editor.write_text("#!/bin/sh\nsed -i s/guest/edited/ \"$1\"\n")
+    editor.chmod(0o755)
+    proc = subprocess.run(
+        [FISH, "--rw", "-a", str(img)], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "EDITOR": str(editor)}, check=False,
+        input="mount /dev/sda /\nchmod 0600 /etc/motd\nedit /etc/motd\ncat /etc/motd\n"
+              "stat /keep\nedit /keep\nstat /keep\nstat /etc/motd\nhelp edit\n")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.startswith("hello edited\n")
+    stats = out.split("\n\n")
+    mtime = [line for line in out.splitlines() if line.startswith("mtime")]
+    assert mtime[0] == mtime[1], stats  # unchanged: not written back
+    assert "mode: 33152" in out  # 0o100600: rewritten in place, the mode kept
+    assert "Edit guest file FILE on the host" in out
+
+
+def test_prepared_disks_as_guestfish_n_makes_them(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [FISH, "-N", "fs:ext4:64M", "-N", f"{tmp_path / 'vol.img'}=lvfs:/dev/data/vol:xfs:400M",
+         "-N", "part:gpt:8M", "-m", "/dev/sda1"],
+        input="write /hello hi\nlist-filesystems\npart-get-parttype /dev/sdc\n"
+              "vfs-type /dev/data/vol\n",
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ("/dev/sda1: ext4\n/dev/sdc1: unknown\n/dev/data/vol: xfs\n"
+                           "gpt\nxfs\n")
+    assert (tmp_path / "test1.img").stat().st_size == 64 << 20
+    assert (tmp_path / "test3.img").stat().st_size == 8 << 20
+    assert (tmp_path / "vol.img").stat().st_size == 400 << 20
+    proc = fish("-a", tmp_path / "test1.img", "-m", "/dev/sda1", "cat", "/hello")
+    assert proc.stdout == "hi\n"

@@ -73,3 +73,42 @@ def test_hexdump_is_hexdump_c(tree: ModuleType) -> None:
                    "*",
                    "00000030  78                                                |x|",
                    "00000031"]
+
+
+@pytest.fixture(scope="module")
+def listing() -> ModuleType:
+    sys.modules.setdefault("wire", wire)
+    return importlib.import_module("guestslots._appliance.agent.listing")
+
+
+@pytest.mark.parametrize(("size", "shown"), [
+    (0, "0"), (1023, "1023"), (1024, "1.0K"), (1025, "1.1K"), (10 * 1024, "10K"),
+    (10 * 1024 + 1, "11K"), (int(9.95 * 1024**2), "10M"), (137 * 1024**2 - 5, "137M"),
+    (5 * 1024**3, "5.0G"),
+])
+def test_sizes_are_shown_as_df_h_shows_them(listing: ModuleType, size: int,
+                                            shown: str) -> None:
+    assert listing.human(size) == shown  # coreutils: powers of 1024, rounded up
+
+
+def test_df_columns_are_aligned_as_coreutils_aligns_them(listing: ModuleType) -> None:
+    rows = [["Filesystem", "1K-blocks", "Used", "Available", "Use%", "Mounted on"],
+            ["/dev/sda1", "139401", "16", "128551", "1%", "/"],
+            ["/dev/vg/lv", "48838", "0", "48838", "0%", "/boot"]]
+    assert listing.table(rows).splitlines() == [
+        "Filesystem 1K-blocks Used Available Use% Mounted on",
+        "/dev/sda1     139401   16    128551   1% /",
+        "/dev/vg/lv     48838    0     48838   0% /boot",
+    ]
+
+
+def test_partition_names_split_into_device_and_number() -> None:
+    from guestslots.errors import DeviceNameError
+    from guestslots.guest.parts import split_partition
+
+    assert split_partition("/dev/sda1") == ("/dev/sda", 1)
+    assert split_partition("/dev/sdab12") == ("/dev/sdab", 12)
+    assert split_partition("/dev/md127p2") == ("/dev/md127", 2)
+    for bad in ("/dev/sda", "/dev/vg/lv", "sda1", "/dev/md127"):
+        with pytest.raises(DeviceNameError, match="not a partition"):
+            split_partition(bad)

@@ -30,6 +30,10 @@ def test_bind_positional_and_name_value_arguments() -> None:
                                    "label:data"]) == {
         "index": -1, "path": "/i/a.qcow2", "format": "qcow2", "readonly": False, "label": "data"}
     assert lookup("unplug").bind(["0x1b", "force:yes"]) == {"index": 27, "force": True}
+    # a leading 0 is octal, as guestfish reads numbers (strtol, base 0)
+    assert lookup("chmod").bind(["0755", "/f"]) == {"mode": 0o755, "path": "/f"}
+    assert lookup("chmod").bind(["0", "/f"])["mode"] == 0
+    assert lookup("part-add").bind(["/dev/sda", "p", "2048", "-2048"])["endsect"] == -2048
     assert lookup("resolve-link").bind(["/dev/disk/guestslots/x", "timeout:2.5"])["timeout"] == 2.5
     # a colon in a required argument is just part of it
     assert lookup("cat").bind(["/a:b"]) == {"path": "/a:b"}

@@ -1,0 +1,33 @@
+"""Running one guestfish-style script through guestslots and comparing it with what
+libguestfs answered (:func:`guestslots.testing.peer.calls`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from guestslots import Appliance, GuestslotsError
+from guestslots.testing import peer
+
+
+def run_ours(app: Appliance, script: list[list[Any]]) -> list[Any]:
+    """*script*'s calls on *app*, each ``["ok", value]`` or ``["error", message]`` as
+    :func:`peer.calls` gives them (a call's last argument, if a dict, is its keyword
+    arguments; ``["snapshot", dir]`` is :func:`peer.snapshot_of`)."""
+    out: list[Any] = []
+    for name, *args in script:
+        kwargs = args.pop() if args and isinstance(args[-1], dict) else {}
+        try:
+            value = (peer.snapshot_of(app, args[0]) if name == "snapshot"
+                     else getattr(app, name)(*args, **kwargs))
+            out.append(["ok", peer._plain(value)])
+        except GuestslotsError as e:
+            out.append(["error", str(e)])
+    return out
+
+
+def same(ours: list[Any], theirs: list[Any], script: list[list[Any]]) -> None:
+    """Every call succeeded or failed on both, and where it succeeded, gave the same."""
+    for call, mine, peers in zip(script, ours, theirs, strict=True):
+        assert mine[0] == peers[0], f"{call}: guestslots {mine}, libguestfs {peers}"
+        if mine[0] == "ok":
+            assert mine[1] == peers[1], f"{call}: guestslots {mine[1]!r}, libguestfs {peers[1]!r}"
