@@ -36,6 +36,7 @@ from .errors import (
 from .fuse import MountError, mounted
 from .isolation import isolated
 from .model.cpus import Vcpu, VcpuError
+from .model.disksets import DiskSetError
 from .model.drives import DriveSpec
 from .model.flags import CONFIG, CURRENT, LIVE
 from .model.nics import Nic, NicError
@@ -56,6 +57,7 @@ __all__ = [
     "ChannelClosed",
     "DeviceBusyError",
     "DeviceNameError",
+    "DiskSetError",
     "DriveError",
     "DriveSpec",
     "GuestOSError",

@@ -37,6 +37,7 @@ from .errors import (
     DriveError,
     GuestOSError,
     GuestslotsError,
+    HostFileError,
     LabelError,
     LaunchError,
     QemuError,
@@ -60,6 +61,7 @@ from .host.accel import AccelChoice, choose_accel
 from .host.build import ApplianceImage, ensure_appliance
 from .host.proc import signal_process
 from .model.cpus import LIBVIRT_UNSUPPORTED, Vcpu, VcpuError, VcpuTable
+from .model.disksets import DiskSet, DiskSetError
 from .model.drives import NULL_DRIVE, DriveSpec, make_drive
 from .model.flags import CONFIG, CURRENT, LIVE, Affect, NotRunning
 from .model.flags import resolve as resolve_flags
@@ -181,6 +183,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         self._nics = NicTable(self.id)
         #: slot index -> its image's identity when plugged (see :meth:`_plug`).
         self._identities: dict[int, str | None] = {}
+        self._diskset = DiskSet()
         #: The last runtime record written: the layout :meth:`relaunch` brings back.
         self._record: RuntimeRecord | None = None
         #: A vCPU was unplugged from the running VM (see :meth:`_plug_vcpu`).
@@ -353,6 +356,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         self._nics = NicTable(record.id)
         self._nics.config = nics
         self.memory_mb = record.memory_mb
+        self._diskset = DiskSet(i for i in record.diskset
+                                if i < len(drives) and drives[i] is not None)
 
     def _new_backend(self, image: ApplianceImage, accel: str) -> Backend:
         spec = VMSpec(image=image, accel=accel, qemu=self.qemu_binary,
@@ -559,7 +564,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             vcpus_plugged=tuple(sorted(self._vcpus.live)),
             nics=tuple(NicRecord(n.slot, n.device_id, n.network, n.mac, n.address, n.gateway,
                                  n.tap) for n in self._nics.listed(True)),
-            memory_mb=self.memory_mb, **backend.runtime_info())
+            memory_mb=self.memory_mb, diskset=tuple(self._diskset.list()),
+            **backend.runtime_info())
         self._record = record
         try:
             runtime.write(record)
@@ -788,6 +794,118 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         self._vcpus.live.add(vcpu)
         self._update_runtime()
 
+    # ------------------------------------------------------------ the disk set
+
+    def _filled(self) -> list[int]:
+        return [slot.index for slot in self._table if slot.drive is not None]
+
+    def _left_diskset(self, index: int) -> None:
+        if self._diskset.unplugged(index):
+            _warn(f"appliance {self.id}: slot {index} was unplugged and left the disk set "
+                  f"(now {self._diskset.list()})", stacklevel=4)
+
+    @serialised
+    def diskset_add(self, slot: int) -> int:
+        """Add full slot *slot* to this appliance's disk set (the slots that
+        snapshots, export and migration act on): 0, or 1 if it was in it already.
+        An empty slot or an index that is no slot is an error.  The set is kept in
+        the runtime record, and a slot that is unplugged leaves it (with a warning)."""
+        done = self._diskset.add(slot, self._filled(), len(self._table))
+        self._update_runtime()
+        return done
+
+    @serialised
+    def diskset_remove(self, slot: int) -> int:
+        """Take slot *slot* out of the disk set: 0, or 1 if it was not in it."""
+        done = self._diskset.remove(slot, self._filled(), len(self._table))
+        self._update_runtime()
+        return done
+
+    @serialised
+    def diskset_add_all(self) -> int:
+        """Put every full slot in the disk set: 0."""
+        done = self._diskset.add_all(self._filled())
+        self._update_runtime()
+        return done
+
+    @serialised
+    def diskset_remove_all(self) -> int:
+        """Empty the disk set: 0."""
+        done = self._diskset.remove_all()
+        self._update_runtime()
+        return done
+
+    @serialised
+    def diskset_size(self) -> int:
+        """How many slots the disk set holds."""
+        return self._diskset.size()
+
+    @serialised
+    def diskset_list(self) -> list[int]:
+        """The slots in the disk set, in index order."""
+        return self._diskset.list()
+
+    def export(self, dest_dir: str | os.PathLike[str], diskset: bool = True, *,
+               progress: Callable[[int, int], None] | None = None,
+               timeout: float = 3600.0) -> list[str]:
+        """Copy the disks of the disk set (every full slot with ``diskset=False``) into
+        host directory *dest_dir*, consistent and all of one instant, while the
+        appliance runs; return the copies' paths.
+
+        Each copy is what the guest sees on that slot, in the image's format, named
+        as the image is (never replacing a file: an existing one is an error and
+        nothing is copied).  The guest filesystems on those disks are frozen (written
+        out and held) only while the copies start; QEMU's block jobs then copy the
+        data as it was at that instant (copy-before-write) while the guest goes on.
+        *progress* is called with (bytes copied, bytes in all).  On libvirt, one
+        push-mode backupBegin does the same.
+        """
+        with self._lock:
+            backend, _ = self._running("export")
+            indices = self._diskset.list() if diskset else self._filled()
+            if not indices:
+                raise DiskSetError("export: the disk set is empty (diskset_add first)"
+                                   if diskset else "export: no slot holds a disk")
+            dest = Path(dest_dir)
+            if not dest.is_dir():
+                raise HostFileError(str(dest), "not a directory")
+            exports: list[tuple[int, str, str]] = []
+            for index in indices:
+                drive = self._table[index].drive
+                assert drive is not None
+                target = dest / Path(drive.path).name
+                if target.exists() or any(e[1] == str(target) for e in exports):
+                    raise HostFileError(str(target), "exists (or two slots' images share "
+                                        "its name): export never replaces a file")
+                exports.append((index, str(target), drive.format))
+            made: list[str] = []
+            try:
+                with self._watch():
+                    for index, path, fmt in exports:
+                        _make_target(path, fmt, backend.disk_size(index, self.call_timeout))
+                        made.append(path)
+                    disks = [f"/dev/{self._table[i].kernel_name}" for i in indices]
+                    frozen = self._call("freeze", disks=disks)
+                    thawed: list[bool] = []
+
+                    def thaw() -> None:  # in QEMU's event thread, as soon as the jobs run
+                        with contextlib.suppress(GuestslotsError):
+                            assert self._agent is not None
+                            self._agent.call("thaw", mountpoints=frozen)
+                            thawed.append(True)
+
+                    try:
+                        backend.export_disks(exports, thaw, progress, timeout)
+                    finally:
+                        if not thawed:  # again, here, with the usual error handling
+                            self._call("thaw", mountpoints=frozen)
+            except BaseException:
+                for path in made:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                raise
+            return made
+
     # ------------------------------------------------------------ NICs
 
     @serialised
@@ -891,6 +1009,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             if not affect & LIVE:
                 index = self._table.config_unplug_index(index)
                 self._table.set_config(index, None, running)
+                self._left_diskset(index)
                 return index
             index = self._table.unplug_index(index)
             if affect & CONFIG:
@@ -905,6 +1024,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 agent.call("wait_disk", target=index, plugged=False, timeout=60)
             self._table.empty(index)
             self._identities.pop(index, None)
+            self._left_diskset(index)
             self._update_runtime()
             if affect & CONFIG:
                 self._table.set_config(index, None, running)
@@ -957,6 +1077,22 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
 
     def _filled_kernel_disks(self) -> list[str]:
         return [f"/dev/{s.kernel_name}" for s in self._table if s.kernel_name is not None]
+
+
+def _make_target(path: str, fmt: str, size: int) -> None:
+    """An empty image file *path* of *fmt* and *size* bytes, made new (never replacing)."""
+    try:
+        with open(path, "xb") as f:
+            f.truncate(size)
+        if fmt == "qcow2":
+            import subprocess
+
+            proc = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, str(size)],
+                                  capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise HostFileError(path, f"qemu-img create: {proc.stderr.strip()}")
+    except OSError as e:
+        raise HostFileError(path, e.strerror or str(e)) from None
 
 
 def relaunch(appliance: str | os.PathLike[str], **options: Any) -> Appliance:

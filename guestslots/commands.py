@@ -37,6 +37,9 @@ CALLS = (
     "list_devices", "list_disk_labels", "resolve_link",
     # vCPUs
     "add_vcpu", "remove_vcpu", "vcpus", "max_vcpus",
+    # the disk set
+    "diskset_add", "diskset_remove", "diskset_add_all", "diskset_remove_all", "diskset_size",
+    "diskset_list", "export",
     # NICs
     "add_nic", "remove_nic", "nics", "fetch",
     # devices
@@ -85,7 +88,8 @@ ALIASES = {"add": "add-drive", "run": "launch", "add-ro": "add-drive"}
 #: Commands that work before launch; any other launches the appliance first in the shell.
 PRE_LAUNCH = frozenset(
     {"add-drive", "launch", "relaunch", "list-devices", "slots", "max-slots",
-     "list-disk-labels", "shutdown", "max-vcpus", "nics"}
+     "list-disk-labels", "shutdown", "max-vcpus", "nics", "diskset-add", "diskset-remove",
+     "diskset-add-all", "diskset-remove-all", "diskset-size", "diskset-list"}
 )
 
 #: Parameter names whose values are paths inside the appliance (for completion).

@@ -65,7 +65,7 @@ CALLS = frozenset({
     "mkfs", "mkswap", "set_label", "set_uuid", "resize2fs", "e2fsck_f", "xfs_growfs", "fsck",
     "zerofree", "fstrim", "df", "ll", "file",
     "pvcreate", "vgcreate", "lvcreate", "lvresize", "lvremove", "vgremove", "pvremove",
-    "md_create", "md_stop", "command",
+    "md_create", "md_stop", "command", "freeze", "thaw",
     # volumes
     "pvs", "vgs", "lvs", "vg_activate", "list_dm_devices", "list_md_devices", "md_detail",
     # mounts

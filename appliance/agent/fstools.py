@@ -10,12 +10,13 @@ use: a mounted filesystem is never made again under its own feet.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
 import os
 
-from .blockdev import canonical, partitions_of, resolve_device
+from .blockdev import canonical, partitions_of, resolve_device, slot_disks_under
 from .common import SYSROOT, Fail, tool
 from .mounts import MountCalls, guest_mounts
 from .parts import check_unused
@@ -24,6 +25,9 @@ EXTFS = ("ext2", "ext3", "ext4")
 MKFS_TYPES = (*EXTFS, "xfs", "vfat", "msdos", "fat", "btrfs")
 #: FITRIM: _IOWR('X', 121, struct fstrim_range)
 FITRIM = 0xC0185879
+#: FIFREEZE, FITHAW: _IOWR('X', 119, int), _IOWR('X', 120, int)
+FIFREEZE = 0xC0045877
+FITHAW = 0xC0045878
 #: Long jobs (mkfs of a big disk, fsck, zerofree, resize) get longer than a query.
 LONG_TOOL_TIMEOUT = 3600
 
@@ -264,3 +268,44 @@ class FsToolCalls(MountCalls):
                        e.errno or errno.EIO) from None
         finally:
             os.close(fd)
+
+    def call_freeze(self, disks: list[str]) -> list[str]:
+        """Freeze every writable guest filesystem on slot disks *disks* (kernel names,
+        under LVs and arrays too): written out and held still, so that a copy of the
+        disks taken now is consistent.  The mount points frozen, for :meth:`call_thaw`
+        (one per filesystem).  All or nothing: on a failure the others are thawed."""
+        wanted = {d.removeprefix("/dev/") for d in disks}
+        frozen: list[str] = []
+        seen: set[int] = set()
+        try:
+            for mp, _, name in guest_mounts():
+                if name is None or not (slot_disks_under(name) or set()) & wanted:
+                    continue
+                real = SYSROOT if mp == "/" else SYSROOT + mp
+                fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    st = os.fstatvfs(fd)
+                    dev = os.fstat(fd).st_dev
+                    if st.f_flag & os.ST_RDONLY or dev in seen:
+                        continue  # nothing to write out, or frozen already (btrfs)
+                    fcntl.ioctl(fd, FIFREEZE, 0)
+                    seen.add(dev)
+                    frozen.append(mp)
+                finally:
+                    os.close(fd)
+        except OSError as e:
+            self.call_thaw(frozen)
+            raise Fail(f"freeze: {os.strerror(e.errno or errno.EIO)}", e.errno or errno.EIO) \
+                from None
+        return frozen
+
+    def call_thaw(self, mountpoints: list[str]) -> None:
+        """Thaw what :meth:`call_freeze` froze (one already thawed is no error)."""
+        for mp in mountpoints:
+            with contextlib.suppress(OSError):
+                fd = os.open(SYSROOT if mp == "/" else SYSROOT + mp,
+                             os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    fcntl.ioctl(fd, FITHAW, 0)
+                finally:
+                    os.close(fd)

@@ -10,6 +10,7 @@ serial, so the appliance inside sees one layout whatever runs it.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -98,6 +99,15 @@ class Backend(Protocol):
 
     def detach_nic(self, slot: int, timeout: float) -> None:
         """Unplug NIC slot *slot*, confirmed by the hypervisor (the guest ejected it)."""
+
+    def export_disks(self, exports: list[tuple[int, str, str]], started: Callable[[], None],
+                     progress: Callable[[int, int], None] | None, timeout: float) -> None:
+        """Copy what the disks of slots (index, target file, format) show the guest into
+        the (existing, sized) target files, all as of one instant, while the guest runs;
+        *started* is called once the copies began (or failed to)."""
+
+    def disk_size(self, index: int, timeout: float) -> int:
+        """The virtual size in bytes of slot *index*'s disk."""
 
     def save(self, directory: Path, timeout: float) -> None:
         """Write the VM's state and its root disk into *directory*; the VM runs on,

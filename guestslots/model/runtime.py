@@ -8,10 +8,10 @@ path, format, read-only, overlay, label, serial), its vCPUs and its NICs.  Versi
 a record of a newer schema, a truncated one or one that is not a record is a
 :class:`RuntimeRecordError` that says which, never a guess.
 
-Schema 2 (every key always present; schema 1 had no ``nics``, ``memory_mb`` or slot
-``identity``)::
+Schema 3 (every key always present; schema 2 had no ``diskset``, schema 1 no ``nics``,
+``memory_mb`` or slot ``identity``)::
 
-    {"schema": 2, "id": "9f2c41d7", "backend": "qemu", "uri": "", "domain": "",
+    {"schema": 3, "id": "9f2c41d7", "backend": "qemu", "uri": "", "domain": "",
      "pid": 12345, "memory_mb": 512,
      "owner": {"host": ..., "boot_id": ..., "pid": ..., "start": ...},
      "started": 1796120000.5, "updated": 1796120003.1, "workdir": "/tmp/guestslots-x",
@@ -22,7 +22,11 @@ Schema 2 (every key always present; schema 1 had no ``nics``, ``memory_mb`` or s
      "vcpus": {"max": 4, "plugged": [0, 1]},
      "nics": [{"slot": 0, "device_id": "nic-9f2c41d7-0", "network": "user",
                "mac": "52:54:00:9f:2c:00", "address": "10.0.2.15/24",
-               "gateway": "10.0.2.2", "tap": null}]}
+               "gateway": "10.0.2.2", "tap": null}],
+     "diskset": [0]}
+
+``diskset`` is the appliance's disk set (:mod:`guestslots.model.disksets`): the
+indices of the selected slots.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any
 from ..errors import GuestslotsError
 
 #: The schema this version writes and reads.
-SCHEMA = 2
+SCHEMA = 3
 
 
 class RuntimeRecordError(GuestslotsError):
@@ -98,15 +102,16 @@ class RuntimeRecord:
     vcpus_plugged: tuple[int, ...] = (0,)
     nics: tuple[NicRecord, ...] = ()
     memory_mb: int = 512
+    diskset: tuple[int, ...] = ()
 
     def to_json(self) -> str:
         """The record's document (schema :data:`SCHEMA`)."""
         doc = {k: v for k, v in asdict(self).items()
-               if k not in ("slots", "vcpus_max", "vcpus_plugged", "nics")}
+               if k not in ("slots", "vcpus_max", "vcpus_plugged", "nics", "diskset")}
         doc = {"schema": SCHEMA, **doc,
                "slots": [asdict(s) for s in self.slots],
                "vcpus": {"max": self.vcpus_max, "plugged": list(self.vcpus_plugged)},
-               "nics": [asdict(n) for n in self.nics]}
+               "nics": [asdict(n) for n in self.nics], "diskset": list(self.diskset)}
         return json.dumps(doc, indent=1, sort_keys=False) + "\n"
 
     @classmethod
@@ -146,9 +151,17 @@ class RuntimeRecord:
                 nics=tuple(NicRecord(**n) for n in _typed(doc, "nics", list))
                 if schema >= 2 else (),
                 memory_mb=_typed(doc, "memory_mb", int) if schema >= 2 else 512,
+                diskset=tuple(_index(i) for i in _typed(doc, "diskset", list))
+                if schema >= 3 else (),
             )
         except (KeyError, TypeError) as e:
             raise RuntimeRecordError(where, f"incomplete or malformed ({e})") from None
+
+
+def _index(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise TypeError(f"diskset holds {value!r}")
+    return value
 
 
 def _typed(doc: dict[str, Any], key: str, kind: type | tuple[type, ...],

@@ -106,6 +106,7 @@ def app(shared_appliance: Appliance) -> Iterator[Appliance]:
         return
     with contextlib.suppress(guestslots.GuestslotsError):
         shared_appliance.umount_all()
+    shared_appliance.diskset_remove_all()
     for slot in shared_appliance.slots():
         if slot.state is SlotState.FILLED:
             shared_appliance.unplug(slot.index, force=True)

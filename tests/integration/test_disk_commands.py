@@ -269,3 +269,52 @@ def test_an_image_made_from_a_spec(app: Appliance, tmp_path: Path) -> None:
     app.umount_all()
     app.mount_ro("/dev/sda1", "/")
     assert app.cat("/EFI/boot.txt") == "efi\n"
+
+
+def test_trim_frees_the_image_and_a_grown_disk_is_filled(app: Appliance, tmp_path: Path) -> None:
+    img = make_image(tmp_path / "grow.img", DiskSpec("64M", "gpt", [
+        PartSpec(None, fstype="ext4", files={"/keep": "kept\n"})]), app=app)
+    app.hotplug(0, img, readonly=False)
+    app.mount("/dev/sda1", "/")
+    app.write("/big", os.urandom(16 << 20))
+    app.sync()
+    full = os.stat(img).st_blocks * 512
+    app.rm("/big")
+    app.sync()  # the freed blocks are free once the journal committed them
+    app.fstrim("/")
+    assert os.stat(img).st_blocks * 512 < full - (12 << 20)  # the 16 MiB went back
+    before = app.statvfs("/")["blocks"]
+    app.umount_all()
+    start = app.part_list("/dev/sda")[0]["part_start"] // 512
+    app.unplug(0)
+    os.truncate(img, 128 << 20)  # the disk grows; the partition and filesystem fill it
+    app.hotplug(0, img, readonly=False)
+    app.part_expand_gpt("/dev/sda")
+    app.part_del("/dev/sda", 1)
+    app.part_add("/dev/sda", "p", start, -34)
+    app.e2fsck_f("/dev/sda1")
+    app.resize2fs("/dev/sda1")
+    app.mount("/dev/sda1", "/")
+    assert app.statvfs("/")["blocks"] > before * 1.8
+    assert app.cat("/keep") == "kept\n"
+    app.umount_all()
+    app.e2fsck_f("/dev/sda1")
+    app.resize2fs_M("/dev/sda1")  # and shrunk to its smallest
+    app.mount("/dev/sda1", "/")
+    assert app.statvfs("/")["blocks"] < before
+    assert app.cat("/keep") == "kept\n"
+    app.umount_all()
+    app.unplug(0)
+
+
+def test_a_mounted_xfs_grows_to_fill_its_device(app: Appliance, tmp_path: Path) -> None:
+    img = make_image(tmp_path / "xfs.img", DiskSpec("320M", None, [PartSpec(fstype="xfs")]),
+                     app=app)
+    os.truncate(img, 480 << 20)
+    app.hotplug(0, img, readonly=False)
+    app.mount("/dev/sda", "/")
+    before = app.statvfs("/")["blocks"]
+    app.xfs_growfs("/")
+    assert app.statvfs("/")["blocks"] > before * 1.4
+    with pytest.raises(GuestslotsError, match="not a mount point"):
+        app.xfs_growfs("/nowhere")

@@ -46,6 +46,7 @@ def test_relaunch_after_qemu_was_killed_brings_every_slot_back(
         app.hotplug(1, data, readonly=False, label="data")
         app.hotplug(2, ro.path, format=ro.format)
         app.add_nic(1)
+        assert (app.diskset_add(1), app.diskset_add(2)) == (0, 0)
         app.mount("/dev/sdb", "/")
         app.write("/kept", b"written before the crash\n")
         app.sync()
@@ -66,6 +67,7 @@ def test_relaunch_after_qemu_was_killed_brings_every_slot_back(
         record = runtime.read(runtime.record_path(app.id))
         assert record.pid == app.pid and [s.device_id for s in record.slots] == [
             f"disk-{ident}-{i}" for i in range(3)]
+        assert app.diskset_list() == [1, 2] and record.diskset == (1, 2)  # kept too
         with pytest.raises(StateError, match="relaunch"):
             app.relaunch()  # it runs: nothing to bring back
     finally:

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from guestslots import Appliance, ApplianceState, ChannelClosed
+from guestslots import Appliance, ApplianceState, ChannelClosed, DiskSetError
 from guestslots.host import runtime
+from guestslots.testing import testimages as images
 
 from .conftest import Image
 
@@ -107,3 +108,23 @@ def test_stop_stops_another_process_appliance_by_its_id() -> None:
         assert again.returncode == 1 and "no running appliance" in again.stderr
     finally:
         app.shutdown()
+
+
+def test_the_disk_set_is_recorded_and_an_unplugged_slot_leaves_it(
+    app: Appliance, tmp_path: Path,
+) -> None:
+    for i in (0, 1):
+        app.hotplug(i, images.ext4(tmp_path / f"d{i}.img", {"n": f"{i}\n"}))
+    assert (app.diskset_add(0), app.diskset_add(0), app.diskset_add(1)) == (0, 1, 0)
+    with pytest.raises(DiskSetError, match="slot 2 is empty"):
+        app.diskset_add(2)
+    with pytest.raises(DiskSetError, match="does not exist"):
+        app.diskset_remove(len(app.slots()))
+    assert runtime.read(runtime.record_path(app.id)).diskset == (0, 1)
+    with pytest.warns(RuntimeWarning, match="slot 1 was unplugged and left the disk set"):
+        app.unplug(1)
+    assert (app.diskset_size(), app.diskset_list()) == (1, [0])
+    assert runtime.read(runtime.record_path(app.id)).diskset == (0,)
+    with pytest.raises(DiskSetError, match="slot 1 is empty"):
+        app.diskset_remove(1)
+    assert app.diskset_remove_all() == 0 and app.diskset_list() == []

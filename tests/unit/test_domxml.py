@@ -13,6 +13,7 @@ from lxml import etree
 
 from guestslots.backends.libvirt.domxml import (
     DomainConfig,
+    backup_xml,
     disk_xml,
     domain_xml,
     live_disk,
@@ -111,3 +112,19 @@ def test_libvirts_schema_accepts_the_domain() -> None:
     for text in (domain, domain.replace("</devices>", disks + "</devices>")):
         document = etree.fromstring(text.encode())
         assert schema.validate(document), schema.error_log
+
+
+BACKUP_SCHEMA = SCHEMA.with_name("domainbackup.rng")
+
+
+@pytest.mark.skipif(not BACKUP_SCHEMA.exists(),
+                    reason="libvirt's schemas are not installed (./tools/setup installs them)")
+def test_libvirts_schema_accepts_the_export_backup() -> None:
+    text = backup_xml([(0, "/o/a.img", "raw"), (27, "/o/b.qcow2", "qcow2")], ["vda", "sdb"])
+    document = etree.fromstring(text.encode())
+    schema = etree.RelaxNG(etree.parse(str(BACKUP_SCHEMA)))
+    assert schema.validate(document), schema.error_log
+    disks = {d.get("name"): d.get("backup") for d in document.iter("disk")}
+    assert disks == {"sda": "yes", "sdab": "yes", "vda": "no", "sdb": "no"}
+    target = document.find("disks/disk/target")
+    assert target is not None and target.get("file") == "/o/a.img"

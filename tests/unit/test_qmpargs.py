@@ -40,6 +40,11 @@ def test_blockdev_add_raw_read_write() -> None:
     args = blockdev_add_args(0, DriveSpec("/i/a.img", "raw", False), owner="ab")
     assert args["read-only"] is False and args["file"]["read-only"] is False
     assert "backing" not in args
+    # the guest's discards (fstrim, mkfs) free the image's blocks; never a read-only one's
+    assert args["discard"] == args["file"]["discard"] == "unmap"
+    overlaid = blockdev_add_args(0, DriveSpec("/i/a.img", "raw", True), "/t/o.qcow2",
+                                 owner="ab")
+    assert overlaid["discard"] == "unmap" and "discard" not in overlaid["backing"]
 
 
 def test_device_add_puts_slot_at_its_target_with_serial_and_device_id() -> None:

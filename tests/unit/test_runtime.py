@@ -21,7 +21,7 @@ def record() -> RuntimeRecord:
         slots=(SlotRecord(0, "/dev/sda", "slot0", "filled", "/img", "raw", True, False, None,
                           "slot0"),
                SlotRecord(1, "/dev/sdb", "slot1", "empty")),
-        vcpus_max=4, vcpus_plugged=(0, 1))
+        vcpus_max=4, vcpus_plugged=(0, 1), diskset=(0,))
 
 
 def test_a_record_reads_back_as_written() -> None:
@@ -29,7 +29,16 @@ def test_a_record_reads_back_as_written() -> None:
     doc = json.loads(text)
     assert doc["schema"] == SCHEMA and doc["vcpus"] == {"max": 4, "plugged": [0, 1]}
     assert doc["slots"][0]["device_id"] == "slot0"
+    assert doc["diskset"] == [0]
     assert RuntimeRecord.from_json(text) == record()
+
+
+def test_a_schema_2_record_has_an_empty_disk_set() -> None:
+    doc = json.loads(record().to_json())
+    del doc["diskset"]
+    assert RuntimeRecord.from_json(json.dumps({**doc, "schema": 2})).diskset == ()
+    with pytest.raises(RuntimeRecordError, match="diskset holds"):
+        RuntimeRecord.from_json(json.dumps({**doc, "diskset": [-1]}))
 
 
 @pytest.mark.parametrize(("text", "why"), [

@@ -26,6 +26,7 @@ import os
 import select
 import shutil
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -39,8 +40,9 @@ cache_root().mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("LIBVIRT_LOG_OUTPUTS", f"4:file:{cache_root() / 'libvirt.log'}")
 
 import libvirt
+from lxml import etree
 
-from ...errors import DriveError, LaunchError, QemuError, QemuTimeout
+from ...errors import DriveError, GuestslotsError, LaunchError, QemuError, QemuTimeout
 from ...host import owner
 from ...host import workdir as workdirs
 from ...host.cache import file_id
@@ -49,12 +51,14 @@ from ...host.proc import CommandError
 from ...host.savedstate import ROOT_FILE, STATE_FILE
 from ...model.cpus import LIBVIRT_UNSUPPORTED, VcpuError
 from ...model.drives import DriveSpec
+from ...model.names import index_to_letters
 from ...model.nics import NicError, NicSpec
 from .. import VMSpec
 from ..overlays import make_overlay, make_root_overlay
 from . import bounded, connection
 from .domxml import (
     DomainConfig,
+    backup_xml,
     disk_xml,
     domain_xml,
     interface_xml,
@@ -435,6 +439,46 @@ class LibvirtBackend:
             self._attached.pop(index, None)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._overlay_path(index))
+
+    def export_disks(self, exports: list[tuple[int, str, str]], started: Callable[[], None],
+                     progress: Callable[[int, int], None] | None, timeout: float) -> None:
+        """libvirt's push-mode backup (``backupBegin``, one transaction in QEMU) into the
+        existing target files; its end is libvirt's job-completed event, its progress
+        the job's statistics meanwhile."""
+        domain = self._running()
+        wanted = {f"sd{index_to_letters(index)}" for index, _, _ in exports}
+        live = etree.fromstring(domain.XMLDesc(0))
+        others = [str(target.get("dev")) for target in live.iterfind("devices/disk/target")
+                  if target.get("dev") not in wanted]
+        ended, stats = connection.job_end(self.domain_name)
+        try:
+            domain.backupBegin(backup_xml(exports, others), None,
+                               libvirt.VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL)
+        except libvirt.libvirtError as e:
+            raise GuestslotsError(f"export: libvirt refused the backup: "
+                                  f"{e.get_error_message()}") from None
+        finally:
+            started()
+        deadline = time.monotonic() + timeout
+        while not ended.wait(min(0.5, max(deadline - time.monotonic(), 0))):
+            if time.monotonic() >= deadline:
+                with contextlib.suppress(libvirt.libvirtError):
+                    domain.abortJob()
+                ended.wait(10)
+                raise self.error(f"export did not finish in {timeout:g} s: aborted",
+                                 QemuTimeout)
+            if progress is not None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    job = domain.jobStats(0)
+                    progress(int(job.get("data_processed", 0)), int(job.get("data_total", 0)))
+        if stats.get("type") not in (None, libvirt.VIR_DOMAIN_JOB_COMPLETED):
+            raise self.error(f"export failed: {stats.get('errmsg', stats)}")
+        if progress is not None:
+            total = stats.get("data_total") or stats.get("disk_total") or 0
+            progress(int(str(total)), int(str(total)))
+
+    def disk_size(self, index: int, timeout: float) -> int:
+        return int(self._running().blockInfo(f"sd{index_to_letters(index)}")[0])
 
     def save(self, directory: Path, timeout: float) -> None:
         """Save the domain's state (libvirt's save stops it) and its root overlay into

@@ -46,6 +46,8 @@ _root: WorkDir | None = None
 _removals: dict[tuple[str, str], threading.Event] = {}
 #: domain name -> set when libvirt reports the domain stopped.
 _stops: dict[str, threading.Event] = {}
+#: What waits for a domain's job to end, and the job's final statistics.
+_jobs: dict[str, tuple[threading.Event, dict[str, object]]] = {}
 #: Domain names this process's appliances hold (see :func:`reserve_name`).
 _reserved: set[str] = set()
 #: domain name -> how it stopped (libvirt's VIR_DOMAIN_EVENT_STOPPED_* detail), in words.
@@ -151,6 +153,8 @@ def connect(name: str = "") -> libvirt.virConnect:
                                     _device_removed, None)
         conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
                                     _lifecycle, None)
+        conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
+                                    _job_completed, None)
         _connections[name] = conn
         return conn
 
@@ -193,6 +197,23 @@ def _lifecycle(_conn: object, domain: libvirt.virDomain, event: int, _detail: in
             stopped.set()
 
 
+def _job_completed(_conn: object, domain: libvirt.virDomain, params: dict[str, object],
+                   _opaque: object) -> None:
+    waiting = _jobs.get(domain.name())
+    if waiting is not None:
+        waiting[1].update(params)
+        waiting[0].set()
+
+
+def job_end(domain: str) -> tuple[threading.Event, dict[str, object]]:
+    """An event set when libvirt reports *domain*'s job completed, and the job's
+    statistics it reported (register before starting the job)."""
+    event: threading.Event = threading.Event()
+    stats: dict[str, object] = {}
+    _jobs[domain] = (event, stats)
+    return event, stats
+
+
 def stop(domain: str) -> threading.Event:
     """An event set when libvirt reports *domain* stopped (register before starting it)."""
     return _stops.setdefault(domain, threading.Event())
@@ -201,6 +222,7 @@ def stop(domain: str) -> threading.Event:
 def forget(domain: str) -> None:
     """Drop what was kept to wait for *domain*'s events."""
     _stops.pop(domain, None)
+    _jobs.pop(domain, None)
     stop_reasons.pop(domain, None)
     for key in [k for k in _removals if k[0] == domain]:
         del _removals[key]

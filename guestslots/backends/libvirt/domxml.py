@@ -166,13 +166,15 @@ def disk_xml(index: int, drive: DriveSpec, overlay: str | None = None, *, owner:
     serial = slot_serial(index, drive.label)
     if overlay is not None:
         parts = [
-            el("driver", name="qemu", type="qcow2"),
+            el("driver", name="qemu", type="qcow2", discard="unmap"),
             el("source", file=overlay),
             _backing_chain(((drive.path, drive.format),)),
         ]
     else:
-        parts = [el("driver", name="qemu", type=drive.format), el("source", file=drive.path),
-                 el("backingStore")]
+        driver = el("driver", name="qemu", type=drive.format)
+        if not drive.readonly:  # the guest's discards free the image's blocks
+            driver.set("discard", "unmap")
+        parts = [driver, el("source", file=drive.path), el("backingStore")]
     parts += [
         el("target", dev=f"sd{index_to_letters(index)}", bus="scsi"),
         el("serial", serial),
@@ -183,6 +185,18 @@ def disk_xml(index: int, drive: DriveSpec, overlay: str | None = None, *, owner:
         parts.append(el("readonly"))
     disk = el("disk", *parts, type="file", device="disk")
     return etree.tostring(disk, pretty_print=True, encoding="unicode")
+
+
+def backup_xml(exports: list[tuple[int, str, str]], others: list[str]) -> str:
+    """libvirt's push-mode ``<domainbackup>``: the disks of slots (index, target file,
+    format) copied into those (existing) files; every disk named in *others* (target
+    devs: the root disk, the other slots) left out."""
+    disks = [el("disk", el("driver", type=fmt), el("target", file=path),
+                name=f"sd{index_to_letters(index)}", backup="yes", type="file")
+             for index, path, fmt in exports]
+    disks += [el("disk", name=dev, backup="no") for dev in others]
+    backup = el("domainbackup", el("disks", *disks), mode="push")
+    return etree.tostring(backup, pretty_print=True, encoding="unicode")
 
 
 def live_disk(domain: str, alias: str) -> str | None:

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from ...errors import LaunchError, QemuError
@@ -207,6 +208,13 @@ class QemuBackend:
 
     def detach_nic(self, slot: int, timeout: float) -> None:
         self._running().detach_nic(slot, timeout=timeout)
+
+    def export_disks(self, exports: list[tuple[int, str, str]], started: Callable[[], None],
+                     progress: Callable[[int, int], None] | None, timeout: float) -> None:
+        self._running().export_disks(exports, started, progress, timeout)
+
+    def disk_size(self, index: int, timeout: float) -> int:
+        return self._running().disk_size(index, timeout)
 
     def save(self, directory: Path, timeout: float) -> None:
         """Stop the VM, save its devices' state, copy its root overlay (stopping flushed

@@ -21,7 +21,7 @@ import shlex
 import signal
 import socket
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -474,6 +474,111 @@ class QemuMachine:
             await self._execute("netdev_del", {"id": netdev})
 
         self._run(detach(), timeout + 5, f"unplug of NIC slot {slot}")
+
+    # ---- exports (full block backups, all of one instant)
+
+    def disk_size(self, index: int, timeout: float = 30.0) -> int:
+        """The virtual size in bytes of what slot *index*'s disk shows the guest."""
+        node = slot_ids(index, self.owner).fmt_node
+        for info in self.execute("query-named-block-nodes", {"flat": True}, timeout):
+            if info.get("node-name") == node:
+                return int(info["image"]["virtual-size"])
+        raise self.error(f"slot {index} has no block node {node}")
+
+    def export_disks(self, exports: list[tuple[int, str, str]], started: Callable[[], None],
+                     progress: Callable[[int, int], None] | None, timeout: float) -> None:
+        """Copy what the disks of slots (index, target file, its format) show the guest
+        into the target files (made by the caller, of the disks' sizes), as they all are
+        at one instant: one ``transaction`` of ``blockdev-backup`` jobs (copy-before-
+        write: the guest goes on writing meanwhile).  *started* is called once the jobs
+        started (or failed to); *progress* with (bytes copied, bytes in all) while they
+        run.  On failure or past *timeout* the jobs are cancelled; the target nodes
+        are removed either way."""
+        self._run(self._export(exports, started, progress, timeout), timeout + 30,
+                  "export of slots " + ", ".join(str(e[0]) for e in exports))
+
+    async def _export(self, exports: list[tuple[int, str, str]], started: Callable[[], None],
+                      progress: Callable[[int, int], None] | None, timeout: float) -> None:
+        jobs: dict[str, tuple[str, str]] = {}  # job id -> (source node, target node)
+        added: list[str] = []
+        called = False
+        try:
+            for index, target, fmt in exports:
+                ids = slot_ids(index, self.owner)
+                job = node = f"{ids.qdev}-export"
+                await self._execute("blockdev-add", {
+                    "driver": fmt, "node-name": node,
+                    "file": {"driver": "file", "filename": target}})
+                added.append(node)
+                jobs[job] = (ids.fmt_node, node)
+
+            def ours(event: Message) -> bool:
+                data = event.get("data")
+                return isinstance(data, dict) and data.get("device") in jobs
+
+            with self._qmp.listener(("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED"),
+                                    ours) as listener:
+                try:
+                    await self._execute("transaction", {"actions": [
+                        {"type": "blockdev-backup",
+                         "data": {"job-id": job, "device": src, "target": dst, "sync": "full"}}
+                        for job, (src, dst) in jobs.items()]})
+                finally:
+                    called = True
+                    started()
+                await self._wait_jobs(listener, set(jobs), progress, timeout)
+        finally:
+            if not called:
+                started()
+            for node in added:
+                with contextlib.suppress(Exception):
+                    await self._execute("blockdev-del", {"node-name": node})
+
+    async def _wait_jobs(self, listener: Any, pending: set[str],
+                         progress: Callable[[int, int], None] | None, timeout: float) -> None:
+        """Wait for the block jobs *pending* to end (their events); report progress from
+        ``query-block-jobs`` between events; cancel them all on failure or timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        lengths: dict[str, int] = {}
+        done: dict[str, int] = {}
+        failed: list[str] = []
+        try:
+            while pending:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise self.error(f"export did not finish in {timeout:g} s: cancelled",
+                                     QemuTimeout)
+                try:
+                    event = await asyncio.wait_for(listener.get(), min(left, 0.5))
+                except TimeoutError:
+                    if progress is not None:
+                        for job in await self._execute("query-block-jobs"):
+                            if job.get("device") in pending:
+                                lengths[job["device"]] = int(job.get("len", 0))
+                                done[job["device"]] = int(job.get("offset", 0))
+                        progress(sum(done.values()), sum(lengths.values()))
+                    continue
+                data = event["data"]
+                job = data["device"]
+                pending.discard(job)
+                lengths[job] = done[job] = int(data.get("len", 0))
+                if event["event"] == "BLOCK_JOB_CANCELLED" or data.get("error"):
+                    failed.append(f"{job}: {data.get('error', 'cancelled')}")
+        except BaseException:
+            for job in pending:  # forced: the target nodes can go right after
+                with contextlib.suppress(Exception):
+                    await self._execute("block-job-cancel", {"device": job, "force": True})
+            with contextlib.suppress(Exception):
+                while pending:
+                    event = await asyncio.wait_for(listener.get(), 10)
+                    pending.discard(event["data"]["device"])
+            raise
+        if failed:
+            raise self.error("export failed: " + "; ".join(failed))
+        if progress is not None:
+            total = sum(lengths.values())
+            progress(total, total)
 
     # ---- saved state
 

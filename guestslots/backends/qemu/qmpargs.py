@@ -51,6 +51,8 @@ def _image_node(node: str, file_node: str, drive: DriveSpec, readonly: bool) -> 
     }
     if drive.format == "qcow2":
         args["backing"] = None
+    if not readonly:  # the guest's discards (fstrim, mkfs) free the image's blocks
+        args["discard"] = args["file"]["discard"] = "unmap"
     return args
 
 
@@ -63,7 +65,9 @@ def blockdev_add_args(index: int, drive: DriveSpec, overlay: str | None = None, 
     (the path of a throwaway qcow2 file, for a ``DriveSpec.throwaway`` drive:
     every read-only one, and ``overlay`` ones) the image is the overlay's
     read-only backing node, named here rather than taken from the overlay's
-    header.  Without it, both nodes are read-only for a read-only drive.
+    header.  Without it, both nodes are read-only for a read-only drive.  What the
+    guest writes passes its discards down (``discard: unmap``): fstrim, and mkfs's
+    discards, free the blocks of a writable image or of the overlay.
     """
     ids = slot_ids(index, owner)
     if overlay is None:
@@ -72,7 +76,9 @@ def blockdev_add_args(index: int, drive: DriveSpec, overlay: str | None = None, 
         "driver": "qcow2",
         "node-name": ids.fmt_node,
         "read-only": False,
-        "file": {"driver": "file", "filename": overlay, "node-name": ids.file_node},
+        "discard": "unmap",
+        "file": {"driver": "file", "filename": overlay, "node-name": ids.file_node,
+                 "discard": "unmap"},
         "backing": _image_node(ids.base_node, ids.base_file_node, drive, True),
     }
 
