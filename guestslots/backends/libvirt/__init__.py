@@ -471,6 +471,15 @@ class LibvirtBackend:
                 with contextlib.suppress(libvirt.libvirtError):
                     job = domain.jobStats(0)
                     progress(int(job.get("data_processed", 0)), int(job.get("data_total", 0)))
+        # libvirt reports the job completed before it has closed the target files:
+        # wait (bounded) until the domain has no job any more, the files let go
+        settle = time.monotonic() + 30
+        while domain.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
+            if time.monotonic() >= settle:
+                raise self.error("export: libvirt's backup job did not end in 30 s "
+                                 "after it completed", QemuTimeout)
+            ended.clear()
+            ended.wait(0.05)
         if stats.get("type") not in (None, libvirt.VIR_DOMAIN_JOB_COMPLETED):
             raise self.error(f"export failed: {stats.get('errmsg', stats)}")
         if progress is not None:
