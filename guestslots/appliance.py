@@ -59,7 +59,7 @@ from .guest.volumes import VolumeCalls
 from .host import owner, runtime, savedstate, warmup
 from .host.accel import AccelChoice, choose_accel
 from .host.build import ApplianceImage, ensure_appliance
-from .host.proc import signal_process
+from .host.proc import CommandError, run, signal_process
 from .model.cpus import LIBVIRT_UNSUPPORTED, Vcpu, VcpuError, VcpuTable
 from .model.disksets import DiskSet, DiskSetError
 from .model.drives import NULL_DRIVE, DriveSpec, make_drive
@@ -810,29 +810,37 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         snapshots, export and migration act on): 0, or 1 if it was in it already.
         An empty slot or an index that is no slot is an error.  The set is kept in
         the runtime record, and a slot that is unplugged leaves it (with a warning)."""
+        before = self._diskset.list()
         done = self._diskset.add(slot, self._filled(), len(self._table))
-        self._update_runtime()
+        if self._diskset.list() != before:  # a call that changes nothing writes nothing
+            self._update_runtime()
         return done
 
     @serialised
     def diskset_remove(self, slot: int) -> int:
         """Take slot *slot* out of the disk set: 0, or 1 if it was not in it."""
+        before = self._diskset.list()
         done = self._diskset.remove(slot, self._filled(), len(self._table))
-        self._update_runtime()
+        if self._diskset.list() != before:  # a call that changes nothing writes nothing
+            self._update_runtime()
         return done
 
     @serialised
     def diskset_add_all(self) -> int:
         """Put every full slot in the disk set: 0."""
+        before = self._diskset.list()
         done = self._diskset.add_all(self._filled())
-        self._update_runtime()
+        if self._diskset.list() != before:  # a call that changes nothing writes nothing
+            self._update_runtime()
         return done
 
     @serialised
     def diskset_remove_all(self) -> int:
         """Empty the disk set: 0."""
+        before = self._diskset.list()
         done = self._diskset.remove_all()
-        self._update_runtime()
+        if self._diskset.list() != before:  # a call that changes nothing writes nothing
+            self._update_runtime()
         return done
 
     @serialised
@@ -1085,12 +1093,11 @@ def _make_target(path: str, fmt: str, size: int) -> None:
         with open(path, "xb") as f:
             f.truncate(size)
         if fmt == "qcow2":
-            import subprocess
-
-            proc = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, str(size)],
-                                  capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                raise HostFileError(path, f"qemu-img create: {proc.stderr.strip()}")
+            try:
+                run(["qemu-img", "create", "-q", "-f", "qcow2", path, str(size)])
+            except CommandError as e:
+                raise HostFileError(path, f"qemu-img create: {e.reason}: {e.output.strip()}") \
+                    from None
     except OSError as e:
         raise HostFileError(path, e.strerror or str(e)) from None
 

@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import stat
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -175,20 +176,29 @@ def _sysfs_read(path: str) -> str:
         return f.read().strip()
 
 
+def run_tool(argv: list[str], what: str, timeout: float = TOOL_TIMEOUT,
+             input: str | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run a tool with the tools' environment and a time limit, its output captured as
+    text, stdin empty unless *input* is given (*kwargs*: more of subprocess.run's, such
+    as ``stdin``, ``cwd``, ``pass_fds``, ``env``).  The finished process, whatever its
+    exit status; Fail (naming it by *what*) only when it does not end in time."""
+    kwargs.setdefault("env", TOOL_ENV)
+    if input is None:
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+    try:
+        # errors="replace": a guest's file names in a tool's output are any bytes
+        return subprocess.run(argv, input=input, capture_output=True, text=True,
+                              errors="replace", timeout=timeout, **kwargs)
+    except subprocess.TimeoutExpired:
+        raise Fail(f"{what}: no answer in {timeout:g} s", errno.ETIMEDOUT) from None
+
+
 def tool(*argv: str, what: str = "", timeout: float = TOOL_TIMEOUT,
          input: str | None = None) -> str:
     """Run a tool (LVM, mdadm, parted, mkfs...); its output, or Fail with what it said
     (*what* names it in the message: the program and its first argument by default)."""
-    import subprocess
-
     what = what or " ".join([os.path.basename(argv[0]), *argv[1:2]])
-    try:
-        proc = subprocess.run(
-            argv, env=TOOL_ENV, input=input, capture_output=True, text=True,
-            timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        raise Fail(f"{what}: no answer in {timeout:g} s", errno.ETIMEDOUT) from None
+    proc = run_tool(list(argv), what, timeout, input)
     if proc.returncode != 0:
         lines = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
         usage = next((i for i, line in enumerate(lines) if line.startswith("Usage:")), None)

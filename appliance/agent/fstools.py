@@ -16,10 +16,9 @@ import errno
 import fcntl
 import os
 
-from .blockdev import canonical, partitions_of, resolve_device, slot_disks_under
-from .common import SYSROOT, Fail, tool
-from .mounts import MountCalls, guest_mounts
-from .parts import check_unused
+from .blockdev import canonical, resolve_device, slot_disks_under
+from .common import Fail, run_tool, tool
+from .mounts import MountCalls, check_unused, guest_mounts, real_mountpoint
 
 EXTFS = ("ext2", "ext3", "ext4")
 MKFS_TYPES = (*EXTFS, "xfs", "vfat", "msdos", "fat", "btrfs")
@@ -44,18 +43,6 @@ def _power_of_2(n: int) -> bool:
 class FsToolCalls(MountCalls):
     """mkfs and the filesystem tools libguestfs offers, on writable slots only."""
 
-    def _writable_device(self, device: str, unused: bool = True) -> str:
-        """Kernel name of *device*, which must be on writable slots and (with
-        *unused*) neither mounted nor holding anything (nor may its partitions)."""
-        name = resolve_device(device)
-        if not self.check_writable(name):
-            raise Fail(f"{canonical(name)} is on a slot plugged read-only: nothing is "
-                       "written to it", errno.EROFS)
-        if unused:
-            parts = partitions_of(name) if os.path.isdir(f"/sys/block/{name}") else []
-            check_unused([name, *parts])
-        return name
-
     def _fstype(self, name: str) -> str:
         fstype = self.blkid.probe(f"/dev/{name}").get("TYPE", "")
         if not fstype:
@@ -68,7 +55,7 @@ class FsToolCalls(MountCalls):
         if fstype not in MKFS_TYPES:
             raise Fail(f"{fstype!r}: filesystem types made here: {', '.join(MKFS_TYPES)}",
                        errno.EINVAL)
-        name = self._writable_device(device)
+        name = self.writable_device(device)
         dev = f"/dev/{name}"
         blocksize, inode, sectorsize = int(blocksize), int(inode), int(sectorsize)
         if fstype in EXTFS:
@@ -109,7 +96,7 @@ class FsToolCalls(MountCalls):
 
     def call_mkswap(self, device: str, label: str = "", uuid: str = "") -> None:
         """Make a swap area on *device*."""
-        name = self._writable_device(device)
+        name = self.writable_device(device)
         argv = ["mkswap", "-f"]
         if label:
             argv += ["-L", label]
@@ -122,7 +109,7 @@ class FsToolCalls(MountCalls):
         name = resolve_device(mountable)
         fstype = self._fstype(name)
         # btrfs and ext* change a label while mounted; the others want it unmounted
-        self._writable_device(mountable, unused=fstype not in ("btrfs", *EXTFS))
+        self.writable_device(mountable, unused=fstype not in ("btrfs", *EXTFS))
         dev = f"/dev/{name}"
         what = f"set-label {canonical(name)}"
         if fstype in EXTFS:
@@ -135,7 +122,7 @@ class FsToolCalls(MountCalls):
             tool("xfs_admin", "-L", label or "--", dev, what=what)
         elif fstype == "btrfs":
             mounted = [mp for mp, _, n in guest_mounts() if n == name]
-            target = (SYSROOT + ("" if mounted[0] == "/" else mounted[0])) if mounted else dev
+            target = real_mountpoint(mounted[0]) if mounted else dev
             tool("btrfs", "filesystem", "label", target, label, what=what)
         elif fstype == "vfat":
             if len(label.encode()) > 11:
@@ -150,7 +137,7 @@ class FsToolCalls(MountCalls):
 
     def call_set_uuid(self, device: str, uuid: str) -> None:
         """Set the UUID of the filesystem on *device* (unmounted)."""
-        name = self._writable_device(device)
+        name = self.writable_device(device)
         fstype = self._fstype(name)
         dev = f"/dev/{name}"
         what = f"set-uuid {canonical(name)}"
@@ -169,7 +156,7 @@ class FsToolCalls(MountCalls):
     def call_resize2fs(self, device: str, size: int = 0, minimum: bool = False) -> None:
         """Grow or shrink the ext2/3/4 filesystem on *device* (unmounted) to fill it,
         to *size* bytes, or (*minimum*) to its smallest."""
-        name = self._writable_device(device)
+        name = self.writable_device(device)
         argv = ["resize2fs"]
         if minimum:
             argv.append("-M")
@@ -181,14 +168,9 @@ class FsToolCalls(MountCalls):
     def call_e2fsck_f(self, device: str) -> None:
         """Check and repair the ext2/3/4 filesystem on *device* even if it seems clean
         (``e2fsck -p -f``), as resize2fs asks first."""
-        name = self._writable_device(device)
-        import subprocess
-
-        from .common import TOOL_ENV
-
-        proc = subprocess.run(["e2fsck", "-p", "-f", f"/dev/{name}"], env=TOOL_ENV,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=LONG_TOOL_TIMEOUT)
+        name = self.writable_device(device)
+        proc = run_tool(["e2fsck", "-p", "-f", f"/dev/{name}"], f"e2fsck {canonical(name)}",
+                        LONG_TOOL_TIMEOUT)
         if proc.returncode & ~1:  # 1: errors corrected
             said = " ".join(proc.stderr.strip().splitlines()[-3:])
             raise Fail(f"e2fsck {canonical(name)}: {said or proc.returncode}", errno.EIO)
@@ -201,7 +183,7 @@ class FsToolCalls(MountCalls):
                 if not self.check_writable(name):
                     raise Fail(f"{canonical(name)} is on a slot plugged read-only",
                                errno.EROFS)
-                tool("xfs_growfs", "-d", SYSROOT if mp == "/" else SYSROOT + mp,
+                tool("xfs_growfs", "-d", real_mountpoint(mp),
                      what=f"xfs_growfs {path}", timeout=LONG_TOOL_TIMEOUT)
                 return
         raise Fail(f"{path}: not a mount point", errno.EINVAL)
@@ -209,13 +191,9 @@ class FsToolCalls(MountCalls):
     def call_fsck(self, fstype: str, device: str, repair: bool = False) -> int:
         """Check the filesystem of *fstype* on *device* (unmounted); with *repair*, fix
         what can be fixed without questions.  The checker's exit status."""
-        import subprocess
-
-        from .common import TOOL_ENV
-
         name = resolve_device(device)
         if repair:
-            self._writable_device(device)
+            self.writable_device(device)
         else:
             check_unused([name])
         dev = f"/dev/{name}"
@@ -230,18 +208,12 @@ class FsToolCalls(MountCalls):
         else:
             raise Fail(f"fsck of '{fstype}' filesystems{' with repair' if repair else ''} "
                        "is not offered", errno.EOPNOTSUPP)
-        try:
-            proc = subprocess.run(argv, env=TOOL_ENV, stdin=subprocess.DEVNULL,
-                                  capture_output=True, timeout=LONG_TOOL_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise Fail(f"fsck {canonical(name)}: no answer in {LONG_TOOL_TIMEOUT} s",
-                       errno.ETIMEDOUT) from None
-        return proc.returncode
+        return run_tool(argv, f"fsck {canonical(name)}", LONG_TOOL_TIMEOUT).returncode
 
     def call_zerofree(self, device: str) -> None:
         """Zero the unused blocks of the ext2/3/4 filesystem on *device* (unmounted), so
         that the image can be sparsified."""
-        name = self._writable_device(device)
+        name = self.writable_device(device)
         tool("zerofree", f"/dev/{name}", what=f"zerofree {canonical(name)}",
              timeout=LONG_TOOL_TIMEOUT)
 
@@ -257,7 +229,7 @@ class FsToolCalls(MountCalls):
                 break
         else:
             raise Fail(f"{mountpoint}: not a mount point", errno.EINVAL)
-        fd = os.open(SYSROOT if mountpoint == "/" else SYSROOT + mountpoint,
+        fd = os.open(real_mountpoint(mountpoint),
                      os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             rng = _FstrimRange(int(offset), (1 << 64) - 1 if int(length) < 0 else int(length),
@@ -281,7 +253,7 @@ class FsToolCalls(MountCalls):
             for mp, _, name in guest_mounts():
                 if name is None or not (slot_disks_under(name) or set()) & wanted:
                     continue
-                real = SYSROOT if mp == "/" else SYSROOT + mp
+                real = real_mountpoint(mp)
                 fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 try:
                     st = os.fstatvfs(fd)
@@ -303,7 +275,7 @@ class FsToolCalls(MountCalls):
         """Thaw what :meth:`call_freeze` froze (one already thawed is no error)."""
         for mp in mountpoints:
             with contextlib.suppress(OSError):
-                fd = os.open(SYSROOT if mp == "/" else SYSROOT + mp,
+                fd = os.open(real_mountpoint(mp),
                              os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 try:
                     fcntl.ioctl(fd, FITHAW, 0)

@@ -7,14 +7,16 @@ It runs in namespaces of its own, made for the one call, which end with it:
 
 - a mount namespace whose root is the guest filesystem (remounted there, in that
   namespace only, to allow exec; still nosuid and nodev, so a device node the guest
-  planted opens nothing), with a fresh ``/proc`` (``/proc/sys`` read-only,
-  ``/proc/sysrq-trigger`` masked), a read-only ``/sys``, and a ``/dev`` of its own
-  that holds null, zero, full, random, urandom and tty only: no slot's disk, not
-  the appliance's root disk;
+  planted opens nothing), made its root with ``pivot_root`` and the appliance's own
+  root detached (not ``chroot``, which a program walks out of), with a fresh
+  ``/proc`` (``/proc/sys`` and ``/proc/sysrq-trigger`` read-only), a read-only
+  ``/sys``, and a ``/dev`` of its own that holds null, zero, full, random, urandom
+  and tty only: no slot's disk, not the appliance's root disk;
 - a PID namespace (it sees only its own processes, not the agent), and IPC and UTS
   namespaces;
-- without the capabilities that could reach past that (mount, mknod, raw I/O,
-  modules, ptrace, reboot, time, network administration, syslog, BPF, perf).
+- without the capabilities that could reach past that (mount, chroot, mknod, raw
+  I/O, open by file handle, modules, ptrace, reboot, time, network administration,
+  syslog, BPF, perf).
 
 Only a writable root mount runs guest programs (a read-only slot or mount is
 refused), and each call has a time limit: when it passes, every process the call
@@ -43,10 +45,14 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
-#: CAP_NET_ADMIN, CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_PTRACE, CAP_SYS_ADMIN,
-#: CAP_SYS_BOOT, CAP_SYS_TIME, CAP_MKNOD, CAP_MAC_OVERRIDE, CAP_MAC_ADMIN, CAP_SYSLOG,
+MNT_DETACH = 2
+SYS_PIVOT_ROOT = 155  # x86_64
+#: CAP_DAC_READ_SEARCH (open_by_handle_at reaches any file of a mounted filesystem),
+#: CAP_NET_ADMIN, CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_CHROOT (a chroot of one's
+#: own walks out of the one it is in), CAP_SYS_PTRACE, CAP_SYS_ADMIN, CAP_SYS_BOOT,
+#: CAP_SYS_TIME, CAP_MKNOD, CAP_MAC_OVERRIDE, CAP_MAC_ADMIN, CAP_SYSLOG,
 #: CAP_WAKE_ALARM, CAP_BLOCK_SUSPEND, CAP_AUDIT_READ, CAP_PERFMON, CAP_BPF
-DROPPED_CAPS = (12, 16, 17, 19, 21, 22, 25, 27, 32, 33, 34, 35, 36, 37, 38, 39)
+DROPPED_CAPS = (2, 12, 16, 17, 18, 19, 21, 22, 25, 27, 32, 33, 34, 35, 36, 37, 38, 39)
 #: The devices a guest program gets: (name, major, minor).
 DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
            ("urandom", 1, 9), ("tty", 5, 0))
@@ -74,21 +80,41 @@ def _is_real_dir(path: str) -> bool:
         return False
 
 
+def _read_only(path: str) -> None:
+    """Bind *path* onto itself, read-only (a guest program cannot remount it: it has
+    no CAP_SYS_ADMIN)."""
+    _mount(path, path, None, MS_BIND | MS_REC)
+    _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _pivot_into(root: str) -> None:
+    """Make the mount at *root* this mount namespace's ``/`` and detach the old one, so
+    that nothing above the guest filesystem is left to walk up to."""
+    os.chdir(root)
+    if libc.syscall(ctypes.c_long(SYS_PIVOT_ROOT), b".", b".") != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"pivot_root {root}: {os.strerror(e)}")
+    # the old root now sits on top of the new one, at "."
+    if libc.umount2(b".", MNT_DETACH) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"detaching the appliance's root: {os.strerror(e)}")
+    os.chdir("/")
+
+
 def _enter_guest(readonly: bool) -> None:
     """In the new namespaces: make the guest filesystem ``/`` with its own /proc,
     /sys and /dev, and drop the capabilities that reach past them."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount(None, SYSROOT, None,
            MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | (MS_RDONLY if readonly else 0))
-    os.chroot(SYSROOT)
-    os.chdir("/")
-    # mounted after chroot: a guest's /proc or /dev that is a symlink is left alone
+    _pivot_into(SYSROOT)
+    # mounted after the pivot: a guest's /proc or /dev that is a symlink is left alone
     # (checked with lstat, and resolved inside the guest root anyway)
     if _is_real_dir("/proc"):
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        if _is_real_dir("/proc/sys"):
-            _mount("/proc/sys", "/proc/sys", None, MS_BIND | MS_REC)
-            _mount(None, "/proc/sys", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+        for path in ("/proc/sys", "/proc/sysrq-trigger"):  # sysrq: would stop the appliance
+            if os.path.exists(path):
+                _read_only(path)
     if _is_real_dir("/sys"):
         _mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     if _is_real_dir("/dev"):
@@ -100,8 +126,6 @@ def _enter_guest(readonly: bool) -> None:
             os.symlink(target, f"/dev/{name}")
         os.mkdir("/dev/shm", 0o1777)
         os.chmod("/dev/shm", 0o1777)
-        if _is_real_dir("/proc"):  # mask the trigger that would reboot the appliance
-            _mount("/dev/null", "/proc/sysrq-trigger", None, MS_BIND)
     for cap in DROPPED_CAPS:
         libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
 

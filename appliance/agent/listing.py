@@ -15,10 +15,9 @@ import errno
 import math
 import os
 import stat
-import subprocess
 
-from .common import SYSROOT, TOOL_ENV, TOOL_TIMEOUT, AgentBase, Fail, check_path, open_regular_here
-from .mounts import guest_mounts, mountinfo
+from .common import TOOL_ENV, AgentBase, Fail, check_path, open_regular_here, run_tool
+from .mounts import guest_mounts, mountinfo, real_mountpoint
 
 LS = "/bin/ls"
 FILE = "/usr/bin/file"
@@ -68,7 +67,7 @@ class ListingCalls(AgentBase):
         rows = [["Filesystem", "Size" if human_readable else "1K-blocks", "Used",
                  "Avail" if human_readable else "Available", "Use%", "Mounted on"]]
         for mp, source, _name in guest_mounts():
-            real = SYSROOT if mp == "/" else SYSROOT + mp
+            real = real_mountpoint(mp)
             if fstypes.get(real) is None:
                 continue
             st = os.statvfs(real)
@@ -88,9 +87,8 @@ class ListingCalls(AgentBase):
         with self.root.inside():
             fd = os.open(check_path(directory), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            proc = subprocess.run([LS, "-la"], cwd=f"/proc/self/fd/{fd}", pass_fds=(fd,),
-                                  env={**TOOL_ENV, "TZ": "UTC"}, stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, timeout=TOOL_TIMEOUT)
+            proc = run_tool([LS, "-la"], f"ll {directory}", cwd=f"/proc/self/fd/{fd}",
+                            pass_fds=(fd,), env={**TOOL_ENV, "TZ": "UTC"})
         finally:
             os.close(fd)
         if proc.returncode not in (0, 1):  # 1: some entry could not be read
@@ -107,8 +105,7 @@ class ListingCalls(AgentBase):
                             "unknown, not regular file")
             fd = open_regular_here(path, os.O_RDONLY | os.O_NOFOLLOW)
         try:
-            proc = subprocess.run([FILE, "-zb", "-"], stdin=fd, env=TOOL_ENV,
-                                  capture_output=True, text=True, timeout=TOOL_TIMEOUT)
+            proc = run_tool([FILE, "-zb", "-"], f"file {path}", stdin=fd)
         finally:
             os.close(fd)
         if proc.returncode != 0:

@@ -19,8 +19,7 @@ import time
 
 from .blockdev import block_name, canonical, resolve_device
 from .common import LVM, MDADM, MDADM_CONF, NETLINK_KOBJECT_UEVENT, Fail, tool
-from .mounts import MountCalls, guest_mounts
-from .parts import check_unused
+from .mounts import MountCalls, check_unused, guest_mounts
 from .volumes import lvm_report
 
 #: What lifts ``metadata_read_only`` for one LVM command.
@@ -45,10 +44,8 @@ def _lvm_write(*args: str, what: str) -> str:
 class VolumeMakeCalls(MountCalls):
     """LVM and md creation and removal, on writable slots only."""
 
-    def _check_write(self, name: str) -> None:
-        if not self.check_writable(name):
-            raise Fail(f"{canonical(name)} is on a slot plugged read-only: its LVM or RAID "
-                       "metadata is not written", errno.EROFS)
+    def _require_writable_meta(self, name: str) -> None:
+        self.require_writable(name, "its LVM or RAID metadata is not written")
 
     def _vg_pvs(self, vg: str) -> list[str]:
         """Kernel names of the PVs of volume group *vg* (which must exist)."""
@@ -65,7 +62,7 @@ class VolumeMakeCalls(MountCalls):
 
     def _writable_vg(self, vg: str) -> None:
         for pv in self._vg_pvs(vg):
-            self._check_write(pv)
+            self._require_writable_meta(pv)
 
     def _lv(self, device: str) -> tuple[str, str]:
         """(VG, LV) of ``/dev/VG/LV``."""
@@ -84,7 +81,7 @@ class VolumeMakeCalls(MountCalls):
     def call_pvcreate(self, device: str) -> None:
         """Make *device* an LVM physical volume (whatever it held is gone)."""
         name = resolve_device(device)
-        self._check_write(name)
+        self._require_writable_meta(name)
         check_unused([name])
         _lvm_write("pvcreate", "-ff", "-y", f"/dev/{name}", what=f"pvcreate {canonical(name)}")
 
@@ -95,7 +92,7 @@ class VolumeMakeCalls(MountCalls):
             raise Fail("vgcreate: no physical volumes given", errno.EINVAL)
         names = [resolve_device(pv) for pv in physvols]
         for name in names:
-            self._check_write(name)
+            self._require_writable_meta(name)
         _lvm_write("vgcreate", "-y", volgroup, *(f"/dev/{n}" for n in names),
                    what=f"vgcreate {volgroup}")
 
@@ -143,21 +140,21 @@ class VolumeMakeCalls(MountCalls):
     def call_pvremove(self, device: str) -> None:
         """Wipe the LVM label from *device* (it must be in no volume group)."""
         name = resolve_device(device)
-        self._check_write(name)
+        self._require_writable_meta(name)
         check_unused([name])
         _lvm_write("pvremove", "-ff", "-y", f"/dev/{name}", what=f"pvremove {canonical(name)}")
 
     def call_md_create(self, name: str, devices: list[str], missingbitmap: int = 0,
                        nrdevices: int = 0, spare: int = 0, chunk: int = 0,
-                       level: str = "raid1") -> str:
-        """Make md array *name* (``/dev/md/NAME``) of *devices* and start it; its kernel
-        name."""
+                       level: str = "raid1") -> None:
+        """Make md array *name* (``/dev/md/NAME``) of *devices* and start it (its node
+        is there when this returns)."""
         _name("array", name)
         if level not in MD_LEVELS:
             raise Fail(f"{level!r}: not an md level ({', '.join(MD_LEVELS)})", errno.EINVAL)
         names = [resolve_device(d) for d in devices]
         for n in names:
-            self._check_write(n)
+            self._require_writable_meta(n)
         check_unused(names)
         # as libguestfs: a set bit i of missingbitmap puts "missing" at position i;
         # devices plus missing ones make nrdevices active ones and the spares
@@ -178,10 +175,8 @@ class VolumeMakeCalls(MountCalls):
         if int(chunk):
             argv.append(f"--chunk={int(chunk) // 1024}")
         tool(*argv, *members, what=f"md-create {name}")
-        kernel = block_name(f"/dev/md/{name}")
-        if kernel is None:
+        if block_name(f"/dev/md/{name}") is None:
             raise Fail(f"md-create {name}: /dev/md/{name} did not appear", errno.EIO)
-        return f"/dev/{kernel}"
 
     def call_md_stop(self, md: str) -> None:
         """Stop md array *md* (nothing on it may be mounted or in use)."""

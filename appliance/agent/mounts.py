@@ -12,8 +12,11 @@ from .blockdev import (
     block_name,
     canonical,
     diskseq,
+    holders,
+    partitions_of,
     resolve_device,
     slot_disks_under,
+    stacked_on,
 )
 from .common import (
     BTRFSVOL,
@@ -46,6 +49,17 @@ def mountinfo() -> list[tuple[str, str, str, str]]:
                  fields[sep + 1])
             )
     return result
+
+
+def check_unused(names: list[str]) -> None:
+    """Refuse (EBUSY, saying why) when any of block devices *names* is mounted, or
+    something is stacked on it (an LV, an array, running or not)."""
+    stack = stacked_on(names)
+    busy = [f"{src} is mounted on {mp}" for mp, src, name in guest_mounts()
+            if name in names or name in stack]
+    busy += [f"/dev/{n} is held by {canonical(h)}" for n in names for h in holders(n)]
+    if busy:
+        raise Fail(f"in use: {'; '.join(busy)}", errno.EBUSY)
 
 
 def real_mountpoint(api: str) -> str:
@@ -88,6 +102,23 @@ class MountCalls(AgentBase):
         under it, even under an LV or array, was plugged read-only)."""
         return not any(f"{d}@{diskseq(d)}" in self.readonly_disks
                        for d in slot_disks_under(name) or ())
+
+    def require_writable(self, name: str, consequence: str = "nothing is written to it") -> None:
+        """Refuse (EROFS) block device *name* when it is on a slot plugged read-only:
+        writes there would land in a throwaway overlay, so they are refused, not lost."""
+        if not self.check_writable(name):
+            raise Fail(f"{canonical(name)} is on a slot plugged read-only: {consequence}",
+                       errno.EROFS)
+
+    def writable_device(self, device: str, unused: bool = True) -> str:
+        """Kernel name of *device*, which must be on writable slots and (with
+        *unused*) neither mounted nor holding anything (nor may its partitions)."""
+        name = resolve_device(device)
+        self.require_writable(name)
+        if unused:
+            parts = partitions_of(name) if os.path.isdir(f"/sys/block/{name}") else []
+            check_unused([name, *parts])
+        return name
 
     def call_mount(
         self,

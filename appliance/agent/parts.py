@@ -18,9 +18,9 @@ from __future__ import annotations
 import errno
 import re
 
-from .blockdev import canonical, holders, kernel_device, partitions_of, stacked_on
+from .blockdev import kernel_device, partitions_of
 from .common import Fail, tool
-from .mounts import MountCalls, guest_mounts
+from .mounts import MountCalls, check_unused
 
 PARTED = "/sbin/parted"
 SGDISK = "/sbin/sgdisk"
@@ -55,17 +55,6 @@ def _print(dev: str) -> list[list[str]]:
     return [line.split(":") for line in lines[1:]]
 
 
-def check_unused(names: list[str]) -> None:
-    """Refuse (EBUSY, saying why) when any of block devices *names* is mounted, or
-    something is stacked on it (an LV, an array, running or not)."""
-    stack = stacked_on(names)
-    busy = [f"{src} is mounted on {mp}" for mp, src, name in guest_mounts()
-            if name in names or name in stack]
-    busy += [f"/dev/{n} is held by {canonical(h)}" for n in names for h in holders(n)]
-    if busy:
-        raise Fail(f"in use: {'; '.join(busy)}", errno.EBUSY)
-
-
 class PartCalls(MountCalls):
     """part-init, part-add, part-disk, part-del, part-list and the partition flags."""
 
@@ -76,18 +65,8 @@ class PartCalls(MountCalls):
         if name != disk:
             raise Fail(f"{device}: a whole disk is needed, not a partition", errno.EINVAL)
         if write:
-            self._check_write(disk)
+            self.require_writable(disk)
         return disk
-
-    def _check_write(self, name: str) -> None:
-        if not self.check_writable(name):
-            raise Fail(f"{canonical(name)} is on a slot plugged read-only: nothing is "
-                       "written to it", errno.EROFS)
-
-    def _check_unused(self, names: list[str]) -> None:
-        """Refuse when any of block devices *names* is mounted, or has something
-        stacked on it (an LV, an array), or something stacked on it is mounted."""
-        check_unused(names)
 
     def _new_table(self, device: str, parttype: str) -> tuple[str, str]:
         """(disk, parted's table name) for a new table on *device*: a known type, a
@@ -97,7 +76,7 @@ class PartCalls(MountCalls):
             raise Fail('unknown partition type: common choices are "gpt" and "msdos"',
                        errno.EINVAL)
         disk = self._whole_disk(device, write=True)
-        self._check_unused([disk, *partitions_of(disk)])
+        check_unused([disk, *partitions_of(disk)])
         return disk, table
 
     def call_part_init(self, device: str, parttype: str) -> None:
@@ -133,7 +112,7 @@ class PartCalls(MountCalls):
         disk = self._whole_disk(device, write=True)
         part = next((p for p in partitions_of(disk) if p == f"{disk}{partnum}"), None)
         if part is not None:
-            self._check_unused([part])
+            check_unused([part])
         _parted(f"/dev/{disk}", "rm", str(partnum))
 
     def call_part_list(self, device: str) -> list[dict[str, int]]:
@@ -176,8 +155,9 @@ class PartCalls(MountCalls):
         partnum = _partnum(partnum)
         for fields in _print(f"/dev/{disk}")[1:]:
             if fields[0] == str(partnum):
-                return "boot" in [f.strip() for f in (fields[6] if len(fields) > 6
-                                                       else "").split(",")]
+                # the flags are the last field (a GPT name before them may hold ":")
+                flags = fields[-1] if len(fields) > 6 else ""
+                return "boot" in [f.strip() for f in flags.split(",")]
         raise Fail(f"/dev/{disk}: no partition {partnum}", errno.ENOENT)
 
     def call_part_set_bootable(self, device: str, partnum: int, bootable: bool) -> None:

@@ -5,6 +5,7 @@ appliance's devices or processes, and are stopped at their time limit."""
 from __future__ import annotations
 
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,15 +20,46 @@ pytestmark = [pytest.mark.integration,
 RUNTIME = ("/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/libc.so.6")
 
 
+#: The classic way out of a chroot: chroot into a subdirectory while the working
+#: directory stays outside it, walk up with "..", chroot there.  It prints whether "/"
+#: is still the guest's root afterwards.
+ESCAPE_C = r"""
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(void) {
+    struct stat before, after;
+    stat("/", &before);
+    mkdir("/way-out", 0755);
+    if (chroot("/way-out") != 0) { puts("chroot refused"); return 0; }
+    for (int i = 0; i < 64; i++) chdir("..");
+    chroot(".");
+    stat("/", &after);
+    puts(before.st_dev == after.st_dev && before.st_ino == after.st_ino
+         ? "contained" : "escaped");
+    return 0;
+}
+"""
+
+
+def _escape_program(tmp: Path) -> bytes:
+    (tmp / "escape.c").write_text(ESCAPE_C)
+    subprocess.run(["gcc", "-static", "-O", "-o", str(tmp / "escape"), str(tmp / "escape.c")],
+                   check=True, capture_output=True)
+    return (tmp / "escape").read_bytes()
+
+
 @pytest.fixture(scope="module")
 def guest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("exec")
     files: dict[str, bytes | str] = {"bin/sh": Path("/bin/dash").read_bytes(),
+                                     "bin/escape": _escape_program(tmp),
                                      "etc/hostname": "guest\n"}
     for lib in RUNTIME:
         files[lib.lstrip("/")] = Path(lib).resolve().read_bytes()
     for d in ("proc", "sys", "dev", "tmp"):
         files[f"{d}/.keep"] = ""
-    return images.ext4(tmp_path_factory.mktemp("exec") / "guest.img", files, size_mib=32,
+    return images.ext4(tmp / "guest.img", files, size_mib=32,
                        nodes={"slot-disk": (stat.S_IFBLK | 0o666, 0x800)})  # b 8 0
 
 
@@ -37,7 +69,7 @@ def running(app: Appliance, guest: Path, tmp_path: Path) -> Appliance:
     img.write_bytes(guest.read_bytes())
     app.hotplug(0, img, readonly=False)
     app.mount("/dev/sda", "/")
-    for program in ("/bin/sh", RUNTIME[0]):  # the loader is executed too
+    for program in ("/bin/sh", "/bin/escape", RUNTIME[0]):  # the loader is executed too
         app.chmod(0o755, program)
     return app
 
@@ -66,9 +98,23 @@ def test_a_guest_program_sees_no_appliance_device_or_process(running: Appliance)
         app.sh("read x < /slot-disk")
     with pytest.raises(GuestslotsError, match="exit status"):
         app.sh("echo 1 > /proc/sys/kernel/sysrq")  # read-only
-    app.sh("echo o > /proc/sysrq-trigger")  # masked: would have powered the appliance off
+    with pytest.raises(GuestslotsError, match="exit status"):
+        app.sh("echo o > /proc/sysrq-trigger")  # read-only: would power the appliance off
     assert app.sh("echo still here") == "still here\n"
     assert app.list_filesystems()["/dev/sda"] == "ext4"
+
+
+def test_a_guest_program_cannot_walk_out_of_the_guest_root(running: Appliance) -> None:
+    # before the fix: "escaped", into the appliance's own root (every slot's disk there)
+    assert running.command(["/bin/escape"]) in ("chroot refused\n", "contained\n")
+
+
+def test_sysrq_is_read_only_in_a_guest_without_dev(running: Appliance) -> None:
+    app = running
+    app.rm_rf("/dev")  # the masking must not depend on the guest's /dev
+    with pytest.raises(GuestslotsError, match="exit status"):
+        app.sh("echo o > /proc/sysrq-trigger")
+    assert app.sh("echo still here") == "still here\n"
 
 
 def test_a_guest_program_is_stopped_at_its_time_limit(running: Appliance) -> None:

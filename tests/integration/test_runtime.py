@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,12 @@ def test_the_disk_set_is_recorded_and_an_unplugged_slot_leaves_it(
     with pytest.raises(DiskSetError, match="does not exist"):
         app.diskset_remove(len(app.slots()))
     assert runtime.read(runtime.record_path(app.id)).diskset == (0, 1)
+    # each write renames a new file over the record; held open, the old one keeps its
+    # inode number (no reuse), so a write would show as another file at the path
+    with open(runtime.record_path(app.id), "rb") as written:
+        assert (app.diskset_add(1), app.diskset_add_all()) == (1, 0)  # nothing changes
+        assert os.path.samestat(os.fstat(written.fileno()),
+                                runtime.record_path(app.id).stat())  # nothing written
     with pytest.warns(RuntimeWarning, match="slot 1 was unplugged and left the disk set"):
         app.unplug(1)
     assert (app.diskset_size(), app.diskset_list()) == (1, [0])

@@ -1,0 +1,400 @@
+"""Typed, extensible migration parameters (seed 002) and their two mappings.
+
+Pure.  A :class:`MigrationParams` is a set of named, typed values, checked when it
+is made: an unknown name, a value of the wrong type, a negative or overflowing
+number is a :class:`MigrationParamError` that names the parameter, before
+anything moves.  New parameters join :data:`PARAMS` without breaking callers: every
+parameter has a default, and callers name the ones they set.
+
+============================  ==========  ============================================
+parameter                     type        meaning
+============================  ==========  ============================================
+``uri``                       str         where the migration stream goes (QEMU:
+                                          ``unix:PATH``, ``tcp:HOST:PORT``, ``fd:...``;
+                                          libvirt: its ``migrate_uri``); empty: chosen
+``destination_name``          str         the appliance's name at the destination
+                                          (libvirt's domain name)
+``destination_config``        record/XML  the destination's definition: a
+                                          :class:`~guestslots.model.runtime.RuntimeRecord`
+                                          (QEMU) or domain XML (libvirt); only
+                                          host-side settings (image paths, sockets) may
+                                          differ from the source
+``bandwidth``                 int         MiB/s, 0 = the default (unlimited)
+``downtime_limit``            int         ms the appliance may stand still at the end,
+                                          0 = QEMU's default (300 ms)
+``parallel_connections``      int         streams (QEMU multifd), 0 = one
+``disks``                     list[int]   slots whose images are copied to the
+                                          destination (the others are shared)
+``with_disk_set``             bool        copy the appliance's disk set's slots
+============================  ==========  ============================================
+
+:func:`guest_abi_difference` says what in a destination definition would change
+what the guest sees (slot layout, serials, vCPUs, memory, NICs): such a
+destination is refused.  :func:`qmp_plan` and :func:`libvirt_params` map the
+parameters to QMP commands and to libvirt's typed parameters and flags.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import GuestslotsError
+from .runtime import RuntimeRecord
+
+MIB = 1 << 20
+#: The largest bandwidth (MiB/s) whose bytes per second fit QEMU's int64
+#: (libvirt's own limit, QEMU_DOMAIN_MIG_BANDWIDTH_MAX, is the same).
+MAX_BANDWIDTH = ((1 << 63) - 1) // MIB
+#: QEMU's limits: downtime-limit (ms), multifd-channels.
+MAX_DOWNTIME_MS = 2_000_000
+MAX_PARALLEL = 255
+
+#: libvirt's typed parameter names (VIR_MIGRATE_PARAM_*) and flags (VIR_MIGRATE_*);
+#: spelled here so that this model does not need libvirt-python.
+LIBVIRT_URI = "migrate_uri"
+LIBVIRT_DEST_NAME = "destination_name"
+LIBVIRT_DEST_XML = "destination_xml"
+LIBVIRT_BANDWIDTH = "bandwidth"
+LIBVIRT_MIGRATE_DISKS = "migrate_disks"
+LIBVIRT_PARALLEL_CONNECTIONS = "parallel.connections"
+VIR_MIGRATE_LIVE = 1
+VIR_MIGRATE_NON_SHARED_DISK = 64
+VIR_MIGRATE_ABORT_ON_ERROR = 4096
+VIR_MIGRATE_PARALLEL = 131072
+
+
+class MigrationParamError(GuestslotsError):
+    """A migration parameter is unknown, of the wrong type or out of range, or the
+    parameters do not fit together or with the appliance.  ``param`` names it."""
+
+    def __init__(self, param: str, message: str) -> None:
+        self.param = param
+        super().__init__(f"migration parameter {param!r}: {message}")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: its type and range, as checked when a set is made."""
+
+    name: str
+    kind: str  # "str", "int", "bool", "slots", "config"
+    default: Any
+    minimum: int = 0
+    maximum: int = 0
+    doc: str = ""
+
+
+#: Every parameter, by name.
+PARAMS: dict[str, ParamSpec] = {spec.name: spec for spec in (
+    ParamSpec("uri", "str", "", doc="where the migration stream goes"),
+    ParamSpec("destination_name", "str", "", doc="the name at the destination"),
+    ParamSpec("destination_config", "config", None,
+              doc="the destination's definition (host-side changes only)"),
+    ParamSpec("bandwidth", "int", 0, 0, MAX_BANDWIDTH, "MiB/s, 0 = default"),
+    ParamSpec("downtime_limit", "int", 0, 0, MAX_DOWNTIME_MS, "ms, 0 = default"),
+    ParamSpec("parallel_connections", "int", 0, 0, MAX_PARALLEL, "streams, 0 = one"),
+    ParamSpec("disks", "slots", (), doc="slots whose images are copied"),
+    ParamSpec("with_disk_set", "bool", False, doc="copy the disk set's slots"),
+)}
+
+
+def _check(spec: ParamSpec, value: Any) -> Any:
+    name = spec.name
+    if spec.kind == "str":
+        if not isinstance(value, str):
+            raise MigrationParamError(name, f"a string is needed, not {value!r}")
+        if "\0" in value:
+            raise MigrationParamError(name, "holds a NUL character")
+        return value
+    if spec.kind == "bool":
+        if not isinstance(value, bool):
+            raise MigrationParamError(name, f"True or False is needed, not {value!r}")
+        return value
+    if spec.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MigrationParamError(name, f"a whole number is needed, not {value!r}")
+        if value < spec.minimum:
+            raise MigrationParamError(name, f"{value} is negative" if value < 0 else
+                                      f"{value} is below {spec.minimum}")
+        if value > spec.maximum:
+            raise MigrationParamError(name, f"{value} is more than {spec.maximum}, the "
+                                      "most it can be")
+        return value
+    if spec.kind == "slots":
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise MigrationParamError(name, f"a list of slot indices is needed, not "
+                                      f"{value!r}")
+        slots = tuple(value)
+        for index in slots:
+            if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+                raise MigrationParamError(name, f"{index!r} is not a slot index")
+        if len(set(slots)) != len(slots):
+            raise MigrationParamError(name, f"a slot is named twice in {list(slots)}")
+        return tuple(sorted(slots))
+    if spec.kind == "config":
+        if value is not None and not isinstance(value, (RuntimeRecord, str)):
+            raise MigrationParamError(name, "a RuntimeRecord (QEMU) or domain XML "
+                                      f"(libvirt) is needed, not {type(value).__name__}")
+        return value
+    raise AssertionError(spec.kind)
+
+
+class MigrationParams:
+    """A checked set of migration parameters (see the module's table).
+
+    ``MigrationParams(uri="unix:/run/x.sock", bandwidth=100)``, or
+    ``MigrationParams.from_mapping({...})`` from a dict (a config file, the CLI).
+    Read a value as an attribute (``params.bandwidth``); :meth:`replace` makes a
+    changed copy; :meth:`items` gives the values that differ from the defaults."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, **values: Any) -> None:
+        checked = {}
+        for name, value in values.items():
+            spec = PARAMS.get(name)
+            if spec is None:
+                close = difflib.get_close_matches(name, PARAMS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else \
+                    f" (known: {', '.join(PARAMS)})"
+                raise MigrationParamError(name, f"no such parameter{hint}")
+            checked[name] = _check(spec, value)
+        if checked.get("disks") and checked.get("with_disk_set"):
+            raise MigrationParamError("disks", "give either disks or with_disk_set, not "
+                                      "both")
+        object.__setattr__(self, "_values", checked)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> MigrationParams:
+        """Parameters from a mapping of names to values (checked as keywords are)."""
+        for name in values:
+            if not isinstance(name, str):
+                raise MigrationParamError(str(name), "parameter names are strings")
+        return cls(**dict(values))
+
+    def __getattr__(self, name: str) -> Any:
+        spec = PARAMS.get(name)
+        if spec is None:
+            raise AttributeError(name)
+        return self._values.get(name, spec.default)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("MigrationParams are read-only: use replace()")
+
+    def replace(self, **changes: Any) -> MigrationParams:
+        """A copy with *changes* (checked as in the constructor)."""
+        return MigrationParams(**{**self._values, **changes})
+
+    def items(self) -> dict[str, Any]:
+        """The parameters set to something other than their default."""
+        return {k: v for k, v in self._values.items() if v != PARAMS[k].default}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MigrationParams) and self.items() == other.items()
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted((k, repr(v)) for k, v in self.items().items())))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.items().items())
+        return f"MigrationParams({inner})"
+
+    def disk_slots(self, diskset: Sequence[int], filled: Iterable[int]) -> tuple[int, ...]:
+        """The slots whose images are copied: ``disks``, or the disk set with
+        ``with_disk_set``; each must be a full slot."""
+        wanted = tuple(sorted(diskset)) if self.with_disk_set else self.disks
+        full = set(filled)
+        for index in wanted:
+            if index not in full:
+                which = "with_disk_set" if self.with_disk_set else "disks"
+                raise MigrationParamError(which, f"slot {index} is empty: only a full "
+                                          "slot's image is copied")
+        return wanted
+
+
+# ------------------------------------------------------------ the guest's view
+
+
+@dataclass(frozen=True)
+class GuestAbi:
+    """What the guest sees of an appliance's definition: what a migration must keep."""
+
+    memory_mb: int
+    vcpus_max: int
+    vcpus_plugged: tuple[int, ...]
+    #: (index, device, device id, serial, state, read-only) per reserved slot
+    slots: tuple[tuple[Any, ...], ...]
+    #: (slot, device id, MAC, network kind) per NIC
+    nics: tuple[tuple[Any, ...], ...] = field(default=())
+
+    @classmethod
+    def of(cls, record: RuntimeRecord) -> GuestAbi:
+        """The guest's view of runtime record *record*."""
+        return cls(
+            memory_mb=record.memory_mb, vcpus_max=record.vcpus_max,
+            vcpus_plugged=tuple(sorted(record.vcpus_plugged)),
+            slots=tuple((s.index, s.device, s.device_id, s.serial, s.state,
+                         bool(s.readonly)) for s in sorted(record.slots,
+                                                           key=lambda s: s.index)),
+            nics=tuple((n.slot, n.device_id, n.mac, n.network)
+                       for n in sorted(record.nics, key=lambda n: n.slot)),
+        )
+
+
+_SLOT_FIELDS = ("index", "device", "device id", "serial", "state", "read-only")
+_NIC_FIELDS = ("slot", "device id", "MAC", "network")
+
+
+def guest_abi_difference(source: RuntimeRecord, destination: RuntimeRecord) -> str | None:
+    """What would change for the guest if *destination* replaced *source*, in words,
+    or None: only host-side settings (image paths, sockets, work directory, pid)
+    may differ."""
+    a, b = GuestAbi.of(source), GuestAbi.of(destination)
+    if a.memory_mb != b.memory_mb:
+        return f"memory {a.memory_mb} MiB would become {b.memory_mb} MiB"
+    if a.vcpus_max != b.vcpus_max:
+        return f"vCPU ids 0..{a.vcpus_max - 1} would become 0..{b.vcpus_max - 1}"
+    if a.vcpus_plugged != b.vcpus_plugged:
+        return (f"plugged vCPUs {list(a.vcpus_plugged)} would become "
+                f"{list(b.vcpus_plugged)}")
+    for what, fields, old, new in (("slot", _SLOT_FIELDS, a.slots, b.slots),
+                                   ("NIC", _NIC_FIELDS, a.nics, b.nics)):
+        if len(old) != len(new):
+            return f"{len(old)} {what}s would become {len(new)}"
+        for x, y in zip(old, new, strict=True):
+            for name, u, v in zip(fields, x, y, strict=True):
+                if u != v:
+                    return f"{what} {x[0]}: {name} {u!r} would become {v!r}"
+    return None
+
+
+def check_destination(params: MigrationParams, source: RuntimeRecord, backend: str) -> None:
+    """Refuse (before anything moves) a ``destination_config`` of the wrong kind for
+    *backend*, or one that would change what the guest sees."""
+    config = params.destination_config
+    if config is None:
+        return
+    if backend == "libvirt":
+        if not isinstance(config, str):
+            raise MigrationParamError("destination_config", "the libvirt backend takes "
+                                      "the destination's domain XML")
+        return  # libvirt checks the guest ABI of the XML itself, before it starts
+    if not isinstance(config, RuntimeRecord):
+        raise MigrationParamError("destination_config", f"the {backend} backend takes a "
+                                  "RuntimeRecord of the destination")
+    change = guest_abi_difference(source, config)
+    if change is not None:
+        raise MigrationParamError("destination_config", f"refused, it would change what "
+                                  f"the guest sees: {change}")
+
+
+# ------------------------------------------------------------ the two mappings
+
+
+@dataclass(frozen=True)
+class QmpPlan:
+    """QMP commands for a migration, in order, as (command, arguments).
+
+    ``destination``: on the destination QEMU (started with ``-incoming defer``)
+    before the stream; ``mirrors``: on the source, one NBD client node and one mirror
+    job per copied disk (wait for each job's BLOCK_JOB_READY before ``migrate``);
+    ``source``: the stream's own settings and ``migrate``; ``finish_source`` after
+    the stream completed (the mirrors end without switching over) and
+    ``finish_destination`` (the NBD server goes)."""
+
+    destination: tuple[tuple[str, dict[str, Any]], ...]
+    mirrors: tuple[tuple[str, dict[str, Any]], ...]
+    source: tuple[tuple[str, dict[str, Any]], ...]
+    finish_source: tuple[tuple[str, dict[str, Any]], ...]
+    finish_destination: tuple[tuple[str, dict[str, Any]], ...]
+    jobs: tuple[str, ...] = ()
+
+
+def qmp_plan(params: MigrationParams, disk_nodes: Mapping[int, str], nbd_socket: str = "",
+             ) -> QmpPlan:
+    """The QMP commands that carry out *params*.  *disk_nodes*: for each slot to copy
+    (``params.disk_slots``), its block node name (the same on both sides, as the
+    layout is); *nbd_socket*: a Unix socket path for the destination's NBD server
+    (needed when disks are copied)."""
+    if not params.uri:
+        raise MigrationParamError("uri", "QMP needs a URI (unix:PATH, tcp:HOST:PORT...)")
+    if disk_nodes and not nbd_socket:
+        raise MigrationParamError("disks", "copying disks needs an NBD socket")
+    server = {"type": "unix", "path": nbd_socket}
+    destination: list[tuple[str, dict[str, Any]]] = []
+    mirrors: list[tuple[str, dict[str, Any]]] = []
+    finish_source: list[tuple[str, dict[str, Any]]] = []
+    jobs = []
+    if disk_nodes:
+        destination.append(("nbd-server-start", {"addr": server}))
+    for slot in sorted(disk_nodes):
+        node = disk_nodes[slot]
+        export, target, job = f"migrate-{node}", f"migrate-target-{node}", f"migrate-{slot}"
+        destination.append(("block-export-add", {"type": "nbd", "id": export,
+                                                 "node-name": node, "name": export,
+                                                 "writable": True}))
+        mirrors.append(("blockdev-add", {"driver": "nbd", "node-name": target,
+                                         "server": server, "export": export}))
+        mirrors.append(("blockdev-mirror", {"job-id": job, "device": node,
+                                            "target": target, "sync": "full",
+                                            "auto-dismiss": False}))
+        finish_source += [("block-job-cancel", {"device": job}),
+                          ("job-dismiss", {"id": job}),
+                          ("blockdev-del", {"node-name": target})]
+        jobs.append(job)
+    parameters: dict[str, Any] = {"max-bandwidth": params.bandwidth * MIB}
+    capabilities = []
+    if params.downtime_limit:
+        parameters["downtime-limit"] = params.downtime_limit
+    if params.parallel_connections > 1:
+        parameters["multifd-channels"] = params.parallel_connections
+        capabilities.append({"capability": "multifd", "state": True})
+    source: list[tuple[str, dict[str, Any]]] = []
+    if capabilities:
+        destination.insert(0, ("migrate-set-capabilities", {"capabilities": capabilities}))
+        destination.insert(1, ("migrate-set-parameters",
+                               {"multifd-channels": params.parallel_connections}))
+        source.append(("migrate-set-capabilities", {"capabilities": capabilities}))
+    if not params.bandwidth:
+        # 0 is "the default" for callers; QEMU's own default is 128 MiB/s, a limit
+        # no local migration wants
+        parameters["max-bandwidth"] = MAX_BANDWIDTH * MIB
+    source.append(("migrate-set-parameters", parameters))
+    source.append(("migrate", {"uri": params.uri}))
+    finish_destination: list[tuple[str, dict[str, Any]]] = \
+        [("nbd-server-stop", {})] if disk_nodes else []
+    return QmpPlan(tuple(destination), tuple(mirrors), tuple(source), tuple(finish_source),
+                   tuple(finish_destination), tuple(jobs))
+
+
+def libvirt_params(params: MigrationParams, disk_targets: Sequence[str] = (),
+                   ) -> tuple[dict[str, Any], int]:
+    """libvirt's typed parameters and flags for ``migrate3`` / ``migrateToURI3``:
+    *disk_targets* are the target names (``sda``...) of the disks to copy
+    (``params.disk_slots`` mapped through the domain's disks)."""
+    typed: dict[str, Any] = {}
+    flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_ABORT_ON_ERROR
+    if params.uri:
+        typed[LIBVIRT_URI] = params.uri
+    if params.destination_name:
+        typed[LIBVIRT_DEST_NAME] = params.destination_name
+    if params.destination_config is not None:
+        if not isinstance(params.destination_config, str):
+            raise MigrationParamError("destination_config", "the libvirt backend takes "
+                                      "the destination's domain XML")
+        typed[LIBVIRT_DEST_XML] = params.destination_config
+    if params.bandwidth:
+        typed[LIBVIRT_BANDWIDTH] = params.bandwidth
+    if params.downtime_limit:
+        raise MigrationParamError("downtime_limit", "libvirt takes it while the migration "
+                                  "runs (migrateSetMaxDowntime), not as a parameter")
+    if params.parallel_connections > 1:
+        typed[LIBVIRT_PARALLEL_CONNECTIONS] = params.parallel_connections
+        flags |= VIR_MIGRATE_PARALLEL
+    if disk_targets:
+        typed[LIBVIRT_MIGRATE_DISKS] = list(disk_targets)
+        flags |= VIR_MIGRATE_NON_SHARED_DISK
+    return typed, flags

@@ -1,0 +1,196 @@
+"""Typed migration parameters (seed 002): every refusal names its parameter, the guest's
+view that a destination may not change, and the two mappings (QMP, libvirt)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from guestslots.model.migration import (
+    MAX_BANDWIDTH,
+    PARAMS,
+    MigrationParamError,
+    MigrationParams,
+    check_destination,
+    guest_abi_difference,
+    libvirt_params,
+    qmp_plan,
+)
+from guestslots.model.runtime import NicRecord, RuntimeRecord, SlotRecord
+
+
+def record(**changes: Any) -> RuntimeRecord:
+    base = RuntimeRecord(
+        id="9f2c41d7", backend="qemu", pid=4242, started=1.5, updated=2.5,
+        workdir="/tmp/guestslots-x", qmp_socket="/tmp/guestslots-x/qmp.sock",
+        agent_socket="/tmp/guestslots-x/agent.sock", layout_key="k",
+        slots=(SlotRecord(0, "/dev/sda", "disk-9f2c-0", "filled", "/img/a", "raw", False,
+                          False, None, "slot0"),
+               SlotRecord(1, "/dev/sdb", "disk-9f2c-1", "empty", serial="slot1")),
+        vcpus_max=4, vcpus_plugged=(0, 1),
+        nics=(NicRecord(0, "nic-9f2c-0", "user", "52:54:00:9f:2c:00", "10.0.2.15/24"),),
+        diskset=(0,))
+    return dataclasses.replace(base, **changes)
+
+
+def test_values_read_back_and_defaults_fill_the_rest() -> None:
+    p = MigrationParams(uri="unix:/run/m.sock", bandwidth=64, disks=[2, 0])
+    assert (p.uri, p.bandwidth, p.disks, p.with_disk_set) == ("unix:/run/m.sock", 64,
+                                                              (0, 2), False)
+    assert p.destination_name == "" and p.destination_config is None
+    assert p.items() == {"uri": "unix:/run/m.sock", "bandwidth": 64, "disks": (0, 2)}
+    assert MigrationParams.from_mapping(p.items()) == p
+    assert p.replace(bandwidth=0).items() == {"uri": "unix:/run/m.sock", "disks": (0, 2)}
+    assert "bandwidth=64" in repr(p)
+    with pytest.raises(AttributeError, match="read-only"):
+        p.bandwidth = 1
+
+
+@pytest.mark.parametrize(("values", "param", "why"), [
+    ({"bandwdith": 10}, "bandwdith", "did you mean 'bandwidth'"),
+    ({"color": "red"}, "color", "no such parameter"),
+    ({"bandwidth": -1}, "bandwidth", "-1 is negative"),
+    ({"bandwidth": MAX_BANDWIDTH + 1}, "bandwidth", "the most it can be"),
+    ({"bandwidth": 1.5}, "bandwidth", "whole number"),
+    ({"bandwidth": True}, "bandwidth", "whole number"),
+    ({"bandwidth": "10"}, "bandwidth", "whole number"),
+    ({"downtime_limit": -5}, "downtime_limit", "negative"),
+    ({"parallel_connections": 256}, "parallel_connections", "the most it can be"),
+    ({"uri": 7}, "uri", "a string is needed"),
+    ({"uri": "unix:/a\0b"}, "uri", "NUL"),
+    ({"with_disk_set": 1}, "with_disk_set", "True or False"),
+    ({"disks": "sda"}, "disks", "list of slot indices"),
+    ({"disks": [0, -1]}, "disks", "-1 is not a slot index"),
+    ({"disks": [1, 1]}, "disks", "named twice"),
+    ({"disks": [0], "with_disk_set": True}, "disks", "not both"),
+    ({"destination_config": {"slots": []}}, "destination_config", "RuntimeRecord"),
+])
+def test_every_refusal_names_the_parameter(values: dict[str, Any], param: str,
+                                            why: str) -> None:
+    with pytest.raises(MigrationParamError, match=why) as caught:
+        MigrationParams.from_mapping(values)
+    assert caught.value.param == param
+    assert f"migration parameter {param!r}" in str(caught.value)
+
+
+def test_the_largest_bandwidth_still_fits_qemus_bytes_per_second() -> None:
+    plan = qmp_plan(MigrationParams(uri="unix:/m", bandwidth=MAX_BANDWIDTH), {})
+    assert dict(plan.source)["migrate-set-parameters"]["max-bandwidth"] <= (1 << 63) - 1
+
+
+def test_every_parameter_is_documented_and_has_a_valid_default() -> None:
+    for name, spec in PARAMS.items():
+        assert spec.doc, name
+        assert getattr(MigrationParams(), name) == spec.default
+
+
+def test_the_disks_copied_are_the_named_ones_or_the_disk_set() -> None:
+    assert MigrationParams(disks=[2]).disk_slots([0], [0, 2]) == (2,)
+    assert MigrationParams(with_disk_set=True).disk_slots([3, 0], [0, 3]) == (0, 3)
+    assert MigrationParams().disk_slots([0], [0]) == ()
+    with pytest.raises(MigrationParamError, match="slot 1 is empty") as caught:
+        MigrationParams(disks=[1]).disk_slots([], [0])
+    assert caught.value.param == "disks"
+
+
+def test_host_side_changes_are_not_a_change_for_the_guest() -> None:
+    moved = record(pid=99, workdir="/elsewhere", qmp_socket="/elsewhere/q",
+                   slots=tuple(dataclasses.replace(s, path=s.path and "/copy/a")
+                               for s in record().slots))
+    assert guest_abi_difference(record(), moved) is None
+    check_destination(MigrationParams(destination_config=moved), record(), "qemu")
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    ({"memory_mb": 1024}, "memory 512 MiB would become 1024 MiB"),
+    ({"vcpus_max": 2}, "vCPU ids 0..3 would become 0..1"),
+    ({"vcpus_plugged": (0,)}, "plugged vCPUs [0, 1] would become [0]"),
+    ({"slots": record().slots[:1]}, "2 slots would become 1"),
+    ({"slots": (dataclasses.replace(record().slots[0], serial="other"),
+                record().slots[1])}, "slot 0: serial 'slot0' would become 'other'"),
+    ({"slots": (dataclasses.replace(record().slots[0], readonly=True),
+                record().slots[1])}, "slot 0: read-only False would become True"),
+    ({"nics": ()}, "1 NICs would become 0"),
+    ({"nics": (dataclasses.replace(record().nics[0], mac="52:54:00:00:00:01"),)},
+     "NIC 0: MAC '52:54:00:9f:2c:00' would become '52:54:00:00:00:01'"),
+])
+def test_a_destination_that_changes_the_guests_view_is_refused(
+    change: dict[str, Any], said: str,
+) -> None:
+    assert guest_abi_difference(record(), record(**change)) == said
+    with pytest.raises(MigrationParamError, match="refused, it would change") as caught:
+        check_destination(MigrationParams(destination_config=record(**change)), record(),
+                          "qemu")
+    assert caught.value.param == "destination_config" and said in str(caught.value)
+
+
+def test_each_backend_takes_its_own_kind_of_destination_config() -> None:
+    with pytest.raises(MigrationParamError, match="domain XML"):
+        check_destination(MigrationParams(destination_config=record()), record(), "libvirt")
+    with pytest.raises(MigrationParamError, match="takes a RuntimeRecord"):
+        check_destination(MigrationParams(destination_config="<domain/>"), record(), "qemu")
+    check_destination(MigrationParams(destination_config="<domain/>"), record(), "libvirt")
+
+
+def test_the_qmp_mapping_of_a_plain_migration() -> None:
+    plan = qmp_plan(MigrationParams(uri="unix:/run/m.sock", bandwidth=10,
+                                    downtime_limit=50), {})
+    assert plan.destination == () and plan.mirrors == () and plan.jobs == ()
+    assert plan.source == (
+        ("migrate-set-parameters", {"max-bandwidth": 10 << 20, "downtime-limit": 50}),
+        ("migrate", {"uri": "unix:/run/m.sock"}),
+    )
+    unlimited = qmp_plan(MigrationParams(uri="unix:/m"), {})
+    assert unlimited.source[0][1]["max-bandwidth"] == MAX_BANDWIDTH << 20
+    with pytest.raises(MigrationParamError, match="needs a URI"):
+        qmp_plan(MigrationParams(), {})
+
+
+def test_the_qmp_mapping_copies_disks_over_nbd_and_sets_multifd_on_both_sides() -> None:
+    plan = qmp_plan(MigrationParams(uri="unix:/m", parallel_connections=4),
+                    {1: "slot1-fmt", 0: "slot0-fmt"}, nbd_socket="/run/nbd.sock")
+    names = [c for c, _ in plan.destination]
+    assert names == ["migrate-set-capabilities", "migrate-set-parameters",
+                     "nbd-server-start", "block-export-add", "block-export-add"]
+    assert plan.destination[2][1] == {"addr": {"type": "unix", "path": "/run/nbd.sock"}}
+    assert plan.destination[3][1]["node-name"] == "slot0-fmt"
+    assert plan.destination[3][1]["writable"] is True
+    assert [c for c, _ in plan.mirrors] == ["blockdev-add", "blockdev-mirror"] * 2
+    mirror = plan.mirrors[1][1]
+    assert mirror == {"job-id": "migrate-0", "device": "slot0-fmt",
+                      "target": "migrate-target-slot0-fmt", "sync": "full",
+                      "auto-dismiss": False}
+    assert plan.mirrors[0][1]["export"] == plan.destination[3][1]["name"]
+    assert plan.jobs == ("migrate-0", "migrate-1")
+    assert plan.source[0] == ("migrate-set-capabilities",
+                              {"capabilities": [{"capability": "multifd", "state": True}]})
+    assert plan.source[1][1]["multifd-channels"] == 4
+    assert [c for c, _ in plan.finish_source] == ["block-job-cancel", "job-dismiss",
+                                                  "blockdev-del"] * 2
+    assert plan.finish_destination == (("nbd-server-stop", {}),)
+    with pytest.raises(MigrationParamError, match="NBD socket"):
+        qmp_plan(MigrationParams(uri="unix:/m"), {0: "n"})
+
+
+def test_the_libvirt_mapping_uses_libvirts_names_and_flags() -> None:
+    libvirt = pytest.importorskip("libvirt")
+    typed, flags = libvirt_params(
+        MigrationParams(uri="tcp:10.0.0.2:49152", destination_name="copy",
+                        destination_config="<domain/>", bandwidth=100,
+                        parallel_connections=2, with_disk_set=True), ["sda", "sdc"])
+    assert typed == {libvirt.VIR_MIGRATE_PARAM_URI: "tcp:10.0.0.2:49152",
+                     libvirt.VIR_MIGRATE_PARAM_DEST_NAME: "copy",
+                     libvirt.VIR_MIGRATE_PARAM_DEST_XML: "<domain/>",
+                     libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 100,
+                     libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS: 2,
+                     libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ["sda", "sdc"]}
+    assert flags == (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_ABORT_ON_ERROR
+                     | libvirt.VIR_MIGRATE_PARALLEL | libvirt.VIR_MIGRATE_NON_SHARED_DISK)
+    plain, plain_flags = libvirt_params(MigrationParams())
+    assert plain == {} and not plain_flags & libvirt.VIR_MIGRATE_NON_SHARED_DISK
+    with pytest.raises(MigrationParamError, match="migrateSetMaxDowntime"):
+        libvirt_params(MigrationParams(downtime_limit=10))
+    with pytest.raises(MigrationParamError, match="domain XML"):
+        libvirt_params(MigrationParams(destination_config=record()))
