@@ -12,7 +12,7 @@ and call into the appliance with stable ``/dev/sdX`` names::
         print(app.list_filesystems())
 """
 
-from .appliance import Appliance, ApplianceState, relaunch
+from .appliance import Appliance, ApplianceState, relaunch, restore
 from .errors import (
     AgentError,
     AgentTimeout,
@@ -39,6 +39,7 @@ from .model.cpus import Vcpu, VcpuError
 from .model.disksets import DiskSetError
 from .model.drives import DriveSpec
 from .model.flags import CONFIG, CURRENT, LIVE
+from .model.migration import MigrationParamError, MigrationParams, MigrationProgress
 from .model.nics import Nic, NicError
 from .model.slots import MAX_SLOTS, Slot, SlotState
 from .pool import ImageResult, Pool
@@ -66,6 +67,9 @@ __all__ = [
     "ImageResult",
     "LabelError",
     "LaunchError",
+    "MigrationParamError",
+    "MigrationParams",
+    "MigrationProgress",
     "MountError",
     "Nic",
     "NicError",
@@ -82,5 +86,6 @@ __all__ = [
     "isolated",
     "mounted",
     "relaunch",
+    "restore",
 ]
 __version__ = "0.1.0"

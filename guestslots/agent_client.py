@@ -59,6 +59,21 @@ class AgentClient:
         """Close the channel (the VM is gone, or another channel replaces this one)."""
         self.sock.close()
 
+    def switch(self, sock: socket.socket) -> None:
+        """Carry on over *sock*, a new connection to the same agent (its VM moved to
+        another QEMU process, and the old one has exited): what the old connection
+        still holds is read first, so no byte of a reply is lost or left behind."""
+        with self._lock:
+            old = self.sock
+            old.setblocking(False)
+            try:
+                while chunk := old.recv(1 << 20):
+                    self._buf += chunk
+            except OSError:  # nothing more (BlockingIOError), or reset: all read
+                pass
+            old.close()
+            self.sock = sock
+
     # ---- frames
 
     def _fill(self, n: int, deadline: float, call: str) -> None:

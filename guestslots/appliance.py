@@ -28,7 +28,7 @@ from typing import Any
 
 from . import backends
 from .agent_client import AgentClient
-from .backends import Backend, VMSpec
+from .backends import Backend, Layout, VMSpec
 from .errors import (
     AgentError,
     ChannelBroken,
@@ -66,9 +66,16 @@ from .model.drives import NULL_DRIVE, DriveSpec, make_drive
 from .model.flags import CONFIG, CURRENT, LIVE, Affect, NotRunning
 from .model.flags import resolve as resolve_flags
 from .model.ids import device_id
+from .model.migration import (
+    MigrationParamError,
+    MigrationParams,
+    MigrationProgress,
+    check_destination,
+)
 from .model.names import is_volume, split_btrfsvol, translate_out_text
 from .model.nics import Nic, NicError, NicSpec, NicTable, make_nic, with_guest_view
 from .model.runtime import NicRecord, RuntimeRecord, RuntimeRecordError, SlotRecord
+from .model.saved import DESCRIPTION, SavedAppliance
 from .model.slots import MAX_SLOTS, Slot, SlotState, SlotTable
 from .wire import BTRFSVOL
 
@@ -914,6 +921,149 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 raise
             return made
 
+    # ------------------------------------------------------------ migration
+
+    def migrate(self, params: MigrationParams | None = None, *,
+                progress: Callable[[MigrationProgress], None] | None = None,
+                timeout: float = 600.0) -> MigrationProgress:
+        """Move the running appliance, live, into a new QEMU process on this host.
+
+        QEMU backend.  The new process gets the identical layout (every plugged
+        slot, vCPU and NIC, with the same device ids) and the guest carries on there,
+        its mounts, the agent channel and this object with it; the runtime record
+        names the new process.  What QEMU reported at the end is returned: total
+        time, downtime, bytes sent.
+
+        *params* (:class:`~guestslots.model.migration.MigrationParams`):
+        ``bandwidth`` (MiB/s) limits the stream, ``downtime_limit`` (ms),
+        ``parallel_connections``, ``uri`` (default: a Unix socket in the work
+        directory), ``destination_config`` (a runtime record; one that would change
+        what the guest sees is refused before anything moves).  Both processes share
+        the image files, so ``disks``/``with_disk_set`` (copying images) are refused
+        here, as are tap NICs (their device is held by the running QEMU).
+        *progress* gets a :class:`MigrationProgress` about four times a second.
+        On failure the appliance runs on where it was."""
+        with self._lock:
+            backend, agent = self._running("migrate")
+            params = params if params is not None else MigrationParams()
+            if self._record is not None:
+                check_destination(params, self._record, self.backend)
+            if params.disk_slots(self._diskset.list(), self._filled()):
+                raise MigrationParamError(
+                    "with_disk_set" if params.with_disk_set else "disks",
+                    "a migration on this host shares every image with the new process: "
+                    "copying images is not offered")
+            mover = getattr(backend, "migrate", None)
+            if mover is None:
+                raise GuestslotsError(f"migrate: the {self.backend} backend cannot move "
+                                      "an appliance to another process yet")
+            taps = [slot for slot, nic in self._nics.live.items() if nic.network == "tap"]
+            if taps:
+                raise NicError(taps[0], "a tap NIC's device is held by the running QEMU: "
+                               "remove it before migrating")
+            if self._vcpu_unplugged and self.accel is not None and self.accel.accel == "tcg":
+                raise VcpuError(None, "migrate: a vCPU was unplugged since this appliance "
+                                "started, and QEMU 7.2 under TCG then crashes saving its "
+                                "state; shut down and launch again")
+            report = None if progress is None else \
+                (lambda info: progress(MigrationProgress.from_qmp(info)))
+            with self._watch():
+                sock, info = mover(self._layout(), params, report, timeout)
+                agent.switch(sock)
+                agent.call("ping", wait_for=30)  # the channel is in step over there
+            self._update_runtime()
+            return MigrationProgress.from_qmp(info)
+
+    def save(self, path: str | os.PathLike[str], *, timeout: float = 120.0) -> str:
+        """Save the running appliance into new directory *path*, and stop it.
+
+        As ``virsh save`` does: its memory, devices' state and every plugged slot,
+        vCPU and NIC, with a description that :func:`guestslots.restore` checks (QEMU
+        backend); an existing *path* is an error.  What the guest had in
+        its page cache, its mounts, the disk set: all come back with the restore.
+        The images stay where they are; a restore refuses any that changed since.
+        Returns the directory.  On failure the appliance runs on."""
+        with self._lock:
+            backend, _ = self._running("save")
+            saver = getattr(backend, "save_appliance", None)
+            if saver is None:
+                raise GuestslotsError(f"save: the {self.backend} backend cannot save an "
+                                      "appliance with its slots yet")
+            if self._vcpu_unplugged and self.accel is not None and self.accel.accel == "tcg":
+                raise VcpuError(None, "save: a vCPU was unplugged since this appliance "
+                                "started, and QEMU 7.2 under TCG then crashes saving its "
+                                "state; shut down and launch again")
+            directory = Path(path)
+            try:
+                directory.mkdir()
+            except OSError as e:
+                raise HostFileError(str(directory), f"cannot make the save directory: "
+                                    f"{e.strerror}") from None
+            self._update_runtime()
+            record, layout = self._record, self._layout()
+            assert record is not None
+            try:
+                with self._watch():
+                    saver(directory, layout, timeout)
+            except BaseException:
+                shutil.rmtree(directory, ignore_errors=True)
+                raise
+            # QEMU is gone: the images are as the state expects them from here on
+            described = SavedAppliance(
+                state_key=self._layout_key, record=record,
+                kernel_names={s.index: s.kernel_name for s in self._table
+                              if s.state is SlotState.FILLED and s.kernel_name},
+                identities={i: _identity(d.path) for i, d in layout.disks})
+            (directory / DESCRIPTION).write_text(described.to_json())
+            self._teardown()
+            self._state = ApplianceState.CLOSED
+            self._table.show_config()
+            self._say(f"appliance {self.id} saved in {directory}")
+            return str(directory)
+
+    def _restore(self, directory: Path, saved: SavedAppliance) -> None:
+        """Boot *saved* (from *directory*) with its layout: see :func:`restore`."""
+        with self._lock:
+            self._adopt(saved.record)
+            self.image = ensure_appliance(self._say)
+            self.accel = choose_accel(self.qemu_binary, str(self.image.kernel),
+                                      self._accel_request)
+            backend = self._new_backend(self.image, self.accel.accel)
+            key = savedstate.state_key(backend.layout_key(), self.image.key)
+            if key != saved.state_key:
+                raise RuntimeRecordError(str(directory), "saved with another QEMU, "
+                                         "appliance image or accelerator: not restorable "
+                                         "here")
+            self._layout_key = key
+            drives = {s.index: s.drive for s in self._table if s.drive is not None}
+            layout = Layout(disks=tuple(sorted(drives.items())),
+                            vcpus=tuple(sorted(self._vcpus.config - {0})),
+                            nics=tuple(sorted(self._nics.config.items())))
+            restorer = getattr(backend, "restore_layout", None)
+            if restorer is None:
+                raise GuestslotsError(f"restore: the {self.backend} backend cannot restore "
+                                      "a saved appliance yet")
+            restorer(layout, directory)
+            started = time.monotonic()
+            self._boot(backend, savedstate.SavedState(key, directory))
+            for index, drive in layout.disks:
+                self._table.fill(index, drive, saved.kernel_names[index])
+                self._identities[index] = saved.identities[index]
+            self._vcpus.live = {0, *layout.vcpus}
+            self._nics.live = dict(layout.nics)
+            self._started = time.time()
+            self.launched_from = "restored from a save"
+            self._update_runtime()
+            self._say(f"appliance {self.id} restored in {time.monotonic() - started:.2f} s")
+
+    def _layout(self) -> Layout:
+        """What is plugged now, for another process to plug the same."""
+        return Layout(
+            disks=tuple((slot.index, slot.drive) for slot in self._table
+                        if slot.state is SlotState.FILLED and slot.drive is not None),
+            vcpus=tuple(sorted(self._vcpus.live - {0})),
+            nics=tuple(sorted(self._nics.live.items())))
+
     # ------------------------------------------------------------ NICs
 
     @serialised
@@ -1100,6 +1250,44 @@ def _make_target(path: str, fmt: str, size: int) -> None:
                     from None
     except OSError as e:
         raise HostFileError(path, e.strerror or str(e)) from None
+
+
+def restore(path: str | os.PathLike[str], **options: Any) -> Appliance:
+    """Bring back, running, an appliance saved with :meth:`Appliance.save` into
+    directory *path*: the same slots, vCPUs, NICs, mounts and memory, the same
+    appliance id and device ids.  Only if it can be exactly that: the same QEMU and
+    appliance image, and every image the very file it was at the save, unchanged
+    (checked: device, inode, size, modification time); otherwise
+    :class:`RuntimeRecordError` says which, and nothing is started.  *options* are
+    :class:`Appliance`'s (``call_timeout``, ``progress``...); the layout comes from
+    the save.  The directory must stay while the appliance runs (its memory is
+    mapped from it, copy-on-write: it is never changed, and may be restored again
+    while the images are unchanged)."""
+    directory = Path(path)
+    where = str(directory / DESCRIPTION)
+    try:
+        text = (directory / DESCRIPTION).read_text()
+    except OSError as e:
+        raise RuntimeRecordError(where, f"cannot read it: {e.strerror}") from None
+    saved = SavedAppliance.from_json(text, where)
+    for slot in saved.record.slots:
+        if slot.index in saved.identities and slot.path is not None:
+            now = _identity(slot.path)
+            if now != saved.identities[slot.index]:
+                why = "is gone" if now is None else "is another file, or changed since the save"
+                raise RuntimeRecordError(f"{directory}, slot {slot.index}",
+                                         f"image {slot.path} {why}: not restored")
+    if runtime.record_path(saved.record.id).exists():
+        raise RuntimeRecordError(str(directory), f"appliance {saved.record.id} of this save "
+                                 "is running (guestslots ps): stop it first")
+    for name in ("backend", "uri", "max_vcpus", "memory_mb"):
+        if name in options:
+            raise TypeError(f"restore: {name} comes from the save, not from the caller")
+    app = Appliance(saved.record.backend, uri=saved.record.uri or None,
+                    max_vcpus=saved.record.vcpus_max, memory_mb=saved.record.memory_mb,
+                    **options)
+    app._restore(directory, saved)
+    return app
 
 
 def relaunch(appliance: str | os.PathLike[str], **options: Any) -> Appliance:

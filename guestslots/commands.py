@@ -40,6 +40,8 @@ CALLS = (
     # the disk set
     "diskset_add", "diskset_remove", "diskset_add_all", "diskset_remove_all", "diskset_size",
     "diskset_list", "export",
+    # saving the running appliance (guestslots.restore brings it back)
+    "save",
     # NICs
     "add_nic", "remove_nic", "nics", "fetch",
     # devices

@@ -30,6 +30,17 @@ KERNEL_CMDLINE = (
 )
 
 @dataclass(frozen=True)
+class Layout:
+    """What is plugged into a running appliance beyond its command line: the slots'
+    drives by index, the vCPU ids beyond 0, the NICs by slot.  Another process that
+    takes the appliance over (a migration, a restore) plugs the same first."""
+
+    disks: tuple[tuple[int, DriveSpec], ...] = ()
+    vcpus: tuple[int, ...] = ()
+    nics: tuple[tuple[int, NicSpec], ...] = ()
+
+
+@dataclass(frozen=True)
 class VMSpec:
     """What an appliance VM is made of, whichever backend runs it."""
 

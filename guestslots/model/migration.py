@@ -398,3 +398,43 @@ def libvirt_params(params: MigrationParams, disk_targets: Sequence[str] = (),
         typed[LIBVIRT_MIGRATE_DISKS] = list(disk_targets)
         flags |= VIR_MIGRATE_NON_SHARED_DISK
     return typed, flags
+
+
+# ------------------------------------------------------------ what QEMU reports
+
+
+@dataclass(frozen=True)
+class MigrationProgress:
+    """A migration's progress or result, from QEMU's ``query-migrate``: status
+    (``active``, ``completed``...), RAM bytes sent, left and in all, the rate (Mbit/s),
+    the downtime QEMU expects (ms; while it runs) and, at the end, the total time and
+    the real downtime (ms)."""
+
+    status: str
+    transferred: int = 0
+    remaining: int = 0
+    total: int = 0
+    mbps: float = 0.0
+    expected_downtime_ms: int = 0
+    total_time_ms: int = 0
+    downtime_ms: int = 0
+
+    @classmethod
+    def from_qmp(cls, info: Mapping[str, Any]) -> MigrationProgress:
+        """Read ``query-migrate``'s answer (fields QEMU leaves out are 0)."""
+        ram = info.get("ram")
+        ram = ram if isinstance(ram, Mapping) else {}
+
+        def number(d: Mapping[str, Any], key: str) -> int:
+            value = d.get(key, 0)
+            return int(value) if isinstance(value, (int, float)) and \
+                not isinstance(value, bool) else 0
+
+        mbps = ram.get("mbps", 0.0)
+        return cls(status=str(info.get("status", "none")),
+                   transferred=number(ram, "transferred"),
+                   remaining=number(ram, "remaining"), total=number(ram, "total"),
+                   mbps=float(mbps) if isinstance(mbps, (int, float)) else 0.0,
+                   expected_downtime_ms=number(info, "expected-downtime"),
+                   total_time_ms=number(info, "total-time"),
+                   downtime_ms=number(info, "downtime"))

@@ -194,3 +194,19 @@ def test_the_libvirt_mapping_uses_libvirts_names_and_flags() -> None:
         libvirt_params(MigrationParams(downtime_limit=10))
     with pytest.raises(MigrationParamError, match="domain XML"):
         libvirt_params(MigrationParams(destination_config=record()))
+
+
+def test_progress_reads_query_migrate_and_tolerates_what_qemu_leaves_out() -> None:
+    from guestslots.model.migration import MigrationProgress
+
+    running = MigrationProgress.from_qmp({
+        "status": "active", "expected-downtime": 300, "total-time": 1200,
+        "ram": {"transferred": 1 << 20, "remaining": 3 << 20, "total": 512 << 20,
+                "mbps": 268.4}})
+    assert running == MigrationProgress("active", 1 << 20, 3 << 20, 512 << 20, 268.4,
+                                        300, 1200, 0)
+    done = MigrationProgress.from_qmp({"status": "completed", "downtime": 41,
+                                       "total-time": 2100, "ram": {"mbps": "?"}})
+    assert (done.status, done.downtime_ms, done.total_time_ms, done.mbps) == (
+        "completed", 41, 2100, 0.0)
+    assert MigrationProgress.from_qmp({}).status == "none"

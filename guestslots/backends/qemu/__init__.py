@@ -15,7 +15,9 @@ import os
 import shutil
 import socket
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ...errors import LaunchError, QemuError
 from ...host import workdir as workdirs
@@ -24,8 +26,9 @@ from ...host.proc import CommandError
 from ...host.savedstate import RAM_FILE, ROOT_FILE, STATE_FILE
 from ...host.tap import open_tap
 from ...model.drives import DriveSpec
+from ...model.migration import MigrationParams, qmp_plan
 from ...model.nics import NicSpec
-from .. import VMSpec
+from .. import Layout, VMSpec
 from ..overlays import make_overlay, make_root_overlay
 from .machine import QemuMachine
 from .qmpargs import MachineConfig, layout_key_command
@@ -60,6 +63,11 @@ class QemuBackend:
         self.spec = spec
         self.machine: QemuMachine | None = None
         self._workdir: workdirs.WorkDir | None = None
+        #: Migrations so far: each new process's files are numbered.
+        self._generation = 0
+        #: What :meth:`start` plugs before it restores a state: for restoring an
+        #: appliance saved with :meth:`save_appliance` (see :meth:`restore_layout`).
+        self._pending: tuple[Layout, Path] | None = None
 
     # ---- what the VM is
 
@@ -128,6 +136,14 @@ class QemuBackend:
         try:
             sock = self.machine.start(timeout=30)
             if restore_from is not None:
+                if self._pending is not None:
+                    layout, overlays = self._pending
+                    for index, drive in layout.disks:
+                        if drive.throwaway:  # what the guest wrote to it, as it was
+                            shutil.copyfile(overlays / f"overlay-slot{index}.qcow2",
+                                            self._overlay_path(index))
+                    self._replay(self.machine, layout)
+                    self._pending = None
                 self.machine.restore_state(restore_from / STATE_FILE, timeout=timeout)
         except BaseException:
             self.kill()
@@ -220,17 +236,114 @@ class QemuBackend:
         """Stop the VM, save its devices' state, copy its root overlay (stopping flushed
         it) and move its RAM file into *directory*; then stop QEMU (its RAM is the
         state now).  If anything fails, the VM runs on as it was."""
+        self.save_appliance(directory, Layout(), timeout)
+
+    # ---- an appliance's layout in another process
+
+    def _replay(self, machine: QemuMachine, layout: Layout) -> None:
+        """Plug *layout* into *machine*, a QEMU waiting for a state (``-incoming``): the
+        same slots (each over its throwaway overlay in the work directory, if it has
+        one), vCPUs and NICs, with the same ids, as the state expects."""
+        for index, drive in layout.disks:
+            machine.attach(index, drive, self._overlay_path(index) if drive.throwaway
+                           else None, timeout=30)
+        for vcpu in layout.vcpus:
+            machine.attach_vcpu(vcpu, timeout=30)
+        for slot, nic in layout.nics:
+            fd = open_tap(nic.tap) if nic.network == "tap" and nic.tap else None
+            try:
+                machine.attach_nic(slot, nic, fd, timeout=30)
+            finally:
+                if fd is not None:
+                    os.close(fd)
+
+    def restore_layout(self, layout: Layout, directory: Path) -> None:
+        """Make the next :meth:`start` (from *directory*, saved by
+        :meth:`save_appliance`) plug *layout* before it restores the state."""
+        self._pending = (layout, directory)
+
+    def save_appliance(self, directory: Path, layout: Layout, timeout: float) -> None:
+        """Save the running appliance with what is plugged (*layout*) into *directory*:
+        as :meth:`save`, plus each throwaway overlay (what the guest wrote to a
+        read-only slot).  RAM the guest ran on a file of its own (a cold-booted or
+        migrated appliance) is moved in as ``ram``; RAM mapped from a saved state goes
+        into the stream, over an empty ``ram``.  QEMU is stopped after."""
         machine = self._running()
         assert self._workdir is not None
         try:
             machine.save_state(directory / STATE_FILE, timeout=timeout)
             shutil.copyfile(os.path.join(self._workdir.path, "root.qcow2"),
                             directory / ROOT_FILE)
-            move_sparse(machine.cfg.memory_file, directory / RAM_FILE)
+            for index, drive in layout.disks:
+                if drive.throwaway:
+                    shutil.copyfile(self._overlay_path(index),
+                                    directory / f"overlay-slot{index}.qcow2")
+            if machine.cfg.memory_shared:
+                move_sparse(machine.cfg.memory_file, directory / RAM_FILE)
+            else:
+                with open(directory / RAM_FILE, "wb") as f:
+                    f.truncate(machine.cfg.memory_mb << 20)
         except BaseException:
             machine.resume()  # a stopped appliance would answer nothing
             raise
         self.kill()
+
+    # ---- live migration
+
+    def migrate(self, layout: Layout, params: MigrationParams,
+                progress: Callable[[dict[str, Any]], None] | None,
+                timeout: float) -> tuple[socket.socket, dict[str, Any]]:
+        """Move the running VM into a new QEMU process on this host: started with the
+        same command line and ``-incoming defer``, given the same slots, vCPUs and NICs
+        (*layout*), with the same ids, before the stream arrives; then the live migration (*params*:
+        ``uri``, ``bandwidth``, ``downtime_limit``, ``parallel_connections``).  Both
+        processes share every image file (QEMU hands the locks over at the switch).
+        Returns the new agent channel and QEMU's final ``query-migrate``; the old
+        process is gone.  On any failure the new process is killed and the VM runs on
+        in the old one."""
+        source = self._running()
+        assert self._workdir is not None
+        workdir = self._workdir.path
+        self._generation += 1
+        gen = self._generation
+        cfg = replace(source.cfg, qmp_socket=os.path.join(workdir, f"qmp-{gen}.sock"),
+                      agent_socket=os.path.join(workdir, f"agent-{gen}.sock"),
+                      console_log=os.path.join(workdir, f"console-{gen}.log"),
+                      memory_file=os.path.join(workdir, f"{RAM_FILE}-{gen}"),
+                      memory_shared=True)
+        uri = params.uri or f"unix:{os.path.join(workdir, f'migrate-{gen}.sock')}"
+        plan = qmp_plan(params.replace(uri=uri), {})
+        dest = QemuMachine(cfg, Path(workdir), incoming=True, owner=self.spec.appliance_id,
+                           log_name=f"qemu-{gen}.log")
+        sock: socket.socket | None = None
+        try:
+            sock = dest.start(timeout=30)
+            self._replay(dest, layout)
+            dest.listen_incoming(plan.destination, uri)
+            info = source.migrate_out(plan.source, progress, timeout)
+            dest.wait_incoming_done(timeout=60)
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            dest.kill()
+            for path in (cfg.memory_file, cfg.agent_socket, cfg.qmp_socket):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            if source.is_running():
+                with contextlib.suppress(QemuError):
+                    if not source.execute("query-status").get("running"):
+                        source.resume()  # the stream ended, the new process did not run
+            raise
+        old_ram = source.cfg.memory_file
+        # the old agent connection is the caller's to drain (AgentClient.switch): what
+        # the old process passed on before it stopped is still in it
+        source.agent_sock = None
+        source.kill()
+        self.machine = dest
+        if old_ram and os.path.dirname(old_ram) == workdir:  # not a saved state's RAM
+            with contextlib.suppress(OSError):
+                os.unlink(old_ram)
+        return sock, info
 
     # ---- throwaway overlays
 

@@ -21,7 +21,7 @@ import shlex
 import signal
 import socket
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,17 +63,24 @@ def tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+#: A live migration's capabilities, the same on both sides: events, and every RAM
+#: block in the stream (a process that restored a saved state has x-ignore-shared
+#: on from then, and the stream's format depends on it).
+LIVE_CAPS = [{"capability": "events", "state": True},
+             {"capability": "x-ignore-shared", "state": False}]
+
+
 class QemuMachine:
     """A running QEMU: its process, its QMP session, and the agent socket it connected."""
 
     def __init__(self, cfg: MachineConfig, workdir: Path, incoming: bool = False,
-                 owner: str = "0") -> None:
+                 owner: str = "0", log_name: str = "qemu.log") -> None:
         self.cfg = cfg
         #: The appliance id in every device id (:mod:`guestslots.model.ids`).
         self.owner = owner
         self.workdir = workdir
         self.command = qemu_command(cfg, incoming)
-        self.qemu_log = workdir / "qemu.log"
+        self.qemu_log = workdir / log_name
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="guestslots-qemu", daemon=True
@@ -639,6 +646,97 @@ class QemuMachine:
                 await self._execute("cont")  # the state was saved with the VM stopped
 
         self._run(restore(), timeout + 10, "restoring the appliance state")
+
+    # ---- live migration (from one local QEMU to another)
+
+    def listen_incoming(self, commands: Sequence[tuple[str, dict[str, Any]]], uri: str,
+                        timeout: float = 30.0) -> None:
+        """On this (incoming) QEMU: run *commands* (capabilities, parameters), then
+        listen for the migration stream at *uri*."""
+
+        async def listen() -> None:
+            await self._execute("migrate-set-capabilities", {"capabilities": LIVE_CAPS})
+            for command, args in commands:
+                await self._execute(command, args)
+            await self._execute("migrate-incoming", {"uri": uri})
+
+        self._run(listen(), timeout, "migrate-incoming")
+
+    def migrate_out(self, commands: Sequence[tuple[str, dict[str, Any]]],
+                    progress: Callable[[dict[str, Any]], None] | None,
+                    timeout: float) -> dict[str, Any]:
+        """On this (source) QEMU: run *commands* (the last one ``migrate``) and wait for
+        the MIGRATION event that says how it ended; while it runs, *progress* gets
+        ``query-migrate``'s answer about four times a second.  QEMU's final
+        ``query-migrate`` (total time, downtime, bytes).  A failed or cancelled
+        migration leaves the VM running here (QEMU resumes it) and raises."""
+
+        def final(event: Message) -> bool:
+            data = event.get("data")
+            return isinstance(data, dict) and data.get("status") in (
+                "completed", "failed", "cancelled")
+
+        async def migrate() -> dict[str, Any]:
+            await self._execute("migrate-set-capabilities", {"capabilities": LIVE_CAPS})
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            with self._qmp.listener("MIGRATION", final) as listener:
+                for command, args in commands:
+                    await self._execute(command, args)
+                while True:
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        with contextlib.suppress(Exception):
+                            await self._execute("migrate_cancel")
+                        raise self.error(f"the migration did not end in {timeout:g} s: "
+                                         "cancelled", QemuTimeout)
+                    try:
+                        event = await asyncio.wait_for(listener.get(), min(left, 0.25))
+                        break
+                    except TimeoutError:
+                        if progress is not None:
+                            progress(await self._execute("query-migrate"))
+            info: dict[str, Any] = await self._execute("query-migrate")
+            data = event.get("data")
+            status = data.get("status") if isinstance(data, dict) else None
+            # QEMU announces "completed" before its migration thread has worked out
+            # the total time and downtime (and sends no event when it has): ask
+            # again until they are there (a few round trips), for at most a second
+            settle = loop.time() + 1.0
+            while status == "completed" and not info.get("total-time") \
+                    and loop.time() < settle:
+                info = await self._execute("query-migrate")
+            if status != "completed":
+                raise self.error(f"the migration {status}: "
+                                 f"{info.get('error-desc', 'QEMU did not say why')}")
+            return info
+
+        return self._run(migrate(), timeout + 30, "the migration")
+
+    def wait_incoming_done(self, timeout: float) -> None:
+        """On the incoming QEMU: wait until the stream is loaded and the VM runs."""
+
+        async def done() -> None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            with self._qmp.listener(("MIGRATION", "RESUME")) as listener:
+                while True:
+                    status = await self._execute("query-status")
+                    if status.get("running"):
+                        return
+                    if status.get("status") not in ("inmigrate", "paused", "prelaunch"):
+                        raise self.error(f"the migrated VM is {status.get('status')}")
+                    if status.get("status") == "paused":  # loaded, not started
+                        await self._execute("cont")
+                        continue
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        raise self.error(f"the migrated VM did not run in {timeout:g} s",
+                                         QemuTimeout)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(listener.get(), left)
+
+        self._run(done(), timeout + 10, "the migrated VM's start")
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Live migration of a running appliance into a new local QEMU process (two slots
+plugged, a filesystem mounted, a vCPU and a NIC added): the time the call takes, QEMU's
+total time and downtime, and the bytes sent, unlimited and at a bandwidth limit;
+medians of several rounds.  libguestfs has no migration (nor hotplug, since 1.48):
+the peer figure printed is its fastest way to the same place, a new appliance with
+the same disks added and the filesystem mounted again (launch + mount), same run.
+Run ``.venv/bin/python tools/bench/bench_migrate.py [--rounds 5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import guestslots
+from guestslots.testing import peer
+from guestslots.testing import testimages as images
+
+PEER = """
+import json, sys, time
+images, tcg, rounds = json.loads(sys.argv[1]), sys.argv[2] == "1", int(sys.argv[3])
+sys.path.insert(0, sys.argv[4])
+import peer  # guestslots/testing/peer.py, which runs on the system Python alone
+took = []
+for _ in range(rounds):
+    t = time.perf_counter()
+    g = peer._handle(tcg)
+    for image in images:
+        g.add_drive_opts(image, format="raw", readonly=0)
+    g.launch()
+    g.mount("/dev/sda", "/")
+    took.append(time.perf_counter() - t)
+    g.shutdown(); g.close()
+print(json.dumps(sorted(took)[len(took) // 2]))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--bandwidth", type=int, default=64, help="MiB/s for the limited run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        disks = [images.ext4(Path(tmp) / f"d{i}.img", {"n": f"{i}\n"}, size_mib=64)
+                 for i in range(2)]
+        app = guestslots.Appliance(max_vcpus=4)
+        for _ in range(2):
+            app.add_drive("/dev/null")
+        app.launch()
+        try:
+            for i, disk in enumerate(disks):
+                app.hotplug(i, disk, readonly=False)
+            app.add_vcpu(1)
+            app.add_nic(network="user")
+            app.mount("/dev/sda", "/")
+            tcg = app.accel is not None and app.accel.accel == "tcg"
+            rows = {}
+            for label, params in (("unlimited", guestslots.MigrationParams()),
+                                  (f"{args.bandwidth} MiB/s",
+                                   guestslots.MigrationParams(bandwidth=args.bandwidth))):
+                calls, totals, downs, sent = [], [], [], []
+                for _ in range(args.rounds):
+                    t = time.perf_counter()
+                    done = app.migrate(params)
+                    calls.append(time.perf_counter() - t)
+                    assert app.cat("/n") == "0\n"
+                    totals.append(done.total_time_ms)
+                    downs.append(done.downtime_ms)
+                    sent.append(done.transferred)
+                rows[label] = (statistics.median(calls), statistics.median(totals),
+                               statistics.median(downs), statistics.median(sent))
+        finally:
+            app.shutdown()
+        here = Path(peer.__file__).parent
+        out = subprocess.run(["/usr/bin/python3", "-c", PEER, json.dumps([str(d) for d in disks]),
+                              "1" if tcg else "0", str(args.rounds), str(here)],
+                             capture_output=True, text=True, check=True)
+        theirs = json.loads(out.stdout)
+    print(f"accelerator: {'tcg' if tcg else 'kvm'}; medians of {args.rounds} rounds")
+    print(f"{'migration':<14} {'call s':>8} {'QEMU total ms':>14} {'downtime ms':>12} "
+          f"{'MiB sent':>9}")
+    for label, (call, total, down, nbytes) in rows.items():
+        print(f"{label:<14} {call:>8.2f} {total:>14.0f} {down:>12.0f} {nbytes / 2**20:>9.1f}")
+    best = rows["unlimited"][0]
+    print(f"libguestfs, new appliance with the disks + mount: {theirs:.2f} s "
+          f"({theirs / best:.1f}x the unlimited migration; it keeps no page cache, "
+          "mount or process state)")
+
+
+if __name__ == "__main__":
+    main()
