@@ -42,6 +42,7 @@ from .model.flags import CONFIG, CURRENT, LIVE
 from .model.migration import MigrationParamError, MigrationParams, MigrationProgress
 from .model.nics import Nic, NicError
 from .model.slots import MAX_SLOTS, Slot, SlotState
+from .model.snapshots import SnapshotError
 from .pool import ImageResult, Pool
 
 __all__ = [
@@ -80,6 +81,7 @@ __all__ = [
     "Slot",
     "SlotError",
     "SlotState",
+    "SnapshotError",
     "StateError",
     "Vcpu",
     "VcpuError",

@@ -77,6 +77,7 @@ from .model.nics import Nic, NicError, NicSpec, NicTable, make_nic, with_guest_v
 from .model.runtime import NicRecord, RuntimeRecord, RuntimeRecordError, SlotRecord
 from .model.saved import DESCRIPTION, SavedAppliance
 from .model.slots import MAX_SLOTS, Slot, SlotState, SlotTable
+from .model.snapshots import MAX_CHAIN, SnapshotError, check_name, overlay_path
 from .wire import BTRFSVOL
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         self._nics = NicTable(self.id)
         #: slot index -> its image's identity when plugged (see :meth:`_plug`).
         self._identities: dict[int, str | None] = {}
+        #: Each slot's external snapshot overlays (host paths, oldest first).
+        self._chains: dict[int, list[str]] = {}
         self._diskset = DiskSet()
         #: The last runtime record written: the layout :meth:`relaunch` brings back.
         self._record: RuntimeRecord | None = None
@@ -340,6 +343,11 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             if slot.state != SlotState.FILLED.value or slot.path is None:
                 drives.append(None)
                 continue
+            if slot.chain:
+                raise RuntimeRecordError(f"appliance {record.id}, slot {slot.index}",
+                                         f"its disk ran on snapshot overlays "
+                                         f"({', '.join(slot.chain)}): rebuilding that "
+                                         "chain is not offered yet; not relaunched")
             why = runtime.image_changed(slot)
             if why:
                 raise RuntimeRecordError(f"appliance {record.id}, slot {slot.index}",
@@ -544,6 +552,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             self._finalizer()  # kill() again: a no-op by now
         self._backend = self._agent = None
         self._started = 0.0
+        self._chains = {}
         with contextlib.suppress(OSError, GuestslotsError):
             runtime.remove(self.id)
 
@@ -561,7 +570,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                        slot.drive.readonly if slot.drive else None,
                        slot.drive.overlay if slot.drive else None,
                        slot.label, slot.serial,
-                       self._identities.get(slot.index) if slot.drive else None)
+                       self._identities.get(slot.index) if slot.drive else None,
+                       tuple(self._chains.get(slot.index, ())))
             for slot in self._table)
         record = RuntimeRecord(
             id=self.id, backend=self.backend, pid=backend.pid, started=self._started,
@@ -893,32 +903,25 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                     raise HostFileError(str(target), "exists (or two slots' images share "
                                         "its name): export never replaces a file")
                 exports.append((index, str(target), drive.format))
-            made: list[str] = []
-            try:
-                with self._watch():
-                    for index, path, fmt in exports:
-                        _make_target(path, fmt, backend.disk_size(index, self.call_timeout))
-                        made.append(path)
-                    disks = [f"/dev/{self._table[i].kernel_name}" for i in indices]
-                    frozen = self._call("freeze", disks=disks)
-                    thawed: list[bool] = []
+            with _removed_on_failure() as made, self._watch():
+                for index, path, fmt in exports:
+                    _make_target(path, fmt, backend.disk_size(index, self.call_timeout))
+                    made.append(path)
+                disks = [f"/dev/{self._table[i].kernel_name}" for i in indices]
+                frozen = self._call("freeze", disks=disks)
+                thawed: list[bool] = []
 
-                    def thaw() -> None:  # in QEMU's event thread, as soon as the jobs run
-                        with contextlib.suppress(GuestslotsError):
-                            assert self._agent is not None
-                            self._agent.call("thaw", mountpoints=frozen)
-                            thawed.append(True)
+                def thaw() -> None:  # in QEMU's event thread, as soon as the jobs run
+                    with contextlib.suppress(GuestslotsError):
+                        assert self._agent is not None
+                        self._agent.call("thaw", mountpoints=frozen)
+                        thawed.append(True)
 
-                    try:
-                        backend.export_disks(exports, thaw, progress, timeout)
-                    finally:
-                        if not thawed:  # again, here, with the usual error handling
-                            self._call("thaw", mountpoints=frozen)
-            except BaseException:
-                for path in made:
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
-                raise
+                try:
+                    backend.export_disks(exports, thaw, progress, timeout)
+                finally:
+                    if not thawed:  # again, here, with the usual error handling
+                        self._call("thaw", mountpoints=frozen)
             return made
 
     # ------------------------------------------------------------ migration
@@ -953,6 +956,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                     "with_disk_set" if params.with_disk_set else "disks",
                     "a migration on this host shares every image with the new process: "
                     "copying images is not offered")
+            self._refuse_chains("migrate")
             mover = getattr(backend, "migrate", None)
             if mover is None:
                 raise GuestslotsError(f"migrate: the {self.backend} backend cannot move "
@@ -985,6 +989,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         Returns the directory.  On failure the appliance runs on."""
         with self._lock:
             backend, _ = self._running("save")
+            self._refuse_chains("save")
             saver = getattr(backend, "save_appliance", None)
             if saver is None:
                 raise GuestslotsError(f"save: the {self.backend} backend cannot save an "
@@ -1029,23 +1034,30 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             self.accel = choose_accel(self.qemu_binary, str(self.image.kernel),
                                       self._accel_request)
             backend = self._new_backend(self.image, self.accel.accel)
-            key = savedstate.state_key(backend.layout_key(), self.image.key)
-            if key != saved.state_key:
-                raise RuntimeRecordError(str(directory), "saved with another QEMU, "
-                                         "appliance image or accelerator: not restorable "
-                                         "here")
-            self._layout_key = key
-            drives = {s.index: s.drive for s in self._table if s.drive is not None}
-            layout = Layout(disks=tuple(sorted(drives.items())),
-                            vcpus=tuple(sorted(self._vcpus.config - {0})),
-                            nics=tuple(sorted(self._nics.config.items())))
-            restorer = getattr(backend, "restore_layout", None)
-            if restorer is None:
-                raise GuestslotsError(f"restore: the {self.backend} backend cannot restore "
-                                      "a saved appliance yet")
-            restorer(layout, directory)
-            started = time.monotonic()
-            self._boot(backend, savedstate.SavedState(key, directory))
+            try:
+                claim = getattr(backend, "claim_domain_name", None)
+                if claim is not None and saved.record.domain:
+                    claim(saved.record.domain)  # libvirt restores under that name only
+                key = savedstate.state_key(backend.layout_key(), self.image.key)
+                if key != saved.state_key:
+                    raise RuntimeRecordError(str(directory), "saved with another QEMU, "
+                                             "appliance image or accelerator: not "
+                                             "restorable here")
+                restorer = getattr(backend, "restore_layout", None)
+                if restorer is None:
+                    raise GuestslotsError(f"restore: the {self.backend} backend cannot "
+                                          "restore a saved appliance yet")
+                drives = {s.index: s.drive for s in self._table if s.drive is not None}
+                layout = Layout(disks=tuple(sorted(drives.items())),
+                                vcpus=tuple(sorted(self._vcpus.config - {0})),
+                                nics=tuple(sorted(self._nics.config.items())))
+                restorer(layout, directory)
+                self._layout_key = key
+                started = time.monotonic()
+                self._boot(backend, savedstate.SavedState(key, directory))
+            except BaseException:
+                backend.kill()  # nothing left running, no name held
+                raise
             for index, drive in layout.disks:
                 self._table.fill(index, drive, saved.kernel_names[index])
                 self._identities[index] = saved.identities[index]
@@ -1055,6 +1067,81 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             self.launched_from = "restored from a save"
             self._update_runtime()
             self._say(f"appliance {self.id} restored in {time.monotonic() - started:.2f} s")
+
+    def _refuse_chains(self, call: str) -> None:
+        chained = sorted(i for i, chain in self._chains.items() if chain)
+        if chained:
+            raise SnapshotError(f"{call}: slot {chained[0]} runs on snapshot overlays; "
+                                "carrying them to another process is not offered yet "
+                                "(unplug it first)")
+
+    def snapshot(self, name: str, diskset: bool = True, *, timeout: float = 60.0
+                 ) -> list[str]:
+        """Take external snapshot *name* of the disk set's slots, all at one instant.
+
+        Every full slot with ``diskset=False``; while the appliance runs; the overlay
+        files are returned.  Each slot's disk goes on a new qcow2 overlay,
+        ``STEM.NAME.qcow2`` beside its image (never replacing a file), which takes
+        the guest's writes from then on;
+        the image stays exactly as it was at the snapshot.  That works for raw images
+        too.  The guest filesystems on those disks are frozen (written out and held)
+        only while one QMP ``transaction`` of ``blockdev-snapshot`` switches every
+        disk at once, so each image is consistent; other slots are untouched.  Each
+        overlay's header names its backing file (for ``qemu-img commit`` and other
+        tools), but QEMU is told its backing node and never opens a file a header
+        names.  Only writable slots (a read-only or ``overlay=True`` slot's writes
+        are thrown away already).  QEMU backend; the runtime record lists each
+        slot's overlays."""
+        with self._lock:
+            backend, _ = self._running("snapshot")
+            check_name(name)
+            snapper = getattr(backend, "snapshot_disks", None)
+            if snapper is None:
+                raise SnapshotError(f"snapshot: the {self.backend} backend cannot take "
+                                    "snapshots yet")
+            indices = self._diskset.list() if diskset else self._filled()
+            if not indices:
+                raise DiskSetError("snapshot: the disk set is empty (diskset_add first)"
+                                   if diskset else "snapshot: no slot holds a disk")
+            plans: list[tuple[int, str, str, str]] = []  # index, overlay, backing, format
+            for index in indices:
+                drive = self._table[index].drive
+                assert drive is not None
+                if drive.throwaway:
+                    raise SnapshotError(f"snapshot: slot {index} ({drive.path}) is "
+                                        "read-only or overlay=True: its writes are thrown "
+                                        "away already; nothing to keep")
+                chain = self._chains.get(index, [])
+                if len(chain) >= MAX_CHAIN:
+                    raise SnapshotError(f"snapshot: slot {index} has {MAX_CHAIN} "
+                                        "snapshots already")
+                top = chain[-1] if chain else drive.path
+                path = overlay_path(drive.path, name)
+                if os.path.lexists(path) or path in (p for _, p, _, _ in plans):
+                    raise HostFileError(path, "exists: a snapshot's overlay never replaces "
+                                        "a file")
+                plans.append((index, path, top, "qcow2" if chain else drive.format))
+            with _removed_on_failure() as made:
+                for index, path, top, fmt in plans:
+                    size = backend.disk_size(index, self.call_timeout)
+                    try:
+                        run(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-F", fmt,
+                             "-b", os.path.abspath(top), path, str(size)])
+                    except CommandError as e:
+                        raise HostFileError(path, f"qemu-img create: {e.reason}: "
+                                            f"{e.output.strip()}") from None
+                    made.append(path)
+                disks = [f"/dev/{self._table[i].kernel_name}" for i in indices]
+                with self._watch():
+                    frozen = self._call("freeze", disks=disks)
+                    try:
+                        snapper([(i, p) for i, p, _, _ in plans], timeout)
+                    finally:
+                        self._call("thaw", mountpoints=frozen)
+            for index, path, _, _ in plans:
+                self._chains.setdefault(index, []).append(path)
+            self._update_runtime()
+            return [path for _, path, _, _ in plans]
 
     def _layout(self) -> Layout:
         """What is plugged now, for another process to plug the same."""
@@ -1182,6 +1269,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 agent.call("wait_disk", target=index, plugged=False, timeout=60)
             self._table.empty(index)
             self._identities.pop(index, None)
+            self._chains.pop(index, None)
             self._left_diskset(index)
             self._update_runtime()
             if affect & CONFIG:
@@ -1235,6 +1323,19 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
 
     def _filled_kernel_disks(self) -> list[str]:
         return [f"/dev/{s.kernel_name}" for s in self._table if s.kernel_name is not None]
+
+
+@contextlib.contextmanager
+def _removed_on_failure() -> Iterator[list[str]]:
+    """A list for the files a call makes: if the call fails, they are removed again."""
+    made: list[str] = []
+    try:
+        yield made
+    except BaseException:
+        for path in made:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        raise
 
 
 def _make_target(path: str, fmt: str, size: int) -> None:

@@ -13,6 +13,7 @@ Arguments follow guestfish: required ones by position, optional ones as
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -27,6 +28,7 @@ from .appliance import Appliance
 from .model.cpus import Vcpu
 from .model.flags import Affect
 from .model.flags import parse as parse_flags
+from .model.migration import PARAMS, MigrationParamError, MigrationParams, MigrationProgress
 from .model.nics import Nic
 from .model.slots import Slot
 
@@ -39,9 +41,9 @@ CALLS = (
     "add_vcpu", "remove_vcpu", "vcpus", "max_vcpus",
     # the disk set
     "diskset_add", "diskset_remove", "diskset_add_all", "diskset_remove_all", "diskset_size",
-    "diskset_list", "export",
-    # saving the running appliance (guestslots.restore brings it back)
-    "save",
+    "diskset_list", "export", "snapshot",
+    # moving and saving the running appliance (guestslots.restore brings a save back)
+    "migrate", "save",
     # NICs
     "add_nic", "remove_nic", "nics", "fetch",
     # devices
@@ -112,6 +114,9 @@ class Param:
     kind: type
     required: bool
     default: Any = None
+    #: For the parts of a structured argument (``migrate``'s MigrationParams, typed
+    #: as ``bandwidth:32 downtime_limit:100``): the argument they make up.
+    group: str = ""
 
     def convert(self, text: str) -> Any:
         """Turn the text typed for this argument into its value."""
@@ -189,7 +194,21 @@ class Command:
     def call(self, app: Appliance, words: list[str], **extra: Any) -> Any:
         """Call the command on *app*; *extra* keyword arguments are passed as they are."""
         method: Callable[..., Any] = getattr(app, self.method)
-        return method(**self.bind(words), **extra)
+        kwargs = self.bind(words)
+        for group in dict.fromkeys(p.group for p in self.params if p.group):
+            values = {p.name: kwargs.pop(p.name) for p in self.params
+                      if p.group == group and p.name in kwargs}
+            if "disks" in values:
+                try:
+                    values["disks"] = [int(d, 0) for d in values["disks"]]
+                except ValueError:
+                    raise UsageError(f"{self.name}: disks: slot indices are needed, not "
+                                     f"{' '.join(values['disks'])!r}") from None
+            try:
+                kwargs[group] = MigrationParams.from_mapping(values)
+            except MigrationParamError as e:
+                raise UsageError(f"{self.name}: {e}") from None
+        return method(**kwargs, **extra)
 
 
 def _show(value: Any) -> str:
@@ -199,6 +218,8 @@ def _show(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
         return json.dumps(value)
+    if isinstance(value, tuple):
+        return json.dumps(list(value))
     return "" if value is None else str(value)
 
 
@@ -234,6 +255,11 @@ def plain_text(doc: str) -> str:
     return text.replace("::\n", ":\n")
 
 
+#: The typed parts of a MigrationParams a command line can give (not the
+#: destination's definition, which is a RuntimeRecord or XML).
+_SPEC_KINDS: dict[str, type] = {"str": str, "int": int, "bool": bool, "slots": list}
+
+
 def _build() -> dict[str, Command]:
     table: dict[str, Command] = {}
     namespace = {**vars(typing), "os": os, "Slot": Slot, "Vcpu": Vcpu, "Nic": Nic}
@@ -245,6 +271,11 @@ def _build() -> dict[str, Command]:
             if p.kind is inspect.Parameter.KEYWORD_ONLY:
                 continue  # keyword-only parameters (callbacks) are for programs, not commands
             required = p.default is inspect.Parameter.empty
+            if MigrationParams in (hints.get(p.name), *typing.get_args(hints.get(p.name))):
+                params += [Param(spec.name, _SPEC_KINDS[spec.kind], False, spec.default,
+                                 group=p.name)
+                           for spec in PARAMS.values() if spec.kind in _SPEC_KINDS]
+                continue
             params.append(Param(p.name, _kind(hints.get(p.name, str)), required,
                                 None if required else p.default))
         cmd = Command(name.replace("_", "-"), name, tuple(params),
@@ -275,6 +306,8 @@ def format_result(result: Any) -> str | bytes | None:
         return result
     if isinstance(result, bool):
         return "true" if result else "false"
+    if isinstance(result, MigrationProgress):
+        result = dataclasses.asdict(result)
     if isinstance(result, dict):
         return "\n".join(f"{k}: {_show(v)}" for k, v in result.items())
     if isinstance(result, list) and all(isinstance(x, dict) for x in result):

@@ -8,17 +8,18 @@ path, format, read-only, overlay, label, serial), its vCPUs and its NICs.  Versi
 a record of a newer schema, a truncated one or one that is not a record is a
 :class:`RuntimeRecordError` that says which, never a guess.
 
-Schema 3 (every key always present; schema 2 had no ``diskset``, schema 1 no ``nics``,
-``memory_mb`` or slot ``identity``)::
+Schema 4 (every key always present; schema 3 had no slot ``chain``, schema 2 no
+``diskset``, schema 1 no ``nics``, ``memory_mb`` or slot ``identity``)::
 
-    {"schema": 3, "id": "9f2c41d7", "backend": "qemu", "uri": "", "domain": "",
+    {"schema": 4, "id": "9f2c41d7", "backend": "qemu", "uri": "", "domain": "",
      "pid": 12345, "memory_mb": 512,
      "owner": {"host": ..., "boot_id": ..., "pid": ..., "start": ...},
      "started": 1796120000.5, "updated": 1796120003.1, "workdir": "/tmp/guestslots-x",
      "qmp_socket": ".../qmp.sock", "agent_socket": ".../agent.sock", "layout_key": "...",
      "slots": [{"index": 0, "device": "/dev/sda", "device_id": "slot0", "state": "filled",
                 "path": "/img", "format": "raw", "readonly": true, "overlay": false,
-                "label": null, "serial": "slot0", "identity": "2049:1234:65536:17961..."}],
+                "label": null, "serial": "slot0", "identity": "2049:1234:65536:17961...",
+                "chain": []}],
      "vcpus": {"max": 4, "plugged": [0, 1]},
      "nics": [{"slot": 0, "device_id": "nic-9f2c41d7-0", "network": "user",
                "mac": "52:54:00:9f:2c:00", "address": "10.0.2.15/24",
@@ -26,7 +27,9 @@ Schema 3 (every key always present; schema 2 had no ``diskset``, schema 1 no ``n
      "diskset": [0]}
 
 ``diskset`` is the appliance's disk set (:mod:`guestslots.model.disksets`): the
-indices of the selected slots.
+indices of the selected slots.  A slot's ``chain`` lists the external snapshot
+overlays its disk runs on (oldest first; the guest writes to the last), made by
+``Appliance.snapshot``: the image itself is as it was at the first.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any
 from ..errors import GuestslotsError
 
 #: The schema this version writes and reads.
-SCHEMA = 3
+SCHEMA = 4
 
 
 class RuntimeRecordError(GuestslotsError):
@@ -66,6 +69,8 @@ class SlotRecord:
     #: The image file when recorded: ``dev:inode:size:mtime_ns`` (see
     #: :func:`guestslots.host.runtime.image_identity`).
     identity: str | None = None
+    #: External snapshot overlays over the image, oldest first (schema 4).
+    chain: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,7 @@ class RuntimeRecord:
                 uri=_typed(doc, "uri", str), domain=_typed(doc, "domain", str),
                 layout_key=_typed(doc, "layout_key", str),
                 owner=_typed(doc, "owner", dict),
-                slots=tuple(SlotRecord(**s) for s in _typed(doc, "slots", list)),
+                slots=tuple(_slot(s) for s in _typed(doc, "slots", list)),
                 vcpus_max=_typed(vcpus, "max", int),
                 vcpus_plugged=tuple(_typed(vcpus, "plugged", list)),
                 nics=tuple(NicRecord(**n) for n in _typed(doc, "nics", list))
@@ -156,6 +161,15 @@ class RuntimeRecord:
             )
         except (KeyError, TypeError) as e:
             raise RuntimeRecordError(where, f"incomplete or malformed ({e})") from None
+
+
+def _slot(doc: Any) -> SlotRecord:
+    if not isinstance(doc, dict):
+        raise TypeError(f"a slot is {doc!r}")
+    chain = doc.get("chain", [])
+    if not isinstance(chain, list) or not all(isinstance(p, str) for p in chain):
+        raise TypeError(f"slot chain is {chain!r}")
+    return SlotRecord(**{**doc, "chain": tuple(chain)})
 
 
 def _index(value: Any) -> int:

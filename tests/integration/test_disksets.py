@@ -1,5 +1,6 @@
-"""The disk set and its export (seed 004): a consistent copy of exactly the set's
-slots, all of one instant, taken while the appliance runs and the guest writes."""
+"""The disk set, its export and its snapshots (seed 004): a consistent copy of exactly
+the set's slots, or external snapshots of exactly them, all of one instant, taken while
+the appliance runs and the guest writes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from guestslots import Appliance, DiskSetError, HostFileError
+from guestslots import Appliance, DiskSetError, HostFileError, SnapshotError
+from guestslots.host import runtime
 from guestslots.testing import testimages as images
 
 pytestmark = pytest.mark.integration
@@ -65,3 +67,71 @@ def test_export_copies_exactly_the_disk_set_as_of_one_instant(app: Appliance,
     with pytest.raises(HostFileError, match="exists"):
         app.export(out)
     assert sha(out / "live.img") == before
+
+
+def test_a_snapshot_of_two_of_three_slots_keeps_exactly_their_images(
+    app: Appliance, tmp_path: Path,
+) -> None:
+    raw = images.ext4(tmp_path / "raw.img", {"before": "written before\n"}, size_mib=32)
+    q = images.qcow2(images.ext4(tmp_path / "q.raw", {"n": "q\n"}), tmp_path / "q.qcow2")
+    other = images.ext4(tmp_path / "other.img", {"n": "other\n"})
+    app.hotplug(0, raw, readonly=False)
+    app.hotplug(1, q, format="qcow2", readonly=False)
+    app.hotplug(2, other, readonly=False)
+    assert (app.diskset_add(0), app.diskset_add(1)) == (0, 0)
+    if app.backend != "qemu":
+        with pytest.raises(SnapshotError, match="cannot take snapshots"):
+            app.snapshot("s1")
+        return
+    app.mount("/dev/sda", "/")
+    app.mkdir("/q")
+    app.mount("/dev/sdb", "/q")
+    app.write("/during", "in the page cache, not yet on disk\n")
+    made = app.snapshot("s1")
+    assert made == [str(tmp_path / "raw.s1.qcow2"), str(tmp_path / "q.s1.qcow2")]
+    kept = sha(raw), sha(q)
+    app.write("/after", "written after the snapshot\n")
+    app.write("/q/after", "also after\n")
+    app.sync()
+    # the images stay as they were at the snapshot; the overlays take the writes
+    assert (sha(raw), sha(q)) == kept
+    for overlay in made:
+        check = subprocess.run(["qemu-img", "check", "-U", "--output=json", overlay],
+                               capture_output=True, text=True, check=True)
+        assert json.loads(check.stdout)["check-errors"] == 0
+    assert not (tmp_path / "other.s1.qcow2").exists()  # not in the set: untouched
+    record = runtime.read(runtime.record_path(app.id))
+    assert [s.chain for s in record.slots[:3]] == [(made[0],), (made[1],), ()]
+    # refusals change nothing
+    with pytest.raises(HostFileError, match="exists"):
+        app.snapshot("s1")
+    with pytest.raises(SnapshotError, match="snapshot name"):
+        app.snapshot("../s2")
+    app.hotplug(3, images.ext4(tmp_path / "ro.img", {"n": "ro\n"}))  # read-only
+    app.diskset_add(3)
+    with pytest.raises(SnapshotError, match="slot 3 .* is read-only"):
+        app.snapshot("s2")
+    assert not (tmp_path / "raw.s2.qcow2").exists()
+    app.diskset_remove(3)
+    with pytest.raises(SnapshotError, match="snapshot overlays"):
+        app.save(tmp_path / "saved")  # not carried to another process yet
+    # unplug takes the overlay down with the disk
+    app.umount_all()
+    with pytest.warns(RuntimeWarning, match="left the disk set"):
+        app.unplug(0)
+        app.unplug(1)
+    # the image as of the snapshot: clean (frozen while it was taken), with what was
+    # written before, even what was only in the page cache, and nothing after
+    app.hotplug(0, raw)
+    assert app.fsck("ext4", "/dev/sda") == 0
+    app.mount_ro("/dev/sda", "/")
+    assert app.cat("/before") == "written before\n"
+    assert app.cat("/during") == "in the page cache, not yet on disk\n"
+    assert not app.exists("/after")
+    app.umount_all()
+    # the overlay, read through its header's backing file by qemu-img, has it all
+    flat = tmp_path / "flat.img"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", made[0], str(flat)], check=True)
+    app.hotplug(1, flat)
+    app.mount_ro("/dev/sdb", "/")
+    assert app.cat("/after") == "written after the snapshot\n"

@@ -32,12 +32,20 @@ MAX_VCPUS = 4
 MIB = 1 << 20
 
 
-@pytest.fixture(scope="module")
-def mover() -> Iterator[Appliance]:
-    app = Appliance(max_vcpus=MAX_VCPUS)
-    for _ in range(3):
+def launched(slots: int) -> Appliance:
+    """An appliance of its own with *slots* empty slots (vCPU ids to plug on QEMU: the
+    libvirt backend does not hotplug vCPUs yet)."""
+    qemu = (os.environ.get("GUESTSLOTS_BACKEND") or "qemu") == "qemu"
+    app = Appliance(max_vcpus=MAX_VCPUS if qemu else 1)
+    for _ in range(slots):
         app.add_drive("/dev/null")
     app.launch()
+    return app
+
+
+@pytest.fixture(scope="module")
+def mover() -> Iterator[Appliance]:
+    app = launched(3)
     yield app
     app.shutdown()
 
@@ -130,15 +138,9 @@ def test_bad_parameters_are_refused_before_anything_moves(mover: Appliance,
 
 
 def test_save_and_restore_bring_back_the_whole_appliance(tmp_path: Path) -> None:
-    app = Appliance(max_vcpus=MAX_VCPUS)
-    for _ in range(2):
-        app.add_drive("/dev/null")
-    app.launch()
+    """On both backends (libvirt: saveFlags/restoreFlags, under the saved name)."""
+    app = launched(2)
     try:
-        if app.backend != "qemu":
-            with pytest.raises(GuestslotsError, match="cannot save an appliance"):
-                app.save(tmp_path / "saved")
-            return
         disk = images.ext4(tmp_path / "rw.img", {"n": "before\n"}, size_mib=32)
         base = images.ext4(tmp_path / "ro.img", {"n": "read-only\n"})
         app.hotplug(0, disk, readonly=False)
@@ -158,14 +160,12 @@ def test_save_and_restore_bring_back_the_whole_appliance(tmp_path: Path) -> None
     finally:
         app.shutdown()
     # saved again, untouched this time
-    app = Appliance(max_vcpus=MAX_VCPUS)
-    for _ in range(2):
-        app.add_drive("/dev/null")
-    app.launch()
+    app = launched(2)
     app.hotplug(0, disk, readonly=False)
     app.hotplug(1, base)
     app.diskset_add(0)
-    app.add_vcpu(1)
+    if app.backend == "qemu":  # vCPU hotplug is the QEMU backend's, so far
+        app.add_vcpu(1)
     app.mount("/dev/sda", "/")
     app.write("/in-cache", "only in the page cache\n")
     saved = app.save(tmp_path / "saved-2")
@@ -175,7 +175,8 @@ def test_save_and_restore_bring_back_the_whole_appliance(tmp_path: Path) -> None
         assert back.cat("/in-cache") == "only in the page cache\n"  # the page cache too
         assert [s.path for s in back.slots()[:2]] == [str(disk), str(base)]
         assert back.diskset_list() == [0]
-        assert [v.state for v in back.vcpus()][:2] == ["online", "online"]
+        if back.backend == "qemu":
+            assert [v.state for v in back.vcpus()][:2] == ["online", "online"]
         back.write("/after", "after the restore\n")
         assert back.list_filesystems()["/dev/sdb"] == "ext4"
     finally:

@@ -102,3 +102,25 @@ def test_flags_as_the_shell_types_them() -> None:
     assert hotplug.bind(["1", "a.img", "flags:current"])["flags"] == 0
     with pytest.raises(UsageError, match="unknown flag 'persistent'"):
         hotplug.bind(["1", "a.img", "flags:persistent"])
+
+
+def test_migrate_takes_its_typed_parameters_as_name_value_words() -> None:
+    from typing import Any
+
+    from guestslots.model.migration import MigrationParams, MigrationProgress
+
+    class Recorder:
+        def migrate(self, **kwargs: Any) -> MigrationProgress:
+            self.kwargs = kwargs
+            return MigrationProgress("completed", transferred=7, downtime_ms=12)
+
+    app = Recorder()
+    cmd = lookup("migrate")
+    assert "[bandwidth:0]" in cmd.usage and "[disks:[]]" in cmd.usage
+    result = cmd.call(app, ["bandwidth:32", "disks:0 2"])  # type: ignore[arg-type]
+    assert app.kwargs == {"params": MigrationParams(bandwidth=32, disks=[0, 2])}
+    assert "downtime_ms: 12" in str(format_result(result))
+    with pytest.raises(UsageError, match="'bandwidth': -1 is negative"):
+        cmd.call(app, ["bandwidth:-1"])  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="disks"):
+        cmd.call(app, ["disks:zero"])  # type: ignore[arg-type]

@@ -99,3 +99,20 @@ def test_a_recorded_image_is_checked_before_a_relaunch(tmp_path: Path) -> None:
     assert "cannot be opened" in runtime.image_changed(read_only)
     assert "older guestslots" in runtime.image_changed(
         SlotRecord(1, "/dev/sdb", "d", "filled", str(tmp_path / "b.img")))
+
+
+def test_a_slots_snapshot_chain_round_trips_and_older_records_have_none() -> None:
+    import dataclasses
+
+    snapped = dataclasses.replace(record(), slots=(
+        dataclasses.replace(record().slots[0], chain=("/img.s1.qcow2", "/img.s2.qcow2")),
+        record().slots[1]))
+    doc = json.loads(snapped.to_json())
+    assert doc["slots"][0]["chain"] == ["/img.s1.qcow2", "/img.s2.qcow2"]
+    assert RuntimeRecord.from_json(snapped.to_json()) == snapped
+    for slot in doc["slots"]:
+        del slot["chain"]
+    assert RuntimeRecord.from_json(json.dumps({**doc, "schema": 3})).slots[0].chain == ()
+    doc["slots"][0]["chain"] = "/img.s1.qcow2"
+    with pytest.raises(RuntimeRecordError, match="slot chain is"):
+        RuntimeRecord.from_json(json.dumps(doc))

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Live migration of a running appliance into a new local QEMU process (two slots
 plugged, a filesystem mounted, a vCPU and a NIC added): the time the call takes, QEMU's
-total time and downtime, and the bytes sent, unlimited and at a bandwidth limit;
-medians of several rounds.  libguestfs has no migration (nor hotplug, since 1.48):
+total time and downtime, and the bytes sent, unlimited and at a bandwidth limit; then
+save and restore of the same appliance, and a snapshot of its two-disk set; medians
+of several rounds.  libguestfs has no migration (nor hotplug, since 1.48):
 the peer figure printed is its fastest way to the same place, a new appliance with
 the same disks added and the filesystem mounted again (launch + mount), same run.
 Run ``.venv/bin/python tools/bench/bench_migrate.py [--rounds 5]``.
@@ -75,6 +76,21 @@ def main() -> None:
                     sent.append(done.transferred)
                 rows[label] = (statistics.median(calls), statistics.median(totals),
                                statistics.median(downs), statistics.median(sent))
+            saves, restores = [], []
+            for i in range(args.rounds):
+                t = time.perf_counter()
+                saved = app.save(Path(tmp) / f"saved-{i}")
+                saves.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                app = guestslots.restore(saved)
+                restores.append(time.perf_counter() - t)
+                assert app.cat("/n") == "0\n"
+            app.diskset_add_all()
+            snaps = []
+            for i in range(args.rounds):
+                t = time.perf_counter()
+                app.snapshot(f"s{i}")
+                snaps.append(time.perf_counter() - t)
         finally:
             app.shutdown()
         here = Path(peer.__file__).parent
@@ -87,6 +103,8 @@ def main() -> None:
           f"{'MiB sent':>9}")
     for label, (call, total, down, nbytes) in rows.items():
         print(f"{label:<14} {call:>8.2f} {total:>14.0f} {down:>12.0f} {nbytes / 2**20:>9.1f}")
+    print(f"save {statistics.median(saves):.2f} s, restore {statistics.median(restores):.2f} s, "
+          f"snapshot of the two-disk set {statistics.median(snaps) * 1000:.0f} ms")
     best = rows["unlimited"][0]
     print(f"libguestfs, new appliance with the disks + mount: {theirs:.2f} s "
           f"({theirs / best:.1f}x the unlimited migration; it keeps no page cache, "

@@ -53,7 +53,7 @@ from ...model.cpus import LIBVIRT_UNSUPPORTED, VcpuError
 from ...model.drives import DriveSpec
 from ...model.names import index_to_letters
 from ...model.nics import NicError, NicSpec
-from .. import VMSpec
+from .. import Layout, VMSpec
 from ..overlays import make_overlay, make_root_overlay
 from . import bounded, connection
 from .domxml import (
@@ -109,6 +109,8 @@ class LibvirtBackend:
         #: A pidfd on the local QEMU process (None for a remote URI): readable once
         #: QEMU has exited, whether or not libvirt has told us yet.
         self._pidfd: int | None = None
+        #: A saved appliance's layout and directory, for the next :meth:`start`.
+        self._pending: tuple[Layout, Path] | None = None
 
     # ---- what the VM is
 
@@ -203,13 +205,20 @@ class LibvirtBackend:
                 self.domain = conn.createXML(domain_xml(cfg), 0)
             else:
                 state = str(restore_from / STATE_FILE)
+                moved = self._bring_overlays(conn.saveImageGetXMLDesc(state, 0))
                 try:
-                    xml = restore_xml(conn.saveImageGetXMLDesc(state, 0), cfg)
+                    xml = restore_xml(conn.saveImageGetXMLDesc(state, 0), cfg, moved)
                 except ValueError as e:
                     raise LaunchError(f"the saved state {state} is not this appliance's: "
                                       f"{e}") from None
                 conn.restoreFlags(state, xml, libvirt.VIR_DOMAIN_SAVE_RUNNING)
                 self.domain = conn.lookupByName(self.domain_name)
+                if self._pending is not None:
+                    for index, drive in self._pending[0].disks:
+                        self._attached[index] = disk_xml(
+                            index, drive, self._overlay_path(index) if drive.throwaway
+                            else None, owner=self.spec.appliance_id)
+                    self._pending = None
             self._pidfd = _open_pidfd(self.pid)
             connection.save_capabilities()
             listener.settimeout(timeout)
@@ -230,6 +239,22 @@ class LibvirtBackend:
             raise
         finally:
             listener.close()
+
+    def _bring_overlays(self, saved_xml: str) -> dict[str, str]:
+        """Copy the pending layout's throwaway overlays into this work directory; the
+        saved domain's paths of them -> their new paths."""
+        if self._pending is None:
+            return {}
+        layout, directory = self._pending
+        moved = {}
+        for source in etree.fromstring(saved_xml.encode()).findall("devices/disk/source"):
+            path = source.get("file", "")
+            name = os.path.basename(path)
+            for index, drive in layout.disks:
+                if drive.throwaway and name == f"overlay-slot{index}.qcow2":
+                    shutil.copyfile(directory / name, self._overlay_path(index))
+                    moved[path] = self._overlay_path(index)
+        return moved
 
     def is_running(self) -> bool:
         if self.domain is None:
@@ -492,6 +517,11 @@ class LibvirtBackend:
     def save(self, directory: Path, timeout: float) -> None:
         """Save the domain's state (libvirt's save stops it) and its root overlay into
         *directory*.  The domain is gone afterwards: :meth:`start` from the state."""
+        self.save_appliance(directory, Layout(), timeout)
+
+    def save_appliance(self, directory: Path, layout: Layout, timeout: float) -> None:
+        """:meth:`save`, plus the throwaway overlay of each slot of *layout* that has
+        one (the saved XML names its path here: :meth:`start` moves it)."""
         domain = self._running()
         assert self._workdir is not None
         state = str(directory / STATE_FILE)
@@ -507,9 +537,28 @@ class LibvirtBackend:
                 os.close(self._pidfd)
                 self._pidfd = None
         shutil.copyfile(os.path.join(self._workdir.path, "root.qcow2"), directory / ROOT_FILE)
+        for index, drive in layout.disks:
+            if drive.throwaway:
+                shutil.copyfile(self._overlay_path(index),
+                                directory / f"overlay-slot{index}.qcow2")
         self._workdir.remove()
         self._workdir = None
 
+    def claim_domain_name(self, name: str) -> None:
+        """Run under *name* (a saved appliance's own): it restores under no other."""
+        if self._domain_name == name:
+            return
+        if not connection.claim_name(self._connect(), name):
+            raise LaunchError(f"the saved appliance's domain {name} is running: stop it "
+                              "first")
+        if self._domain_name:
+            connection.release_name(self._domain_name)
+        self._domain_name = name
+
+    def restore_layout(self, layout: Layout, directory: Path) -> None:
+        """Make the next :meth:`start` (from *directory*, saved by
+        :meth:`save_appliance`) bring *layout*'s overlays along and know its disks."""
+        self._pending = (layout, directory)
 
 def _open_pidfd(pid: int | None) -> int | None:
     """A pidfd on *pid*, or None where there is none to have (remote QEMU, gone)."""

@@ -174,6 +174,16 @@ def reserve_name(conn: libvirt.virConnect, prefix: str) -> str:
         return name
 
 
+def claim_name(conn: libvirt.virConnect, name: str) -> bool:
+    """Hold *name* itself (a saved appliance restores only under its own name): False
+    if a domain at *conn* or another appliance of this process has it."""
+    with _lock:
+        if name in _reserved or name in {d.name() for d in conn.listAllDomains(0)}:
+            return False
+        _reserved.add(name)
+        return True
+
+
 def release_name(name: str) -> None:
     """Give back a name from :func:`reserve_name`."""
     with _lock:

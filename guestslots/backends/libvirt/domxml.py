@@ -214,12 +214,18 @@ def _live_device(domain: str, tag: str, alias: str) -> str | None:
     return None
 
 
-def restore_xml(saved: str, cfg: DomainConfig) -> str:
+def restore_xml(saved: str, cfg: DomainConfig, moved: dict[str, str] | None = None) -> str:
     """The XML a saved domain *saved* (as ``saveImageGetXMLDesc`` gives it) is restored
     with as appliance *cfg*: the same domain (libvirt checks its name, uuid and ABI),
     with this appliance's root overlay and backing chain, agent socket, console file
-    and owner.  Raises ValueError if *saved* is not *cfg*'s domain."""
+    and owner, and each slot disk whose file is a key of *moved* (a throwaway overlay
+    copied into this appliance's work directory) on its new path.  Raises ValueError
+    if *saved* is not *cfg*'s domain."""
     root = etree.fromstring(saved.encode())
+    for source in root.findall("devices/disk/source"):
+        new = (moved or {}).get(source.get("file", ""))
+        if new is not None:
+            source.set("file", new)
     if root.findtext("name") != cfg.name:
         raise ValueError(f"the saved domain is {root.findtext('name')!r}, not {cfg.name!r}")
 

@@ -229,6 +229,11 @@ class QemuBackend:
                      progress: Callable[[int, int], None] | None, timeout: float) -> None:
         self._running().export_disks(exports, started, progress, timeout)
 
+    def snapshot_disks(self, overlays: list[tuple[int, str]], timeout: float) -> None:
+        """Put slots' disks on new overlay files, all at one instant (see
+        :meth:`.QemuMachine.snapshot`)."""
+        self._running().snapshot(overlays, timeout)
+
     def disk_size(self, index: int, timeout: float) -> int:
         return self._running().disk_size(index, timeout)
 

@@ -95,6 +95,9 @@ class QemuMachine:
         #: Slots whose last attach or detach was abandoned (QEMU did not answer in
         #: time): QEMU may still carry it out, so the slot is cleaned before its next use.
         self._unsure: set[int] = set()
+        #: Each slot's external snapshot overlays (their format node names, oldest
+        #: first): the device's disk is the last; unplug removes them top down.
+        self._chains: dict[int, list[str]] = {}
 
     # ---- plumbing
 
@@ -318,9 +321,7 @@ class QemuMachine:
         devices = await self._execute("qom-list", {"path": "/machine/peripheral"})
         if any(d.get("name") == ids.qdev for d in devices):
             await self._device_del(ids.qdev, timeout)
-        nodes = await self._execute("query-named-block-nodes", {"flat": True})
-        if any(n.get("node-name") == ids.fmt_node for n in nodes):
-            await self._execute("blockdev-del", {"node-name": ids.fmt_node})
+        await self._delete_nodes(index)
         self._unsure.discard(index)
 
     async def _unnamed_nodes(self) -> set[str]:
@@ -370,7 +371,17 @@ class QemuMachine:
             return
         ids = slot_ids(index, self.owner)
         await self._device_del(ids.qdev, timeout)
-        await self._execute("blockdev-del", {"node-name": ids.fmt_node})
+        await self._delete_nodes(index)
+
+    async def _delete_nodes(self, index: int) -> None:
+        """Remove slot *index*'s block nodes that exist: its snapshot overlays, newest
+        first (each holds the one below), then the image's."""
+        ids = slot_ids(index, self.owner)
+        present = {str(n.get("node-name")) for n in
+                   await self._execute("query-named-block-nodes", {"flat": True})}
+        for node in [*reversed(self._chains.pop(index, [])), ids.fmt_node]:
+            if node in present:
+                await self._execute("blockdev-del", {"node-name": node})
 
     async def _device_del(self, qdev: str, timeout: float) -> None:
         """device_del, and wait for QEMU's DEVICE_DELETED (it may come before the reply)."""
@@ -486,11 +497,51 @@ class QemuMachine:
 
     def disk_size(self, index: int, timeout: float = 30.0) -> int:
         """The virtual size in bytes of what slot *index*'s disk shows the guest."""
-        node = slot_ids(index, self.owner).fmt_node
+        node = self.top_node(index)
         for info in self.execute("query-named-block-nodes", {"flat": True}, timeout):
             if info.get("node-name") == node:
                 return int(info["image"]["virtual-size"])
         raise self.error(f"slot {index} has no block node {node}")
+
+    def top_node(self, index: int) -> str:
+        """The block node slot *index*'s device reads: its newest snapshot overlay, or
+        the image's own."""
+        chain = self._chains.get(index)
+        return chain[-1] if chain else slot_ids(index, self.owner).fmt_node
+
+    def snapshot(self, overlays: list[tuple[int, str]], timeout: float = 30.0) -> None:
+        """Put each slot's disk (index, path of a new, empty qcow2 file of its size) on
+        that file, all at one instant: one ``transaction`` of ``blockdev-snapshot``.
+        The overlay is opened with no backing (its header's is never followed); the
+        slot's current node becomes its backing.  On failure nothing changes."""
+
+        async def snap() -> None:
+            added: list[str] = []
+            news: dict[int, str] = {}
+            try:
+                for index, path in overlays:
+                    chain = self._chains.get(index, [])
+                    node = f"{slot_ids(index, self.owner).qdev}-s{len(chain) + 1}"
+                    await self._execute("blockdev-add", {
+                        "driver": "qcow2", "node-name": node, "backing": None,
+                        "discard": "unmap",
+                        "file": {"driver": "file", "filename": path,
+                                 "node-name": f"{node}-file", "discard": "unmap"}})
+                    added.append(node)
+                    news[index] = node
+                await self._execute("transaction", {"actions": [
+                    {"type": "blockdev-snapshot",
+                     "data": {"node": self.top_node(index), "overlay": node}}
+                    for index, node in news.items()]})
+            except BaseException:
+                for node in added:
+                    with contextlib.suppress(Exception):
+                        await self._execute("blockdev-del", {"node-name": node})
+                raise
+            for index, node in news.items():
+                self._chains.setdefault(index, []).append(node)
+
+        self._run(snap(), timeout, "snapshot of slots " + ", ".join(str(i) for i, _ in overlays))
 
     def export_disks(self, exports: list[tuple[int, str, str]], started: Callable[[], None],
                      progress: Callable[[int, int], None] | None, timeout: float) -> None:
@@ -517,7 +568,7 @@ class QemuMachine:
                     "driver": fmt, "node-name": node,
                     "file": {"driver": "file", "filename": target}})
                 added.append(node)
-                jobs[job] = (ids.fmt_node, node)
+                jobs[job] = (self.top_node(index), node)
 
             def ours(event: Message) -> bool:
                 data = event.get("data")
