@@ -62,7 +62,7 @@ from .host.build import ApplianceImage, ensure_appliance
 from .host.proc import CommandError, run, signal_process
 from .model.cpus import LIBVIRT_UNSUPPORTED, Vcpu, VcpuError, VcpuTable
 from .model.disksets import DiskSet, DiskSetError
-from .model.drives import NULL_DRIVE, DriveSpec, make_drive
+from .model.drives import NULL_DRIVE, DriveSpec, check_chain, make_drive
 from .model.flags import CONFIG, CURRENT, LIVE, Affect, NotRunning
 from .model.flags import resolve as resolve_flags
 from .model.ids import device_id
@@ -75,7 +75,7 @@ from .model.migration import (
 from .model.names import is_volume, split_btrfsvol, translate_out_text
 from .model.nics import Nic, NicError, NicSpec, NicTable, make_nic, with_guest_view
 from .model.runtime import NicRecord, RuntimeRecord, RuntimeRecordError, SlotRecord
-from .model.saved import DESCRIPTION, SavedAppliance
+from .model.saved import DESCRIPTION, DISKS, SavedAppliance
 from .model.slots import MAX_SLOTS, Slot, SlotState, SlotTable
 from .model.snapshots import MAX_CHAIN, SnapshotError, check_name, overlay_path
 from .wire import BTRFSVOL
@@ -111,9 +111,11 @@ def _owner_record(pid: int) -> dict[str, object]:
     return dataclasses.asdict(owner.current())
 
 
-def _identity(path: str) -> str | None:
+def _identity(path: str, chain: tuple[str, ...] = ()) -> str | None:
+    """Which file *path* is and how it is now (None: gone); with its snapshot overlays
+    *chain*, all of them, separated by ``;``."""
     try:
-        return runtime.image_identity(path)
+        return ";".join(runtime.image_identity(p) for p in (path, *chain))
     except OSError:
         return None
 
@@ -192,7 +194,6 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         #: slot index -> its image's identity when plugged (see :meth:`_plug`).
         self._identities: dict[int, str | None] = {}
         #: Each slot's external snapshot overlays (host paths, oldest first).
-        self._chains: dict[int, list[str]] = {}
         self._diskset = DiskSet()
         #: The last runtime record written: the layout :meth:`relaunch` brings back.
         self._record: RuntimeRecord | None = None
@@ -343,17 +344,18 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             if slot.state != SlotState.FILLED.value or slot.path is None:
                 drives.append(None)
                 continue
-            if slot.chain:
-                raise RuntimeRecordError(f"appliance {record.id}, slot {slot.index}",
-                                         f"its disk ran on snapshot overlays "
-                                         f"({', '.join(slot.chain)}): rebuilding that "
-                                         "chain is not offered yet; not relaunched")
             why = runtime.image_changed(slot)
             if why:
                 raise RuntimeRecordError(f"appliance {record.id}, slot {slot.index}",
                                          f"image {slot.path}: {why}; not relaunched")
-            drives.append(make_drive(slot.path, slot.format, bool(slot.readonly),
-                                     slot.label, bool(slot.overlay)))
+            try:
+                check_chain(slot.path, slot.chain)
+            except DriveError as e:
+                raise RuntimeRecordError(f"appliance {record.id}, slot {slot.index}",
+                                         f"{e}; not relaunched") from None
+            made = make_drive(slot.path, slot.format, bool(slot.readonly), slot.label,
+                              bool(slot.overlay))
+            drives.append(dataclasses.replace(made, chain=slot.chain))
         if len(drives) > self._table.max_slots:
             raise RuntimeRecordError(f"appliance {record.id}", f"{len(drives)} slots: more "
                                      f"than max_slots={self._table.max_slots}")
@@ -552,7 +554,6 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             self._finalizer()  # kill() again: a no-op by now
         self._backend = self._agent = None
         self._started = 0.0
-        self._chains = {}
         with contextlib.suppress(OSError, GuestslotsError):
             runtime.remove(self.id)
 
@@ -571,7 +572,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                        slot.drive.overlay if slot.drive else None,
                        slot.label, slot.serial,
                        self._identities.get(slot.index) if slot.drive else None,
-                       tuple(self._chains.get(slot.index, ())))
+                       slot.drive.chain if slot.drive else ())
             for slot in self._table)
         record = RuntimeRecord(
             id=self.id, backend=self.backend, pid=backend.pid, started=self._started,
@@ -956,7 +957,6 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                     "with_disk_set" if params.with_disk_set else "disks",
                     "a migration on this host shares every image with the new process: "
                     "copying images is not offered")
-            self._refuse_chains("migrate")
             mover = getattr(backend, "migrate", None)
             if mover is None:
                 raise GuestslotsError(f"migrate: the {self.backend} backend cannot move "
@@ -978,18 +978,26 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             self._update_runtime()
             return MigrationProgress.from_qmp(info)
 
-    def save(self, path: str | os.PathLike[str], *, timeout: float = 120.0) -> str:
+    def save(self, path: str | os.PathLike[str], with_disk_set: bool = False, *,
+             timeout: float = 120.0) -> str:
         """Save the running appliance into new directory *path*, and stop it.
 
         As ``virsh save`` does: its memory, devices' state and every plugged slot,
-        vCPU and NIC, with a description that :func:`guestslots.restore` checks (QEMU
-        backend); an existing *path* is an error.  What the guest had in
-        its page cache, its mounts, the disk set: all come back with the restore.
-        The images stay where they are; a restore refuses any that changed since.
-        Returns the directory.  On failure the appliance runs on."""
+        vCPU and NIC, with a description that :func:`guestslots.restore` checks; an
+        existing *path* is an error.  What the guest had in its page cache, its
+        mounts, the disk set: all come back with the restore.  The images stay where
+        they are; a restore refuses any that changed since.
+
+        With *with_disk_set*, the disk set's disks are saved too (seed 004's
+        save with the disk set): the VM is paused, each of those slots' disks, as the
+        guest sees it, is copied into ``PATH/disks/`` (same format), then the memory
+        is saved, so the copies and the memory are of one instant.  The restore
+        plugs the copies in those slots, in place (it writes to them: copy the
+        directory first to restore it more than once); the original images are
+        free to change.  Only writable slots (a read-only slot's image does not
+        change).  Returns the directory.  On failure the appliance runs on."""
         with self._lock:
             backend, _ = self._running("save")
-            self._refuse_chains("save")
             saver = getattr(backend, "save_appliance", None)
             if saver is None:
                 raise GuestslotsError(f"save: the {self.backend} backend cannot save an "
@@ -998,7 +1006,13 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 raise VcpuError(None, "save: a vCPU was unplugged since this appliance "
                                 "started, and QEMU 7.2 under TCG then crashes saving its "
                                 "state; shut down and launch again")
-            directory = Path(path)
+            indices = self._diskset.list() if with_disk_set else []
+            if with_disk_set and not indices:
+                raise DiskSetError("save: with_disk_set, but the disk set is empty "
+                                   "(diskset_add first)")
+            self._writable_drives("save", indices, DiskSetError,
+                                  "its image does not change; take it out of the disk set")
+            directory = Path(os.path.abspath(path))
             try:
                 directory.mkdir()
             except OSError as e:
@@ -1007,23 +1021,46 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             self._update_runtime()
             record, layout = self._record, self._layout()
             assert record is not None
+            copies: dict[int, DriveSpec] = {}
             try:
+                exports: list[tuple[int, str, str]] = []
+                if indices:
+                    (directory / DISKS).mkdir()
+                for index in indices:
+                    drive = self._table[index].drive
+                    assert drive is not None
+                    ext = "qcow2" if drive.format == "qcow2" else "img"
+                    target = str(directory / DISKS / f"slot{index}.{ext}")
+                    _make_target(target, drive.format, backend.disk_size(index,
+                                                                         self.call_timeout))
+                    exports.append((index, target, drive.format))
+                    copies[index] = dataclasses.replace(drive, path=target, chain=())
                 with self._watch():
-                    saver(directory, layout, timeout)
+                    if exports:
+                        saver(directory, layout, timeout, exports)
+                    else:
+                        saver(directory, layout, timeout)
             except BaseException:
                 shutil.rmtree(directory, ignore_errors=True)
                 raise
             # QEMU is gone: the images are as the state expects them from here on
+            drives = {i: copies.get(i, d) for i, d in layout.disks}
+            if copies:
+                record = dataclasses.replace(record, slots=tuple(
+                    dataclasses.replace(slot, path=copies[slot.index].path, chain=(),
+                                        identity=_identity(copies[slot.index].path))
+                    if slot.index in copies else slot for slot in record.slots))
             described = SavedAppliance(
                 state_key=self._layout_key, record=record,
                 kernel_names={s.index: s.kernel_name for s in self._table
                               if s.state is SlotState.FILLED and s.kernel_name},
-                identities={i: _identity(d.path) for i, d in layout.disks})
+                identities={i: _identity(d.path, d.chain) for i, d in drives.items()})
             (directory / DESCRIPTION).write_text(described.to_json())
             self._teardown()
             self._state = ApplianceState.CLOSED
             self._table.show_config()
-            self._say(f"appliance {self.id} saved in {directory}")
+            self._say(f"appliance {self.id} saved in {directory}"
+                      + (f" with slots {', '.join(map(str, indices))}" if indices else ""))
             return str(directory)
 
     def _restore(self, directory: Path, saved: SavedAppliance) -> None:
@@ -1060,20 +1097,14 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 raise
             for index, drive in layout.disks:
                 self._table.fill(index, drive, saved.kernel_names[index])
-                self._identities[index] = saved.identities[index]
+                identity = saved.identities[index]  # the image's, then its overlays'
+                self._identities[index] = identity.split(";")[0] if identity else None
             self._vcpus.live = {0, *layout.vcpus}
             self._nics.live = dict(layout.nics)
             self._started = time.time()
             self.launched_from = "restored from a save"
             self._update_runtime()
             self._say(f"appliance {self.id} restored in {time.monotonic() - started:.2f} s")
-
-    def _refuse_chains(self, call: str) -> None:
-        chained = sorted(i for i, chain in self._chains.items() if chain)
-        if chained:
-            raise SnapshotError(f"{call}: slot {chained[0]} runs on snapshot overlays; "
-                                "carrying them to another process is not offered yet "
-                                "(unplug it first)")
 
     def snapshot(self, name: str, diskset: bool = True, *, timeout: float = 60.0
                  ) -> list[str]:
@@ -1104,14 +1135,10 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 raise DiskSetError("snapshot: the disk set is empty (diskset_add first)"
                                    if diskset else "snapshot: no slot holds a disk")
             plans: list[tuple[int, str, str, str]] = []  # index, overlay, backing, format
-            for index in indices:
-                drive = self._table[index].drive
-                assert drive is not None
-                if drive.throwaway:
-                    raise SnapshotError(f"snapshot: slot {index} ({drive.path}) is "
-                                        "read-only or overlay=True: its writes are thrown "
-                                        "away already; nothing to keep")
-                chain = self._chains.get(index, [])
+            for index, drive in self._writable_drives(
+                    "snapshot", indices, SnapshotError,
+                    "its writes are thrown away already; nothing to keep").items():
+                chain = drive.chain
                 if len(chain) >= MAX_CHAIN:
                     raise SnapshotError(f"snapshot: slot {index} has {MAX_CHAIN} "
                                         "snapshots already")
@@ -1139,9 +1166,28 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                     finally:
                         self._call("thaw", mountpoints=frozen)
             for index, path, _, _ in plans:
-                self._chains.setdefault(index, []).append(path)
+                slot = self._table[index]
+                assert slot.drive is not None
+                grown = dataclasses.replace(slot.drive, chain=(*slot.drive.chain, path))
+                if slot.config == slot.drive:  # the definition follows, as libvirt's does
+                    self._table.set_config(index, grown, running=True)
+                self._table.fill(index, grown, slot.kernel_name)
             self._update_runtime()
             return [path for _, path, _, _ in plans]
+
+    def _writable_drives(self, call: str, indices: list[int], error: type[GuestslotsError],
+                         why: str) -> dict[int, DriveSpec]:
+        """The drives of full slots *indices*; a read-only or ``overlay=True`` one is
+        refused with *error* saying *why*."""
+        drives = {}
+        for index in indices:
+            drive = self._table[index].drive
+            assert drive is not None
+            if drive.throwaway:
+                raise error(f"{call}: slot {index} ({drive.path}) is read-only or "
+                            f"overlay=True: {why}")
+            drives[index] = drive
+        return drives
 
     def _layout(self) -> Layout:
         """What is plugged now, for another process to plug the same."""
@@ -1269,7 +1315,6 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 agent.call("wait_disk", target=index, plugged=False, timeout=60)
             self._table.empty(index)
             self._identities.pop(index, None)
-            self._chains.pop(index, None)
             self._left_diskset(index)
             self._update_runtime()
             if affect & CONFIG:
@@ -1373,11 +1418,13 @@ def restore(path: str | os.PathLike[str], **options: Any) -> Appliance:
     saved = SavedAppliance.from_json(text, where)
     for slot in saved.record.slots:
         if slot.index in saved.identities and slot.path is not None:
-            now = _identity(slot.path)
+            now = _identity(slot.path, slot.chain)
             if now != saved.identities[slot.index]:
                 why = "is gone" if now is None else "is another file, or changed since the save"
+                what = f"image {slot.path}" + (" or one of its snapshot overlays "
+                                               f"({', '.join(slot.chain)})" if slot.chain else "")
                 raise RuntimeRecordError(f"{directory}, slot {slot.index}",
-                                         f"image {slot.path} {why}: not restored")
+                                         f"{what} {why}: not restored")
     if runtime.record_path(saved.record.id).exists():
         raise RuntimeRecordError(str(directory), f"appliance {saved.record.id} of this save "
                                  "is running (guestslots ps): stop it first")

@@ -97,6 +97,48 @@ def qcow2_named_files(head: bytes) -> list[str]:
     return found
 
 
+def check_chain(image: str, chain: tuple[str, ...]) -> None:
+    """Refuse snapshot overlays *chain* (oldest first, over *image*) unless each is
+    still what ``Appliance.snapshot`` made: a regular qcow2 file whose header names
+    no external data file and, as its backing file, the layer below it.  Raises
+    :class:`DriveError` naming the overlay."""
+    below = image
+    for path in chain:
+        try:
+            st = os.lstat(path)
+            with open(path, "rb") as f:
+                head = f.read(QCOW2_HEAD_SIZE)
+        except OSError as e:
+            raise DriveError(path, f"snapshot overlay of {image}: {e.strerror}") from None
+        if not stat.S_ISREG(st.st_mode) or sniff_format(head) != "qcow2":
+            raise DriveError(path, f"snapshot overlay of {image}: no longer a qcow2 file")
+        named = qcow2_named_files(head)
+        if "an external data file" in named:
+            raise DriveError(path, f"snapshot overlay of {image}: its header names an "
+                             "external data file; it is not the overlay guestslots made")
+        if qcow2_backing_name(head) != below:
+            raise DriveError(path, f"snapshot overlay of {image}: its header names "
+                             f"{qcow2_backing_name(head)!r} as its backing file, not {below}; "
+                             "it is not the overlay guestslots made")
+        below = path
+
+
+#: How much of a qcow2 file :func:`check_chain` reads (header, extensions, backing name).
+QCOW2_HEAD_SIZE = 65536
+_QCOW2_BACKING_SIZE = struct.Struct(">I")
+
+
+def qcow2_backing_name(head: bytes) -> str | None:
+    """The backing file name in qcow2 header *head* (None: none, or not in *head*)."""
+    if len(head) < 20:
+        return None
+    (offset,) = _QCOW2_BACKING_OFFSET.unpack_from(head, 8)
+    (size,) = _QCOW2_BACKING_SIZE.unpack_from(head, 16)
+    if not offset or offset + size > len(head):
+        return None
+    return head[offset:offset + size].decode(errors="replace")
+
+
 def sniff_format(head: bytes) -> str | None:
     """Return the image format whose magic *head* starts with, or None (raw)."""
     for magic, fmt in _MAGICS:
@@ -119,6 +161,11 @@ class DriveSpec:
     readonly: bool = True
     label: str | None = None
     overlay: bool = False
+    #: External snapshot overlays over the image, oldest first (see
+    #: ``Appliance.snapshot``): qcow2 files guestslots made, the newest of which takes
+    #: the guest's writes.  Each is opened on the layer below by node, never by the
+    #: backing file its header names.
+    chain: tuple[str, ...] = ()
 
     @property
     def throwaway(self) -> bool:

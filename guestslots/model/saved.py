@@ -9,8 +9,10 @@ Pure.  ``appliance.json`` in a save directory::
 appliance image): a restore needs the same.  ``record`` is its runtime record at the
 save: every slot, vCPU, NIC, the disk set.  ``kernel_names`` are the guest's names of
 the slot disks; ``identities`` each full slot's image file as it was once QEMU
-stopped (device, inode, size, modification time): a restore refuses an image that is
-not that file any more, or changed since.
+stopped (device, inode, size, modification time; then its snapshot overlays', each
+after a ``;``): a restore refuses an image that is not that file any more, or changed
+since.  A save with the disk set keeps those slots' disks in ``disks/``, and its
+record names those copies.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from .runtime import RuntimeRecord, RuntimeRecordError
 FORMAT = 1
 #: The description's file name in a save directory.
 DESCRIPTION = "appliance.json"
+#: Where a save with the disk set keeps those slots' disks (``slotN.img``/``.qcow2``).
+DISKS = "disks"
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from guestslots import Appliance, DiskSetError, HostFileError, SnapshotError
+from guestslots import (
+    Appliance,
+    DiskSetError,
+    GuestslotsError,
+    HostFileError,
+    SnapshotError,
+    restore,
+)
 from guestslots.host import runtime
+from guestslots.model.runtime import RuntimeRecordError
 from guestslots.testing import testimages as images
 
 pytestmark = pytest.mark.integration
@@ -113,8 +122,6 @@ def test_a_snapshot_of_two_of_three_slots_keeps_exactly_their_images(
         app.snapshot("s2")
     assert not (tmp_path / "raw.s2.qcow2").exists()
     app.diskset_remove(3)
-    with pytest.raises(SnapshotError, match="snapshot overlays"):
-        app.save(tmp_path / "saved")  # not carried to another process yet
     # unplug takes the overlay down with the disk
     app.umount_all()
     with pytest.warns(RuntimeWarning, match="left the disk set"):
@@ -135,3 +142,77 @@ def test_a_snapshot_of_two_of_three_slots_keeps_exactly_their_images(
     app.hotplug(1, flat)
     app.mount_ro("/dev/sdb", "/")
     assert app.cat("/after") == "written after the snapshot\n"
+
+
+def test_a_disk_on_snapshot_overlays_migrates_saves_and_relaunches_on_them(
+    tmp_path: Path,
+) -> None:
+    """The slot's chain (image, then each overlay on the one below, by node) is built
+    again in every new process: migration, restore, relaunch after QEMU was killed.
+    Nothing written is lost on the way, the image and older overlays stay as they
+    were, and an overlay that is no longer the one guestslots made is refused."""
+    if (os.environ.get("GUESTSLOTS_BACKEND") or "qemu") != "qemu":
+        pytest.skip("snapshots are taken on the QEMU backend only")
+    disk = images.ext4(tmp_path / "disk.img", {"a": "before s1\n"}, size_mib=32)
+    app = Appliance()
+    try:
+        app.add_drive("/dev/null")
+        app.add_drive("/dev/null")
+        app.launch()
+        app.hotplug(1, disk, readonly=False)
+        app.diskset_add(1)
+        app.mount("/dev/sdb", "/")
+        s1 = app.snapshot("s1")[0]
+        app.write("/b", "before s2\n")
+        s2 = app.snapshot("s2")[0]
+        app.write("/c", "after s2\n")
+        app.sync()
+        image, older = sha(disk), sha(Path(s1))
+
+        pid = app.pid
+        app.migrate()
+        assert app.pid != pid
+        assert [app.cat(f) for f in ("/a", "/b", "/c")] == ["before s1\n", "before s2\n",
+                                                            "after s2\n"]
+        app.write("/d", "after the migration\n")
+        record = runtime.read(runtime.record_path(app.id))
+        assert record.slots[1].chain == (s1, s2)
+
+        saved = app.save(tmp_path / "saved")
+        back = restore(saved)
+        try:
+            assert back.cat("/d") == "after the migration\n"  # from the page cache
+            back.write("/e", "after the restore\n")
+            back.sync()
+            with pytest.raises(RuntimeRecordError, match="snapshot overlays"):
+                restore(saved)  # the top overlay was written since
+            back.kill()  # QEMU dies under it
+            with pytest.raises(GuestslotsError):
+                back.ls("/")
+            back.relaunch()
+            back.mount("/dev/sdb", "/")
+            assert back.cat("/e") == "after the restore\n"
+            assert runtime.read(runtime.record_path(back.id)).slots[1].chain == (s1, s2)
+            back.write("/f", "after the relaunch\n")
+            back.umount_all()
+            back.shutdown()
+            # an overlay that is not the one made: refused, nothing launched
+            os.rename(s2, f"{s2}.kept")
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-F", "raw",
+                            "-b", "/etc/passwd", s2, "32M"], check=True)
+            with pytest.raises(RuntimeRecordError, match="not the overlay guestslots made"):
+                back.relaunch()
+            os.replace(f"{s2}.kept", s2)
+        finally:
+            back.shutdown()
+    finally:
+        app.shutdown()
+    assert (sha(disk), sha(Path(s1))) == (image, older)
+    # read through the headers by qemu-img: everything, in the top overlay's chain
+    flat = tmp_path / "flat.img"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", s2, str(flat)], check=True)
+    with Appliance() as check:
+        check.add_drive(flat)
+        check.launch()
+        check.mount_ro("/dev/sda", "/")
+        assert check.cat("/f") == "after the relaunch\n"

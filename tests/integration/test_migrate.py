@@ -6,6 +6,7 @@ moves; a restore brings back only what matches the save."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,3 +185,55 @@ def test_save_and_restore_bring_back_the_whole_appliance(tmp_path: Path) -> None
     # the restored appliance wrote the image: the save no longer matches it
     with pytest.raises(RuntimeRecordError, match="slot 0"):
         restore(saved)
+
+
+def test_a_save_with_the_disk_set_keeps_those_disks_as_of_the_save(tmp_path: Path) -> None:
+    """seed 004's save with the disk set, on both backends: the set's disks are copied
+    into the save while the guest is paused, so they match the saved memory (even what
+    was only in the page cache); the originals are free to change; the restore runs
+    on the copies."""
+    app = launched(3)
+    kept = images.ext4(tmp_path / "kept.img", {"n": "before\n"}, size_mib=32)
+    shared = images.ext4(tmp_path / "shared.img", {"n": "shared\n"})
+    ro = images.ext4(tmp_path / "ro.img", {"n": "ro\n"})
+    try:
+        app.hotplug(0, kept, readonly=False)
+        app.hotplug(1, shared, readonly=False)
+        app.hotplug(2, ro)
+        with pytest.raises(GuestslotsError, match="disk set is empty"):
+            app.save(tmp_path / "nothing", with_disk_set=True)
+        app.diskset_add(2)
+        with pytest.raises(GuestslotsError, match="slot 2 .* is read-only"):
+            app.save(tmp_path / "nothing", with_disk_set=True)
+        assert not (tmp_path / "nothing").exists()  # refused before anything was made
+        app.diskset_remove(2)
+        app.diskset_add(0)
+        app.mount("/dev/sda", "/")
+        app.write("/in-cache", "only in the page cache\n")
+        saved = Path(app.save(tmp_path / "saved", with_disk_set=True))
+    finally:
+        app.shutdown()
+    copy = saved / "disks" / "slot0.img"
+    assert sorted(p.name for p in (saved / "disks").iterdir()) == ["slot0.img"]
+    original = sha(kept)
+    os.utime(kept)  # the original moves on: the save does not depend on it
+    with open(kept, "r+b") as f:
+        f.write(b"\0" * 4096)
+    back = restore(saved)
+    try:
+        assert [s.path for s in back.slots()[:3]] == [str(copy), str(shared), str(ro)]
+        assert back.cat("/in-cache") == "only in the page cache\n"
+        assert back.cat("/n") == "before\n"
+        back.write("/after", "after the restore\n")
+        back.umount_all()
+        assert back.fsck("ext4", "/dev/sda") == 0
+    finally:
+        back.shutdown()
+    assert sha(kept) != original
+    # the restore wrote to the copy: the save no longer matches it
+    with pytest.raises(RuntimeRecordError, match=f"slot 0.*{copy}"):
+        restore(saved)
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -86,6 +86,23 @@ def test_a_saved_domain_is_restored_with_this_launchs_paths_and_owner() -> None:
         restore_xml(saved, replace(new, name="other"))
 
 
+def test_a_restored_domain_takes_its_throwaway_overlays_from_where_they_were_moved() -> None:
+    """A throwaway slot's overlay was copied out of the old work directory: the
+    restored domain reads the copy, and every other slot keeps its file."""
+    live = etree.fromstring(domain_xml(CFG).encode())
+    devices = live.find("devices")
+    assert devices is not None
+    for i, overlay in ((1, "/w/slot1.qcow2"), (2, None)):
+        drive = DriveSpec(f"/i/{i}.img", "raw", readonly=overlay is not None)
+        devices.append(etree.fromstring(disk_xml(i, drive, overlay, owner="ab").encode()))
+    xml = restore_xml(etree.tostring(live, encoding="unicode"), CFG,
+                      {"/w/slot1.qcow2": "/w2/slot1.qcow2"})
+    files = [s.get("file") for s in etree.fromstring(xml.encode()).iterfind(
+        "devices/disk/source")]
+    assert "/w2/slot1.qcow2" in files and "/w/slot1.qcow2" not in files
+    assert "/i/2.img" in files
+
+
 def test_live_disk_finds_a_slot_by_alias() -> None:
     """What an abandoned attach left is found by its alias in the live XML."""
     live = etree.fromstring(domain_xml(CFG).encode())

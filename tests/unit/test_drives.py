@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from guestslots.errors import DriveError, LabelError
-from guestslots.model.drives import check_label, make_drive, qcow2_named_files, sniff_format
+from guestslots.model.drives import (
+    check_chain,
+    check_label,
+    make_drive,
+    qcow2_backing_name,
+    qcow2_named_files,
+    sniff_format,
+)
 
 
 def _file(path: Path, head: bytes, size: int = 4096) -> Path:
@@ -101,3 +108,38 @@ def test_a_qcow2_with_an_external_data_file_is_refused(tmp_path: Path) -> None:
         make_drive(image, "qcow2")
     image.write_bytes(_qcow2_header())
     assert make_drive(image, "qcow2").format == "qcow2"
+
+
+def _overlay(backing: str, incompat: int = 0) -> bytes:
+    name = backing.encode()
+    head = bytearray(_qcow2_header(backing_offset=0x200, incompat=incompat))
+    head[16:20] = len(name).to_bytes(4, "big")
+    return bytes(head) + name
+
+
+def test_the_backing_name_is_read_from_the_header() -> None:
+    assert qcow2_backing_name(_overlay("/img/disk.raw")) == "/img/disk.raw"
+    assert qcow2_backing_name(_qcow2_header()) is None
+    assert qcow2_backing_name(_overlay("/img/disk.raw")[:0x201]) is None  # cut short
+
+
+def test_a_snapshot_chain_is_taken_only_as_it_was_made(tmp_path: Path) -> None:
+    image, s1, s2 = (str(tmp_path / n) for n in ("disk.raw", "disk.s1.qcow2", "disk.s2.qcow2"))
+    Path(s1).write_bytes(_overlay(image))
+    Path(s2).write_bytes(_overlay(s1))
+    check_chain(image, (s1, s2))
+    check_chain(image, ())
+    with pytest.raises(DriveError, match=r"names .*disk.s1.qcow2.* not .*disk.raw"):
+        check_chain(image, (s2,))  # out of order
+    Path(s2).write_bytes(_overlay(s1, incompat=1 << 2))
+    with pytest.raises(DriveError, match="external data file"):
+        check_chain(image, (s1, s2))
+    Path(s2).write_bytes(b"raw data")
+    with pytest.raises(DriveError, match="no longer a qcow2 file"):
+        check_chain(image, (s1, s2))
+    os.unlink(s2)
+    os.symlink(s1, s2)
+    with pytest.raises(DriveError, match="no longer a qcow2 file"):
+        check_chain(image, (s1, s2))  # a link: not the file made
+    with pytest.raises(DriveError, match="No such file"):
+        check_chain(image, (s1, str(tmp_path / "gone.qcow2")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from guestslots.backends.qemu.qmpargs import (
     MachineConfig,
     blockdev_add_args,
+    chain_add_args,
     device_add_args,
     layout_key_command,
     qemu_command,
@@ -101,3 +102,14 @@ def test_guest_ram_is_a_file_shared_when_booting_and_copy_on_write_when_restored
     anonymous = MachineConfig(**base)  # type: ignore[arg-type]
     assert "-object" not in qemu_command(anonymous)
     assert layout_key_command(anonymous) != layout_key_command(booting)
+
+
+def test_a_snapshot_chain_is_opened_layer_on_layer_by_node() -> None:
+    drive = DriveSpec("/i/a.img", "raw", False, chain=("/i/a.s1.qcow2", "/i/a.s2.qcow2"))
+    layers = chain_add_args(4, drive, owner="ab")
+    assert [(a["node-name"], a["backing"], a["file"]["filename"]) for a in layers] == [
+        ("disk-ab-4-s1", "disk-ab-4-fmt", "/i/a.s1.qcow2"),
+        ("disk-ab-4-s2", "disk-ab-4-s1", "/i/a.s2.qcow2"),
+    ]
+    assert all(a["driver"] == "qcow2" and "read-only" not in a for a in layers)
+    assert chain_add_args(4, DriveSpec("/i/a.img", "raw", False), owner="ab") == []

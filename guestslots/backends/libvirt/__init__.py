@@ -27,7 +27,7 @@ import select
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -205,9 +205,10 @@ class LibvirtBackend:
                 self.domain = conn.createXML(domain_xml(cfg), 0)
             else:
                 state = str(restore_from / STATE_FILE)
-                moved = self._bring_overlays(conn.saveImageGetXMLDesc(state, 0))
+                saved = conn.saveImageGetXMLDesc(state, 0)
+                moved = self._bring_overlays(saved)
                 try:
-                    xml = restore_xml(conn.saveImageGetXMLDesc(state, 0), cfg, moved)
+                    xml = restore_xml(saved, cfg, moved)
                 except ValueError as e:
                     raise LaunchError(f"the saved state {state} is not this appliance's: "
                                       f"{e}") from None
@@ -242,18 +243,27 @@ class LibvirtBackend:
 
     def _bring_overlays(self, saved_xml: str) -> dict[str, str]:
         """Copy the pending layout's throwaway overlays into this work directory; the
-        saved domain's paths of them -> their new paths."""
+        saved domain's paths of them -> their new paths, and of each slot image the
+        layout has elsewhere (a copy saved with the disk set) -> where it is."""
         if self._pending is None:
             return {}
         layout, directory = self._pending
+        drives = dict(layout.disks)
         moved = {}
-        for source in etree.fromstring(saved_xml.encode()).findall("devices/disk/source"):
+        for disk in etree.fromstring(saved_xml.encode()).iterfind("devices/disk"):
+            source, alias = disk.find("source"), disk.find("alias")
+            if source is None:
+                continue
             path = source.get("file", "")
             name = os.path.basename(path)
             for index, drive in layout.disks:
                 if drive.throwaway and name == f"overlay-slot{index}.qcow2":
                     shutil.copyfile(directory / name, self._overlay_path(index))
                     moved[path] = self._overlay_path(index)
+            for index, drive in drives.items():
+                if (alias is not None and not drive.throwaway and path != drive.path
+                        and alias.get("name") == slot_alias(index, self.spec.appliance_id)):
+                    moved[path] = drive.path
         return moved
 
     def is_running(self) -> bool:
@@ -337,6 +347,9 @@ class LibvirtBackend:
         cleaned before its next use, whatever libvirt did meanwhile."""
         domain = self._running()
         what = f"hotplug of slot {index} ({drive.path})"
+        if drive.chain:
+            raise DriveError(drive.chain[-1], f"slot {index} runs on snapshot overlays, "
+                             "which the libvirt backend does not take yet")
         if index in self._unsure:
             self._clean_slot(index, timeout, what)
         overlay = None
@@ -519,12 +532,24 @@ class LibvirtBackend:
         *directory*.  The domain is gone afterwards: :meth:`start` from the state."""
         self.save_appliance(directory, Layout(), timeout)
 
-    def save_appliance(self, directory: Path, layout: Layout, timeout: float) -> None:
+    def save_appliance(self, directory: Path, layout: Layout, timeout: float,
+                       exports: Sequence[tuple[int, str, str]] = ()) -> None:
         """:meth:`save`, plus the throwaway overlay of each slot of *layout* that has
-        one (the saved XML names its path here: :meth:`start` moves it)."""
+        one (the saved XML names its path here: :meth:`start` moves it).  With
+        *exports* (slot, target file made by the caller, its format), the domain is
+        paused first and those slots' disks are copied into the targets (a backup
+        job), so the copies match the saved memory."""
         domain = self._running()
         assert self._workdir is not None
         state = str(directory / STATE_FILE)
+        if exports:
+            try:
+                bounded.call(domain.suspend, 30, "pausing the appliance", self._log_tail())
+                self.export_disks(list(exports), lambda: None, None, timeout)
+            except BaseException:
+                with contextlib.suppress(libvirt.libvirtError, GuestslotsError):
+                    bounded.call(domain.resume, 30, "resuming the appliance")
+                raise
         try:
             bounded.call(lambda: domain.saveFlags(state, None, 0), timeout,
                          "saving the appliance state", self._log_tail())

@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -267,15 +267,22 @@ class QemuBackend:
         :meth:`save_appliance`) plug *layout* before it restores the state."""
         self._pending = (layout, directory)
 
-    def save_appliance(self, directory: Path, layout: Layout, timeout: float) -> None:
+    def save_appliance(self, directory: Path, layout: Layout, timeout: float,
+                       exports: Sequence[tuple[int, str, str]] = ()) -> None:
         """Save the running appliance with what is plugged (*layout*) into *directory*:
         as :meth:`save`, plus each throwaway overlay (what the guest wrote to a
         read-only slot).  RAM the guest ran on a file of its own (a cold-booted or
         migrated appliance) is moved in as ``ram``; RAM mapped from a saved state goes
-        into the stream, over an empty ``ram``.  QEMU is stopped after."""
+        into the stream, over an empty ``ram``.  With *exports* (slot, target file
+        made by the caller, its format), the VM is stopped first and those slots'
+        disks are copied into the targets, so the copies match the saved memory.
+        QEMU is stopped after."""
         machine = self._running()
         assert self._workdir is not None
         try:
+            if exports:
+                machine.execute("stop")
+                machine.export_disks(list(exports), lambda: None, None, timeout)
             machine.save_state(directory / STATE_FILE, timeout=timeout)
             shutil.copyfile(os.path.join(self._workdir.path, "root.qcow2"),
                             directory / ROOT_FILE)

@@ -33,11 +33,14 @@ from ...model.nics import NicError, NicSpec
 from .qmpargs import (
     MachineConfig,
     blockdev_add_args,
+    chain_add_args,
+    chain_node,
     device_add_args,
     netdev_add_args,
     nic_device_args,
     nic_ids,
     nic_slots_in_use,
+    overlay_node_args,
     qemu_command,
     slot_ids,
     vcpu_device_args,
@@ -262,15 +265,19 @@ class QemuMachine:
 
     def attach(self, index: int, drive: DriveSpec, overlay: str | None = None,
                timeout: float = 30.0) -> None:
-        """Plug *drive* into slot *index* (over *overlay*, if given); on failure nothing
-        is left attached.  Past *timeout*, :class:`QemuTimeout`; the slot is then
-        cleaned before its next use, whatever QEMU did meanwhile."""
+        """Plug *drive* into slot *index* (over *overlay*, if given; on its snapshot
+        overlays, ``drive.chain``, if it has them); on failure nothing is left
+        attached.  Past *timeout*, :class:`QemuTimeout`; the slot is then cleaned
+        before its next use, whatever QEMU did meanwhile."""
         ids = slot_ids(index, self.owner)
         blockdev = blockdev_add_args(index, drive, overlay, owner=self.owner)
         device = device_add_args(index, drive, owner=self.owner)
+        layers = chain_add_args(index, drive, owner=self.owner)
+        if layers:
+            device["drive"] = layers[-1]["node-name"]
         image_node = ids.base_node if overlay is not None else ids.fmt_node
-        self._guarded(index, self._attach(index, blockdev, device, drive, image_node), timeout,
-                      f"hotplug of slot {index} ({drive.path})")
+        self._guarded(index, self._attach(index, blockdev, device, drive, image_node, layers),
+                      timeout, f"hotplug of slot {index} ({drive.path})")
 
     def _guarded(self, index: int, coro: Coroutine[Any, Any, None], timeout: float,
                  what: str) -> None:
@@ -288,6 +295,7 @@ class QemuMachine:
         device: dict[str, Any],
         drive: DriveSpec,
         image_node: str,
+        layers: list[dict[str, Any]],
     ) -> None:
         ids = slot_ids(index, self.owner)
         if index in self._unsure:
@@ -300,9 +308,20 @@ class QemuMachine:
             raise DriveError(
                 drive.path, f"QEMU cannot open it as {drive.format}: {e.desc}"
             ) from None
+        added: list[str] = []
         try:
             if checked:
                 await self._refuse_other_files(drive, image_node, before)
+            for layer, path in zip(layers, drive.chain, strict=True):
+                before = await self._unnamed_nodes()
+                try:
+                    await self._execute("blockdev-add", layer)
+                except QMPCommandError as e:
+                    raise DriveError(path, f"QEMU cannot open this snapshot overlay of "
+                                     f"slot {index}: {e.desc}") from None
+                added.append(layer["node-name"])
+                await self._refuse_other_files(
+                    DriveSpec(path, "qcow2", False), layer["node-name"], before, overlay=True)
             try:
                 await self._execute("device_add", device)
             except QMPCommandError as e:
@@ -310,9 +329,12 @@ class QemuMachine:
                 raise DriveError(drive.path, f"QEMU cannot attach it to slot {index}: "
                                  f"{e.desc}") from None
         except BaseException:
-            with contextlib.suppress(Exception):
-                await self._execute("blockdev-del", {"node-name": ids.fmt_node})
+            for node in [*reversed(added), ids.fmt_node]:
+                with contextlib.suppress(Exception):
+                    await self._execute("blockdev-del", {"node-name": node})
             raise
+        if added:
+            self._chains[index] = added
 
     async def _clean_slot(self, index: int, timeout: float = 10.0) -> None:
         """Remove whatever an abandoned attach or detach of slot *index* left in QEMU:
@@ -331,14 +353,16 @@ class QemuMachine:
         return {str(n.get("node-name")) for n in nodes if str(n.get("node-name")).startswith("#")}
 
     async def _refuse_other_files(self, drive: DriveSpec, image_node: str,
-                                  before: set[str]) -> None:
+                                  before: set[str], overlay: bool = False) -> None:
         """Refuse the image if QEMU opened anything for it that we did not name.
 
         :func:`guestslots.drives.make_drive` refuses headers that name other files
         before QEMU sees them; this checks what QEMU really opened: every node a
         slot's blockdev-add creates is named by us, so a node that QEMU named itself
         and that was not there before (*before*) is a file the image made it open
-        (an external data file, a backing file...).
+        (an external data file, a backing file...).  A snapshot *overlay* names its
+        backing file (it is opened on the node below instead): only its data file
+        counts.
         """
         nodes = await self._execute("query-named-block-nodes", {"flat": True})
         for node in nodes:
@@ -346,7 +370,7 @@ class QemuMachine:
             image = node.get("image", {})
             named = []
             if name == image_node:
-                if image.get("backing-filename"):
+                if image.get("backing-filename") and not overlay:
                     named.append(f"a backing file ({image['backing-filename']})")
                 data_file = image.get("format-specific", {}).get("data", {}).get("data-file")
                 if data_file:
@@ -520,13 +544,8 @@ class QemuMachine:
             news: dict[int, str] = {}
             try:
                 for index, path in overlays:
-                    chain = self._chains.get(index, [])
-                    node = f"{slot_ids(index, self.owner).qdev}-s{len(chain) + 1}"
-                    await self._execute("blockdev-add", {
-                        "driver": "qcow2", "node-name": node, "backing": None,
-                        "discard": "unmap",
-                        "file": {"driver": "file", "filename": path,
-                                 "node-name": f"{node}-file", "discard": "unmap"}})
+                    node = chain_node(index, self.owner, len(self._chains.get(index, [])) + 1)
+                    await self._execute("blockdev-add", overlay_node_args(node, path, None))
                     added.append(node)
                     news[index] = node
                 await self._execute("transaction", {"actions": [

@@ -83,6 +83,31 @@ def blockdev_add_args(index: int, drive: DriveSpec, overlay: str | None = None, 
     }
 
 
+def chain_node(index: int, owner: str, depth: int) -> str:
+    """The node name of slot *index*'s snapshot overlay number *depth* (1: the oldest)."""
+    return f"{slot_ids(index, owner).qdev}-s{depth}"
+
+
+def overlay_node_args(node: str, path: str, backing: str | None) -> dict[str, Any]:
+    """``blockdev-add`` of snapshot overlay *path* as node *node*, read-write, on node
+    *backing* (None: none yet, as ``blockdev-snapshot`` wants it); never on the
+    backing file its header names."""
+    return {"driver": "qcow2", "node-name": node, "backing": backing, "discard": "unmap",
+            "file": {"driver": "file", "filename": path, "node-name": f"{node}-file",
+                     "discard": "unmap"}}
+
+
+def chain_add_args(index: int, drive: DriveSpec, *, owner: str) -> list[dict[str, Any]]:
+    """``blockdev-add`` of each of *drive*'s snapshot overlays (``drive.chain``), in
+    order, each on the one below, the first on the image's node."""
+    below = slot_ids(index, owner).fmt_node
+    layers = []
+    for depth, path in enumerate(drive.chain, 1):
+        layers.append(overlay_node_args(chain_node(index, owner, depth), path, below))
+        below = layers[-1]["node-name"]
+    return layers
+
+
 def device_add_args(index: int, drive: DriveSpec, *, owner: str) -> dict[str, Any]:
     """Arguments of ``device_add`` for the ``scsi-hd`` of slot *index* (target = index).
 
