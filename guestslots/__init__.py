@@ -12,7 +12,7 @@ and call into the appliance with stable ``/dev/sdX`` names::
         print(app.list_filesystems())
 """
 
-from .appliance import Appliance, ApplianceState, relaunch, restore
+from .appliance import Appliance, ApplianceState, attach, relaunch, restore
 from .errors import (
     AgentError,
     AgentTimeout,
@@ -85,6 +85,7 @@ __all__ = [
     "StateError",
     "Vcpu",
     "VcpuError",
+    "attach",
     "isolated",
     "mounted",
     "relaunch",

@@ -28,7 +28,7 @@ from typing import Any
 
 from . import backends
 from .agent_client import AgentClient
-from .backends import Backend, Layout, VMSpec
+from .backends import Backend, Detachable, Layout, VMSpec
 from .errors import (
     AgentError,
     ChannelBroken,
@@ -95,6 +95,9 @@ class ApplianceState(enum.Enum):
     RUNNING = "running"
     #: Shut down (or died); it may be launched again from its definition.
     CLOSED = "shut down"
+    #: A detached appliance this object let go of (:meth:`Appliance.disconnect`): it
+    #: runs on, for :func:`attach`.
+    DISCONNECTED = "disconnected (running detached)"
 
 
 def _warn(message: str, stacklevel: int) -> None:
@@ -135,6 +138,11 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
     Slot *i* is always ``/dev/sd`` + letters(i) (0 -> ``/dev/sda``,
     27 -> ``/dev/sdab``), whatever the kernel's discovery order was.  Use it as
     a context manager, or call :meth:`shutdown`.
+
+    With ``detached=True`` (QEMU backend) the appliance outlives this object and this
+    process: it runs until :meth:`shutdown` (or ``guestslots stop ID``), and another
+    process takes it over with :func:`guestslots.attach` once this one has exited or
+    called :meth:`disconnect`.
     """
 
     def __init__(
@@ -154,11 +162,17 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         uri: str | None = None,
         vcpus: int = 1,
         max_vcpus: int = 1,
+        detached: bool = False,
     ) -> None:
         backend = backend or os.environ.get(BACKEND_ENV) or "qemu"
         if backend not in backends.BACKENDS:
             raise ValueError(f"backend {backend!r} is not available (this version has: "
                              f"{', '.join(repr(b) for b in backends.BACKENDS)})")
+        if detached and backend != "qemu":
+            raise ValueError("detached=True is the QEMU backend's (libvirt's embedded "
+                             "driver lives in its caller's process)")
+        #: The appliance outlives this object and its process (see :func:`attach`).
+        self.detached = detached
         if uri is not None and backend != "libvirt":
             raise ValueError("uri= is for the libvirt backend")
         self.backend = backend
@@ -287,6 +301,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         with self._lock:
             if self._state is ApplianceState.RUNNING:
                 raise StateError("launch", ApplianceState.CONFIG.value, self._state.value)
+            self._refuse_running_twin()
             self._table.show_config()
             started = time.monotonic()
             self.image = ensure_appliance(self._say)
@@ -313,6 +328,18 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             self._update_runtime()
             self._say(f"appliance ready in {took:.2f} s ({self.launched_from})")
 
+    def _refuse_running_twin(self) -> None:
+        """Refuse to launch while this appliance id runs elsewhere (a detached appliance
+        this object disconnected from, or another process attached to)."""
+        try:
+            record = runtime.read(runtime.record_path(self.id))
+        except (OSError, RuntimeRecordError):
+            return
+        if runtime.vm_alive(record):
+            raise StateError("launch", "not running anywhere",
+                             f"running detached as pid {record.pid} "
+                             f"(guestslots.attach('{self.id}'), or shut it down)")
+
     def relaunch(self) -> None:
         """Boot a new appliance with the layout this one had when it last ran.
 
@@ -335,6 +362,63 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 raise StateError("relaunch", "launched before", self._state.value)
             self._adopt(self._record)
             self.launch()
+
+    def disconnect(self) -> None:
+        """Leave this detached appliance running, and let go of it.
+
+        Only for ``Appliance(detached=True)`` (or one from :func:`attach`): the
+        connections to it close, its runtime record says nobody holds it, and
+        :func:`guestslots.attach` (in this process or another) takes it over, mounts
+        and all.  This object is closed then.  Exiting the process does the same
+        (without the record saying so: ``attach`` sees that its holder died)."""
+        with self._lock:
+            backend, agent = self._running("disconnect")
+            if not self.detached or not isinstance(backend, Detachable):
+                raise StateError("disconnect", "detached (Appliance(detached=True))",
+                                 "attached to this process only")
+            self._update_runtime(held=False)
+            agent.close()
+            backend.release()
+            self._backend = self._agent = None
+            self._started = 0.0
+            self._state = ApplianceState.DISCONNECTED
+            self._table.show_config()
+            self._say(f"appliance {self.id} left running (guestslots.attach('{self.id}'))")
+
+    def _attach(self, record: RuntimeRecord, timeout: float) -> None:
+        """Become the holder of *record*'s running detached appliance (see
+        :func:`attach`)."""
+        with self._lock:
+            self._adopt(record)
+            started = time.monotonic()
+            self.image = ensure_appliance(self._say)
+            backend = self._new_backend(self.image, "tcg")  # adopt says which it is
+            assert isinstance(backend, Detachable) and record.pid is not None
+            sock, accel = backend.adopt(record.pid, record.workdir, record.qmp_socket,
+                                        record.agent_socket, timeout)
+            try:
+                self.accel = AccelChoice(accel, "the running appliance's")
+                agent = AgentClient(sock, backend.death_report, self.call_timeout)
+                agent.call("ping", wait_for=timeout)  # the agent says hello to a new host
+                names = {slot.index: agent.call("wait_disk", target=slot.index, timeout=5)
+                         for slot in self._table if slot.drive is not None}
+            except BaseException:
+                backend.release()
+                raise
+            self._backend, self._agent = backend, agent
+            self._state = ApplianceState.RUNNING
+            for slot in list(self._table):
+                if slot.drive is not None:
+                    self._table.fill(slot.index, slot.drive, names[slot.index])
+            self._identities = {s.index: s.identity for s in record.slots if s.path}
+            self._vcpus.live = set(record.vcpus_plugged) | {0}
+            self._nics.live = dict(self._nics.config)
+            self._layout_key = record.layout_key
+            self._started = record.started
+            self.launched_from = "attached"
+            self._update_runtime()
+            self._say(f"attached to appliance {self.id} (pid {record.pid}) in "
+                      f"{time.monotonic() - started:.2f} s")
 
     def _adopt(self, record: RuntimeRecord) -> None:
         """Make *record*'s running layout this appliance's definition (images checked
@@ -379,7 +463,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
     def _new_backend(self, image: ApplianceImage, accel: str) -> Backend:
         spec = VMSpec(image=image, accel=accel, qemu=self.qemu_binary,
                       memory_mb=self.memory_mb, tcg_cache_mib=self.tcg_cache_mib,
-                      max_vcpus=self._vcpus.max_vcpus, appliance_id=self.id)
+                      max_vcpus=self._vcpus.max_vcpus, appliance_id=self.id,
+                      detached=self.detached)
         return backends.create(self.backend, self.uri, spec)
 
     def _start_vm(self, image: ApplianceImage, fresh: bool) -> None:
@@ -499,7 +584,10 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             finalizer()
             raise
         self._backend, self._agent = backend, agent
-        self._finalizer = finalizer
+        if self.detached:
+            finalizer.detach()  # it outlives this object and this process
+        else:
+            self._finalizer = finalizer
         self._state = ApplianceState.RUNNING
 
     def shutdown(self) -> None:
@@ -557,9 +645,10 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         with contextlib.suppress(OSError, GuestslotsError):
             runtime.remove(self.id)
 
-    def _update_runtime(self) -> None:
-        """Rewrite the runtime record (see :mod:`guestslots.model.runtime`); a record
-        that cannot be written is a warning, not the change's failure."""
+    def _update_runtime(self, held: bool = True) -> None:
+        """Rewrite the runtime record (see :mod:`guestslots.model.runtime`), held by this
+        process (or by none: *held* False); a record that cannot be written is a
+        warning, not the change's failure."""
         backend = self._backend
         if backend is None or not self._started:  # launching: written once it is up
             return
@@ -574,16 +663,19 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                        self._identities.get(slot.index) if slot.drive else None,
                        slot.drive.chain if slot.drive else ())
             for slot in self._table)
+        info = backend.runtime_info()
         record = RuntimeRecord(
             id=self.id, backend=self.backend, pid=backend.pid, started=self._started,
             updated=time.time(), workdir=backend.workdir or "",
-            layout_key=self._layout_key, owner=_owner_record(os.getpid()),
+            layout_key=self._layout_key, owner=_owner_record(os.getpid()) if held else {},
             slots=slots, vcpus_max=self._vcpus.max_vcpus,
             vcpus_plugged=tuple(sorted(self._vcpus.live)),
             nics=tuple(NicRecord(n.slot, n.device_id, n.network, n.mac, n.address, n.gateway,
                                  n.tap) for n in self._nics.listed(True)),
             memory_mb=self.memory_mb, diskset=tuple(self._diskset.list()),
-            **backend.runtime_info())
+            detached=self.detached, qmp_socket=info.get("qmp_socket", ""),
+            agent_socket=info.get("agent_socket", ""), uri=info.get("uri", ""),
+            domain=info.get("domain", ""))
         self._record = record
         try:
             runtime.write(record)
@@ -1448,17 +1540,68 @@ def relaunch(appliance: str | os.PathLike[str], **options: Any) -> Appliance:
     that is truncated, of a newer schema, or names changed images: a clear
     :class:`RuntimeRecordError`, and nothing is launched.
     """
-    text = os.fspath(appliance)
-    is_id = os.sep not in text and not text.endswith(".json")
-    path = runtime.record_path(text) if is_id else Path(text)
+    path = _record_path(appliance)
     record = runtime.read(path)
     if runtime.vm_alive(record):
+        hint = "guestslots.attach it" if record.detached else "use it"
         raise RuntimeRecordError(str(path), f"appliance {record.id} is still running "
-                                 f"(pid {record.pid}): use it, or `guestslots stop "
+                                 f"(pid {record.pid}): {hint}, or `guestslots stop "
                                  f"{record.id}` first")
     uri = (record.uri or None) if record.backend == "libvirt" else None
+    options.setdefault("detached", record.detached)
     app = Appliance(record.backend, uri=uri, memory_mb=record.memory_mb,
                     max_vcpus=record.vcpus_max, **options)
     app._adopt(record)
     app.launch()
+    return app
+
+
+def _record_path(appliance: str | os.PathLike[str]) -> Path:
+    """The runtime record of *appliance*: an id (``guestslots ps``), or a record's path."""
+    text = os.fspath(appliance)
+    is_id = os.sep not in text and not text.endswith(".json")
+    return runtime.record_path(text) if is_id else Path(text)
+
+
+def attach(appliance: str | os.PathLike[str], *, timeout: float = 10.0,
+           **options: Any) -> Appliance:
+    """Take over a running detached appliance (``Appliance(detached=True)``) from
+    another process: *appliance* is its id (``guestslots ps``) or its runtime record's
+    path.
+
+    The returned :class:`Appliance` is the same appliance, running: its slots,
+    mounts, page cache, vCPUs, NICs and disk set, with the same API; its runtime
+    record names this process as the one that holds it.  It stays detached:
+    :meth:`Appliance.disconnect` (or this process's exit) leaves it for the next,
+    :meth:`Appliance.shutdown` stops it.  *options* are :class:`Appliance`'s
+    (``call_timeout``, ``progress``...).  Refused with :class:`RuntimeRecordError`,
+    changing nothing: an appliance that is not detached (only its owner uses it),
+    whose QEMU is gone (see :func:`relaunch`), or that a living process holds (it
+    must exit or disconnect first).  QEMU connects to this process within a second
+    (*timeout* bounds the wait).
+    """
+    path = _record_path(appliance)
+    record = runtime.read(path)
+    where = str(path)
+    if record.backend != "qemu" or not record.detached:
+        raise RuntimeRecordError(where, f"appliance {record.id} is not detached: only the "
+                                 "process that launched it uses it")
+    if not runtime.vm_alive(record) or record.pid is None:
+        raise RuntimeRecordError(where, f"appliance {record.id}'s QEMU is gone: "
+                                 "guestslots.relaunch brings its layout back")
+    if record.owner:
+        holder = owner.Owner(**record.owner)
+        if holder.pid == os.getpid() and holder.alive():
+            raise RuntimeRecordError(where, f"this process holds appliance {record.id} "
+                                     "already: use its Appliance object")
+        if holder.alive():
+            raise RuntimeRecordError(where, f"appliance {record.id} is held by process "
+                                     f"{holder.pid}: it must disconnect() or exit first")
+    for name in ("backend", "uri", "max_vcpus", "memory_mb", "detached"):
+        if name in options:
+            raise TypeError(f"attach: {name} comes from the running appliance, not from "
+                            "the caller")
+    app = Appliance("qemu", memory_mb=record.memory_mb, max_vcpus=record.vcpus_max,
+                    detached=True, **options)
+    app._attach(record, timeout)
     return app

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .appliance import Appliance
+from .appliance import Appliance, ApplianceState, attach
 from .commands import UsageError, format_result, lookup
 from .copyout import copy_out
 from .errors import GuestslotsError
@@ -227,15 +227,30 @@ def _copy_in(app: Appliance, local: Path, remotedir: str) -> None:
 
 def cmd_call(args: argparse.Namespace) -> int:
     command = lookup(args.command)
+    if args.attach:
+        if args.add or args.mount or args.inspector:
+            raise UsageError("--attach works on the appliance as it is: no -a, -m or -i "
+                             "with it")
+        app = attach(args.attach, progress=_progress())
+        try:
+            _print_result(command.call(app, args.arguments))
+        finally:
+            if app.state is ApplianceState.RUNNING:
+                app.disconnect()  # it runs on, for the next call
+        return 0
     with open_appliance([(image, args.format) for image in args.add], readonly=not args.rw,
                         mounts=args.mount, inspector=args.inspector, plain_filesystem=True,
                         launch=True, accel=args.accel, progress=_progress()) as app:
-        text = format_result(command.call(app, args.arguments))
-        if isinstance(text, bytes):
-            sys.stdout.buffer.write(text)
-        elif text:
-            print(text, end="" if text.endswith("\n") else "\n")
+        _print_result(command.call(app, args.arguments))
     return 0
+
+
+def _print_result(result: object) -> None:
+    text = format_result(result)
+    if isinstance(text, bytes):
+        sys.stdout.buffer.write(text)
+    elif text:
+        print(text, end="" if text.endswith("\n") else "\n")
 
 
 def cmd_build_appliance(args: argparse.Namespace) -> int:
@@ -335,7 +350,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             print(f"{PROG}: ps: {record}", file=sys.stderr)
             continue
         try:
-            owner_alive = Owner(**record.owner).alive()
+            owner_alive = Owner(**record.owner).alive() if record.owner else None
         except TypeError:
             owner_alive = None
         full = sum(1 for s in record.slots if s.state == "filled")
@@ -344,7 +359,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
             "running": runtime.vm_alive(record), "slots": f"{full}/{len(record.slots)}",
             "vcpus": f"{len(record.vcpus_plugged)}/{record.vcpus_max}",
             "age_s": round(time.time() - record.started, 1),
-            "owner_alive": owner_alive, "record": str(path),
+            "owner_alive": owner_alive, "detached": record.detached,
+            "held": bool(record.owner) and owner_alive is True, "record": str(path),
         })
     if args.json:
         for row in rows:
@@ -354,6 +370,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
           f"{'AGE':>8} OWNER")
     for row in rows:
         owner = {True: "alive", False: "dead", None: "?"}[row["owner_alive"]]  # type: ignore[index]
+        if row["detached"]:
+            owner = f"detached, {'held by a process' if row['held'] else 'free to attach'}"
         print(f"{row['id']:10} {row['backend']:8} {row['pid'] or '-':>8} "
               f"{'yes' if row['running'] else 'no':8} {row['slots']:>7} {row['vcpus']:>6} "
               f"{row['age_s']:>7.0f}s {owner}")
@@ -452,6 +470,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("paths", nargs="+", metavar="LOCAL... REMOTEDIR")
     s.set_defaults(func=cmd_copy_in)
     s = sub.add_parser("call", help="run one shell command (see guestslots-fish help)")
+    s.add_argument("--attach", metavar="ID", help="on the running detached appliance ID "
+                   "(guestslots ps), left running after: `guestslots call --attach ID "
+                   "diskset-add 2`")
     s.add_argument("-a", "--add", action="append", default=[], metavar="IMAGE")
     s.add_argument("-m", "--mount", action="append", default=[], metavar="DEV[:MOUNTPOINT]")
     s.add_argument("-i", "--inspector", action="store_true")

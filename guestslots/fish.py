@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from .appliance import Appliance, ApplianceState
+from .appliance import Appliance, ApplianceState, attach
 from .commands import (
     COMMANDS,
     DEVICE_PARAMS,
@@ -290,6 +290,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--slots", type=int, default=0, metavar="N",
                    help="reserve N empty slots after the images, for hotplug")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
+    p.add_argument("--attach", metavar="ID",
+                   help="work on a running detached appliance (guestslots ps) instead of a "
+                        "new one; it runs on after the shell ends unless `shutdown` is run")
     p.add_argument("commands", nargs=argparse.REMAINDER,
                    help="commands to run, separated by ':'")
     return p
@@ -306,9 +309,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = (lambda m: print(m, file=sys.stderr)) if sys.stderr.isatty() else None
     try:
         prepared = [parse_prepared(text, n) for n, text in enumerate(args.new, 1)]
-        app = open_appliance(args.images, readonly=not args.rw, slots=args.slots,
-                             mounts=args.mount, inspector=args.inspector, accel=args.accel,
-                             progress=progress, prepared=prepared)
+        if args.attach and (args.images or prepared or args.slots or args.mount
+                            or args.inspector):
+            print(f"{PROG}: --attach works on the appliance as it is: no -a, -N, --slots, "
+                  "-m or -i with it (hotplug and mount in the shell)", file=sys.stderr)
+            return 2
+        if args.attach:
+            app = attach(args.attach, progress=progress)
+        else:
+            app = open_appliance(args.images, readonly=not args.rw, slots=args.slots,
+                                 mounts=args.mount, inspector=args.inspector,
+                                 accel=args.accel, progress=progress, prepared=prepared)
     except GuestslotsError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
@@ -341,7 +352,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fish.intro = ""
         return 0
     finally:
-        app.shutdown()
+        if args.attach and app.state is ApplianceState.RUNNING:
+            app.disconnect()  # it was running before: it runs on
+        else:
+            app.shutdown()
 
 
 if __name__ == "__main__":

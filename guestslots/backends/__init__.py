@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..errors import QemuError
 from ..host.build import ApplianceImage
@@ -54,6 +54,22 @@ class VMSpec:
     max_vcpus: int = 1
     #: The appliance's id, in every device id (:mod:`guestslots.model.ids`).
     appliance_id: str = "0"
+    #: The VM outlives its caller, who may leave it to another process (QEMU backend).
+    detached: bool = False
+
+
+@runtime_checkable
+class Detachable(Protocol):
+    """A backend whose VM can outlive its caller (``VMSpec.detached``) and be taken
+    over by another process."""
+
+    def adopt(self, pid: int, workdir: str, qmp_socket: str, agent_socket: str,
+              timeout: float) -> tuple[socket.socket, str]:
+        """Take over the running detached VM *pid* (as its runtime record describes it);
+        return the agent channel and the accelerator it uses."""
+
+    def release(self) -> None:
+        """Close this process's connections to the VM and leave it running."""
 
 
 class Backend(Protocol):

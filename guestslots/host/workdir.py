@@ -1,10 +1,13 @@
 """Per-appliance work directories, and the clean-up of those whose owner died.
 
 An appliance keeps its sockets, overlays and console log in a directory
-``$TMPDIR/guestslots-*``.  Its owner holds an exclusive ``flock`` on the file
+``$TMPDIR/guestslots-*``.  Its owner holds a shared ``flock`` on the file
 ``lock`` in it for as long as it lives; the kernel drops the lock when the
-owner dies, however it dies (SIGKILL included).  A directory with a ``lock``
-that nobody holds is therefore left over, and the next launch removes it.  The
+owner dies, however it dies (SIGKILL included).  Others may hold it too: the
+QEMU of a detached appliance inherits it (so the directory lives as long as that
+QEMU), and a process that attaches to it takes it as well (:meth:`WorkDir.join`).
+A directory with a ``lock`` that nobody holds is therefore left over (the clean-up
+takes it exclusively), and the next launch removes it.  The
 lock is taken before the directory gets its public name (it is made under a
 hidden name and renamed), so no launch can ever see, and remove, a directory
 being set up; a directory without a ``lock`` (an older guestslots's, perhaps
@@ -38,9 +41,34 @@ class WorkDir:
         staging = tempfile.mkdtemp(prefix=f".{prefix}", dir=parent)
         self._fd = os.open(os.path.join(staging, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                            0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        fcntl.flock(self._fd, fcntl.LOCK_SH)
         self.path = os.path.join(parent, os.path.basename(staging)[1:])
         os.rename(staging, self.path)
+
+    @classmethod
+    def join(cls, path: str) -> WorkDir:
+        """The existing work directory *path* of a running appliance, held by this
+        process too from now on (OSError if it has no lock or is being removed)."""
+        self = cls.__new__(cls)
+        self.path = path
+        self._fd = os.open(os.path.join(path, LOCK), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._fd)
+            raise
+        return self
+
+    def release(self) -> None:
+        """Let go of the directory, leaving it (for the others that hold it)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    @property
+    def lock_fd(self) -> int:
+        """The descriptor holding the lock: a process that inherits it holds it too."""
+        return self._fd
 
     def remove(self) -> None:
         """Delete the directory and release it (idempotent)."""

@@ -8,11 +8,12 @@ path, format, read-only, overlay, label, serial), its vCPUs and its NICs.  Versi
 a record of a newer schema, a truncated one or one that is not a record is a
 :class:`RuntimeRecordError` that says which, never a guess.
 
-Schema 4 (every key always present; schema 3 had no slot ``chain``, schema 2 no
-``diskset``, schema 1 no ``nics``, ``memory_mb`` or slot ``identity``)::
+Schema 5 (every key always present; schema 4 had no ``detached``, schema 3 no slot
+``chain``, schema 2 no ``diskset``, schema 1 no ``nics``, ``memory_mb`` or slot
+``identity``)::
 
-    {"schema": 4, "id": "9f2c41d7", "backend": "qemu", "uri": "", "domain": "",
-     "pid": 12345, "memory_mb": 512,
+    {"schema": 5, "id": "9f2c41d7", "backend": "qemu", "uri": "", "domain": "",
+     "pid": 12345, "memory_mb": 512, "detached": false,
      "owner": {"host": ..., "boot_id": ..., "pid": ..., "start": ...},
      "started": 1796120000.5, "updated": 1796120003.1, "workdir": "/tmp/guestslots-x",
      "qmp_socket": ".../qmp.sock", "agent_socket": ".../agent.sock", "layout_key": "...",
@@ -29,7 +30,9 @@ Schema 4 (every key always present; schema 3 had no slot ``chain``, schema 2 no
 ``diskset`` is the appliance's disk set (:mod:`guestslots.model.disksets`): the
 indices of the selected slots.  A slot's ``chain`` lists the external snapshot
 overlays its disk runs on (oldest first; the guest writes to the last), made by
-``Appliance.snapshot``: the image itself is as it was at the first.
+``Appliance.snapshot``: the image itself is as it was at the first.  A ``detached``
+appliance outlives its owner (``Appliance(detached=True)``); its ``owner`` is the
+process attached to it now, ``{}`` while none is (``guestslots.attach`` takes it).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from typing import Any
 from ..errors import GuestslotsError
 
 #: The schema this version writes and reads.
-SCHEMA = 4
+SCHEMA = 5
 
 
 class RuntimeRecordError(GuestslotsError):
@@ -108,6 +111,7 @@ class RuntimeRecord:
     nics: tuple[NicRecord, ...] = ()
     memory_mb: int = 512
     diskset: tuple[int, ...] = ()
+    detached: bool = False
 
     def to_json(self) -> str:
         """The record's document (schema :data:`SCHEMA`)."""
@@ -158,6 +162,7 @@ class RuntimeRecord:
                 memory_mb=_typed(doc, "memory_mb", int) if schema >= 2 else 512,
                 diskset=tuple(_index(i) for i in _typed(doc, "diskset", list))
                 if schema >= 3 else (),
+                detached=_typed(doc, "detached", bool) if schema >= 5 else False,
             )
         except (KeyError, TypeError) as e:
             raise RuntimeRecordError(where, f"incomplete or malformed ({e})") from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from guestslots.backends.qemu.qmpargs import (
     MachineConfig,
     blockdev_add_args,
@@ -113,3 +115,17 @@ def test_a_snapshot_chain_is_opened_layer_on_layer_by_node() -> None:
     ]
     assert all(a["driver"] == "qcow2" and "read-only" not in a for a in layers)
     assert chain_add_args(4, DriveSpec("/i/a.img", "raw", False), owner="ab") == []
+
+
+def test_a_detached_qemu_serves_the_sockets_it_is_handed_and_keeps_the_layout() -> None:
+    cfg = MachineConfig(qemu="qemu", accel="tcg", kernel="/k", initrd="/i", root_overlay="/w/r",
+                        qmp_socket="/w/q", agent_socket="/w/a", console_log="/w/c")
+    attached = qemu_command(cfg)
+    assert "socket,id=qmp,path=/w/q" in attached and "socket,id=agent,path=/w/a" in attached
+    served = qemu_command(dataclasses.replace(cfg, detached=True), listening=(7, 9))
+    assert "socket,id=qmp,fd=7,server=on,wait=off" in served
+    assert "socket,id=agent,fd=9,server=on,wait=off" in served
+    assert not any("/w/q" in arg or "/w/a" in arg for arg in served)
+    # a state saved by either restores into the other: the guest sees the same machine
+    assert layout_key_command(dataclasses.replace(cfg, detached=True)) == \
+        layout_key_command(cfg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -31,6 +32,16 @@ def test_a_record_reads_back_as_written() -> None:
     assert doc["slots"][0]["device_id"] == "slot0"
     assert doc["diskset"] == [0]
     assert RuntimeRecord.from_json(text) == record()
+
+
+def test_a_detached_appliance_is_recorded_so_and_older_records_are_not() -> None:
+    detached = dataclasses.replace(record(), detached=True, owner={})
+    doc = json.loads(detached.to_json())
+    assert doc["detached"] is True and doc["owner"] == {}
+    assert RuntimeRecord.from_json(detached.to_json()) == detached
+    assert RuntimeRecord.from_json(json.dumps({**doc, "schema": 4})).detached is False
+    with pytest.raises(RuntimeRecordError, match="detached is 'yes'"):
+        RuntimeRecord.from_json(json.dumps({**doc, "detached": "yes"}))
 
 
 def test_a_schema_2_record_has_an_empty_disk_set() -> None:
@@ -102,8 +113,6 @@ def test_a_recorded_image_is_checked_before_a_relaunch(tmp_path: Path) -> None:
 
 
 def test_a_slots_snapshot_chain_round_trips_and_older_records_have_none() -> None:
-    import dataclasses
-
     snapped = dataclasses.replace(record(), slots=(
         dataclasses.replace(record().slots[0], chain=("/img.s1.qcow2", "/img.s2.qcow2")),
         record().slots[1]))

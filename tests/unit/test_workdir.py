@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from guestslots.host.workdir import WorkDir, remove_stale
 
 
@@ -32,3 +34,19 @@ def test_a_directory_being_made_is_never_seen_under_its_public_name(tmp_path: Pa
     made = WorkDir(str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == [os.path.basename(made.path)]
     made.remove()
+
+
+def test_a_directory_lives_while_anyone_holds_it(tmp_path: Path) -> None:
+    """A detached QEMU inherits the lock, an attaching process joins it: the
+    directory is stale only once every holder is gone."""
+    made = WorkDir(str(tmp_path))
+    joined = WorkDir.join(made.path)
+    inherited = os.dup(made.lock_fd)  # as QEMU inherits it: the same open file
+    made.release()
+    assert remove_stale(str(tmp_path)) == [] and os.path.isdir(made.path)
+    joined.release()
+    assert remove_stale(str(tmp_path)) == [] and os.path.isdir(made.path)
+    os.close(inherited)
+    assert remove_stale(str(tmp_path)) == [made.path]
+    with pytest.raises(OSError):
+        WorkDir.join(made.path)  # gone

@@ -87,6 +87,7 @@ class QemuBackend:
             tcg_cache_mib=self.spec.tcg_cache_mib,
             memory_file=memory_file,
             memory_shared=memory_shared,
+            detached=self.spec.detached,
         )
 
     def layout_key(self) -> str:
@@ -132,7 +133,7 @@ class QemuBackend:
             self.kill()
             raise LaunchError(f"cannot create the root overlay: {e}") from None
         self.machine = QemuMachine(cfg, Path(workdir), incoming=restore_from is not None,
-                                   owner=self.spec.appliance_id)
+                                   owner=self.spec.appliance_id, hold_fds=self._hold())
         try:
             sock = self.machine.start(timeout=30)
             if restore_from is not None:
@@ -149,6 +150,58 @@ class QemuBackend:
             self.kill()
             raise
         return sock
+
+    def _hold(self) -> tuple[int, ...]:
+        """What QEMU inherits: for a detached appliance, the work directory's lock, so
+        that the directory is not cleaned up while QEMU runs."""
+        if not self.spec.detached or self._workdir is None:
+            return ()
+        return (self._workdir.lock_fd,)
+
+    def adopt(self, pid: int, workdir: str, qmp_socket: str, agent_socket: str,
+              timeout: float) -> tuple[socket.socket, str]:
+        """Take over the detached appliance QEMU *pid* runs (its work directory and
+        sockets as its runtime record gives them): see :meth:`.QemuMachine.adopt`.
+        Returns the agent channel and the accelerator QEMU uses; :class:`LaunchError`
+        if it cannot be had."""
+        try:
+            self._workdir = workdirs.WorkDir.join(workdir)
+        except OSError as e:
+            raise LaunchError(f"the work directory {workdir} of QEMU (pid {pid}) cannot be "
+                              f"held: {e.strerror or e}") from None
+        stem = os.path.basename(qmp_socket).removesuffix(".sock")  # qmp, or qmp-N (migrated)
+        gen = stem.partition("-")[2]
+        self._generation = int(gen) if gen.isdigit() else 0
+        cfg = replace(self._config(workdir), qmp_socket=qmp_socket, agent_socket=agent_socket,
+                      console_log=os.path.join(workdir, f"console{'-' + gen if gen else ''}.log"))
+        machine = QemuMachine(cfg, Path(workdir), owner=self.spec.appliance_id,
+                              log_name=f"qemu{'-' + gen if gen else ''}.log")
+        try:
+            sock = machine.adopt(pid, timeout)
+            ram = machine.execute("qom-get", {"path": "/objects/ram0", "property": "mem-path"})
+            shared = machine.execute("qom-get", {"path": "/objects/ram0", "property": "share"})
+            kvm = machine.execute("query-kvm").get("enabled")
+        except BaseException:
+            machine.close()
+            self._workdir.release()
+            self._workdir = None
+            raise
+        self.spec = replace(self.spec, accel="kvm" if kvm else "tcg")
+        machine.cfg = replace(self._config(workdir, str(ram), bool(shared)),
+                              qmp_socket=cfg.qmp_socket, agent_socket=cfg.agent_socket,
+                              console_log=cfg.console_log)
+        self.machine = machine
+        return sock, self.spec.accel
+
+    def release(self) -> None:
+        """Let go of a detached appliance: close this process's connections to it and
+        its hold on the work directory; QEMU runs on, for the next process."""
+        if self.machine is not None:
+            self.machine.close()
+            self.machine = None
+        if self._workdir is not None:
+            self._workdir.release()
+            self._workdir = None
 
     def is_running(self) -> bool:
         return self.machine is not None and self.machine.is_running()
@@ -326,7 +379,7 @@ class QemuBackend:
         uri = params.uri or f"unix:{os.path.join(workdir, f'migrate-{gen}.sock')}"
         plan = qmp_plan(params.replace(uri=uri), {})
         dest = QemuMachine(cfg, Path(workdir), incoming=True, owner=self.spec.appliance_id,
-                           log_name=f"qemu-{gen}.log")
+                           log_name=f"qemu-{gen}.log", hold_fds=self._hold())
         sock: socket.socket | None = None
         try:
             sock = dest.start(timeout=30)

@@ -17,11 +17,14 @@ import concurrent.futures
 import contextlib
 import ctypes
 import logging
+import os
+import select
 import shlex
 import signal
 import socket
+import subprocess
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,6 +61,45 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+class Detached:
+    """A detached QEMU process, with what :class:`QemuMachine` uses of
+    ``asyncio.subprocess.Process``: one this process started (*child*; asyncio's
+    child watcher is not told of it, as it may outlive the event loop), or one it
+    attached to (its exit status is not this process's to know: -1 once gone)."""
+
+    def __init__(self, pid: int, child: subprocess.Popen[bytes] | None = None) -> None:
+        self.pid = pid
+        self._child = child
+        self._pidfd = os.pidfd_open(pid)
+
+    @property
+    def returncode(self) -> int | None:
+        if self._child is not None:
+            return self._child.poll()
+        ready, _, _ = select.select([self._pidfd], [], [], 0)
+        return -1 if ready else None
+
+    async def wait(self) -> int:
+        if self.returncode is None:
+            loop = asyncio.get_running_loop()
+            gone: asyncio.Future[None] = loop.create_future()
+
+            def exited() -> None:
+                if not gone.done():
+                    gone.set_result(None)
+
+            loop.add_reader(self._pidfd, exited)
+            try:
+                await gone
+            finally:
+                loop.remove_reader(self._pidfd)
+        code = self.returncode
+        return -1 if code is None else code
+
+    def kill(self) -> None:
+        signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+
 def tail(path: Path, lines: int = 25) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -77,11 +119,13 @@ class QemuMachine:
     """A running QEMU: its process, its QMP session, and the agent socket it connected."""
 
     def __init__(self, cfg: MachineConfig, workdir: Path, incoming: bool = False,
-                 owner: str = "0", log_name: str = "qemu.log") -> None:
+                 owner: str = "0", log_name: str = "qemu.log",
+                 hold_fds: tuple[int, ...] = ()) -> None:
         self.cfg = cfg
         #: The appliance id in every device id (:mod:`guestslots.model.ids`).
         self.owner = owner
         self.workdir = workdir
+        self.incoming = incoming
         self.command = qemu_command(cfg, incoming)
         self.qemu_log = workdir / log_name
         self._loop = asyncio.new_event_loop()
@@ -89,7 +133,9 @@ class QemuMachine:
             target=self._loop.run_forever, name="guestslots-qemu", daemon=True
         )
         self._thread.start()
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: asyncio.subprocess.Process | Detached | None = None
+        #: Descriptors QEMU inherits (the work directory's lock, for a detached QEMU).
+        self.hold_fds = hold_fds
         self._qmp = QMPClient("guestslots")
         # The default listener keeps every event forever and cannot be removed:
         # make it accept none; calls that wait for an event register their own.
@@ -145,14 +191,19 @@ class QemuMachine:
     def start(self, timeout: float = 30.0) -> socket.socket:
         """Start QEMU, accept its QMP and agent connections; return the agent socket.
 
-        On any failure QEMU is killed and :class:`LaunchError` says why, with
-        QEMU's exit status, command line and log tail.
+        A detached QEMU (``cfg.detached``) is handed the two sockets listening instead
+        and serves them: this process connects to them as any later one does.  On any
+        failure QEMU is killed and :class:`LaunchError` says why, with QEMU's exit
+        status, command line and log tail.
         """
+        if self.cfg.detached:
+            return self._start_detached(timeout)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(self.cfg.agent_socket)
             listener.listen(1)
-            self._run(self._start(timeout))
+            self._run(self._start(timeout, self._qmp.start_server(self.cfg.qmp_socket),
+                                  self._qmp.accept))
             # QEMU opened its chardevs before it served QMP: the agent
             # connection is already waiting in the backlog.
             listener.settimeout(timeout)
@@ -168,23 +219,67 @@ class QemuMachine:
         finally:
             listener.close()
 
-    async def _start(self, timeout: float) -> None:
-        await self._qmp.start_server(self.cfg.qmp_socket)
+    def _start_detached(self, timeout: float) -> socket.socket:
+        listeners = []
+        try:
+            for path in (self.cfg.qmp_socket, self.cfg.agent_socket):
+                listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                listeners.append(listener)
+                listener.bind(path)
+                listener.listen(1)
+            fds = (listeners[0].fileno(), listeners[1].fileno())
+            self.command = qemu_command(self.cfg, self.incoming, listening=fds)
+            self.hold_fds = (*self.hold_fds, *fds)
+            self._run(self._start(timeout, None, self._connect_qmp))
+            return self._connect_agent(timeout)
+        except BaseException:
+            self.kill()
+            raise
+        finally:
+            for listener in listeners:  # QEMU has them now
+                listener.close()
+
+    async def _connect_qmp(self) -> None:
+        await self._qmp.connect(self.cfg.qmp_socket)
+
+    def _connect_agent(self, timeout: float) -> socket.socket:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.settimeout(timeout)
+        try:
+            conn.connect(self.cfg.agent_socket)
+        except OSError as e:
+            conn.close()
+            raise self.error(f"cannot connect to the agent channel: {e}", LaunchError) \
+                from None
+        conn.settimeout(None)
+        self.agent_sock = conn
+        return conn
+
+    async def _start(self, timeout: float, listen: Awaitable[None] | None,
+                     connect: Callable[[], Awaitable[None]]) -> None:
+        if listen is not None:
+            await listen
         log.debug("starting %s", shlex.join(self.command))
         with open(self.qemu_log, "wb") as logf:
             try:
-                self._proc = await asyncio.create_subprocess_exec(
-                    *self.command,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=logf,
-                    stderr=logf,
-                    preexec_fn=_die_with_parent,
-                )
+                if self.cfg.detached:  # outlives this process, in a session of its own
+                    child = subprocess.Popen(self.command, stdin=subprocess.DEVNULL,
+                                             stdout=logf, stderr=logf, start_new_session=True,
+                                             pass_fds=self.hold_fds)
+                    self._proc = Detached(child.pid, child)
+                else:
+                    self._proc = await asyncio.create_subprocess_exec(
+                        *self.command,
+                        stdin=asyncio.subprocess.DEVNULL,
+                        stdout=logf,
+                        stderr=logf,
+                        preexec_fn=_die_with_parent,
+                    )
             except OSError as e:
                 raise LaunchError(
                     f"cannot run {self.command[0]}: {e.strerror}", command=self.command
                 ) from None
-        accept = asyncio.ensure_future(self._qmp.accept())
+        accept = asyncio.ensure_future(connect())
         died = asyncio.ensure_future(self._proc.wait())
         done, _ = await asyncio.wait(
             {accept, died}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
@@ -198,6 +293,30 @@ class QemuMachine:
             raise self.error(f"QEMU did not connect to QMP in {timeout:g} s", LaunchError)
         died.cancel()
         accept.result()
+
+    def adopt(self, pid: int, timeout: float = 10.0) -> socket.socket:
+        """Take over detached QEMU *pid*, which another process started: connect to the
+        QMP and agent sockets it serves (one client at a time); return the agent
+        socket.  :class:`LaunchError` if it does not answer (gone, or another process
+        is connected)."""
+        try:
+            self._proc = Detached(pid)
+        except ProcessLookupError:
+            raise self.error(f"QEMU (pid {pid}) is gone", LaunchError) from None
+        try:
+            try:
+                self._run(self._qmp.connect(self.cfg.qmp_socket), timeout,
+                          "QEMU's QMP greeting")
+            except QemuTimeout:
+                raise self.error(f"QEMU (pid {pid}) did not greet on QMP in {timeout:g} s "
+                                 "(is another process attached?)", LaunchError) from None
+            except OSError as e:
+                raise self.error(f"cannot connect to QEMU (pid {pid}): {e}", LaunchError) \
+                    from None
+            return self._connect_agent(timeout)
+        except BaseException:
+            self.close()  # QEMU runs on: it is not this process's to stop
+            raise
 
     def wait_exit(self, timeout: float) -> int | None:
         """Wait up to *timeout* for QEMU to exit; return its status, or None."""

@@ -159,6 +159,11 @@ class MachineConfig:
     #: shares the pages none of them changed (the host's page cache holds them once).
     memory_file: str = ""
     memory_shared: bool = True
+    #: QEMU outlives its caller (``Appliance(detached=True)``): it is the server of its
+    #: QMP and agent sockets (listening sockets made by the caller and handed over,
+    #: so there is no race with QEMU creating them), and the next process that
+    #: attaches connects to them.
+    detached: bool = False
 
 
 def _opt(value: str) -> str:
@@ -168,16 +173,24 @@ def _opt(value: str) -> str:
 
 
 
-def qemu_command(cfg: MachineConfig, incoming: bool = False) -> list[str]:
+def qemu_command(cfg: MachineConfig, incoming: bool = False,
+                 listening: tuple[int, int] | None = None) -> list[str]:
     """The QEMU command line of an appliance: no slot disks (they are hotplugged).
 
     The root disk is virtio-blk (``/dev/vda``), outside the ``sdX`` namespace.
     QEMU connects to the QMP and agent sockets, which the host listens on
     first, so there is no race with QEMU creating them.  With *incoming*,
     QEMU waits for a saved state (``migrate-incoming``) instead of booting;
-    the devices are the same, as a restore requires.
+    the devices are the same, as a restore requires.  A detached QEMU is instead
+    given *listening*, the descriptors of the QMP and agent sockets, listening
+    already, and serves them (one client at a time).
     """
     append = KERNEL_CMDLINE + (" " + cfg.append_extra if cfg.append_extra else "")
+
+    def chardev(name: str, path: str) -> str:
+        if listening is None:
+            return f"socket,id={name},path={_opt(path)}"
+        return f"socket,id={name},fd={listening[name == 'agent']},server=on,wait=off"
     incoming_args = ["-incoming", "defer"] if incoming else []
     memory_args = [
         "-object",
@@ -212,7 +225,7 @@ def qemu_command(cfg: MachineConfig, incoming: bool = False) -> list[str]:
         "-serial",
         "chardev:console",
         "-chardev",
-        f"socket,id=qmp,path={_opt(cfg.qmp_socket)}",
+        chardev("qmp", cfg.qmp_socket),
         "-mon",
         "chardev=qmp,mode=control",
         "-device",
@@ -225,7 +238,7 @@ def qemu_command(cfg: MachineConfig, incoming: bool = False) -> list[str]:
         "-device",
         "virtio-serial-pci,id=vser0",
         "-chardev",
-        f"socket,id=agent,path={_opt(cfg.agent_socket)}",
+        chardev("agent", cfg.agent_socket),
         "-device",
         f"virtserialport,bus=vser0.0,chardev=agent,name={AGENT_PORT}",
         "-device",
@@ -236,7 +249,8 @@ def qemu_command(cfg: MachineConfig, incoming: bool = False) -> list[str]:
 
 def layout_key_command(cfg: MachineConfig) -> list[str]:
     """The command line with every per-instance path blanked: what a saved state depends on
-    (the RAM file's path and sharing differ between the saving and the restoring side)."""
+    (the RAM file's path and sharing differ between the saving and the restoring side;
+    a detached QEMU's sockets, handed over at start, are not on it either)."""
     blank = "@"
     return qemu_command(
         replace(cfg, root_overlay=blank, qmp_socket=blank, agent_socket=blank, console_log=blank,

@@ -1,0 +1,156 @@
+"""Detached appliances (issue 12, seed 001): an appliance that outlives the process that
+launched it, taken over by another process with the same API (guestslots.attach, the
+shell's --attach, ``guestslots call --attach``), mounts, page cache and all; one holder
+at a time; its work directory kept while its QEMU runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import guestslots
+from guestslots import Appliance, ApplianceState, StateError
+from guestslots.host import runtime, workdir
+from guestslots.model.runtime import RuntimeRecordError
+from guestslots.testing import testimages as images
+
+pytestmark = pytest.mark.integration
+
+QEMU_ONLY = pytest.mark.skipif((os.environ.get("GUESTSLOTS_BACKEND") or "qemu") != "qemu",
+                               reason="detached appliances are the QEMU backend's")
+
+#: A caller that launches a detached appliance, leaves it busy, and exits.
+LAUNCHER = """
+import sys, guestslots
+app = guestslots.Appliance(detached=True)
+app.add_drive("/dev/null")
+app.add_drive("/dev/null")
+app.launch()
+app.hotplug(0, sys.argv[1], readonly=False, label="data")
+app.diskset_add(0)
+app.mount("/dev/sda", "/")
+app.write("/cached", "only in the page cache\\n")
+print(app.id, app.pid, flush=True)
+"""
+
+#: A caller that attaches, says so, and waits (to be killed).
+HOLDER = """
+import sys, guestslots
+app = guestslots.attach(sys.argv[1])
+print(app.cat("/cached"), end="", flush=True)
+sys.stdin.read()
+"""
+
+
+def alive(pid: int) -> bool:
+    """Whether *pid* runs (a zombie, left for whoever reaps the orphan, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def python(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], input=stdin, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+@QEMU_ONLY
+def test_a_detached_appliance_outlives_its_caller_and_another_process_attaches(
+    tmp_path: Path,
+) -> None:
+    disk = images.ext4(tmp_path / "data.img", {"n": "data\n"}, size_mib=32)
+    other = images.ext4(tmp_path / "other.img", {"n": "other\n"})
+    launched = python(LAUNCHER, str(disk))
+    assert launched.returncode == 0, launched.stderr
+    ident, pid = launched.stdout.split()
+    qemu = int(pid)
+    try:
+        assert alive(qemu)  # its caller exited; it did not
+        record = runtime.read(runtime.record_path(ident))
+        assert record.detached and record.pid == qemu
+        # a launch's clean-up of dead callers' work directories leaves it: QEMU holds it
+        workdir.remove_stale()
+        assert os.path.isdir(record.workdir)
+        ps = cli("guestslots.cli", "ps")
+        assert any(line.startswith(ident) and line.endswith("detached, free to attach")
+                   for line in ps.stdout.splitlines()), ps.stdout  # its holder is gone
+
+        app = guestslots.attach(ident)
+        assert app.state is ApplianceState.RUNNING and app.pid == qemu and app.detached
+        assert app.cat("/cached") == "only in the page cache\n"  # the mount, the cache
+        assert app.slots()[0].path == str(disk) and app.list_disk_labels() == {
+            "data": "/dev/sda"}
+        assert app.diskset_list() == [0]
+        app.hotplug(1, other)
+        assert app.list_devices() == ["/dev/sda", "/dev/sdb"]
+        held = runtime.read(runtime.record_path(ident))
+        assert held.owner["pid"] == os.getpid() and held.slots[1].path == str(other)
+        assert any(line.startswith(ident) and line.endswith("detached, held by a process")
+                   for line in cli("guestslots.cli", "ps").stdout.splitlines())
+        with pytest.raises(RuntimeRecordError, match="this process holds"):
+            guestslots.attach(ident)
+        # moved into a new QEMU process by its new holder: still detached, still kept
+        app.migrate()
+        assert app.pid != qemu and not alive(qemu)
+        assert app.pid is not None
+        qemu = app.pid
+        assert runtime.read(runtime.record_path(ident)).pid == qemu
+
+        app.disconnect()
+        assert app.state.name == "DISCONNECTED" and alive(qemu)
+        assert runtime.read(runtime.record_path(ident)).owner == {}
+        with pytest.raises(StateError, match="running detached"):
+            app.launch()  # not a second appliance under the same id
+        # the CLI and the shell take it over and leave it running
+        called = cli("guestslots.cli", "call", "--attach", ident, "cat", "/cached")
+        assert called.returncode == 0 and called.stdout == "only in the page cache\n", \
+            called.stderr
+        shell = cli("guestslots.fish", "--attach", ident, stdin="write /by-the-shell yes\n"
+                    "list-devices\n")
+        assert shell.returncode == 0 and shell.stdout.split() == ["/dev/sda", "/dev/sdb"], \
+            shell.stderr
+        assert alive(qemu)
+
+        # a holder killed while it holds it: the next attach sees it died
+        holder = subprocess.Popen([sys.executable, "-c", HOLDER, ident], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "only in the page cache\n"
+        with pytest.raises(RuntimeRecordError, match=f"held by process {holder.pid}"):
+            guestslots.attach(ident)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        app = guestslots.attach(ident)
+        assert app.cat("/by-the-shell") == "yes"
+        app.shutdown()
+        assert not alive(qemu)
+        assert not runtime.record_path(ident).exists()
+        assert not os.path.exists(record.workdir)
+        with pytest.raises(RuntimeRecordError):
+            guestslots.attach(ident)  # nothing left to attach to
+    finally:
+        if alive(qemu):
+            os.kill(qemu, signal.SIGKILL)
+
+
+def test_only_a_detached_appliance_is_attached(app: Appliance) -> None:
+    with pytest.raises(RuntimeRecordError, match="is not detached"):
+        guestslots.attach(app.id)
+    with pytest.raises(StateError, match="disconnect"):
+        app.disconnect()
+    assert app.list_devices()  # still its caller's, and answering
+    if app.backend != "qemu":
+        with pytest.raises(ValueError, match="QEMU backend"):
+            Appliance(app.backend, detached=True)
