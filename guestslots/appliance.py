@@ -412,6 +412,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                     self._table.fill(slot.index, slot.drive, names[slot.index])
             self._identities = {s.index: s.identity for s in record.slots if s.path}
             self._vcpus.live = set(record.vcpus_plugged) | {0}
+            self._vcpu_unplugged = record.vcpu_unplugged
             self._nics.live = dict(self._nics.config)
             self._layout_key = record.layout_key
             self._started = record.started
@@ -673,7 +674,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             nics=tuple(NicRecord(n.slot, n.device_id, n.network, n.mac, n.address, n.gateway,
                                  n.tap) for n in self._nics.listed(True)),
             memory_mb=self.memory_mb, diskset=tuple(self._diskset.list()),
-            detached=self.detached, qmp_socket=info.get("qmp_socket", ""),
+            detached=self.detached, vcpu_unplugged=self._vcpu_unplugged,
+            qmp_socket=info.get("qmp_socket", ""),
             agent_socket=info.get("agent_socket", ""), uri=info.get("uri", ""),
             domain=info.get("domain", ""))
         self._record = record
@@ -1213,8 +1215,9 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         overlay's header names its backing file (for ``qemu-img commit`` and other
         tools), but QEMU is told its backing node and never opens a file a header
         names.  Only writable slots (a read-only or ``overlay=True`` slot's writes
-        are thrown away already).  QEMU backend; the runtime record lists each
-        slot's overlays."""
+        are thrown away already).  The runtime record lists each slot's overlays;
+        relaunch, migrate, save and restore carry them.  On libvirt, one disk-only
+        external ``snapshotCreateXML`` of exactly those disks."""
         with self._lock:
             backend, _ = self._running("snapshot")
             check_name(name)

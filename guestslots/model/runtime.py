@@ -13,7 +13,7 @@ Schema 5 (every key always present; schema 4 had no ``detached``, schema 3 no sl
 ``identity``)::
 
     {"schema": 5, "id": "9f2c41d7", "backend": "qemu", "uri": "", "domain": "",
-     "pid": 12345, "memory_mb": 512, "detached": false,
+     "pid": 12345, "memory_mb": 512, "detached": false, "vcpu_unplugged": false,
      "owner": {"host": ..., "boot_id": ..., "pid": ..., "start": ...},
      "started": 1796120000.5, "updated": 1796120003.1, "workdir": "/tmp/guestslots-x",
      "qmp_socket": ".../qmp.sock", "agent_socket": ".../agent.sock", "layout_key": "...",
@@ -33,6 +33,7 @@ overlays its disk runs on (oldest first; the guest writes to the last), made by
 ``Appliance.snapshot``: the image itself is as it was at the first.  A ``detached``
 appliance outlives its owner (``Appliance(detached=True)``); its ``owner`` is the
 process attached to it now, ``{}`` while none is (``guestslots.attach`` takes it).
+``vcpu_unplugged``: a vCPU was unplugged from this QEMU process.
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ class RuntimeRecord:
     memory_mb: int = 512
     diskset: tuple[int, ...] = ()
     detached: bool = False
+    #: A vCPU was unplugged from this QEMU process (QEMU 7.2 under TCG then cannot save
+    #: or migrate it): whoever attaches must know.
+    vcpu_unplugged: bool = False
 
     def to_json(self) -> str:
         """The record's document (schema :data:`SCHEMA`)."""
@@ -163,6 +167,7 @@ class RuntimeRecord:
                 diskset=tuple(_index(i) for i in _typed(doc, "diskset", list))
                 if schema >= 3 else (),
                 detached=_typed(doc, "detached", bool) if schema >= 5 else False,
+                vcpu_unplugged=_typed(doc, "vcpu_unplugged", bool) if schema >= 5 else False,
             )
         except (KeyError, TypeError) as e:
             raise RuntimeRecordError(where, f"incomplete or malformed ({e})") from None

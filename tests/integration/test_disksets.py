@@ -88,10 +88,6 @@ def test_a_snapshot_of_two_of_three_slots_keeps_exactly_their_images(
     app.hotplug(1, q, format="qcow2", readonly=False)
     app.hotplug(2, other, readonly=False)
     assert (app.diskset_add(0), app.diskset_add(1)) == (0, 0)
-    if app.backend != "qemu":
-        with pytest.raises(SnapshotError, match="cannot take snapshots"):
-            app.snapshot("s1")
-        return
     app.mount("/dev/sda", "/")
     app.mkdir("/q")
     app.mount("/dev/sdb", "/q")
@@ -147,12 +143,11 @@ def test_a_snapshot_of_two_of_three_slots_keeps_exactly_their_images(
 def test_a_disk_on_snapshot_overlays_migrates_saves_and_relaunches_on_them(
     tmp_path: Path,
 ) -> None:
-    """The slot's chain (image, then each overlay on the one below, by node) is built
-    again in every new process: migration, restore, relaunch after QEMU was killed.
-    Nothing written is lost on the way, the image and older overlays stay as they
-    were, and an overlay that is no longer the one guestslots made is refused."""
-    if (os.environ.get("GUESTSLOTS_BACKEND") or "qemu") != "qemu":
-        pytest.skip("snapshots are taken on the QEMU backend only")
+    """The slot's chain (image, then each overlay on the one below, by node; on libvirt
+    a declared backing chain) is built again in every new process: migration (QEMU
+    backend), restore, relaunch after QEMU was killed.  Nothing written is lost on the
+    way, the image and older overlays stay as they were, and an overlay that is no
+    longer the one guestslots made is refused."""
     disk = images.ext4(tmp_path / "disk.img", {"a": "before s1\n"}, size_mib=32)
     app = Appliance()
     try:
@@ -169,9 +164,10 @@ def test_a_disk_on_snapshot_overlays_migrates_saves_and_relaunches_on_them(
         app.sync()
         image, older = sha(disk), sha(Path(s1))
 
-        pid = app.pid
-        app.migrate()
-        assert app.pid != pid
+        if app.backend == "qemu":
+            pid = app.pid
+            app.migrate()
+            assert app.pid != pid
         assert [app.cat(f) for f in ("/a", "/b", "/c")] == ["before s1\n", "before s2\n",
                                                             "after s2\n"]
         app.write("/d", "after the migration\n")

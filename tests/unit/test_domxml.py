@@ -20,6 +20,7 @@ from guestslots.backends.libvirt.domxml import (
     owner_of,
     restore_xml,
     slot_alias,
+    snapshot_xml,
 )
 from guestslots.host.owner import Owner
 from guestslots.model.drives import DriveSpec
@@ -145,3 +146,29 @@ def test_libvirts_schema_accepts_the_export_backup() -> None:
     assert disks == {"sda": "yes", "sdab": "yes", "vda": "no", "sdb": "no"}
     target = document.find("disks/disk/target")
     assert target is not None and target.get("file") == "/o/a.img"
+
+
+def test_a_disk_on_snapshot_overlays_declares_its_whole_chain() -> None:
+    drive = DriveSpec("/i/a.img", "raw", False, chain=("/i/a.s1.qcow2", "/i/a.s2.qcow2"))
+    disk = etree.fromstring(disk_xml(2, drive, owner="ab").encode())
+    assert disk.find("driver").get("type") == "qcow2"  # type: ignore[union-attr]
+    assert disk.find("source").get("file") == "/i/a.s2.qcow2"  # type: ignore[union-attr]
+    chain = []
+    for backing in disk.iter("backingStore"):
+        fmt, source = backing.find("format"), backing.find("source")
+        if fmt is not None and source is not None:
+            chain.append((fmt.get("type"), source.get("file")))
+    assert chain == [("qcow2", "/i/a.s1.qcow2"), ("raw", "/i/a.img")]
+    assert disk.find("readonly") is None
+    # ending in an empty one: libvirt opens exactly these, nothing a header names
+    assert [b for b in disk.iter("backingStore") if len(b) == 0]
+
+
+def test_a_snapshot_takes_exactly_the_disks_asked_for() -> None:
+    xml = etree.fromstring(snapshot_xml("n1", [(1, "/i/b.n1.qcow2")], ["vda", "sda"]).encode())
+    assert xml.findtext("name") == "n1"
+    disks = {d.get("name"): d for d in xml.iterfind("disks/disk")}
+    assert disks["sdb"].get("snapshot") == "external"
+    assert disks["sdb"].find("source").get("file") == "/i/b.n1.qcow2"  # type: ignore[union-attr]
+    assert disks["sdb"].find("driver").get("type") == "qcow2"  # type: ignore[union-attr]
+    assert disks["vda"].get("snapshot") == disks["sda"].get("snapshot") == "no"

@@ -35,11 +35,12 @@ def test_a_record_reads_back_as_written() -> None:
 
 
 def test_a_detached_appliance_is_recorded_so_and_older_records_are_not() -> None:
-    detached = dataclasses.replace(record(), detached=True, owner={})
+    detached = dataclasses.replace(record(), detached=True, owner={}, vcpu_unplugged=True)
     doc = json.loads(detached.to_json())
     assert doc["detached"] is True and doc["owner"] == {}
     assert RuntimeRecord.from_json(detached.to_json()) == detached
-    assert RuntimeRecord.from_json(json.dumps({**doc, "schema": 4})).detached is False
+    older = RuntimeRecord.from_json(json.dumps({**doc, "schema": 4}))
+    assert (older.detached, older.vcpu_unplugged) == (False, False)
     with pytest.raises(RuntimeRecordError, match="detached is 'yes'"):
         RuntimeRecord.from_json(json.dumps({**doc, "detached": "yes"}))
 

@@ -161,7 +161,8 @@ def disk_xml(index: int, drive: DriveSpec, overlay: str | None = None, *, owner:
     empty ``<backingStore/>``), so libvirt opens no file the image names.  With
     *overlay* (a throwaway qcow2 made by the host), the guest sees the overlay
     and the image is its read-only backing; a read-only drive without one is
-    ``<readonly/>``.
+    ``<readonly/>``.  A drive on snapshot overlays (``drive.chain``) shows the
+    newest, on a declared chain of the older ones and the image.
     """
     serial = slot_serial(index, drive.label)
     if overlay is not None:
@@ -169,6 +170,13 @@ def disk_xml(index: int, drive: DriveSpec, overlay: str | None = None, *, owner:
             el("driver", name="qemu", type="qcow2", discard="unmap"),
             el("source", file=overlay),
             _backing_chain(((drive.path, drive.format),)),
+        ]
+    elif drive.chain:
+        below = [(path, "qcow2") for path in reversed(drive.chain[:-1])]
+        parts = [
+            el("driver", name="qemu", type="qcow2", discard="unmap"),
+            el("source", file=drive.chain[-1]),
+            _backing_chain((*below, (drive.path, drive.format))),
         ]
     else:
         driver = el("driver", name="qemu", type=drive.format)
@@ -185,6 +193,18 @@ def disk_xml(index: int, drive: DriveSpec, overlay: str | None = None, *, owner:
         parts.append(el("readonly"))
     disk = el("disk", *parts, type="file", device="disk")
     return etree.tostring(disk, pretty_print=True, encoding="unicode")
+
+
+def snapshot_xml(name: str, overlays: list[tuple[int, str]], others: list[str]) -> str:
+    """A disk-only ``<domainsnapshot>`` *name*: the disks of slots (index, overlay file,
+    made by the caller) go on those files; every disk named in *others* (target devs:
+    the root disk, the other slots) is left out."""
+    disks = [el("disk", el("driver", type="qcow2"), el("source", file=path),
+                name=f"sd{index_to_letters(index)}", snapshot="external", type="file")
+             for index, path in overlays]
+    disks += [el("disk", name=dev, snapshot="no") for dev in others]
+    snapshot = el("domainsnapshot", el("name", name), el("disks", *disks))
+    return etree.tostring(snapshot, pretty_print=True, encoding="unicode")
 
 
 def backup_xml(exports: list[tuple[int, str, str]], others: list[str]) -> str:
