@@ -1580,8 +1580,9 @@ def attach(appliance: str | os.PathLike[str], *, timeout: float = 10.0,
     (``call_timeout``, ``progress``...).  Refused with :class:`RuntimeRecordError`,
     changing nothing: an appliance that is not detached (only its owner uses it),
     whose QEMU is gone (see :func:`relaunch`), or that a living process holds (it
-    must exit or disconnect first).  QEMU connects to this process within a second
-    (*timeout* bounds the wait).
+    must exit or disconnect first).  *timeout* bounds the wait for QEMU's greeting.
+    As a context manager it is shut down at the end, as any :class:`Appliance`; call
+    ``disconnect()`` inside to leave it running.
     """
     path = _record_path(appliance)
     record = runtime.read(path)
