@@ -19,10 +19,13 @@ from ..errors import GuestslotsError
 MAX_VCPUS = 255
 
 #: Why the libvirt backend has no vCPU hotplug yet (measured here: libvirt 9.0, QEMU 7.2,
-#: TCG).
+#: TCG): QEMU removes the vCPU about a second after the guest offlined it, but sends no
+#: DEVICE_DELETED for it, and libvirt waits for exactly that event; its setVcpu times
+#: out and its domain keeps the vCPU enabled, so a later plug of that id fails.
 LIBVIRT_UNSUPPORTED = (
-    "the libvirt backend does not hotplug vCPUs yet: its vCPU unplug never completes "
-    "here (setVcpu times out and the guest does not eject the vCPU); use backend='qemu'")
+    "the libvirt backend does not hotplug vCPUs yet: libvirt 9.0 never learns that QEMU "
+    "7.2 removed an unplugged vCPU (QEMU sends no DEVICE_DELETED for it), so its domain "
+    "would keep a vCPU that is gone; use backend='qemu'")
 
 
 class VcpuError(GuestslotsError):

@@ -48,7 +48,7 @@ def main() -> None:
             runtime.write(record)
             writes.append(time.perf_counter() - started)
         with_record = cycle(app, image, args.rounds)
-        app._update_runtime = lambda: None  # type: ignore[method-assign]
+        app._update_runtime = lambda held=True: None  # type: ignore[method-assign]
         without = cycle(app, image, args.rounds)
     print(f"runtime record write alone (70 slots): {statistics.median(writes) * 1000:.2f} ms")
     print(f"hotplug {with_record[0] * 1000:.1f} ms with the record, {without[0] * 1000:.1f} "

@@ -263,9 +263,10 @@ class LibvirtBackend:
                     shutil.copyfile(directory / name, self._overlay_path(index))
                     moved[path] = self._overlay_path(index)
             for index, drive in drives.items():
-                if (alias is not None and not drive.throwaway and path != drive.path
+                top = drive.chain[-1] if drive.chain else drive.path  # what the guest sees
+                if (alias is not None and not drive.throwaway and path != top
                         and alias.get("name") == slot_alias(index, self.spec.appliance_id)):
-                    moved[path] = drive.path
+                    moved[path] = top
         return moved
 
     def is_running(self) -> bool:
