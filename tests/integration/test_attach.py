@@ -110,6 +110,11 @@ def test_a_detached_appliance_outlives_its_caller_and_another_process_attaches(
 
         app.disconnect()
         assert app.state.name == "DISCONNECTED" and alive(qemu)
+        # taking it and letting go again leaves nothing open in this process
+        fds = len(os.listdir("/proc/self/fd"))
+        for _ in range(3):
+            guestslots.attach(ident).disconnect()
+        assert len(os.listdir("/proc/self/fd")) == fds
         assert runtime.read(runtime.record_path(ident)).owner == {}
         with pytest.raises(StateError, match="running detached"):
             app.launch()  # not a second appliance under the same id

@@ -76,8 +76,16 @@ class Detached:
     def returncode(self) -> int | None:
         if self._child is not None:
             return self._child.poll()
+        if self._pidfd < 0:
+            return -1  # let go of (:meth:`close`): not this process's any more
         ready, _, _ = select.select([self._pidfd], [], [], 0)
         return -1 if ready else None
+
+    def close(self) -> None:
+        """Let go of the process (it runs on): close the descriptor that watched it."""
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
 
     async def wait(self) -> int:
         if self.returncode is None:
@@ -97,7 +105,8 @@ class Detached:
         return -1 if code is None else code
 
     def kill(self) -> None:
-        signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+        if self._pidfd >= 0:
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
 
 
 def tail(path: Path, lines: int = 25) -> str:
@@ -356,6 +365,8 @@ class QemuMachine:
         if self.agent_sock is not None:
             self.agent_sock.close()
             self.agent_sock = None
+        if isinstance(self._proc, Detached):
+            self._proc.close()
         if self._loop.is_closed():
             return
         with contextlib.suppress(Exception):
