@@ -798,6 +798,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 raise
         self._table.fill(index, drive, found["name"])
         self._identities[index] = identity
+        self._forget_inspection()
         self._update_runtime()
         self._report_volumes(index, found)
 
@@ -1410,6 +1411,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 agent.call("wait_disk", target=index, plugged=False, timeout=60)
             self._table.empty(index)
             self._identities.pop(index, None)
+            self._forget_inspection()
             self._left_diskset(index)
             self._update_runtime()
             if affect & CONFIG:

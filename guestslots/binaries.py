@@ -30,3 +30,22 @@ def elf_arch(header: bytes) -> str | None:
     if arch in ("ppc64", "mips64", "mips") and data == 1:
         arch += "le"
     return arch
+
+
+#: PE/COFF Machine -> libguestfs's name (what ``file`` reports, as libguestfs maps it).
+_PE_MACHINES = {0x14C: "i386", 0x8664: "x86_64", 0xAA64: "aarch64"}
+
+#: Where a PE header may start at most (``e_lfanew``), for reading a bounded head.
+PE_HEAD_BYTES = 4096
+
+
+def pe_arch(head: bytes) -> str | None:
+    """The architecture of the PE executable starting with *head* (its first
+    :data:`PE_HEAD_BYTES`), or None if it is not PE or of a machine not known here."""
+    if len(head) < 64 or head[:2] != b"MZ":
+        return None
+    (lfanew,) = struct.unpack_from("<I", head, 0x3C)
+    if lfanew + 6 > len(head) or head[lfanew:lfanew + 4] != b"PE\0\0":
+        return None
+    (machine,) = struct.unpack_from("<H", head, lfanew + 4)
+    return _PE_MACHINES.get(machine)

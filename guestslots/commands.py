@@ -58,11 +58,18 @@ CALLS = (
     "inspect_get_product_name", "inspect_get_major_version", "inspect_get_minor_version",
     "inspect_get_hostname", "inspect_get_package_format", "inspect_get_package_management",
     "inspect_get_osinfo", "inspect_get_mountpoints", "inspect_get_arch",
-    "inspect_list_applications",
+    "inspect_list_applications", "inspect_get_product_variant", "inspect_get_build_id",
+    "inspect_get_windows_systemroot", "inspect_get_windows_current_control_set",
+    "inspect_get_windows_software_hive", "inspect_get_windows_system_hive",
+    "inspect_get_drive_mappings",
+    # Windows registry hives (libguestfs's names)
+    "hivex_open", "hivex_close", "hivex_root", "hivex_node_name", "hivex_node_children",
+    "hivex_node_get_child", "hivex_node_parent", "hivex_node_values", "hivex_node_get_value",
+    "hivex_value_key", "hivex_value_type", "hivex_value_value", "hivex_value_string",
     # files
-    "ls", "stat", "lstat", "exists", "is_file", "is_dir", "readlink", "mkdir", "mkdir_p", "rm",
-    "rmdir", "read_file", "cat", "write", "pread", "pwrite", "download", "upload", "checksum",
-    "checksums_out",
+    "ls", "stat", "lstat", "exists", "is_file", "is_dir", "readlink", "case_sensitive_path",
+    "mkdir", "mkdir_p", "rm", "rmdir", "read_file", "cat", "write", "pread", "pwrite",
+    "download", "upload", "checksum", "checksums_out",
     # searching files (libguestfs's names)
     "find", "find0", "hexdump", "glob_expand", "grep", "egrep", "fgrep", "grepi", "egrepi",
     "fgrepi", "zgrep", "zegrep", "zfgrep", "zgrepi", "zegrepi", "zfgrepi", "head", "head_n",

@@ -1,19 +1,27 @@
-"""Finding operating systems on the slots' filesystems (Linux: os-release and fstab).
+"""Finding operating systems on the slots' filesystems, as libguestfs finds them
+(Linux: its release files and fstab; Windows: its system root and registry).
 
-The parsers are pure; :func:`inspect_os` drives an Appliance through its public
-calls, mounting each candidate filesystem read-only in turn.
+The parsers are pure (:mod:`.releases`, :mod:`.windows`); :func:`inspect_os` drives
+an Appliance through its public calls, mounting each candidate filesystem read-only
+in turn.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .binaries import ARCH_BINARIES, elf_arch
+from . import windows
+from .binaries import ARCH_BINARIES, PE_HEAD_BYTES, elf_arch, pe_arch
 from .errors import GuestslotsError, StateError
 from .model.names import canonical_volume, device_name, is_volume, parse_device
+from .packages import Application
 from .releases import RELEASE_FILES, detect, parse_os_release
 from .wire import BTRFSVOL
+
+log = logging.getLogger(__name__)
 
 
 class Guest(Protocol):
@@ -29,6 +37,14 @@ class Guest(Protocol):
     def is_dir(self, path: str, followsymlinks: bool = False) -> bool: ...
     def cat(self, path: str) -> str: ...
     def pread(self, path: str, count: int, offset: int) -> bytes: ...
+    def ls(self, directory: str) -> list[str]: ...
+    def case_sensitive_path(self, path: str) -> str: ...
+    def hivex_open(self, filename: str) -> None: ...
+    def hivex_close(self) -> None: ...
+    def hivex_root(self) -> int: ...
+    def hivex_node_get_child(self, nodeh: int, name: str) -> int: ...
+    def hivex_node_values_all(self, nodeh: int) -> dict[str, tuple[int, bytes]]: ...
+    def hivex_node_children_named(self, nodeh: int) -> dict[str, int]: ...
 
 #: Filesystem types never tried as a root.
 _NOT_ROOTS = frozenset({"unknown", "swap", "LVM2_member", "linux_raid_member", "crypto_LUKS"})
@@ -39,10 +55,12 @@ class OSInfo:
     """An operating system found on a root filesystem (device names are API names).
 
     ``type``, ``distro``, ``product_name``, ``major_version``, ``minor_version``,
-    ``package_format``, ``package_management`` and ``osinfo`` mean what libguestfs's
-    ``inspect_get_*`` calls of the same names return (``"unknown"`` / 0 where it
-    says so); ``name``, ``pretty_name`` and ``version`` are os-release's ``NAME``,
-    ``PRETTY_NAME`` and ``VERSION_ID`` (empty without one).
+    ``package_format``, ``package_management``, ``osinfo``, ``product_variant``,
+    ``build_id``, ``windows_systemroot``, ``windows_current_control_set``,
+    ``windows_software_hive``, ``windows_system_hive`` and ``drive_mappings`` mean
+    what libguestfs's ``inspect_get_*`` calls of the same names return (``"unknown"``
+    / 0 / empty where it says so); ``name``, ``pretty_name`` and ``version`` are
+    os-release's ``NAME``, ``PRETTY_NAME`` and ``VERSION_ID`` (empty without one).
     """
 
     root: str
@@ -61,6 +79,14 @@ class OSInfo:
     arch: str = "unknown"
     #: Mount point -> device, from the root's /etc/fstab (the root itself as "/").
     mountpoints: dict[str, str] = field(default_factory=dict)
+    product_variant: str = "unknown"
+    build_id: str = ""
+    windows_systemroot: str = ""
+    windows_current_control_set: str = ""
+    windows_software_hive: str = ""
+    windows_system_hive: str = ""
+    #: Drive letter -> device (Windows: SYSTEM\MountedDevices).
+    drive_mappings: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -71,6 +97,12 @@ class OSInfo:
             "arch": self.arch,
             "hostname": self.hostname, "name": self.name, "pretty_name": self.pretty_name,
             "version": self.version, "mountpoints": dict(self.mountpoints),
+            "product_variant": self.product_variant, "build_id": self.build_id,
+            "windows_systemroot": self.windows_systemroot,
+            "windows_current_control_set": self.windows_current_control_set,
+            "windows_software_hive": self.windows_software_hive,
+            "windows_system_hive": self.windows_system_hive,
+            "drive_mappings": dict(self.drive_mappings),
         }
 
 
@@ -142,10 +174,11 @@ def inspect_os(app: Guest) -> list[OSInfo]:
     filesystems = app.list_filesystems()
     by_uuid: dict[str, str] = {}
     by_label: dict[str, str] = {}
+    blkids: dict[str, dict[str, str]] = {}
     for dev, fstype in filesystems.items():
         if fstype == "unknown" or dev.startswith(BTRFSVOL):  # a subvolume: its device says
             continue
-        info = app.blkid(dev)
+        info = blkids[dev] = app.blkid(dev)
         if info.get("UUID"):
             by_uuid[info["UUID"].lower()] = dev
         if info.get("LABEL"):
@@ -161,6 +194,9 @@ def inspect_os(app: Guest) -> list[OSInfo]:
         try:
             osinfo = _linux_root(app, dev)
             if osinfo is None:
+                windows_os = _windows_root(app, dev, blkids)
+                if windows_os is not None:
+                    found.append(windows_os)
                 continue
             osinfo.hostname = _hostname(app)
             osinfo.arch = _arch(app)
@@ -240,6 +276,116 @@ def _linux_root(app: Guest, dev: str) -> OSInfo | None:
             app.is_file("/usr/bin/dnf", followsymlinks=True)),
         osinfo=found.osinfo,
     )
+
+
+def _node(app: Guest, path: tuple[str, ...]) -> int:
+    """The node at *path* under the open hive's root (0: not there)."""
+    node = app.hivex_root()
+    for name in path:
+        node = app.hivex_node_get_child(node, name)
+        if not node:
+            return 0
+    return node
+
+
+def _values(app: Guest, path: tuple[str, ...]) -> dict[str, windows.Value]:
+    node = _node(app, path)
+    return app.hivex_node_values_all(node) if node else {}
+
+
+def _systemroot(app: Guest) -> str | None:
+    """%SYSTEMROOT% as libguestfs finds it: the first of its places that has
+    system32, system32/config and system32/cmd.exe (in any case)."""
+    top = {name.casefold() for name in app.ls("/")}
+    for candidate in windows.SYSTEMROOT_PATHS:
+        if candidate[1:] not in top:
+            continue
+        root = app.case_sensitive_path(candidate)
+        if (app.is_dir(app.case_sensitive_path(f"{root}/system32"), followsymlinks=True)
+                and app.is_dir(app.case_sensitive_path(f"{root}/system32/config"),
+                               followsymlinks=True)
+                and app.is_file(app.case_sensitive_path(f"{root}/system32/cmd.exe"),
+                                followsymlinks=True)):
+            return root
+    return None
+
+
+def _windows_root(app: Guest, dev: str, blkids: Mapping[str, Mapping[str, str]]
+                  ) -> OSInfo | None:
+    """The Windows whose system root is on the filesystem mounted on / (*dev*)."""
+    root = _systemroot(app)
+    if root is None:
+        return None
+    found = OSInfo(root=dev, type="windows", distro="windows", windows_systemroot=root,
+                   mountpoints={"/": dev})
+    cmd = app.case_sensitive_path(f"{root}/system32/cmd.exe")
+    found.arch = pe_arch(app.pread(cmd, PE_HEAD_BYTES, 0)) or "unknown"
+    software = app.case_sensitive_path(f"{root}/system32/config/software")
+    system = app.case_sensitive_path(f"{root}/system32/config/system")
+    found.windows_software_hive = software if app.is_file(software) else ""
+    found.windows_system_hive = system if app.is_file(system) else ""
+    if found.windows_software_hive and found.windows_system_hive:
+        try:
+            _read_software(app, software, found)
+            _read_system(app, system, found, blkids)
+        except GuestslotsError as e:  # a damaged hive: the OS is there, its details not
+            log.warning("%s: Windows registry not read: %s", dev, e)
+    found.osinfo = windows.osinfo(found.major_version, found.minor_version,
+                                  found.product_variant, found.product_name, found.build_id)
+    return found
+
+
+def _read_software(app: Guest, hive: str, found: OSInfo) -> None:
+    app.hivex_open(hive)
+    try:
+        values = _values(app, windows.CURRENT_VERSION)
+    finally:
+        app.hivex_close()
+    found.product_name = windows.reg_string(values.get("ProductName")) or "unknown"
+    found.major_version, found.minor_version = windows.version_of(values)
+    found.product_variant = windows.reg_string(values.get("InstallationType")) or "unknown"
+    found.build_id = windows.reg_string(values.get("CurrentBuildNumber")) or ""
+
+
+def _read_system(app: Guest, hive: str, found: OSInfo,
+                 blkids: Mapping[str, Mapping[str, str]]) -> None:
+    app.hivex_open(hive)
+    try:
+        devices = _values(app, windows.MOUNTED_DEVICES)
+        control_set = windows.control_set(_values(app, windows.SELECT))
+        parameters = _values(app, (control_set, *windows.TCPIP_PARAMETERS)) \
+            if control_set else {}
+    finally:
+        app.hivex_close()
+    partitions: dict[tuple[str, int], str] = {}
+    for dev, info in blkids.items():
+        key = windows.partition_key(info)
+        if key is not None:
+            partitions.setdefault(key, dev)
+    for name, value in devices.items():
+        mapped = windows.mounted_device(name, value)
+        if mapped is not None and (mapped[1], mapped[2]) in partitions:
+            found.drive_mappings[mapped[0]] = partitions[(mapped[1], mapped[2])]
+    found.windows_current_control_set = control_set or ""
+    found.hostname = windows.reg_string(parameters.get("Hostname")) or ""
+
+
+def windows_applications(app: Guest, found: OSInfo) -> list[Application]:
+    """The applications in a Windows guest's uninstall keys (native, then 32-bit), as
+    libguestfs lists them (the OS's filesystem must be mounted)."""
+    if not found.windows_software_hive:
+        return []
+    apps = []
+    app.hivex_open(found.windows_software_hive)
+    try:
+        for path in windows.UNINSTALL_KEYS:
+            node = _node(app, path)
+            children = app.hivex_node_children_named(node) if node else {}
+            for name, child in list(children.items())[:windows.MAX_APPLICATIONS]:
+                apps.append(windows.application(name, app.hivex_node_values_all(child)))
+    finally:
+        app.hivex_close()
+    return sorted(apps, key=lambda a: a.name)
 
 
 def mount_mountpoints(app: Guest, mountpoints: dict[str, str], readonly: bool = True) -> None:

@@ -14,12 +14,16 @@ from collections.abc import Mapping, Sequence
 
 #: (element, key in an inspect_os dict), in virt-inspector's order.
 _FIELDS = (("root", "root"), ("name", "type"), ("arch", "arch"), ("distro", "distro"),
-           ("product_name", "product_name"), ("major_version", "major_version"),
-           ("minor_version", "minor_version"), ("package_format", "package_format"),
+           ("product_name", "product_name"), ("product_variant", "product_variant"),
+           ("major_version", "major_version"), ("minor_version", "minor_version"),
+           ("windows_systemroot", "windows_systemroot"),
+           ("windows_current_control_set", "windows_current_control_set"),
+           ("package_format", "package_format"),
            ("package_management", "package_management"), ("hostname", "hostname"),
            ("osinfo", "osinfo"))
 _ALWAYS = frozenset({"major_version", "minor_version"})
-_APP_FIELDS = ("name", "epoch", "version", "release", "arch", "summary", "description")
+_APP_FIELDS = ("name", "display_name", "epoch", "version", "release", "arch", "install_path",
+               "publisher", "url", "summary", "description")
 
 
 def inspector_xml(systems: Sequence[Mapping[str, object]],
@@ -45,6 +49,12 @@ def inspector_xml(systems: Sequence[Mapping[str, object]],
             for key, value in filesystems.get(str(dev), {}).items():
                 if value:
                     ET.SubElement(fs_el, key).text = value
+        drives = system.get("drive_mappings") or {}
+        assert isinstance(drives, Mapping)
+        if drives:
+            maps = ET.SubElement(os_el, "drive_mappings")
+            for letter, dev in sorted(drives.items()):
+                ET.SubElement(maps, "drive_mapping", name=str(letter)).text = str(dev)
         apps = ET.SubElement(os_el, "applications")
         for app in applications.get(str(system["root"]), ()):
             app_el = ET.SubElement(apps, "application")

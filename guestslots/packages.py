@@ -28,11 +28,17 @@ class Application:
     arch: str = ""
     summary: str = ""
     description: str = ""
+    #: Windows uninstall entries' DisplayName, Publisher, InstallLocation, URLInfoAbout.
+    display_name: str = ""
+    publisher: str = ""
+    install_path: str = ""
+    url: str = ""
 
     def as_dict(self) -> dict[str, object]:
-        return {"name": self.name, "epoch": self.epoch, "version": self.version,
-                "release": self.release, "arch": self.arch, "summary": self.summary,
-                "description": self.description}
+        return {"name": self.name, "display_name": self.display_name, "epoch": self.epoch,
+                "version": self.version, "release": self.release, "arch": self.arch,
+                "install_path": self.install_path, "publisher": self.publisher,
+                "url": self.url, "summary": self.summary, "description": self.description}
 
 
 def _split_version(full: str, release_sep: str = "-") -> tuple[int, str, str]:

@@ -71,8 +71,13 @@ CALLS = frozenset({
     # mounts
     "mount", "umount", "umount_all", "mounts",
     # files
-    "ls", "stat", "exists", "is_file", "is_dir", "readlink", "mkdir", "rm", "rmdir",
-    "download", "upload", "pread", "pwrite", "checksum", "statvfs", "sync",
+    "ls", "stat", "exists", "is_file", "is_dir", "readlink", "case_sensitive_path", "mkdir",
+    "rm", "rmdir", "download", "upload", "pread", "pwrite", "checksum", "statvfs", "sync",
+    # Windows registry hives (hivex)
+    "hivex_open", "hivex_close", "hivex_root", "hivex_node_name", "hivex_node_children",
+    "hivex_node_get_child", "hivex_node_parent", "hivex_node_values", "hivex_node_get_value",
+    "hivex_value_key", "hivex_value_type", "hivex_value_value", "hivex_value_string",
+    "hivex_node_values_all", "hivex_node_children_named",
     # fs: what a host-side FUSE filesystem forwards
     "fs_lstat", "fs_readdir", "fs_create", "fs_mkdir", "fs_symlink", "fs_link", "fs_rename",
     "fs_unlink", "fs_setattr", "fs_fsync", "fs_listxattr", "fs_getxattr", "fs_setxattr",

@@ -53,6 +53,7 @@ from .fs import (
 )
 from .fstools import FsToolCalls
 from .guestexec import GuestExecCalls
+from .hive import HiveCalls
 from .listing import ListingCalls
 from .makevol import VolumeMakeCalls
 from .mounts import (
@@ -100,7 +101,7 @@ def find_port() -> str:
 
 class Agent(DiskCalls, PartCalls, FsToolCalls, VolumeMakeCalls, MountCalls, FileCalls,
             FsCalls, CpuCalls, NetCalls, TreeCalls, EditCalls, ArchiveCalls, ListingCalls,
-            GuestExecCalls):
+            GuestExecCalls, HiveCalls):
     """The agent: its state, and every area's calls."""
 
     def __init__(self, port: str) -> None:
@@ -117,6 +118,8 @@ class Agent(DiskCalls, PartCalls, FsToolCalls, VolumeMakeCalls, MountCalls, File
         self.subvolumes = {}
         self.readonly_disks = set()
         self.nic_config = {}
+        self.hive = None
+        self.fuse_daemons = {}
         self.powering_off = False
         self.queued = collections.deque()
         self.calls = {

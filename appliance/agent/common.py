@@ -271,3 +271,12 @@ class AgentBase:
     queued: collections.deque[tuple[int, bytes]]
     calls: dict[str, Callable[..., Any]]
     powering_off: bool
+    #: FUSE daemons (ntfs-3g) by the real mount point they serve.
+    fuse_daemons: dict[str, subprocess.Popen[bytes]]
+
+    def close_hive(self) -> None:
+        """Let go of an open registry hive (see :mod:`.hive`)."""
+
+    def unmount(self, api: str) -> None:
+        """Unmount guest mount point *api* (see :mod:`.mounts`)."""
+        raise NotImplementedError

@@ -126,6 +126,27 @@ class FileCalls(Channel):
                 return False
         return stat.S_ISDIR(st.st_mode)
 
+    def call_case_sensitive_path(self, path: str) -> str:
+        """*path* as the guest filesystem spells it: each component matched without
+        regard to case (an exact match first); components from the first one not
+        found on are kept as given."""
+        parts = [p for p in check_path(path).split("/") if p]
+        if any(p in (".", "..") for p in parts):
+            raise Fail(f"{path}: '.' and '..' are not allowed here", errno.EINVAL)
+        found = ""
+        with self.root.inside():
+            for n, part in enumerate(parts):
+                try:
+                    names = os.listdir(found or "/")
+                except OSError:
+                    return "/".join([found, *parts[n:]])
+                if part not in names:
+                    low = part.casefold()
+                    part = next((name for name in sorted(names) if name.casefold() == low),
+                                part)
+                found = f"{found}/{part}"
+        return found or "/"
+
     def call_readlink(self, path: str) -> str:
         with self.root.inside():
             return os.readlink(check_path(path))

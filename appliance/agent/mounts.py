@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import os
 import re
+import select
+import subprocess
 
 from .blockdev import (
     block_name,
@@ -24,12 +26,18 @@ from .common import (
     MS_GUEST,
     MS_RDONLY,
     SYSROOT,
+    TOOL_ENV,
+    TOOL_TIMEOUT,
     AgentBase,
     Fail,
     _check_libc,
     check_path,
     libc,
 )
+
+#: Filesystems the kernel cannot mount, served by a FUSE daemon (Debian's kernel has
+#: no NTFS driver; libguestfs mounts NTFS with ntfs-3g too).
+FUSE_MOUNTERS = {"ntfs": "/usr/bin/ntfs-3g"}
 
 
 def _unescape(field: str) -> str:
@@ -161,6 +169,9 @@ class MountCalls(AgentBase):
                 fd = os.open(mountpoint, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             target = f"/proc/self/fd/{fd}"
         try:
+            if fstype in FUSE_MOUNTERS:
+                self.fuse_mount(name, fstype, target, fd, bool(readonly), options)
+                return
             rc = libc.mount(
                 f"/dev/{name}".encode(),
                 target.encode(),
@@ -173,20 +184,73 @@ class MountCalls(AgentBase):
             if fd is not None:
                 os.close(fd)
 
+    def fuse_mount(self, name: str, fstype: str, target: str, fd: int | None,
+                   readonly: bool, options: str) -> None:
+        """Mount /dev/*name* on *target* with its FUSE daemon (ntfs-3g), in the
+        foreground of a child the agent keeps, so that its end is seen, and wait
+        for the mount table to show the mount (or the daemon to fail)."""
+        program = FUSE_MOUNTERS[fstype]
+        if not os.path.exists(program):
+            raise Fail(f"/dev/{name}: {fstype} needs {program}, not in this appliance",
+                       errno.ENOSYS)
+        opts = ["ro" if readonly else "rw", "nodev", "nosuid", "noexec", "no_detach",
+                *(o for o in options.split(",") if o and o not in ("ro", "rw"))]
+        real = os.readlink(target) if fd is not None else target
+        with open("/proc/self/mountinfo") as table, \
+                open(f"/tmp/{os.path.basename(program)}-{name}.log", "w+") as log_file:
+            proc = subprocess.Popen(
+                [program, "-o", ",".join(opts), f"/dev/{name}", target], env=TOOL_ENV,
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                pass_fds=() if fd is None else (fd,))
+            pidfd = os.pidfd_open(proc.pid)
+            try:
+                poller = select.poll()
+                poller.register(table, select.POLLPRI | select.POLLERR)
+                poller.register(pidfd, select.POLLIN)
+                deadline = TOOL_TIMEOUT * 1000
+                while not any(mp == real and src == f"/dev/{name}"
+                              for mp, src, _root, _t in mountinfo()):
+                    if proc.poll() is not None or not poller.poll(deadline):
+                        if proc.poll() is None:
+                            proc.kill()
+                        proc.wait()
+                        log_file.seek(0)
+                        said = " ".join(line.strip() for line in log_file.read().splitlines()
+                                        if line.strip() and "Version" not in line)[-400:]
+                        raise Fail(f"mount /dev/{name} on {api_mountpoint(real) or real} "
+                                   f"({fstype}): {said or 'failed'}", errno.EINVAL)
+                    table.seek(0)
+                    table.read()  # re-arm POLLPRI
+            finally:
+                os.close(pidfd)
+        self.fuse_daemons[real] = proc
+
+    def unmount(self, api: str) -> None:
+        """Unmount guest mount point *api*; a FUSE mount's daemon is waited for (it
+        writes back and ends when its filesystem is unmounted)."""
+        real = real_mountpoint(api)
+        self.close_hive()  # a hive is a mapped guest file: its mount would be busy
+        _check_libc(libc.umount2(real.encode(), 0), f"umount {api}")
+        daemon = self.fuse_daemons.pop(real, None)
+        if daemon is not None:
+            try:
+                daemon.wait(TOOL_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+
     def call_umount(self, mountpoint: str) -> None:
         check_path(mountpoint)
         mp = os.path.normpath(mountpoint)
         for api, _src, _dev in reversed(guest_mounts()):
             if api == mp:
-                _check_libc(
-                    libc.umount2(real_mountpoint(api).encode(), 0), f"umount {mountpoint}"
-                )
+                self.unmount(api)
                 return
         raise Fail(f"{mountpoint}: not a mount point", errno.EINVAL)
 
     def call_umount_all(self) -> None:
         for api, _src, _dev in reversed(guest_mounts()):
-            _check_libc(libc.umount2(real_mountpoint(api).encode(), 0), f"umount {api}")
+            self.unmount(api)
         os.sync()
 
     def call_mounts(self) -> list[list[str]]:

@@ -32,14 +32,11 @@ from .common import (
     MDADM_CONF,
     AgentBase,
     Fail,
-    _check_libc,
-    libc,
     split_dm_name,
     tool,
 )
 from .mounts import (
     guest_mounts,
-    real_mountpoint,
 )
 
 
@@ -222,7 +219,7 @@ class VolumeCalls(AgentBase):
             if any(mp == o or mp.startswith(o.rstrip("/") + "/") for o in ours)
         ]
         for mp in reversed(doomed):  # deepest first
-            _check_libc(libc.umount2(real_mountpoint(mp).encode(), 0), f"umount {mp}")
+            self.unmount(mp)
         sequence: list[str] = []
         for dev in stacked_on(whole_vgs) + whole_vgs + stack:
             if dev not in sequence:

@@ -45,6 +45,13 @@ class FileCalls(GuestCalls):
         return bool(self._call("is_dir", path=path, follow=followsymlinks))
 
     @serialised
+    def case_sensitive_path(self, path: str) -> str:
+        """*path* as the guest spells it, each component matched regardless of case
+        (for NTFS and FAT guests: ``/windows/system32`` -> ``/Windows/System32``);
+        components from the first one not found on are kept as given."""
+        return str(self._call("case_sensitive_path", path=path))
+
+    @serialised
     def readlink(self, path: str) -> str:
         """The target of symbolic link *path*, as stored (not resolved)."""
         return str(self._call("readlink", path=path))

@@ -10,10 +10,11 @@ from ..errors import DeviceNameError
 from .base import serialised
 from .devices import DeviceCalls
 from .files import FileCalls
+from .hivex import HivexCalls
 from .mounts import MountCalls
 
 
-class InspectionCalls(DeviceCalls, MountCalls, FileCalls):
+class InspectionCalls(DeviceCalls, MountCalls, FileCalls, HivexCalls):
     """Operating-system inspection over the device, mount and file calls."""
 
     #: What the last inspect_os found, by root (the inspect_get_* calls read it).
@@ -23,11 +24,14 @@ class InspectionCalls(DeviceCalls, MountCalls, FileCalls):
     def inspect_os(self) -> list[dict[str, object]]:
         """Find operating systems on the full slots, as libguestfs's inspect_os does
         (Linux: a root with /etc and /bin or /usr/bin and an fstab or hosts, or an
-        os-release; its release files read in libguestfs's order).
+        os-release; its release files read in libguestfs's order.  Windows: a system
+        root with system32/config and cmd.exe, its registry read with hivex).
 
         Each is a dict: root, and what libguestfs's inspect_get_* of the same names
         say: type, distro, product_name, major_version, minor_version,
-        package_format, package_management, osinfo, hostname; os-release's name,
+        package_format, package_management, osinfo, hostname, arch, product_variant,
+        build_id, windows_systemroot, windows_current_control_set,
+        windows_software_hive, windows_system_hive, drive_mappings; os-release's name,
         pretty_name and version; and mountpoints (mount point -> device, from
         fstab's UUID=, LABEL= and device entries).  Nothing may be mounted; nothing
         is left mounted.
@@ -35,6 +39,10 @@ class InspectionCalls(DeviceCalls, MountCalls, FileCalls):
         found = inspection.inspect_os(self)
         self._inspected = {f.root: f for f in found}
         return [f.as_dict() for f in found]
+
+    def _forget_inspection(self) -> None:
+        """The slots changed: what the last inspect_os found may be elsewhere now."""
+        self.__dict__.pop("_inspected", None)
 
     def _found(self) -> dict[str, inspection.OSInfo]:
         found: dict[str, inspection.OSInfo] = self.__dict__.get("_inspected", {})
@@ -52,8 +60,38 @@ class InspectionCalls(DeviceCalls, MountCalls, FileCalls):
         return sorted(self._found())
 
     def inspect_get_type(self, root: str) -> str:
-        """The kind of operating system on *root* (``linux``), as libguestfs says."""
+        """The kind of operating system on *root* (``linux``, ``windows``), as libguestfs
+        says."""
         return self._root(root).type
+
+    def inspect_get_product_variant(self, root: str) -> str:
+        """Windows: the installation type (``Client``, ``Server``...); else ``unknown``."""
+        return self._root(root).product_variant
+
+    def inspect_get_build_id(self, root: str) -> str:
+        """Windows: the build number (``CurrentBuildNumber``), or ``""``."""
+        return self._root(root).build_id
+
+    def inspect_get_windows_systemroot(self, root: str) -> str:
+        """Windows: %SYSTEMROOT% as a path of the guest (``/Windows``)."""
+        return self._root(root).windows_systemroot
+
+    def inspect_get_windows_current_control_set(self, root: str) -> str:
+        """Windows: the current control set of the SYSTEM hive (``ControlSet001``)."""
+        return self._root(root).windows_current_control_set
+
+    def inspect_get_windows_software_hive(self, root: str) -> str:
+        """Windows: the guest path of the SOFTWARE hive (for hivex_open), or ``""``."""
+        return self._root(root).windows_software_hive
+
+    def inspect_get_windows_system_hive(self, root: str) -> str:
+        """Windows: the guest path of the SYSTEM hive (for hivex_open), or ``""``."""
+        return self._root(root).windows_system_hive
+
+    def inspect_get_drive_mappings(self, root: str) -> dict[str, str]:
+        """Windows: drive letter -> device (from SYSTEM\\MountedDevices, where the
+        disks are among the slots)."""
+        return dict(self._root(root).drive_mappings)
 
     def inspect_get_distro(self, root: str) -> str:
         """The distribution on *root* in libguestfs's words (``debian``, ``ubuntu``,
@@ -96,9 +134,10 @@ class InspectionCalls(DeviceCalls, MountCalls, FileCalls):
     @serialised
     def inspect_list_applications(self, root: str) -> list[dict[str, object]]:
         """The applications installed in the OS on *root*, from its package database
-        (dpkg, apk, pacman; rpm not yet): name, epoch, version, release, arch, sorted
-        by name.  As in libguestfs, the OS's filesystems must be mounted (mount_os,
-        or ``-i``)."""
+        (dpkg, apk, pacman; Windows: the registry's uninstall keys; rpm not yet), with
+        libguestfs's application2 fields (name, display_name, epoch, version, release,
+        arch, install_path, publisher, url, summary, description), sorted by name.
+        As in libguestfs, the OS's filesystems must be mounted (mount_os, or ``-i``)."""
         found = self._root(root)
 
         def text(path: str) -> str | None:
@@ -113,6 +152,8 @@ class InspectionCalls(DeviceCalls, MountCalls, FileCalls):
         elif found.package_format == "apk":
             installed = text(packages.APK_INSTALLED)
             apps = packages.parse_apk_installed(installed) if installed is not None else []
+        elif found.type == "windows":
+            apps = inspection.windows_applications(self, found)
         elif found.package_format == "pacman" and self.is_dir(packages.PACMAN_LOCAL):
             for entry in self.ls(packages.PACMAN_LOCAL):
                 desc = text(f"{packages.PACMAN_LOCAL}/{entry}/desc")
@@ -128,9 +169,13 @@ class InspectionCalls(DeviceCalls, MountCalls, FileCalls):
 
     @serialised
     def mount_os(self, root: str, readonly: bool = True) -> None:
-        """Mount the filesystems of the operating system on *root* as its fstab says."""
-        for found in inspection.inspect_os(self):
-            if found.root == root:
-                inspection.mount_mountpoints(self, found.mountpoints, readonly)
-                return
-        raise DeviceNameError(root, "no operating system was found on it")
+        """Mount the filesystems of the operating system on *root* as its fstab says
+        (as the last inspect_os found it, if no slot changed since; else inspecting
+        again first)."""
+        found = self._found().get(root)
+        if found is None:
+            self.inspect_os()
+            found = self._found().get(root)
+        if found is None:
+            raise DeviceNameError(root, "no operating system was found on it")
+        inspection.mount_mountpoints(self, found.mountpoints, readonly)

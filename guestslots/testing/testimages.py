@@ -86,10 +86,12 @@ def xfs(path: Path, files: Mapping[str, str], size_mib: int = 300) -> Path:
     return path
 
 
-def partitioned(path: Path, table: str, *fs_images: Path, extra_mib: int = 2) -> Path:
+def partitioned(path: Path, table: str, *fs_images: Path, extra_mib: int = 2,
+                label_id: str = "") -> Path:
     """A disk with a *table* ("gpt" or "dos") partition table, *fs_images* as partitions 1...
 
-    Each filesystem image size must be a multiple of 1 MiB.
+    Each filesystem image size must be a multiple of 1 MiB.  *label_id*: the disk
+    identifier (``0x12345678`` for dos, a GUID for gpt), random if not given.
     """
     starts = []
     offset = PART_START
@@ -98,7 +100,7 @@ def partitioned(path: Path, table: str, *fs_images: Path, extra_mib: int = 2) ->
         offset += fs.stat().st_size
     path.unlink(missing_ok=True)
     sh("truncate", "-s", str(offset + extra_mib * MiB), path)
-    script = f"label: {table}\n" + "".join(
+    script = f"label: {table}\n" + (f"label-id: {label_id}\n" if label_id else "") + "".join(
         f"start={start // 512}, size={fs.stat().st_size // 512}\n"
         for start, fs in zip(starts, fs_images, strict=True))
     sh("sfdisk", "-q", path, stdin=script)

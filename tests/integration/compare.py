@@ -3,10 +3,21 @@ libguestfs answered (:func:`guestslots.testing.peer.calls`)."""
 
 from __future__ import annotations
 
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from guestslots import Appliance, GuestslotsError
 from guestslots.testing import peer
+
+#: libguestfs's schema of virt-inspector's document (guestfs-tools).
+INSPECTOR_RNG = Path("/usr/share/doc/guestfs-tools/virt-inspector.rng.gz")
 
 
 def run_ours(app: Appliance, script: list[list[Any]]) -> list[Any]:
@@ -43,3 +54,22 @@ def same(ours: list[Any], theirs: list[Any], script: list[list[Any]]) -> None:
                 f"{call}: guestslots {mine[1]!r}, libguestfs {peers[1]!r}"
         else:
             assert mine[1] == peers[1], f"{call}: guestslots {mine[1]!r}, libguestfs {peers[1]!r}"
+
+
+def same_xml_as_virt_inspector(image: Path) -> str:
+    """``guestslots inspect --xml IMAGE``, checked to be virt-inspector's document for
+    the same image, byte for byte, and valid by libguestfs's schema; the document."""
+    if shutil.which("virt-inspector") is None or not INSPECTOR_RNG.exists():
+        pytest.skip("virt-inspector (guestfs-tools, ./tools/setup) is not installed")
+    ours = subprocess.run([sys.executable, "-m", "guestslots.cli", "inspect", "--xml", image],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert ours.returncode == 0, ours.stderr
+    env = dict(os.environ, LIBGUESTFS_BACKEND="direct", LIBGUESTFS_BACKEND_SETTINGS="force_tcg")
+    theirs = subprocess.run(["virt-inspector", "--format=raw", "-a", image], env=env,
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.stdout == theirs.stdout
+    etree = pytest.importorskip("lxml.etree")
+    schema = etree.RelaxNG(etree.fromstring(gzip.decompress(INSPECTOR_RNG.read_bytes())))
+    assert schema.validate(etree.fromstring(ours.stdout.encode())), schema.error_log
+    return ours.stdout
