@@ -18,7 +18,7 @@ from .binaries import ARCH_BINARIES, PE_HEAD_BYTES, elf_arch, pe_arch
 from .errors import GuestslotsError, StateError
 from .model.names import canonical_volume, device_name, is_volume, parse_device
 from .packages import Application
-from .releases import RELEASE_FILES, detect, parse_os_release
+from .releases import RELEASE_FILES, Release, detect, parse_os_release
 from .wire import BTRFSVOL
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class Guest(Protocol):
     def cat(self, path: str) -> str: ...
     def pread(self, path: str, count: int, offset: int) -> bytes: ...
     def ls(self, directory: str) -> list[str]: ...
+    def readlink(self, path: str) -> str: ...
     def case_sensitive_path(self, path: str) -> str: ...
     def hivex_open(self, filename: str) -> None: ...
     def hivex_close(self) -> None: ...
@@ -183,7 +184,8 @@ def inspect_os(app: Guest) -> list[OSInfo]:
             by_uuid[info["UUID"].lower()] = dev
         if info.get("LABEL"):
             by_label[info["LABEL"]] = dev
-    found = []
+    found: list[OSInfo] = []
+    usrs: list[OSInfo] = []  # filesystems that are some OS's /usr (their fields to merge)
     for dev, fstype in filesystems.items():
         if fstype in _NOT_ROOTS:
             continue
@@ -194,9 +196,15 @@ def inspect_os(app: Guest) -> list[OSInfo]:
         try:
             osinfo = _linux_root(app, dev)
             if osinfo is None:
-                windows_os = _windows_root(app, dev, blkids)
-                if windows_os is not None:
-                    found.append(windows_os)
+                osinfo = _coreos_root(app, dev)
+                if osinfo is None:
+                    usr = _usr_filesystem(app, dev)
+                    if usr is not None:
+                        usrs.append(usr)
+                        continue
+                    osinfo = _windows_root(app, dev, blkids)
+                if osinfo is not None:
+                    found.append(osinfo)
                 continue
             osinfo.hostname = _hostname(app)
             osinfo.arch = _arch(app)
@@ -214,7 +222,89 @@ def inspect_os(app: Guest) -> list[OSInfo]:
             found.append(osinfo)
         finally:
             app.umount_all()
+    _merge_usrs(found, usrs)
     return found
+
+
+def _merge_usrs(roots: list[OSInfo], usrs: list[OSInfo]) -> None:
+    """What libguestfs merges from separate /usr filesystems into their roots: a
+    CoreOS root takes the newest CoreOS /usr (it has two, A and B); another Linux
+    root takes a /usr of its distro (or of none) that its fstab mounts (and, beyond
+    libguestfs, a root that knows no distro takes the one its /usr says).  A root's
+    own fields win; only what it does not know is filled in."""
+    coreos = [r for r in roots if r.distro == "coreos"]
+    if len(coreos) > 1:
+        raise GuestslotsError("multiple CoreOS root filesystems found: "
+                              + ", ".join(r.root for r in coreos))
+    coreos_usrs = sorted((u for u in usrs if u.distro == "coreos"),
+                         key=lambda u: (u.major_version, u.minor_version), reverse=True)
+    if coreos and coreos_usrs:
+        _merge(coreos_usrs[0], coreos[0])
+    for root in roots:
+        if root.distro == "coreos" or root.type != "linux":
+            continue
+        mounted = set(root.mountpoints.values())
+        # libguestfs merges into a root of a known distro only; a merged-/usr root whose
+        # os-release links into its separate /usr knows none, and gets the /usr's here
+        usr = next((u for u in usrs if u.root in mounted and (
+            root.distro == "unknown" or u.distro in (root.distro, "unknown"))), None)
+        if usr is not None:
+            _merge(usr, root)
+
+
+def _merge(usr: OSInfo, root: OSInfo) -> None:
+    """Fill what *root* does not know from *usr* (libguestfs's merge)."""
+    for name in ("distro", "product_name", "package_format", "package_management", "arch",
+                 "hostname", "name", "pretty_name", "version"):
+        if getattr(root, name) in ("", "unknown"):
+            setattr(root, name, getattr(usr, name))
+    if (root.major_version, root.minor_version) == (0, 0):
+        root.major_version, root.minor_version = usr.major_version, usr.minor_version
+    for mountpoint, dev in usr.mountpoints.items():
+        root.mountpoints.setdefault(mountpoint, dev)
+    root.osinfo = Release(root.distro, root.product_name, root.major_version,
+                          root.minor_version).osinfo
+
+
+def _dirs(app: Guest, *paths: str) -> bool:
+    return all(app.is_dir(p) for p in paths)
+
+
+def _coreos_root(app: Guest, dev: str) -> OSInfo | None:
+    """A CoreOS root (libguestfs's test): it knows only its hostname; its release is on
+    its /usr filesystem, merged in later.  Mounted on / by itself (it has no fstab)."""
+    if not (_dirs(app, "/etc", "/root", "/home", "/usr")
+            and app.is_file("/etc/coreos/update.conf")):
+        return None
+    return OSInfo(root=dev, distro="coreos", hostname=_hostname(app), mountpoints={"/": dev})
+
+
+def _usr_filesystem(app: Guest, dev: str) -> OSInfo | None:
+    """A filesystem that is a Linux /usr (bin, local, share, src, no etc/fstab) or a
+    CoreOS /usr (bin, share, local, share/coreos): its os-release (lib/os-release, or
+    CoreOS's share/coreos/lsb-release) and arch, to merge into its root."""
+    coreos = False
+    if not (_dirs(app, "/bin", "/local", "/share", "/src")
+            and not app.is_file("/etc/fstab")):
+        if not _dirs(app, "/bin", "/share", "/local", "/share/coreos"):
+            return None
+        coreos = True
+    files = {}
+    if app.is_file("/lib/os-release", followsymlinks=True):
+        files["/etc/os-release"] = _head(app, "/lib/os-release", 1 << 16)
+    elif coreos and app.is_file("/share/coreos/lsb-release", followsymlinks=True):
+        files["/etc/lsb-release"] = _head(app, "/share/coreos/lsb-release", 1 << 16)
+    release = detect(files)
+    fields = parse_os_release(files.get("/etc/os-release", ""))
+    return OSInfo(
+        root=dev, distro="coreos" if coreos else release.distro,
+        product_name=release.product_name, major_version=release.major,
+        minor_version=release.minor, package_format=release.package_format,
+        package_management=release.package_management(
+            app.is_file("/bin/dnf", followsymlinks=True)),  # its /bin is the OS's /usr/bin
+        name=fields.get("NAME", ""), pretty_name=fields.get("PRETTY_NAME", ""),
+        version=fields.get("VERSION_ID", ""), arch=_arch(app),
+        mountpoints={"/usr": dev} if coreos else {})
 
 
 def _head(app: Guest, path: str, limit: int) -> str:
@@ -248,15 +338,23 @@ def _arch(app: Guest) -> str:
 
 
 def _is_linux_root(app: Guest) -> bool:
-    """libguestfs's test (/etc, a /bin or /usr/bin, and an /etc/fstab or /etc/hosts),
+    """libguestfs's test (/etc, a /bin, a /usr/bin or a /bin -> usr/bin link, even one
+    dangling while /usr is a filesystem of its own, and an /etc/fstab or /etc/hosts),
     or an os-release (which is all some minimal images have)."""
     if app.is_file("/etc/os-release", followsymlinks=True):
         return True
     return (app.is_dir("/etc", followsymlinks=True)
             and (app.is_dir("/bin", followsymlinks=True)
-                 or app.is_dir("/usr/bin", followsymlinks=True))
+                 or app.is_dir("/usr/bin", followsymlinks=True) or _bin_is_usr_bin(app))
             and (app.is_file("/etc/fstab", followsymlinks=True)
                  or app.is_file("/etc/hosts", followsymlinks=True)))
+
+
+def _bin_is_usr_bin(app: Guest) -> bool:
+    try:
+        return app.readlink("/bin") == "usr/bin"
+    except GuestslotsError:  # not a symlink, or not there
+        return False
 
 
 def _linux_root(app: Guest, dev: str) -> OSInfo | None:

@@ -9,6 +9,7 @@ lists its mount points, its filesystems and its applications.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 
@@ -63,4 +64,7 @@ def inspector_xml(systems: Sequence[Mapping[str, object]],
                 if value not in ("", None) and not (key == "epoch" and value == 0):
                     ET.SubElement(app_el, key).text = str(value)
     ET.indent(top)
-    return '<?xml version="1.0"?>\n' + ET.tostring(top, encoding="unicode") + "\n"
+    text = ET.tostring(top, encoding="unicode")
+    # an empty element as libxml2 (virt-inspector) writes it: <applications/>
+    text = re.sub(r"<([A-Za-z_]+) />", r"<\1/>", text)
+    return '<?xml version="1.0"?>\n' + text + "\n"

@@ -3,11 +3,13 @@
 Pure parsers; the caller reads the files (bounded: :data:`MAX_DB_BYTES`).
 
 dpkg (``/var/lib/dpkg/status``: installed packages only), apk
-(``/lib/apk/db/installed``) and pacman (``/var/lib/pacman/local/*/desc``).
+(``/lib/apk/db/installed``), pacman (``/var/lib/pacman/local/*/desc``), and rpm
+(the agent reads the database with librpm; :func:`parse_rpm_lines` takes its answer).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 #: The most of a package database read (a hostile guest's may be endless).
@@ -120,3 +122,20 @@ def parse_pacman_desc(text: str) -> Application | None:
         return None
     epoch, version, release = _split_version(fields.get("VERSION", ""))
     return Application(fields["NAME"], version, release, epoch, fields.get("ARCH", ""))
+
+
+def parse_rpm_lines(text: str) -> list[Application]:
+    """The agent's rpm answer (a JSON object per header, in database order) as
+    libguestfs lists it: sorted by name, packages of one name in the reverse of the
+    database's order (libguestfs collects them front first, then sorts stably)."""
+    apps = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        h = json.loads(line)
+        apps.append(Application(
+            name=str(h["name"]), version=str(h["version"]), release=str(h["release"]),
+            epoch=int(h["epoch"]), arch=str(h["arch"]), summary=str(h["summary"]),
+            description=str(h["description"]), url=str(h["url"])))
+    apps.reverse()
+    return sorted(apps, key=lambda a: a.name)

@@ -32,11 +32,11 @@ OS_RELEASE_IDS = {
     "kali": "kalilinux", "mageia": "mageia", "opensuse": "opensuse",
     "opensuse-leap": "opensuse", "opensuse-tumbleweed": "opensuse", "ol": "oraclelinux",
     "rhel": "rhel", "rocky": "rocky", "sles": "sles", "sled": "sles", "ubuntu": "ubuntu",
-    "void": "voidlinux", "almalinux": "alma",
+    "void": "voidlinux", "almalinux": "alma", "coreos": "coreos",
 }
 #: lsb-release ``DISTRIB_ID`` -> distro.
 LSB_IDS = {"Ubuntu": "ubuntu", "LinuxMint": "linuxmint", "Mandriva": "mandriva",
-           "Mageia": "mageia"}
+           "Mageia": "mageia", "CoreOS": "coreos"}
 
 #: distro -> (package format, package management).
 PACKAGES = {
@@ -101,18 +101,30 @@ class Release:
     @property
     def osinfo(self) -> str:
         """The libosinfo short id, as libguestfs forms it (``debian12``, ``rhel7.9``,
-        ``ubuntu22.04``, ``centos7.0``)."""
-        if self.distro == "unknown":
-            return "unknown"
-        if self.distro in ("archlinux", "gentoo", "voidlinux"):
-            return self.distro
-        if self.distro in ("debian", "fedora"):
-            return f"{self.distro}{self.major}"
-        if self.distro == "centos" and self.major < 8:
-            return f"centos{self.major}.0"
-        if self.distro == "ubuntu":
-            return f"ubuntu{self.major}.{self.minor:02}"
-        return f"{self.distro}{self.major}.{self.minor}"
+        ``ubuntu22.04``, ``centos7.0``, ``sles15sp4``; ``unknown`` without a version)."""
+        d, major, minor = self.distro, self.major, self.minor
+        if d == "centos":
+            if major >= 8:
+                return f"centos{major}"
+            if major in (6, 7):
+                return f"centos{major}.{0 if major == 7 else minor}"
+        elif d in ("circle", "rocky") and major >= 8:
+            return f"{d}{major}"
+        elif d == "debian" and major >= 4:
+            return f"debian{major}"
+        elif d in ("fedora", "mageia"):
+            return f"{d}{major}"
+        elif d == "sles":
+            return f"sles{major}" if minor == 0 else f"sles{major}sp{minor}"
+        elif d == "ubuntu":
+            return f"ubuntu{major}.{minor:02}"
+        elif d in ("archlinux", "gentoo", "voidlinux"):
+            return d
+        elif d == "altlinux":
+            return f"alt{major}.{minor}" if major >= 8 else f"altlinux{major}.{minor}"
+        if d != "unknown" and (major > 0 or minor > 0):
+            return f"{d}{major}.{minor}"
+        return "unknown"
 
 
 def _numbers(text: str) -> tuple[int, int]:

@@ -78,6 +78,8 @@ CALLS = frozenset({
     "hivex_node_get_child", "hivex_node_parent", "hivex_node_values", "hivex_node_get_value",
     "hivex_value_key", "hivex_value_type", "hivex_value_value", "hivex_value_string",
     "hivex_node_values_all", "hivex_node_children_named",
+    # rpm's package database (librpm)
+    "rpm_applications",
     # fs: what a host-side FUSE filesystem forwards
     "fs_lstat", "fs_readdir", "fs_create", "fs_mkdir", "fs_symlink", "fs_link", "fs_rename",
     "fs_unlink", "fs_setattr", "fs_fsync", "fs_listxattr", "fs_getxattr", "fs_setxattr",

@@ -61,6 +61,7 @@ from .mounts import (
 )
 from .net import NetCalls
 from .parts import PartCalls
+from .rpmdb import RpmCalls
 from .tree import TreeCalls
 
 
@@ -101,7 +102,7 @@ def find_port() -> str:
 
 class Agent(DiskCalls, PartCalls, FsToolCalls, VolumeMakeCalls, MountCalls, FileCalls,
             FsCalls, CpuCalls, NetCalls, TreeCalls, EditCalls, ArchiveCalls, ListingCalls,
-            GuestExecCalls, HiveCalls):
+            GuestExecCalls, HiveCalls, RpmCalls):
     """The agent: its state, and every area's calls."""
 
     def __init__(self, port: str) -> None:

@@ -5,6 +5,8 @@ Inspection drives the appliance through public calls only, from the other areas.
 
 from __future__ import annotations
 
+import io
+
 from .. import inspection, packages
 from ..errors import DeviceNameError
 from .base import serialised
@@ -134,7 +136,8 @@ class InspectionCalls(DeviceCalls, MountCalls, FileCalls, HivexCalls):
     @serialised
     def inspect_list_applications(self, root: str) -> list[dict[str, object]]:
         """The applications installed in the OS on *root*, from its package database
-        (dpkg, apk, pacman; Windows: the registry's uninstall keys; rpm not yet), with
+        (dpkg, apk, pacman, rpm (any of its database formats librpm reads);
+        Windows: the registry's uninstall keys), with
         libguestfs's application2 fields (name, display_name, epoch, version, release,
         arch, install_path, publisher, url, summary, description), sorted by name.
         As in libguestfs, the OS's filesystems must be mounted (mount_os, or ``-i``)."""
@@ -154,6 +157,11 @@ class InspectionCalls(DeviceCalls, MountCalls, FileCalls, HivexCalls):
             apps = packages.parse_apk_installed(installed) if installed is not None else []
         elif found.type == "windows":
             apps = inspection.windows_applications(self, found)
+        elif found.package_format == "rpm":
+            answer = io.BytesIO()
+            with self._agent_for("rpm_applications") as agent:
+                agent.download("rpm_applications", answer)
+            apps = packages.parse_rpm_lines(answer.getvalue().decode(errors="replace"))
         elif found.package_format == "pacman" and self.is_dir(packages.PACMAN_LOCAL):
             for entry in self.ls(packages.PACMAN_LOCAL):
                 desc = text(f"{packages.PACMAN_LOCAL}/{entry}/desc")

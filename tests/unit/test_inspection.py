@@ -46,3 +46,44 @@ def test_resolve_spec_names_lvs_as_list_filesystems_does() -> None:
     assert resolve_spec("/dev/vg-0/root", {}, {}, devices) == "/dev/vg-0/root"
     assert resolve_spec("/dev/md0", {}, {}, devices) == "/dev/md0"
     assert resolve_spec("/dev/vg-0/swap", {}, {}, devices) is None
+
+
+def test_coreos_takes_its_newest_usr_and_keeps_what_it_knows() -> None:
+    from guestslots.inspection import OSInfo, _merge_usrs
+
+    root = OSInfo(root="/dev/sda3", distro="coreos", hostname="h", mountpoints={"/": "/dev/sda3"})
+    old = OSInfo(root="/dev/sda2", distro="coreos", product_name="CoreOS 600.0.0",
+                 major_version=600, hostname="not-this", mountpoints={"/usr": "/dev/sda2"})
+    new = OSInfo(root="/dev/sda1", distro="coreos", product_name="CoreOS 647.0.0",
+                 major_version=647, arch="x86_64", mountpoints={"/usr": "/dev/sda1"})
+    _merge_usrs([root], [old, new])
+    assert (root.product_name, root.major_version, root.arch, root.hostname, root.osinfo,
+            root.mountpoints) == ("CoreOS 647.0.0", 647, "x86_64", "h", "coreos647.0",
+                                  {"/": "/dev/sda3", "/usr": "/dev/sda1"})
+
+
+def test_a_linux_root_takes_only_a_usr_its_fstab_mounts() -> None:
+    from guestslots.inspection import OSInfo, _merge_usrs
+
+    usr = OSInfo(root="/dev/sdb1", distro="fedora", product_name="Fedora 39",
+                 major_version=39, package_format="rpm")
+    elsewhere = OSInfo(root="/dev/sda2")  # fstab does not mount /dev/sdb1
+    mounting = OSInfo(root="/dev/sda1", mountpoints={"/": "/dev/sda1", "/usr": "/dev/sdb1"})
+    other_distro = OSInfo(root="/dev/sdc1", distro="debian", product_name="12",
+                          major_version=12, mountpoints={"/usr": "/dev/sdb1"})
+    _merge_usrs([elsewhere, mounting, other_distro], [usr])
+    assert elsewhere.distro == "unknown"
+    assert (mounting.distro, mounting.product_name, mounting.osinfo,
+            mounting.package_format) == ("fedora", "Fedora 39", "fedora39", "rpm")
+    assert (other_distro.distro, other_distro.major_version) == ("debian", 12)
+
+
+def test_two_coreos_roots_are_an_error_as_in_libguestfs() -> None:
+    import pytest
+
+    from guestslots.errors import GuestslotsError
+    from guestslots.inspection import OSInfo, _merge_usrs
+
+    with pytest.raises(GuestslotsError, match="multiple CoreOS root filesystems"):
+        _merge_usrs([OSInfo(root="/dev/sda1", distro="coreos"),
+                     OSInfo(root="/dev/sdb1", distro="coreos")], [])

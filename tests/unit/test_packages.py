@@ -53,3 +53,21 @@ def test_pacman() -> None:
     desc = "%NAME%\nlinux\n\n%VERSION%\n1:6.6.1.arch1-1\n\n%ARCH%\nx86_64\n"
     assert parse_pacman_desc(desc) == Application("linux", "6.6.1.arch1", "1", 1, "x86_64")
     assert parse_pacman_desc("%VERSION%\n1\n") is None
+
+
+def test_rpm_answer_sorted_by_name_one_names_packages_last_first() -> None:
+    """libguestfs collects librpm's headers front first and sorts them stably by name."""
+    import json
+
+    from guestslots.packages import parse_rpm_lines
+
+    def line(name: str, arch: str, epoch: int = 0) -> str:
+        return json.dumps({"name": name, "epoch": epoch, "version": "1", "release": "2",
+                           "arch": arch, "url": "(none)", "summary": "s", "description": "d"})
+
+    text = "\n".join([line("zlib", "x86_64"), line("glibc", "i686"), line("glibc", "x86_64", 2),
+                      ""])
+    assert [(a.name, a.arch, a.epoch, a.url) for a in parse_rpm_lines(text)] == [
+        ("glibc", "x86_64", 2, "(none)"), ("glibc", "i686", 0, "(none)"),
+        ("zlib", "x86_64", 0, "(none)")]
+    assert parse_rpm_lines("") == []

@@ -60,3 +60,16 @@ def test_an_unknown_lsb_release_falls_through_to_the_next_file() -> None:
     r = detect({"/etc/lsb-release": "DISTRIB_ID=Whatever\nDISTRIB_RELEASE=1.0\n",
                 "/etc/debian_version": "10.13\n"})
     assert (r.distro, r.product_name, r.major, r.minor) == ("debian", "10.13", 10, 13)
+
+
+@pytest.mark.parametrize(("distro", "major", "minor", "expected"), [
+    ("centos", 8, 5, "centos8"), ("centos", 6, 10, "centos6.10"), ("centos", 5, 11, "centos5.11"),
+    ("rocky", 9, 2, "rocky9"), ("debian", 3, 1, "debian3.1"), ("sles", 15, 4, "sles15sp4"),
+    ("sles", 12, 0, "sles12"), ("altlinux", 10, 1, "alt10.1"), ("coreos", 647, 0, "coreos647.0"),
+    ("coreos", 0, 0, "unknown"), ("mageia", 9, 0, "mageia9"),
+])
+def test_osinfo_ids_by_libguestfs_rules(distro: str, major: int, minor: int,
+                                        expected: str) -> None:
+    from guestslots.releases import Release
+
+    assert Release(distro, "x", major, minor).osinfo == expected
