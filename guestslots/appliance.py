@@ -1298,14 +1298,17 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
     @serialised
     def nics(self) -> list[Nic]:
         """Every plugged NIC: slot, device id, network, MAC, address, gateway (for
-        ``user``, where the host's 127.0.0.1 is reached), and the guest's interface and
-        link state; not running, the NICs the next launch plugs."""
+        ``user``, where the host's 127.0.0.1 is reached), and the guest's interface,
+        link state and whether its default route goes through it (it moves to another
+        NIC with a gateway when its NIC is removed); not running, the NICs the next
+        launch plugs."""
         running = self._state is ApplianceState.RUNNING
         listed = self._nics.listed(running)
         if not running:
             return listed
         state = self._call("nics_state")
-        return [with_guest_view(n, *(state.get(n.mac) or (None, False))) for n in listed]
+        return [with_guest_view(n, *(state.get(n.mac) or (None, False, False)))
+                for n in listed]
 
     def add_nic(self, slot: int = -1, network: str = "user", mac: str | None = None,
                 tap: str | None = None, address: str | None = None,

@@ -328,7 +328,8 @@ def format_result(result: Any) -> str | bytes | None:
 
 
 def format_nic(nic: Nic) -> str:
-    """``slot device-id network mac address [gateway:G] [tap:T] [interface up|down]``."""
+    """``slot device-id network mac address [gateway:G] [tap:T] [interface up|down
+    [default-route]]``."""
     parts = [str(nic.slot), nic.device_id, nic.network, nic.mac, nic.address]
     if nic.gateway:
         parts.append(f"gateway:{nic.gateway}")
@@ -336,6 +337,7 @@ def format_nic(nic: Nic) -> str:
         parts.append(f"tap:{nic.tap}")
     if nic.interface:
         parts += [nic.interface, "up" if nic.up else "down"]
+        parts += ["default-route"] if nic.default_route else []
     return " ".join(parts)
 
 

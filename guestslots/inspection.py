@@ -393,19 +393,31 @@ def _values(app: Guest, path: tuple[str, ...]) -> dict[str, windows.Value]:
 
 def _systemroot(app: Guest) -> str | None:
     """%SYSTEMROOT% as libguestfs finds it: the first of its places that has
-    system32, system32/config and system32/cmd.exe (in any case)."""
+    system32, system32/config and system32/cmd.exe (in any case), else the first
+    that boot.ini names and has them."""
     top = {name.casefold() for name in app.ls("/")}
     for candidate in windows.SYSTEMROOT_PATHS:
-        if candidate[1:] not in top:
-            continue
-        root = app.case_sensitive_path(candidate)
-        if (app.is_dir(app.case_sensitive_path(f"{root}/system32"), followsymlinks=True)
-                and app.is_dir(app.case_sensitive_path(f"{root}/system32/config"),
-                               followsymlinks=True)
-                and app.is_file(app.case_sensitive_path(f"{root}/system32/cmd.exe"),
-                                followsymlinks=True)):
-            return root
+        if candidate[1:] in top and _is_systemroot(app, candidate):
+            return app.case_sensitive_path(candidate)
+    if "boot.ini" in top:
+        boot_ini = app.case_sensitive_path("/boot.ini")
+        if app.is_file(boot_ini, followsymlinks=True):
+            for candidate in windows.boot_ini_systemroots(_head(app, boot_ini, 1 << 16)):
+                try:
+                    if _is_systemroot(app, candidate):
+                        return app.case_sensitive_path(candidate)
+                except GuestslotsError:  # a name the guest cannot have ('..', NUL...)
+                    continue
     return None
+
+
+def _is_systemroot(app: Guest, root: str) -> bool:
+    root = app.case_sensitive_path(root)
+    return (app.is_dir(app.case_sensitive_path(f"{root}/system32"), followsymlinks=True)
+            and app.is_dir(app.case_sensitive_path(f"{root}/system32/config"),
+                           followsymlinks=True)
+            and app.is_file(app.case_sensitive_path(f"{root}/system32/cmd.exe"),
+                            followsymlinks=True))
 
 
 def _windows_root(app: Guest, dev: str, blkids: Mapping[str, Mapping[str, str]]

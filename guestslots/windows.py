@@ -6,6 +6,7 @@ short id it derives.  :mod:`guestslots.inspection` reads the guest; nothing here
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Mapping
 
@@ -13,6 +14,10 @@ from .packages import Application
 
 #: Where libguestfs looks for %SYSTEMROOT%, in its order (matched regardless of case).
 SYSTEMROOT_PATHS = ("/windows", "/winnt", "/win32", "/win", "/reactos")
+
+#: An operating system line of boot.ini: ``multi(0)disk(0)rdisk(0)partition(1)\WINDOWS="..."``.
+_BOOT_INI_OS = re.compile(
+    r"^(multi|scsi)\((\d+)\)disk\((\d+)\)rdisk\((\d+)\)partition\((\d+)\)([^=]+)=")
 
 #: Keys of the SOFTWARE hive and of the SYSTEM hive libguestfs reads.
 CURRENT_VERSION = ("Microsoft", "Windows NT", "CurrentVersion")
@@ -29,6 +34,26 @@ REG_SZ, REG_EXPAND_SZ, REG_BINARY, REG_DWORD = 1, 2, 3, 4
 
 #: A registry value as read: (type, data).
 Value = tuple[int, bytes]
+
+
+def boot_ini_systemroots(text: str) -> list[str]:
+    r"""The system roots boot.ini's ``[operating systems]`` section names, as guest paths
+    (``\WINDOWS`` -> ``/WINDOWS``), in its order; libguestfs assumes each is on the
+    filesystem that holds boot.ini."""
+    lines = [line.strip() for line in text.splitlines()]
+    try:
+        start = next(n for n, line in enumerate(lines)
+                     if line.startswith("[operating systems]"))
+    except StopIteration:
+        return []
+    roots = []
+    for line in lines[start + 1:]:
+        if not line.startswith(("multi(", "scsi(")):
+            break
+        m = _BOOT_INI_OS.match(line)
+        if m:
+            roots.append(m.group(6).replace("\\", "/"))
+    return roots
 
 
 def reg_string(value: Value | None) -> str | None:

@@ -9,6 +9,7 @@ import os
 import re
 import select
 import subprocess
+import time
 
 from .blockdev import (
     block_name,
@@ -38,6 +39,7 @@ from .common import (
 #: Filesystems the kernel cannot mount, served by a FUSE daemon (Debian's kernel has
 #: no NTFS driver; libguestfs mounts NTFS with ntfs-3g too).
 FUSE_MOUNTERS = {"ntfs": "/usr/bin/ntfs-3g"}
+_FUSE_REFUSED = frozenset({"ro", "rw", "dev", "suid", "exec"})
 
 
 def _unescape(field: str) -> str:
@@ -193,8 +195,9 @@ class MountCalls(AgentBase):
         if not os.path.exists(program):
             raise Fail(f"/dev/{name}: {fstype} needs {program}, not in this appliance",
                        errno.ENOSYS)
+        # the caller's options, less any that would undo read-only, nodev, nosuid, noexec
         opts = ["ro" if readonly else "rw", "nodev", "nosuid", "noexec", "no_detach",
-                *(o for o in options.split(",") if o and o not in ("ro", "rw"))]
+                *(o for o in options.split(",") if o and o not in _FUSE_REFUSED)]
         real = os.readlink(target) if fd is not None else target
         with open("/proc/self/mountinfo") as table, \
                 open(f"/tmp/{os.path.basename(program)}-{name}.log", "w+") as log_file:
@@ -207,10 +210,11 @@ class MountCalls(AgentBase):
                 poller = select.poll()
                 poller.register(table, select.POLLPRI | select.POLLERR)
                 poller.register(pidfd, select.POLLIN)
-                deadline = TOOL_TIMEOUT * 1000
+                deadline = time.monotonic() + TOOL_TIMEOUT
                 while not any(mp == real and src == f"/dev/{name}"
                               for mp, src, _root, _t in mountinfo()):
-                    if proc.poll() is not None or not poller.poll(deadline):
+                    left = deadline - time.monotonic()
+                    if proc.poll() is not None or left <= 0 or not poller.poll(left * 1000):
                         if proc.poll() is None:
                             proc.kill()
                         proc.wait()

@@ -115,10 +115,18 @@ def _set_up(sock: socket.socket, name: str, up: bool) -> None:
     fcntl.ioctl(sock, SIOCSIFFLAGS, _ifreq(name, struct.pack("H", flags)))
 
 
-def _has_default_route() -> bool:
+def _default_route_interface() -> str | None:
+    """The interface of the guest's default route (/proc/net/route), if it has one."""
     with open("/proc/net/route") as f:
-        return any(line.split()[1:2] == ["00000000"] and line.split()[7:8] == ["00000000"]
-                   for line in list(f)[1:])
+        for line in list(f)[1:]:
+            fields = line.split()
+            if fields[1:2] == ["00000000"] and fields[7:8] == ["00000000"]:
+                return fields[0]
+    return None
+
+
+def _has_default_route() -> bool:
+    return _default_route_interface() is not None
 
 
 def _add_default_route(sock: socket.socket, name: str, gateway: str) -> None:
@@ -198,8 +206,10 @@ class NetCalls(AgentBase):
             self._route(s)
 
     def call_nics_state(self) -> dict[str, list[object]]:
-        """MAC -> [interface, up] for every NIC the guest has (loopback excepted)."""
+        """MAC -> [interface, up, carries the default route] for every NIC the guest
+        has (loopback excepted)."""
         state: dict[str, list[object]] = {}
+        default = _default_route_interface()
         for mac, name in interfaces().items():
             if name == "lo":
                 continue
@@ -207,7 +217,7 @@ class NetCalls(AgentBase):
                 up = bool(int(_read(f"{NET_DIR}/{name}/flags"), 16) & IFF_UP)
             except (OSError, ValueError):
                 up = False
-            state[mac] = [name, up]
+            state[mac] = [name, up, up and name == default]
         return state
 
     def call_fetch(self, url: str, path: str, timeout: float = 60.0) -> int:

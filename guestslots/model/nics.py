@@ -78,6 +78,8 @@ class Nic:
     interface: str | None = None
     #: Whether the guest has the link up; None when the appliance does not run.
     up: bool | None = None
+    #: Whether the guest's default route goes through it; None when not running.
+    default_route: bool | None = None
 
     @property
     def host(self) -> str | None:
@@ -206,6 +208,7 @@ class NicTable:
                 for slot, spec in sorted(nics.items())]
 
 
-def with_guest_view(nic: Nic, interface: str | None, up: bool | None) -> Nic:
+def with_guest_view(nic: Nic, interface: str | None, up: bool | None,
+                    default_route: bool | None = False) -> Nic:
     """*nic* with what the guest says of it."""
-    return replace(nic, interface=interface, up=up)
+    return replace(nic, interface=interface, up=up, default_route=default_route)

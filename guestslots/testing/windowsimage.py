@@ -162,11 +162,13 @@ def ntfs(path: Path, files: Mapping[str, bytes | str], size_mib: int = 32,
 
 
 def windows_image(path: Path, hostname: str = "WIN-PHONY", machine: int = 0x14C,
-                  software: bytes | None = None) -> Path:
+                  software: bytes | None = None, systemroot: str = "Windows",
+                  boot_ini: str | None = None) -> Path:
     """The Windows-like disk: MBR (disk id :data:`DISK_ID`), a small NTFS partition (a
     boot loader's) and the system one, with Windows/System32/{Config,Drivers}, the
     SOFTWARE and SYSTEM hives, cmd.exe (PE for *machine*), ``/Program Files`` and
-    ``/autoexec.bat``.  *software*: the SOFTWARE file's bytes instead of the hive."""
+    ``/autoexec.bat``.  *software*: the SOFTWARE file's bytes instead of the hive;
+    *systemroot*: the system root's directory; *boot_ini*: a ``/boot.ini``."""
     with tempfile.TemporaryDirectory(prefix="win-") as tmp:
         work = Path(tmp)
         boot = ntfs(work / "boot.img", {}, size_mib=8)
@@ -174,13 +176,17 @@ def windows_image(path: Path, hostname: str = "WIN-PHONY", machine: int = 0x14C,
         software_hive = hive(work / "software", r"HKEY_LOCAL_MACHINE\SOFTWARE", SOFTWARE)
         system = hive(work / "system", r"HKEY_LOCAL_MACHINE\SYSTEM",
                       system_keys(hostname, system_offset))
-        root = ntfs(work / "root.img", {
-            "Windows/System32/Config/SOFTWARE": software if software is not None
+        files: dict[str, bytes | str] = {
+            f"{systemroot}/System32/Config/SOFTWARE": software if software is not None
             else software_hive.read_bytes(),
-            "Windows/System32/Config/SYSTEM": system.read_bytes(),
-            "Windows/System32/cmd.exe": pe_stub(machine),
+            f"{systemroot}/System32/Config/SYSTEM": system.read_bytes(),
+            f"{systemroot}/System32/cmd.exe": pe_stub(machine),
             "autoexec.bat": "",
-        }, directories=("Windows/System32/Drivers", "Program Files"))
+        }
+        if boot_ini is not None:
+            files["boot.ini"] = boot_ini
+        root = ntfs(work / "root.img", files,
+                    directories=(f"{systemroot}/System32/Drivers", "Program Files"))
         testimages.partitioned(path, "dos", boot, root, label_id=f"0x{DISK_ID:08x}")
     return path
 

@@ -156,6 +156,22 @@ def test_a_damaged_hive_leaves_windows_found_and_its_details_unknown(
     assert app.is_file("/autoexec.bat")  # the channel is in step
 
 
+def test_a_system_root_only_boot_ini_names(app: Appliance, tmp_path: Path) -> None:
+    """Not one of the usual places: libguestfs reads boot.ini's [operating systems]."""
+    boot_ini = ("[boot loader]\r\ntimeout=30\r\n[operating systems]\r\n"
+                'multi(0)disk(0)rdisk(0)partition(2)\\Nowhere="gone"\r\n'
+                'multi(0)disk(0)rdisk(0)partition(2)\\WinXP="Windows XP" /fastdetect\r\n')
+    app.hotplug(0, windowsimage.windows_image(tmp_path / "xp.img", systemroot="WinXP",
+                                              boot_ini=boot_ini))
+    [found] = app.inspect_os()
+    assert (found["windows_systemroot"], found["product_name"], found["hostname"]) == (
+        "/WinXP", "Microsoft Windows 7 Phony Edition", "WIN-PHONY")
+    app.umount_all()
+    app.unplug(0)
+    app.hotplug(0, windowsimage.windows_image(tmp_path / "lost.img", systemroot="WinXP"))
+    assert app.inspect_os() == []  # without boot.ini, no system root is found
+
+
 @pytest.mark.single_pass("runs virt-inspector (libguestfs) once")
 def test_inspect_xml_is_virt_inspectors_document_for_windows(windows_img: Path) -> None:
     assert '<drive_mapping name="C">' in same_xml_as_virt_inspector(windows_img)

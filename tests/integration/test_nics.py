@@ -93,6 +93,22 @@ def test_two_user_nics_each_have_their_own_network_and_unplug_by_slot(
     assert netapp.fetch(f"http://10.0.3.2:{port}/payload", "/p") == len(payload)
 
 
+def test_the_default_route_moves_to_the_next_nic_when_its_nic_goes(
+    netapp: Appliance,
+) -> None:
+    """The first NIC with a gateway carries the guest's default route; removing it
+    moves the route to a NIC that is left (the agent routes again before the unplug)."""
+    netapp.add_nic(0)
+    netapp.add_nic(1)
+    assert {n.slot: n.default_route for n in netapp.nics()} == {0: True, 1: False}
+    netapp.remove_nic(0)
+    (left,) = netapp.nics()
+    assert (left.slot, left.up, left.default_route) == (1, True, True)
+    netapp.remove_nic(1)
+    netapp.add_nic(2, network="user")
+    assert [n.default_route for n in netapp.nics()] == [True]
+
+
 def test_bad_nic_requests_are_refused_and_change_nothing(netapp: Appliance) -> None:
     netapp.add_nic(2)
     before = netapp.nics()

@@ -188,3 +188,14 @@ def test_libvirts_schema_accepts_the_interfaces() -> None:
     document = etree.fromstring(domain_xml(CFG).replace("</devices>", nics + "</devices>")
                                 .encode())
     assert schema.validate(document), schema.error_log
+
+
+def test_the_shell_shows_which_nic_carries_the_default_route() -> None:
+    from guestslots.commands import format_nic
+    from guestslots.model.nics import Nic, with_guest_view
+
+    nic = Nic(0, "nic-x-0", "user", "52:54:00:9f:2c:00", "10.0.2.15/24", "10.0.2.2", None)
+    assert format_nic(with_guest_view(nic, "eth0", True, True)).endswith(
+        "gateway:10.0.2.2 eth0 up default-route")
+    assert format_nic(with_guest_view(nic, "eth0", True)).endswith("eth0 up")
+    assert format_nic(nic) == "0 nic-x-0 user 52:54:00:9f:2c:00 10.0.2.15/24 gateway:10.0.2.2"

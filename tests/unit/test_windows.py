@@ -142,3 +142,15 @@ def test_hivex_takes_the_minimal_hive_and_merges_keys_into_it(tmp_path: Path) ->
     # exported as hex(1) (UTF-16LE) because of the quote and backslash it holds
     data = 'q"uo\\te\0'.encode("utf-16-le")
     assert '[\\A\\B]\n"Name"=hex(1):' + ",".join(f"{b:02x}" for b in data) in exported
+
+
+def test_boot_ini_names_system_roots_in_its_os_section() -> None:
+    text = ("[boot loader]\r\ntimeout=30\r\ndefault=multi(0)disk(0)rdisk(0)partition(1)\\X\r\n"
+            "[operating systems]\r\n"
+            'multi(0)disk(0)rdisk(0)partition(1)\\WinXP="Windows XP" /fastdetect\r\n'
+            'scsi(0)disk(1)rdisk(0)partition(2)\\WINNT="Windows 2000"\r\n'
+            "multi(0)garbage\r\n"
+            'C:\\="Recovery Console"\r\n'
+            'multi(0)disk(0)rdisk(0)partition(3)\\After="not in the section any more"\r\n')
+    assert windows.boot_ini_systemroots(text) == ["/WinXP", "/WINNT"]
+    assert windows.boot_ini_systemroots("no section\n") == []
