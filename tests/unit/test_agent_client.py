@@ -93,3 +93,25 @@ def test_garbage_from_the_agent_breaks_the_channel_for_good(
         client.call("ping")
     with pytest.raises(ChannelBroken, match="launch another"):
         client.call("ping")
+
+
+def test_a_switch_keeps_what_the_old_connection_still_held(
+    pair: tuple[AgentClient, socket.socket],
+) -> None:
+    """After a migration the client carries on over a new connection: a late reply and
+    half a frame still in the old one are read first, so the frame completed on the new
+    connection is whole and the stale reply is skipped, not taken for the next."""
+    client, agent = pair
+    with pytest.raises(AgentTimeout):
+        client.call("ping")  # id 1: given up on; its reply comes late
+    second = reply(2, "second")
+    agent.sendall(reply(1, "late") + second[:5])
+    host2, agent2 = socket.socketpair()
+    try:
+        client.switch(host2)
+        agent2.sendall(second[5:])
+        assert client.call("ping") == "second"
+        assert [r["id"] for r in requests(agent2)] == [2]  # the request went the new way
+    finally:
+        host2.close()
+        agent2.close()
