@@ -9,6 +9,7 @@ breaks never reaches the session's shared appliance.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import select
 import signal
@@ -340,9 +341,11 @@ def test_short_soak_leaks_nothing(launch: Callable[..., Appliance], small: Path)
     workdir = app._backend.workdir if app._backend else None
     assert workdir is not None
     files_before = sorted(os.listdir(workdir))
+    gc.collect()  # earlier tests' garbage closes its descriptors now, not mid-soak
     result = soak(app, small, 100, every=25)
     first, last = result.samples[0], result.samples[-1]
     assert last.cycle == 100
-    assert last.fds == first.fds, result.samples
+    # a leak is growth (CI once saw 29 -> 27: something older was collected mid-soak)
+    assert last.fds <= first.fds, result.samples
     assert last.block_nodes == first.block_nodes, result.samples
     assert sorted(os.listdir(workdir)) == files_before
