@@ -402,7 +402,9 @@ def _systemroot(app: Guest) -> str | None:
     if "boot.ini" in top:
         boot_ini = app.case_sensitive_path("/boot.ini")
         if app.is_file(boot_ini, followsymlinks=True):
-            for candidate in windows.boot_ini_systemroots(_head(app, boot_ini, 1 << 16)):
+            # a hostile boot.ini may list thousands: each costs a few calls
+            named = windows.boot_ini_systemroots(_head(app, boot_ini, 1 << 16))
+            for candidate in named[:windows.MAX_BOOT_INI_ROOTS]:
                 try:
                     if _is_systemroot(app, candidate):
                         return app.case_sensitive_path(candidate)

@@ -27,6 +27,9 @@ SELECT = ("Select",)
 MOUNTED_DEVICES = ("MountedDevices",)
 TCPIP_PARAMETERS = ("Services", "Tcpip", "Parameters")
 
+#: The most boot.ini system roots tried (each costs a few guest calls).
+MAX_BOOT_INI_ROOTS = 16
+
 #: The most uninstall entries read from one key (a hostile hive may hold millions).
 MAX_APPLICATIONS = 20_000
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from .. import wire
 from ..errors import ApplianceBuildError
 from ..model.slots import MAX_SLOTS
+from ..packages import parse_dpkg_status
 from .cache import cache_root
 from .proc import CommandError, run
 
@@ -113,8 +114,31 @@ def manifest() -> list[str]:
 
 
 def packages() -> list[str]:
-    """The Debian packages the appliance is made of."""
-    return _lines(guest_file("packages").decode())
+    """The Debian packages the appliance is made of: every required one, and each
+    optional one (``name?`` in ``appliance/packages``) that the host has installed."""
+    try:
+        with open(DPKG_STATUS, encoding="utf-8", errors="replace") as f:
+            installed = {a.name for a in parse_dpkg_status(f.read())}
+    except OSError:
+        installed = set()
+    chosen, left_out = choose_packages(_lines(guest_file("packages").decode()), installed)
+    if left_out:
+        log.warning("appliance built without %s (not installed on this host; ./tools/setup "
+                    "installs them): the calls that need them say so", ", ".join(left_out))
+    return chosen
+
+
+def choose_packages(listed: list[str], installed: set[str]) -> tuple[list[str], list[str]]:
+    """(packages to build from, optional ones left out): *listed* as
+    ``appliance/packages`` has them (``name?``: optional), *installed* the host's."""
+    chosen, left_out = [], []
+    for entry in listed:
+        name = entry.removesuffix("?")
+        if entry.endswith("?") and name not in installed:
+            left_out.append(name)
+        else:
+            chosen.append(name)
+    return chosen, left_out
 
 
 def udev_rules() -> str:
