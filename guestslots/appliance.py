@@ -22,7 +22,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -1038,20 +1038,48 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         ``parallel_connections``, ``uri`` (default: a Unix socket in the work
         directory), ``destination_config`` (a runtime record; one that would change
         what the guest sees is refused before anything moves).  Both processes share
-        the image files, so ``disks``/``with_disk_set`` (copying images) are refused
-        here, as are tap NICs (their device is held by the running QEMU).
-        *progress* gets a :class:`MigrationProgress` about four times a second.
-        On failure the appliance runs on where it was."""
+        the image files, except the slots that ``disks`` names (or the disk set's,
+        with ``with_disk_set``): each of those is copied, live, into a new file
+        ``slotN.img`` (raw) or ``slotN.qcow2`` in ``disk_directory`` (an existing
+        directory; an existing file there is an error) and the new process uses
+        the copy: the guest's writes go on reaching both until the switch, which
+        happens when the copy is in step, so it is the disk as of the switch (a
+        snapshot chain collapses into it).  The slot then names the copy (its
+        ``slots()`` path, the runtime record); the old image keeps what the guest
+        wrote up to then.  Only writable slots are copied (a read-only or
+        ``overlay=True`` slot's image does not change).  Tap NICs are refused
+        (their device is held by the running QEMU).
+        *progress* gets a :class:`MigrationProgress` about four times a second
+        (status ``copying-disks`` while the copies catch up, with their bytes).
+        On failure the appliance runs on where it was, on its own images, and the
+        copies made are removed."""
         with self._lock:
             backend, agent = self._running("migrate")
             params = params if params is not None else MigrationParams()
             if self._record is not None:
                 check_destination(params, self._record, self.backend)
-            if params.disk_slots(self._diskset.list(), self._filled()):
-                raise MigrationParamError(
-                    "with_disk_set" if params.with_disk_set else "disks",
-                    "a migration on this host shares every image with the new process: "
-                    "copying images is not offered")
+            indices = params.disk_slots(self._diskset.list(), self._filled())
+            which = "with_disk_set" if params.with_disk_set else "disks"
+            if params.with_disk_set and not indices:
+                raise DiskSetError("migrate: with_disk_set, but the disk set is empty "
+                                   "(diskset_add first)")
+            for index in indices:
+                drive = self._table[index].drive
+                assert drive is not None
+                if drive.throwaway:
+                    raise MigrationParamError(which, f"slot {index} ({drive.path}) is "
+                                              "read-only or overlay=True: its image does "
+                                              "not change, the new process shares it")
+            directory = params.disk_directory
+            if indices and not directory:
+                raise MigrationParamError("disk_directory", "copying slots' images needs "
+                                          "a directory for the copies")
+            if directory and not indices:
+                raise MigrationParamError("disk_directory", "no slot is copied (disks or "
+                                          "with_disk_set): nothing would go there")
+            if directory and not os.path.isdir(directory):
+                raise MigrationParamError("disk_directory", f"{directory} is not a "
+                                          "directory")
             mover = getattr(backend, "migrate", None)
             if mover is None:
                 raise GuestslotsError(f"migrate: the {self.backend} backend cannot move "
@@ -1066,12 +1094,54 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                                 "state; shut down and launch again")
             report = None if progress is None else \
                 (lambda info: progress(MigrationProgress.from_qmp(info)))
+            copies = self._migration_copies(backend, indices,
+                                            os.path.abspath(directory or "."))
+            try:
+                with self._watch():
+                    if copies:
+                        sock, info = mover(self._layout(), params, report, timeout, copies)
+                    else:
+                        sock, info = mover(self._layout(), params, report, timeout)
+            except BaseException:
+                for copy in copies.values():
+                    with contextlib.suppress(OSError):
+                        os.unlink(copy.path)
+                raise
+            for index, copy in copies.items():  # the new process has them, not the images
+                slot = self._table[index]
+                if slot.config == slot.drive:  # the definition follows, as libvirt's does
+                    self._table.set_config(index, copy, running=True)
+                self._table.fill(index, copy, slot.kernel_name)
+                self._identities[index] = _identity(copy.path)
             with self._watch():
-                sock, info = mover(self._layout(), params, report, timeout)
                 agent.switch(sock)
                 agent.call("ping", wait_for=30)  # the channel is in step over there
             self._update_runtime()
+            if copies:
+                self._say(f"appliance {self.id} migrated with copies of slots "
+                          + ", ".join(f"{i} ({c.path})" for i, c in copies.items()))
             return MigrationProgress.from_qmp(info)
+
+    def _migration_copies(self, backend: Any, indices: Sequence[int], directory: str,
+                          ) -> dict[int, DriveSpec]:
+        """New, empty image files in *directory* for the slots *indices* to be copied
+        into (the disks' sizes and formats), by slot; on failure none is left."""
+        copies: dict[int, DriveSpec] = {}
+        try:
+            for index in indices:
+                drive = self._table[index].drive
+                assert drive is not None
+                ext = "qcow2" if drive.format == "qcow2" else "img"
+                target = os.path.join(directory, f"slot{index}.{ext}")
+                _make_target(target, drive.format,
+                             backend.disk_size(index, self.call_timeout))
+                copies[index] = dataclasses.replace(drive, path=target, chain=())
+        except BaseException:
+            for copy in copies.values():
+                with contextlib.suppress(OSError):
+                    os.unlink(copy.path)
+            raise
+        return copies
 
     def save(self, path: str | os.PathLike[str], with_disk_set: bool = False, *,
              timeout: float = 120.0) -> str:
@@ -1492,6 +1562,7 @@ def _make_target(path: str, fmt: str, size: int) -> None:
             try:
                 run(["qemu-img", "create", "-q", "-f", "qcow2", path, str(size)])
             except CommandError as e:
+                os.unlink(path)  # made just now
                 raise HostFileError(path, f"qemu-img create: {e.reason}: {e.output.strip()}") \
                     from None
     except OSError as e:

@@ -26,6 +26,10 @@ parameter                     type        meaning
 ``disks``                     list[int]   slots whose images are copied to the
                                           destination (the others are shared)
 ``with_disk_set``             bool        copy the appliance's disk set's slots
+``disk_directory``            str         where the copies go (QEMU backend, on this
+                                          host: a new ``slotN.img``/``slotN.qcow2``
+                                          per copied slot); libvirt takes the copies'
+                                          paths from ``destination_config``
 ============================  ==========  ============================================
 
 :func:`guest_abi_difference` says what in a destination definition would change
@@ -98,6 +102,7 @@ PARAMS: dict[str, ParamSpec] = {spec.name: spec for spec in (
     ParamSpec("parallel_connections", "int", 0, 0, MAX_PARALLEL, "streams, 0 = one"),
     ParamSpec("disks", "slots", (), doc="slots whose images are copied"),
     ParamSpec("with_disk_set", "bool", False, doc="copy the disk set's slots"),
+    ParamSpec("disk_directory", "str", "", doc="directory for the copied slots' images"),
 )}
 
 
@@ -298,27 +303,37 @@ def check_destination(params: MigrationParams, source: RuntimeRecord, backend: s
 class QmpPlan:
     """QMP commands for a migration, in order, as (command, arguments).
 
-    ``destination``: on the destination QEMU (started with ``-incoming defer``)
-    before the stream; ``mirrors``: on the source, one NBD client node and one mirror
-    job per copied disk (wait for each job's BLOCK_JOB_READY before ``migrate``);
-    ``source``: the stream's own settings and ``migrate``; ``finish_source`` after
-    the stream completed (the mirrors end without switching over) and
-    ``finish_destination`` (the NBD server goes)."""
+    ``destination``: on the destination QEMU (started with ``-incoming defer``, the
+    copies plugged) before the stream; ``mirrors``: on the source, one NBD client
+    node and one mirror job per copied disk (wait for each job's BLOCK_JOB_READY
+    before ``migrate``); ``source``: the stream's own settings and ``migrate``.
+    With copied disks the source pauses at ``pre-switchover`` (its VM stopped, the
+    destination not yet started): ``switchover`` cancels the mirrors (a mirror
+    cancelled when ready ends with its target in step: BLOCK_JOB_COMPLETED for each
+    of ``jobs``), ``finish_source`` removes them, ``finish_destination`` stops the
+    destination's NBD server (so its exports hold no image when the VM starts),
+    and ``resume`` lets the stream finish."""
 
     destination: tuple[tuple[str, dict[str, Any]], ...]
     mirrors: tuple[tuple[str, dict[str, Any]], ...]
     source: tuple[tuple[str, dict[str, Any]], ...]
-    finish_source: tuple[tuple[str, dict[str, Any]], ...]
-    finish_destination: tuple[tuple[str, dict[str, Any]], ...]
+    switchover: tuple[tuple[str, dict[str, Any]], ...] = ()
+    finish_source: tuple[tuple[str, dict[str, Any]], ...] = ()
+    finish_destination: tuple[tuple[str, dict[str, Any]], ...] = ()
+    resume: tuple[tuple[str, dict[str, Any]], ...] = ()
     jobs: tuple[str, ...] = ()
 
 
-def qmp_plan(params: MigrationParams, disk_nodes: Mapping[int, str], nbd_socket: str = "",
-             ) -> QmpPlan:
+def qmp_plan(params: MigrationParams, disk_nodes: Mapping[int, tuple[str, str]],
+             nbd_socket: str = "") -> QmpPlan:
     """The QMP commands that carry out *params*.  *disk_nodes*: for each slot to copy
-    (``params.disk_slots``), its block node name (the same on both sides, as the
-    layout is); *nbd_socket*: a Unix socket path for the destination's NBD server
-    (needed when disks are copied)."""
+    (``params.disk_slots``), the block node the guest's device reads on the source
+    and on the destination (where the copy is plugged); *nbd_socket*: a Unix
+    socket path for the destination's NBD server (needed when disks are copied).
+
+    The mirrors run in ``write-blocking`` mode: once ready, a guest write completes
+    only when it is on both sides, so the copy keeps pace with any write rate and
+    the final catch-up, inside the downtime, is short."""
     if not params.uri:
         raise MigrationParamError("uri", "QMP needs a URI (unix:PATH, tcp:HOST:PORT...)")
     if disk_nodes and not nbd_socket:
@@ -326,23 +341,27 @@ def qmp_plan(params: MigrationParams, disk_nodes: Mapping[int, str], nbd_socket:
     server = {"type": "unix", "path": nbd_socket}
     destination: list[tuple[str, dict[str, Any]]] = []
     mirrors: list[tuple[str, dict[str, Any]]] = []
+    switchover: list[tuple[str, dict[str, Any]]] = []
     finish_source: list[tuple[str, dict[str, Any]]] = []
     jobs = []
     if disk_nodes:
-        destination.append(("nbd-server-start", {"addr": server}))
+        # nbd-server-start takes the legacy (nested) form of a socket address
+        destination.append(("nbd-server-start", {"addr": {"type": "unix",
+                                                          "data": {"path": nbd_socket}}}))
     for slot in sorted(disk_nodes):
-        node = disk_nodes[slot]
-        export, target, job = f"migrate-{node}", f"migrate-target-{node}", f"migrate-{slot}"
+        node, copy = disk_nodes[slot]
+        export, target, job = f"migrate-{slot}", f"migrate-target-{slot}", f"migrate-{slot}"
         destination.append(("block-export-add", {"type": "nbd", "id": export,
-                                                 "node-name": node, "name": export,
+                                                 "node-name": copy, "name": export,
                                                  "writable": True}))
         mirrors.append(("blockdev-add", {"driver": "nbd", "node-name": target,
                                          "server": server, "export": export}))
         mirrors.append(("blockdev-mirror", {"job-id": job, "device": node,
                                             "target": target, "sync": "full",
+                                            "copy-mode": "write-blocking",
                                             "auto-dismiss": False}))
-        finish_source += [("block-job-cancel", {"device": job}),
-                          ("job-dismiss", {"id": job}),
+        switchover.append(("block-job-cancel", {"device": job}))
+        finish_source += [("job-dismiss", {"id": job}),
                           ("blockdev-del", {"node-name": target})]
         jobs.append(job)
     parameters: dict[str, Any] = {"max-bandwidth": params.bandwidth * MIB}
@@ -354,9 +373,13 @@ def qmp_plan(params: MigrationParams, disk_nodes: Mapping[int, str], nbd_socket:
         capabilities.append({"capability": "multifd", "state": True})
     source: list[tuple[str, dict[str, Any]]] = []
     if capabilities:
-        destination.insert(0, ("migrate-set-capabilities", {"capabilities": capabilities}))
+        destination.insert(0, ("migrate-set-capabilities",
+                               {"capabilities": list(capabilities)}))
         destination.insert(1, ("migrate-set-parameters",
                                {"multifd-channels": params.parallel_connections}))
+    if disk_nodes:
+        capabilities.append({"capability": "pause-before-switchover", "state": True})
+    if capabilities:
         source.append(("migrate-set-capabilities", {"capabilities": capabilities}))
     if not params.bandwidth:
         # 0 is "the default" for callers; QEMU's own default is 128 MiB/s, a limit
@@ -366,8 +389,11 @@ def qmp_plan(params: MigrationParams, disk_nodes: Mapping[int, str], nbd_socket:
     source.append(("migrate", {"uri": params.uri}))
     finish_destination: list[tuple[str, dict[str, Any]]] = \
         [("nbd-server-stop", {})] if disk_nodes else []
-    return QmpPlan(tuple(destination), tuple(mirrors), tuple(source), tuple(finish_source),
-                   tuple(finish_destination), tuple(jobs))
+    resume: list[tuple[str, dict[str, Any]]] = \
+        [("migrate-continue", {"state": "pre-switchover"})] if disk_nodes else []
+    return QmpPlan(tuple(destination), tuple(mirrors), tuple(source), tuple(switchover),
+                   tuple(finish_source), tuple(finish_destination), tuple(resume),
+                   tuple(jobs))
 
 
 def libvirt_params(params: MigrationParams, disk_targets: Sequence[str] = (),
@@ -388,6 +414,9 @@ def libvirt_params(params: MigrationParams, disk_targets: Sequence[str] = (),
         typed[LIBVIRT_DEST_XML] = params.destination_config
     if params.bandwidth:
         typed[LIBVIRT_BANDWIDTH] = params.bandwidth
+    if params.disk_directory:
+        raise MigrationParamError("disk_directory", "libvirt takes the copies' paths from "
+                                  "destination_config (the domain XML)")
     if params.downtime_limit:
         raise MigrationParamError("downtime_limit", "libvirt takes it while the migration "
                                   "runs (migrateSetMaxDowntime), not as a parameter")
@@ -408,7 +437,9 @@ class MigrationProgress:
     """A migration's progress or result, from QEMU's ``query-migrate``: status
     (``active``, ``completed``...), RAM bytes sent, left and in all, the rate (Mbit/s),
     the downtime QEMU expects (ms; while it runs) and, at the end, the total time and
-    the real downtime (ms)."""
+    the real downtime (ms).  While copied disks catch up, before the memory moves
+    (status ``copying-disks``): their bytes copied and in all (``disk``, as QEMU's
+    old block migration reported them)."""
 
     status: str
     transferred: int = 0
@@ -418,12 +449,16 @@ class MigrationProgress:
     expected_downtime_ms: int = 0
     total_time_ms: int = 0
     downtime_ms: int = 0
+    disk_transferred: int = 0
+    disk_total: int = 0
 
     @classmethod
     def from_qmp(cls, info: Mapping[str, Any]) -> MigrationProgress:
         """Read ``query-migrate``'s answer (fields QEMU leaves out are 0)."""
         ram = info.get("ram")
         ram = ram if isinstance(ram, Mapping) else {}
+        disk = info.get("disk")
+        disk = disk if isinstance(disk, Mapping) else {}
 
         def number(d: Mapping[str, Any], key: str) -> int:
             value = d.get(key, 0)
@@ -437,4 +472,6 @@ class MigrationProgress:
                    mbps=float(mbps) if isinstance(mbps, (int, float)) else 0.0,
                    expected_downtime_ms=number(info, "expected-downtime"),
                    total_time_ms=number(info, "total-time"),
-                   downtime_ms=number(info, "downtime"))
+                   downtime_ms=number(info, "downtime"),
+                   disk_transferred=number(disk, "transferred"),
+                   disk_total=number(disk, "total"))

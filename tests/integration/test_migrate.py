@@ -130,12 +130,141 @@ def test_bad_parameters_are_refused_before_anything_moves(mover: Appliance,
     bigger = dataclasses.replace(record, memory_mb=record.memory_mb * 2)
     with pytest.raises(MigrationParamError, match="memory 512 MiB would become 1024"):
         app.migrate(MigrationParams(destination_config=bigger))
-    with pytest.raises(MigrationParamError, match="copying images is not offered"):
-        app.migrate(MigrationParams(disks=[2]))
+    with pytest.raises(MigrationParamError, match="slot 2 .* is read-only or overlay=True"):
+        app.migrate(MigrationParams(disks=[2], disk_directory=str(tmp_path)))
     with pytest.raises(MigrationParamError, match="slot 3 is empty"):
         app.migrate(MigrationParams(disks=[3]))
     assert app.pid == pid
     assert app.list_filesystems()["/dev/sdc"] == "ext4"
+
+
+def slot_path(app: Appliance, index: int) -> str | None:
+    return app.slots()[index].path
+
+
+def read_back(app: Appliance, image: Path, names: tuple[str, ...]) -> dict[str, str | None]:
+    """What *image*'s filesystem holds at *names* (None: absent), plugged read-only
+    into slot 0 in place of what was there."""
+    app.umount_all()
+    if app.slots()[0].state.value != "empty":
+        app.unplug(0)
+    app.hotplug(0, image)
+    app.mount_ro("/dev/sda", "/")
+    return {name: app.cat(name) if app.exists(name) else None for name in names}
+
+
+def test_a_migration_copies_the_disk_set_and_the_slots_move_onto_the_copies(
+        tmp_path: Path) -> None:
+    """Seed 004's migration with the disk set: the set's disks are copied (a snapshot
+    chain collapsed into one file), the other slot stays shared; the guest carries on
+    on the copies, and the images keep what was written up to the switch."""
+    app = launched(3)
+    try:
+        if app.backend != "qemu":
+            pytest.skip("local migration is the QEMU backend's")
+        a = images.ext4(tmp_path / "a.img", {"before": "in the image\n"}, size_mib=32)
+        b = images.ext4(tmp_path / "b.img", {"n": "shared\n"}, size_mib=16)
+        c = images.qcow2(images.ext4(tmp_path / "c.raw", {"c": "qcow2\n"}, size_mib=16),
+                         tmp_path / "c.qcow2")
+        app.hotplug(0, a, readonly=False)
+        app.hotplug(1, b, readonly=False)
+        app.hotplug(2, c, format="qcow2", readonly=False)
+        app.diskset_add(0)
+        app.diskset_add(2)
+        app.mount("/dev/sda", "/")
+        app.write("/before-snapshot", "frozen into the image\n")
+        [overlay, _] = app.snapshot("s1")
+        app.write("/on-the-overlay", "after the snapshot\n")
+        app.sync()
+        app.write("/in-cache", "only in the page cache\n")
+        copies = tmp_path / "copies"
+        copies.mkdir()
+        with pytest.raises(MigrationParamError, match="disk_directory.*needs a directory"):
+            app.migrate(MigrationParams(with_disk_set=True))
+        old_pid = app.pid
+        assert old_pid is not None
+        seen: list[MigrationProgress] = []
+        done = app.migrate(MigrationParams(with_disk_set=True, disk_directory=str(copies)),
+                           progress=seen.append)
+        assert done.status == "completed" and gone(old_pid)
+        assert {p.status for p in seen} <= {"copying-disks", "setup", "active",
+                                             "pre-switchover", "device", "completed"}
+        assert slot_path(app, 0) == str(copies / "slot0.img")
+        assert slot_path(app, 1) == str(b)
+        assert slot_path(app, 2) == str(copies / "slot2.qcow2")
+        record = runtime.read(runtime.record_path(app.id))
+        assert [s.path for s in record.slots][:3] == [str(copies / "slot0.img"), str(b),
+                                                      str(copies / "slot2.qcow2")]
+        assert [s.chain for s in record.slots][:3] == [(), (), ()]
+        assert record.diskset == (0, 2)
+        # the record knows the copies as the slots' images: a relaunch would take them
+        assert not runtime.image_changed(record.slots[0])
+        assert not runtime.image_changed(record.slots[2])
+        # the same guest, on the copies
+        assert app.cat("/in-cache") == "only in the page cache\n"
+        app.write("/after", "written on the copy\n")
+        app.mkdir_p("/mnt/c")
+        app.mount("/dev/sdc", "/mnt/c")
+        app.write("/mnt/c/after", "on the qcow2 copy\n")
+        app.umount_all()
+        app.diskset_remove_all()
+        app.unplug(2)
+        # each copy is one file: the chain collapsed, no backing file named
+        info = images.sh("qemu-img", "info", "--output=json", "-f", "qcow2",
+                         copies / "slot2.qcow2")
+        assert "backing-filename" not in info
+        images.sh("qemu-img", "check", "-f", "qcow2", copies / "slot2.qcow2")
+        # the images keep what the guest wrote up to the switch, and nothing after
+        flat = tmp_path / "old-chain.img"  # the old chain's top names a.img: flatten it
+        images.sh("qemu-img", "convert", "-f", "qcow2", "-O", "raw", overlay, flat)
+        names = ("/before", "/before-snapshot", "/on-the-overlay", "/in-cache", "/after")
+        assert read_back(app, a, names) == {
+            "/before": "in the image\n", "/before-snapshot": "frozen into the image\n",
+            "/on-the-overlay": None, "/in-cache": None, "/after": None}
+        old_chain = read_back(app, flat, names)
+        assert old_chain["/on-the-overlay"] == "after the snapshot\n"
+        assert old_chain["/after"] is None  # /in-cache: on disk or not, as it happened
+        assert read_back(app, copies / "slot0.img", names) == {
+            "/before": "in the image\n", "/before-snapshot": "frozen into the image\n",
+            "/on-the-overlay": "after the snapshot\n",
+            "/in-cache": "only in the page cache\n", "/after": "written on the copy\n"}
+    finally:
+        app.shutdown()
+
+
+def test_a_copy_that_fails_leaves_the_appliance_on_its_own_images(tmp_path: Path) -> None:
+    app = launched(2)
+    try:
+        if app.backend != "qemu":
+            pytest.skip("local migration is the QEMU backend's")
+        # data the mirror must really copy, so that it cannot be ready at once
+        noise = {"noise": os.urandom(24 * MIB).hex()[: 24 * MIB]}
+        a = images.ext4(tmp_path / "a.img", {"n": "a\n", **noise}, size_mib=64)
+        app.hotplug(0, a, readonly=False)
+        app.mount("/dev/sda", "/")
+        copies = tmp_path / "copies"
+        copies.mkdir()
+        (copies / "slot1.img").write_text("not ours\n")
+        app.hotplug(1, images.ext4(tmp_path / "b.img", {}, size_mib=8), readonly=False)
+        pid = app.pid
+        # a file in the way: refused before anything moves, nothing of ours left there
+        with pytest.raises(GuestslotsError, match="slot1.img"):
+            app.migrate(MigrationParams(disks=[0, 1], disk_directory=str(copies)))
+        assert sorted(os.listdir(copies)) == ["slot1.img"]
+        assert (copies / "slot1.img").read_text() == "not ours\n"
+        # the copy runs out of time: the jobs and their nodes go, the copy is removed
+        with pytest.raises(GuestslotsError, match="copy of the disks did not finish"):
+            app.migrate(MigrationParams(disks=[0], disk_directory=str(copies)),
+                        timeout=0.001)
+        assert app.pid == pid and sorted(os.listdir(copies)) == ["slot1.img"]
+        assert slot_path(app, 0) == str(a)
+        app.write("/still", "here\n")
+        # nothing left behind in QEMU: the same job and node names are free again
+        app.migrate(MigrationParams(disks=[0], disk_directory=str(copies)))
+        assert slot_path(app, 0) == str(copies / "slot0.img")
+        assert app.cat("/still") == "here\n" and app.cat("/n") == "a\n"
+    finally:
+        app.shutdown()
 
 
 def test_save_and_restore_bring_back_the_whole_appliance(tmp_path: Path) -> None:

@@ -120,6 +120,9 @@ def test_migrate_takes_its_typed_parameters_as_name_value_words() -> None:
     result = cmd.call(app, ["bandwidth:32", "disks:0 2"])  # type: ignore[arg-type]
     assert app.kwargs == {"params": MigrationParams(bandwidth=32, disks=[0, 2])}
     assert "downtime_ms: 12" in str(format_result(result))
+    cmd.call(app, ["with_disk_set:true", "disk_directory:/srv/copies"])  # type: ignore[arg-type]
+    assert app.kwargs == {"params": MigrationParams(with_disk_set=True,
+                                                    disk_directory="/srv/copies")}
     with pytest.raises(UsageError, match="'bandwidth': -1 is negative"):
         cmd.call(app, ["bandwidth:-1"])  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="disks"):

@@ -150,28 +150,47 @@ def test_the_qmp_mapping_of_a_plain_migration() -> None:
 
 def test_the_qmp_mapping_copies_disks_over_nbd_and_sets_multifd_on_both_sides() -> None:
     plan = qmp_plan(MigrationParams(uri="unix:/m", parallel_connections=4),
-                    {1: "slot1-fmt", 0: "slot0-fmt"}, nbd_socket="/run/nbd.sock")
+                    {1: ("slot1-top", "slot1-fmt"), 0: ("slot0-snap2", "slot0-fmt")},
+                    nbd_socket="/run/nbd.sock")
     names = [c for c, _ in plan.destination]
     assert names == ["migrate-set-capabilities", "migrate-set-parameters",
                      "nbd-server-start", "block-export-add", "block-export-add"]
-    assert plan.destination[2][1] == {"addr": {"type": "unix", "path": "/run/nbd.sock"}}
+    # the destination gets multifd, never the pause (that is the source's to take)
+    assert plan.destination[0][1] == {"capabilities": [{"capability": "multifd",
+                                                        "state": True}]}
+    # the server takes QEMU's legacy socket address, the client node the flat one
+    assert plan.destination[2][1] == {"addr": {"type": "unix",
+                                               "data": {"path": "/run/nbd.sock"}}}
+    # the export is of the copy's node there; the mirror reads the guest's node here
     assert plan.destination[3][1]["node-name"] == "slot0-fmt"
     assert plan.destination[3][1]["writable"] is True
     assert [c for c, _ in plan.mirrors] == ["blockdev-add", "blockdev-mirror"] * 2
     mirror = plan.mirrors[1][1]
-    assert mirror == {"job-id": "migrate-0", "device": "slot0-fmt",
-                      "target": "migrate-target-slot0-fmt", "sync": "full",
-                      "auto-dismiss": False}
+    assert mirror == {"job-id": "migrate-0", "device": "slot0-snap2",
+                      "target": "migrate-target-0", "sync": "full",
+                      "copy-mode": "write-blocking", "auto-dismiss": False}
     assert plan.mirrors[0][1]["export"] == plan.destination[3][1]["name"]
+    assert plan.mirrors[0][1]["server"] == {"type": "unix", "path": "/run/nbd.sock"}
     assert plan.jobs == ("migrate-0", "migrate-1")
-    assert plan.source[0] == ("migrate-set-capabilities",
-                              {"capabilities": [{"capability": "multifd", "state": True}]})
+    assert plan.source[0] == ("migrate-set-capabilities", {"capabilities": [
+        {"capability": "multifd", "state": True},
+        {"capability": "pause-before-switchover", "state": True}]})
     assert plan.source[1][1]["multifd-channels"] == 4
-    assert [c for c, _ in plan.finish_source] == ["block-job-cancel", "job-dismiss",
-                                                  "blockdev-del"] * 2
+    # at the pause: the mirrors end in step, go, the exports go, the stream goes on
+    assert plan.switchover == (("block-job-cancel", {"device": "migrate-0"}),
+                               ("block-job-cancel", {"device": "migrate-1"}))
+    assert [c for c, _ in plan.finish_source] == ["job-dismiss", "blockdev-del"] * 2
     assert plan.finish_destination == (("nbd-server-stop", {}),)
+    assert plan.resume == (("migrate-continue", {"state": "pre-switchover"}),)
     with pytest.raises(MigrationParamError, match="NBD socket"):
-        qmp_plan(MigrationParams(uri="unix:/m"), {0: "n"})
+        qmp_plan(MigrationParams(uri="unix:/m"), {0: ("n", "n")})
+
+
+def test_a_migration_that_copies_nothing_never_pauses() -> None:
+    plan = qmp_plan(MigrationParams(uri="unix:/m"), {})
+    assert plan.switchover == plan.finish_source == plan.finish_destination == ()
+    assert plan.resume == ()
+    assert all(c != "migrate-set-capabilities" for c, _ in plan.source)
 
 
 def test_the_libvirt_mapping_uses_libvirts_names_and_flags() -> None:
@@ -194,6 +213,8 @@ def test_the_libvirt_mapping_uses_libvirts_names_and_flags() -> None:
         libvirt_params(MigrationParams(downtime_limit=10))
     with pytest.raises(MigrationParamError, match="domain XML"):
         libvirt_params(MigrationParams(destination_config=record()))
+    with pytest.raises(MigrationParamError, match="'disk_directory': libvirt takes"):
+        libvirt_params(MigrationParams(disks=[0], disk_directory="/copies"))
 
 
 def test_progress_reads_query_migrate_and_tolerates_what_qemu_leaves_out() -> None:
@@ -210,3 +231,7 @@ def test_progress_reads_query_migrate_and_tolerates_what_qemu_leaves_out() -> No
     assert (done.status, done.downtime_ms, done.total_time_ms, done.mbps) == (
         "completed", 41, 2100, 0.0)
     assert MigrationProgress.from_qmp({}).status == "none"
+    copying = MigrationProgress.from_qmp({"status": "copying-disks", "disk": {
+        "transferred": 5 << 20, "remaining": 27 << 20, "total": 32 << 20}})
+    assert (copying.disk_transferred, copying.disk_total, copying.transferred) == (
+        5 << 20, 32 << 20, 0)

@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,8 @@ from ...model.migration import MigrationParams, qmp_plan
 from ...model.nics import NicSpec
 from .. import Layout, VMSpec
 from ..overlays import make_overlay, make_root_overlay
-from .machine import QemuMachine
-from .qmpargs import MachineConfig, layout_key_command
+from .machine import QemuMachine, SwitchOver
+from .qmpargs import MachineConfig, layout_key_command, slot_ids
 
 log = logging.getLogger(__name__)
 
@@ -357,18 +357,25 @@ class QemuBackend:
 
     def migrate(self, layout: Layout, params: MigrationParams,
                 progress: Callable[[dict[str, Any]], None] | None,
-                timeout: float) -> tuple[socket.socket, dict[str, Any]]:
+                timeout: float, copies: Mapping[int, DriveSpec] | None = None,
+                ) -> tuple[socket.socket, dict[str, Any]]:
         """Move the running VM into a new QEMU process on this host: started with the
         same command line and ``-incoming defer``, given the same slots, vCPUs and NICs
-        (*layout*), with the same ids, before the stream arrives; then the live migration (*params*:
-        ``uri``, ``bandwidth``, ``downtime_limit``, ``parallel_connections``).  Both
-        processes share every image file (QEMU hands the locks over at the switch).
-        Returns the new agent channel and QEMU's final ``query-migrate``; the old
-        process is gone.  On any failure the new process is killed and the VM runs on
-        in the old one."""
+        (*layout*), with the same ids, before the stream arrives; then the live
+        migration (*params*: ``uri``, ``bandwidth``, ``downtime_limit``,
+        ``parallel_connections``).  Both processes share every image file (QEMU hands
+        the locks over at the switch), except the slots in *copies*: the new process
+        plugs each of those on its copy (a new, empty image file of the disk's size,
+        made by the caller), the disk is mirrored into it over NBD before the memory
+        moves (*progress* gets ``{"status": "copying-disks", "disk": {...}}``
+        meanwhile), and the mirrors end in step while both VMs stand still, before
+        the new one starts.  Returns the new agent channel and QEMU's final
+        ``query-migrate``; the old process is gone.  On any failure the new process
+        is killed and the VM runs on in the old one, on its own images."""
         source = self._running()
         assert self._workdir is not None
         workdir = self._workdir.path
+        copies = dict(copies or {})
         self._generation += 1
         gen = self._generation
         cfg = replace(source.cfg, qmp_socket=os.path.join(workdir, f"qmp-{gen}.sock"),
@@ -377,24 +384,47 @@ class QemuBackend:
                       memory_file=os.path.join(workdir, f"{RAM_FILE}-{gen}"),
                       memory_shared=True)
         uri = params.uri or f"unix:{os.path.join(workdir, f'migrate-{gen}.sock')}"
-        plan = qmp_plan(params.replace(uri=uri), {})
+        nbd = os.path.join(workdir, f"nbd-{gen}.sock")
+        owner = self.spec.appliance_id
+        nodes = {index: (source.top_node(index), slot_ids(index, owner).fmt_node)
+                 for index in copies}
+        plan = qmp_plan(params.replace(uri=uri), nodes, nbd if copies else "")
         dest = QemuMachine(cfg, Path(workdir), incoming=True, owner=self.spec.appliance_id,
                            log_name=f"qemu-{gen}.log", hold_fds=self._hold())
+        targets = [args["node-name"] for command, args in plan.mirrors
+                   if command == "blockdev-add"]
         sock: socket.socket | None = None
         try:
             sock = dest.start(timeout=30)
-            self._replay(dest, layout)
+            self._replay(dest, replace(layout, disks=tuple(
+                (index, copies.get(index, drive)) for index, drive in layout.disks)))
             dest.listen_incoming(plan.destination, uri)
-            info = source.migrate_out(plan.source, progress, timeout)
+            switch_over = None
+            if copies:
+                disk_progress = None if progress is None else (
+                    lambda done, total: progress({"status": "copying-disks", "disk": {
+                        "transferred": done, "total": total, "remaining": total - done}}))
+                source.start_mirrors(plan.mirrors, plan.jobs, disk_progress, timeout)
+
+                def tidy_destination() -> None:
+                    for command, args in plan.finish_destination:
+                        dest.execute(command, args)
+
+                switch_over = SwitchOver(plan.jobs, plan.switchover, plan.finish_source,
+                                         plan.resume, tidy_destination)
+            info = source.migrate_out(plan.source, progress, timeout, switch_over)
             dest.wait_incoming_done(timeout=60)
         except BaseException:
             if sock is not None:
                 sock.close()
             dest.kill()
-            for path in (cfg.memory_file, cfg.agent_socket, cfg.qmp_socket):
+            for path in (cfg.memory_file, cfg.agent_socket, cfg.qmp_socket, nbd):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
             if source.is_running():
+                if copies:
+                    with contextlib.suppress(QemuError):
+                        source.abandon_mirrors(plan.jobs, targets)
                 with contextlib.suppress(QemuError):
                     if not source.execute("query-status").get("running"):
                         source.resume()  # the stream ended, the new process did not run
@@ -405,6 +435,8 @@ class QemuBackend:
         source.agent_sock = None
         source.kill()
         self.machine = dest
+        with contextlib.suppress(OSError):
+            os.unlink(nbd)
         if old_ram and os.path.dirname(old_ram) == workdir:  # not a saved state's RAM
             with contextlib.suppress(OSError):
                 os.unlink(old_ram)

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,6 +60,26 @@ _PR_SET_PDEATHSIG = 1
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _data(event: Message) -> dict[str, Any]:
+    """An event's data (empty if it has none)."""
+    data = event.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class SwitchOver:
+    """What a migration that copies disks does at ``pre-switchover`` (see
+    :class:`~guestslots.model.migration.QmpPlan`): *switchover* commands end the
+    mirror *jobs*, *finish_source* removes them, *before_resume* (called in a thread)
+    tidies the destination, *resume* lets the stream finish."""
+
+    jobs: tuple[str, ...]
+    switchover: tuple[tuple[str, dict[str, Any]], ...]
+    finish_source: tuple[tuple[str, dict[str, Any]], ...]
+    resume: tuple[tuple[str, dict[str, Any]], ...]
+    before_resume: Callable[[], None] | None = None
 
 
 class Detached:
@@ -121,7 +142,11 @@ def tail(path: Path, lines: int = 25) -> str:
 #: block in the stream (a process that restored a saved state has x-ignore-shared
 #: on from then, and the stream's format depends on it).
 LIVE_CAPS = [{"capability": "events", "state": True},
-             {"capability": "x-ignore-shared", "state": False}]
+             {"capability": "x-ignore-shared", "state": False},
+             # set by the plan when wanted; never left over from an earlier migration
+             # (a pause before switchover that nobody continues would hang it)
+             {"capability": "pause-before-switchover", "state": False},
+             {"capability": "multifd", "state": False}]
 
 
 class QemuMachine:
@@ -733,7 +758,7 @@ class QemuMachine:
                 finally:
                     called = True
                     started()
-                await self._wait_jobs(listener, set(jobs), progress, timeout)
+                await self._wait_jobs(listener, set(jobs), progress, timeout, "export")
         finally:
             if not called:
                 started()
@@ -742,9 +767,12 @@ class QemuMachine:
                     await self._execute("blockdev-del", {"node-name": node})
 
     async def _wait_jobs(self, listener: Any, pending: set[str],
-                         progress: Callable[[int, int], None] | None, timeout: float) -> None:
-        """Wait for the block jobs *pending* to end (their events); report progress from
-        ``query-block-jobs`` between events; cancel them all on failure or timeout."""
+                         progress: Callable[[int, int], None] | None, timeout: float,
+                         what: str, until: str = "BLOCK_JOB_COMPLETED") -> None:
+        """Wait for the block jobs *pending* to reach *until* (their events: the end of
+        an export, a mirror's BLOCK_JOB_READY); report progress from
+        ``query-block-jobs`` between events; cancel them all on failure or timeout.
+        Any other end of a job is a failure."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         lengths: dict[str, int] = {}
@@ -754,7 +782,7 @@ class QemuMachine:
             while pending:
                 left = deadline - loop.time()
                 if left <= 0:
-                    raise self.error(f"export did not finish in {timeout:g} s: cancelled",
+                    raise self.error(f"{what} did not finish in {timeout:g} s: cancelled",
                                      QemuTimeout)
                 try:
                     event = await asyncio.wait_for(listener.get(), min(left, 0.5))
@@ -770,7 +798,7 @@ class QemuMachine:
                 job = data["device"]
                 pending.discard(job)
                 lengths[job] = done[job] = int(data.get("len", 0))
-                if event["event"] == "BLOCK_JOB_CANCELLED" or data.get("error"):
+                if event["event"] != until or data.get("error"):
                     failed.append(f"{job}: {data.get('error', 'cancelled')}")
         except BaseException:
             for job in pending:  # forced: the target nodes can go right after
@@ -782,7 +810,7 @@ class QemuMachine:
                     pending.discard(event["data"]["device"])
             raise
         if failed:
-            raise self.error("export failed: " + "; ".join(failed))
+            raise self.error(f"{what} failed: " + "; ".join(failed))
         if progress is not None:
             total = sum(lengths.values())
             progress(total, total)
@@ -862,19 +890,106 @@ class QemuMachine:
 
         self._run(listen(), timeout, "migrate-incoming")
 
+    def start_mirrors(self, commands: Sequence[tuple[str, dict[str, Any]]],
+                      jobs: Sequence[str], progress: Callable[[int, int], None] | None,
+                      timeout: float) -> None:
+        """On this (source) QEMU: run *commands* (NBD client nodes and the mirror jobs
+        *jobs*) and wait until every job is ready (its target in step; from then on
+        each guest write goes to both).  *progress* gets (bytes copied, bytes in all).
+        On failure or past *timeout* the jobs are cancelled; :meth:`abandon_mirrors`
+        removes what is left."""
+
+        async def start() -> None:
+            def ours(event: Message) -> bool:
+                data = event.get("data")
+                return isinstance(data, dict) and data.get("device") in jobs
+
+            with self._qmp.listener(("BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED",
+                                     "BLOCK_JOB_CANCELLED"), ours) as listener:
+                for command, args in commands:
+                    await self._execute(command, args)
+                await self._wait_jobs(listener, set(jobs), progress, timeout,
+                                      "the copy of the disks", until="BLOCK_JOB_READY")
+
+        self._run(start(), timeout + 30, "the copy of the disks")
+
+    def abandon_mirrors(self, jobs: Sequence[str], nodes: Sequence[str],
+                        timeout: float = 30.0) -> None:
+        """Remove the mirror jobs *jobs* (cancelled, whatever their state) and the
+        nodes *nodes* they wrote to; what is already gone is skipped."""
+
+        async def abandon() -> None:
+            def ours(event: Message) -> bool:
+                data = event.get("data")
+                return isinstance(data, dict) and data.get("id") in jobs and \
+                    data.get("status") in ("concluded", "null")
+
+            with self._qmp.listener("JOB_STATUS_CHANGE", ours) as listener:
+                live = {job["id"]: job["status"] for job in await self._execute("query-jobs")
+                        if job.get("id") in jobs}
+                for job, status in live.items():
+                    if status not in ("concluded", "null"):
+                        with contextlib.suppress(QMPCommandError):
+                            await self._execute("block-job-cancel",
+                                                {"device": job, "force": True})
+                waiting = {job for job, status in live.items() if status != "concluded"}
+                while waiting:
+                    event = await listener.get()
+                    waiting.discard(_data(event).get("id"))
+            for job in live:
+                with contextlib.suppress(QMPCommandError):
+                    await self._execute("job-dismiss", {"id": job})
+            for node in nodes:
+                with contextlib.suppress(QMPCommandError):
+                    await self._execute("blockdev-del", {"node-name": node})
+
+        self._run(abandon(), timeout, "removing the disks' copy jobs")
+
+    async def _switch_over(self, plan: SwitchOver) -> None:
+        """At ``pre-switchover`` (the VM stopped here, not yet started there): end the
+        mirrors with their targets in step, remove them, let the destination drop its
+        exports, and let the stream finish."""
+
+        def ours(event: Message) -> bool:
+            data = event.get("data")
+            return isinstance(data, dict) and data.get("device") in plan.jobs
+
+        with self._qmp.listener(("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED"),
+                                ours) as listener:
+            for command, args in plan.switchover:
+                await self._execute(command, args)
+            pending, failed = set(plan.jobs), []
+            while pending:
+                event = await listener.get()
+                data = _data(event)
+                pending.discard(data.get("device"))
+                if event["event"] != "BLOCK_JOB_COMPLETED" or data.get("error"):
+                    failed.append(f"{data['device']}: {data.get('error', 'cancelled')}")
+        if failed:
+            raise self.error("the copy of the disks did not end in step: "
+                             + "; ".join(failed))
+        for command, args in plan.finish_source:
+            await self._execute(command, args)
+        if plan.before_resume is not None:
+            await asyncio.get_running_loop().run_in_executor(None, plan.before_resume)
+        for command, args in plan.resume:
+            await self._execute(command, args)
+
     def migrate_out(self, commands: Sequence[tuple[str, dict[str, Any]]],
                     progress: Callable[[dict[str, Any]], None] | None,
-                    timeout: float) -> dict[str, Any]:
+                    timeout: float, switch_over: SwitchOver | None = None) -> dict[str, Any]:
         """On this (source) QEMU: run *commands* (the last one ``migrate``) and wait for
         the MIGRATION event that says how it ended; while it runs, *progress* gets
-        ``query-migrate``'s answer about four times a second.  QEMU's final
-        ``query-migrate`` (total time, downtime, bytes).  A failed or cancelled
-        migration leaves the VM running here (QEMU resumes it) and raises."""
+        ``query-migrate``'s answer about four times a second.  With *switch_over*
+        (copied disks; the plan set ``pause-before-switchover``) it is carried out
+        when the migration pauses there.  QEMU's final ``query-migrate`` (total time,
+        downtime, bytes).  A failed or cancelled migration leaves the VM running here
+        (QEMU resumes it) and raises."""
 
         def final(event: Message) -> bool:
             data = event.get("data")
             return isinstance(data, dict) and data.get("status") in (
-                "completed", "failed", "cancelled")
+                "completed", "failed", "cancelled", "pre-switchover")
 
         async def migrate() -> dict[str, Any]:
             await self._execute("migrate-set-capabilities", {"capabilities": LIVE_CAPS})
@@ -892,10 +1007,21 @@ class QemuMachine:
                                          "cancelled", QemuTimeout)
                     try:
                         event = await asyncio.wait_for(listener.get(), min(left, 0.25))
-                        break
                     except TimeoutError:
                         if progress is not None:
                             progress(await self._execute("query-migrate"))
+                        continue
+                    if _data(event).get("status") != "pre-switchover":
+                        break
+                    try:
+                        if switch_over is None:
+                            raise self.error("the migration paused before switchover, "
+                                             "and nothing was planned there")
+                        await self._switch_over(switch_over)
+                    except BaseException:
+                        with contextlib.suppress(Exception):
+                            await self._execute("migrate_cancel")
+                        raise
             info: dict[str, Any] = await self._execute("query-migrate")
             data = event.get("data")
             status = data.get("status") if isinstance(data, dict) else None
