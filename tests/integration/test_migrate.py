@@ -309,6 +309,13 @@ def test_save_and_restore_bring_back_the_whole_appliance(tmp_path: Path) -> None
             assert [v.state for v in back.vcpus()][:2] == ["online", "online"]
         back.write("/after", "after the restore\n")
         assert back.list_filesystems()["/dev/sdb"] == "ext4"
+        # a restored appliance (its RAM came in the state's stream) saved in turn,
+        # restored, and moved to another process
+        back = restore(back.save(tmp_path / "saved-3"))
+        assert back.cat("/after") == "after the restore\n"
+        if back.backend == "qemu":
+            back.migrate()
+            assert back.cat("/in-cache") == "only in the page cache\n"
     finally:
         back.shutdown()
     # the restored appliance wrote the image: the save no longer matches it

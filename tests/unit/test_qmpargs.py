@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from guestslots.backends.qemu.qmpargs import (
+    ANONYMOUS_RAM,
     MachineConfig,
     blockdev_add_args,
     chain_add_args,
@@ -104,6 +105,13 @@ def test_guest_ram_is_a_file_shared_when_booting_and_copy_on_write_when_restored
     anonymous = MachineConfig(**base)  # type: ignore[arg-type]
     assert "-object" not in qemu_command(anonymous)
     assert layout_key_command(anonymous) != layout_key_command(booting)
+    # a state whose RAM is in its stream: the same RAM object, in anonymous memory
+    streamed = MachineConfig(**base, memory_file=ANONYMOUS_RAM,  # type: ignore[arg-type]
+                             memory_shared=False)
+    cmd = qemu_command(streamed, incoming=True)
+    assert cmd[cmd.index("-machine") + 1] == "pc,memory-backend=ram0"
+    assert cmd[cmd.index("-object") + 1] == "memory-backend-ram,id=ram0,size=384M"
+    assert layout_key_command(streamed) == layout_key_command(booting)
 
 
 def test_a_snapshot_chain_is_opened_layer_on_layer_by_node() -> None:

@@ -31,7 +31,7 @@ from ...model.nics import NicSpec
 from .. import Layout, VMSpec
 from ..overlays import make_overlay, make_root_overlay
 from .machine import QemuMachine, SwitchOver
-from .qmpargs import MachineConfig, layout_key_command, slot_ids
+from .qmpargs import ANONYMOUS_RAM, MachineConfig, layout_key_command, slot_ids
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +118,14 @@ class QemuBackend:
         *restore_from*, if given) and return the agent channel."""
         self._workdir = workdirs.fresh()
         workdir = self._workdir.path
-        if restore_from is not None:
+        if restore_from is not None and _holds_data(restore_from / RAM_FILE):
             # copy-on-write over the saved RAM: nothing to load, and shared pages
             cfg = self._config(workdir, str(restore_from / RAM_FILE), memory_shared=False)
+        elif restore_from is not None:
+            # the RAM is in the state's stream (saved from RAM that was no file of its
+            # own): anonymous memory takes it in; mapping the empty file instead makes
+            # QEMU fault in a page of it for every zero page it checks (3.5 s, not 0.2)
+            cfg = self._config(workdir, ANONYMOUS_RAM, memory_shared=False)
         else:
             cfg = self._config(workdir, os.path.join(workdir, RAM_FILE))
         if restore_from is not None:
@@ -457,3 +462,11 @@ class QemuBackend:
         if self._workdir is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._overlay_path(index))
+
+
+def _holds_data(path: Path) -> bool:
+    """Whether file *path* has any data (not only holes); a missing file has none."""
+    try:
+        return os.stat(path).st_blocks > 0
+    except FileNotFoundError:
+        return False

@@ -819,11 +819,11 @@ class QemuMachine:
 
     async def _migration(self, command: str, args: dict[str, Any], timeout: float) -> None:
         """Run a migration command and wait for its MIGRATION event to say how it ended."""
-        capabilities = [{"capability": "events", "state": True}]
-        if self.cfg.memory_file:
-            # the RAM is a file: the saving side leaves it out of the stream, the
-            # restoring side maps it (set on both sides, as QEMU requires)
-            capabilities.append({"capability": "x-ignore-shared", "state": True})
+        # shared RAM (a file of its own) stays out of the stream and the restoring side
+        # maps it; set on both sides always, as QEMU requires (the stream's format
+        # depends on it), whatever RAM either side has
+        capabilities = [{"capability": "events", "state": True},
+                        {"capability": "x-ignore-shared", "state": True}]
         await self._execute("migrate-set-capabilities", {"capabilities": capabilities})
 
         def final(event: Message) -> bool:

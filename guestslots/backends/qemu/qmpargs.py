@@ -157,6 +157,8 @@ class MachineConfig:
     #: restored one maps the saved file copy-on-write (not *memory_shared*): the
     #: restore reads no RAM at all, and every appliance restored from one state
     #: shares the pages none of them changed (the host's page cache holds them once).
+    #: :data:`ANONYMOUS_RAM`: the same RAM object (``ram0``, as a saved state names
+    #: it), in anonymous memory: for restoring a state whose RAM is in its stream.
     memory_file: str = ""
     memory_shared: bool = True
     #: QEMU outlives its caller (``Appliance(detached=True)``): it is the server of its
@@ -164,6 +166,10 @@ class MachineConfig:
     #: so there is no race with QEMU creating them), and the next process that
     #: attaches connects to them.
     detached: bool = False
+
+
+#: ``MachineConfig.memory_file`` for RAM that is no file (see there).
+ANONYMOUS_RAM = "<anonymous>"
 
 
 def _opt(value: str) -> str:
@@ -192,11 +198,16 @@ def qemu_command(cfg: MachineConfig, incoming: bool = False,
             return f"socket,id={name},path={_opt(path)}"
         return f"socket,id={name},fd={listening[name == 'agent']},server=on,wait=off"
     incoming_args = ["-incoming", "defer"] if incoming else []
-    memory_args = [
-        "-object",
-        f"memory-backend-file,id=ram0,size={cfg.memory_mb}M,mem-path={_opt(cfg.memory_file)},"
-        f"share={'on' if cfg.memory_shared else 'off'}",
-    ] if cfg.memory_file else []
+    if cfg.memory_file == ANONYMOUS_RAM:
+        memory_args = ["-object", f"memory-backend-ram,id=ram0,size={cfg.memory_mb}M"]
+    elif cfg.memory_file:
+        memory_args = [
+            "-object",
+            f"memory-backend-file,id=ram0,size={cfg.memory_mb}M,"
+            f"mem-path={_opt(cfg.memory_file)},share={'on' if cfg.memory_shared else 'off'}",
+        ]
+    else:
+        memory_args = []
     return [
         cfg.qemu,
         "-nodefaults",
