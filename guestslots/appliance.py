@@ -788,6 +788,11 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         # later change must not take in a read-only image that changed meanwhile
         identity = _identity(drive.path)
         with self._watch():
+            if backend.clean_slot(index, self.call_timeout):
+                # an abandoned hotplug may have run after all: the guest must have seen
+                # that disk go before the new one comes, or the new slot would be
+                # matched with the old disk's device
+                agent.call("wait_disk", target=index, plugged=False, timeout=60)
             backend.attach_disk(index, drive, timeout=self.call_timeout)
             try:
                 found = agent.call("disk_plugged", target=index, readonly=drive.readonly,

@@ -110,6 +110,11 @@ class Backend(Protocol):
     def detach_disk(self, index: int, timeout: float) -> None:
         """Unplug slot *index*, confirmed by the hypervisor (never assumed)."""
 
+    def clean_slot(self, index: int, timeout: float) -> bool:
+        """Remove what an abandoned attach or detach of slot *index* (past its timeout)
+        left, if anything may be left; True if so: the guest may still see a disk
+        there, and its removal lags."""
+
     def attach_vcpu(self, vcpu: int, timeout: float) -> None:
         """Plug vCPU *vcpu* (an id below ``VMSpec.max_vcpus``, not plugged)."""
 

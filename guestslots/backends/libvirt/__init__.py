@@ -418,6 +418,12 @@ class LibvirtBackend:
             raise QemuTimeout(f"{what}: libvirt did not report the device removed in "
                               f"{timeout:g} s", log_tail=self._log_tail())
 
+    def clean_slot(self, index: int, timeout: float) -> bool:
+        if index not in self._unsure:
+            return False
+        self._clean_slot(index, timeout, f"cleaning slot {index}")
+        return True
+
     def detach_disk(self, index: int, timeout: float) -> None:
         """Unplug slot *index*, confirmed by libvirt's device-removed event."""
         self._running()

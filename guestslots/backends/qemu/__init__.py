@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -260,6 +261,9 @@ class QemuBackend:
         self._running().detach(index, timeout=timeout)
         self._drop_overlay(index)
 
+    def clean_slot(self, index: int, timeout: float) -> bool:
+        return self._running().clean(index, timeout)
+
     def attach_vcpu(self, vcpu: int, timeout: float) -> None:
         self._running().attach_vcpu(vcpu, timeout=timeout)
 
@@ -381,6 +385,7 @@ class QemuBackend:
         assert self._workdir is not None
         workdir = self._workdir.path
         copies = dict(copies or {})
+        deadline = time.monotonic() + timeout  # for the copy and the stream together
         self._generation += 1
         gen = self._generation
         cfg = replace(source.cfg, qmp_socket=os.path.join(workdir, f"qmp-{gen}.sock"),
@@ -417,7 +422,8 @@ class QemuBackend:
 
                 switch_over = SwitchOver(plan.jobs, plan.switchover, plan.finish_source,
                                          plan.resume, tidy_destination)
-            info = source.migrate_out(plan.source, progress, timeout, switch_over)
+            info = source.migrate_out(plan.source, progress,
+                                      max(deadline - time.monotonic(), 0.001), switch_over)
             dest.wait_incoming_done(timeout=60)
         except BaseException:
             if sock is not None:

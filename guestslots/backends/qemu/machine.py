@@ -491,6 +491,15 @@ class QemuMachine:
         if added:
             self._chains[index] = added
 
+    def clean(self, index: int, timeout: float = 10.0) -> bool:
+        """Clean slot *index* if an abandoned operation left it unsure (see
+        :meth:`_clean_slot`); True if it was unsure."""
+        if index not in self._unsure:
+            return False
+        self._guarded(index, self._clean_slot(index, timeout), timeout + 5,
+                      f"cleaning slot {index}")
+        return True
+
     async def _clean_slot(self, index: int, timeout: float = 10.0) -> None:
         """Remove whatever an abandoned attach or detach of slot *index* left in QEMU:
         its device (waiting until QEMU deleted it), then its block nodes."""
