@@ -23,6 +23,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -1068,13 +1069,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             if params.with_disk_set and not indices:
                 raise DiskSetError("migrate: with_disk_set, but the disk set is empty "
                                    "(diskset_add first)")
-            for index in indices:
-                drive = self._table[index].drive
-                assert drive is not None
-                if drive.throwaway:
-                    raise MigrationParamError(which, f"slot {index} ({drive.path}) is "
-                                              "read-only or overlay=True: its image does "
-                                              "not change, the new process shares it")
+            self._writable_drives("migrate", indices, partial(MigrationParamError, which),
+                                  "its image does not change, the new process shares it")
             directory = params.disk_directory
             if indices and not directory:
                 raise MigrationParamError("disk_directory", "copying slots' images needs "
@@ -1099,8 +1095,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                                 "state; shut down and launch again")
             report = None if progress is None else \
                 (lambda info: progress(MigrationProgress.from_qmp(info)))
-            copies = self._migration_copies(backend, indices,
-                                            os.path.abspath(directory or "."))
+            copies = self._make_copies(backend, indices, os.path.abspath(directory or "."))
             try:
                 with self._watch():
                     if copies:
@@ -1127,8 +1122,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                           + ", ".join(f"{i} ({c.path})" for i, c in copies.items()))
             return MigrationProgress.from_qmp(info)
 
-    def _migration_copies(self, backend: Any, indices: Sequence[int], directory: str,
-                          ) -> dict[int, DriveSpec]:
+    def _make_copies(self, backend: Any, indices: Sequence[int], directory: str,
+                     ) -> dict[int, DriveSpec]:
         """New, empty image files in *directory* for the slots *indices* to be copied
         into (the disks' sizes and formats), by slot; on failure none is left."""
         copies: dict[int, DriveSpec] = {}
@@ -1193,18 +1188,10 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             assert record is not None
             copies: dict[int, DriveSpec] = {}
             try:
-                exports: list[tuple[int, str, str]] = []
                 if indices:
                     (directory / DISKS).mkdir()
-                for index in indices:
-                    drive = self._table[index].drive
-                    assert drive is not None
-                    ext = "qcow2" if drive.format == "qcow2" else "img"
-                    target = str(directory / DISKS / f"slot{index}.{ext}")
-                    _make_target(target, drive.format, backend.disk_size(index,
-                                                                         self.call_timeout))
-                    exports.append((index, target, drive.format))
-                    copies[index] = dataclasses.replace(drive, path=target, chain=())
+                copies = self._make_copies(backend, indices, str(directory / DISKS))
+                exports = [(i, copy.path, copy.format) for i, copy in copies.items()]
                 with self._watch():
                     if exports:
                         saver(directory, layout, timeout, exports)
@@ -1346,8 +1333,9 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             self._update_runtime()
             return [path for _, path, _, _ in plans]
 
-    def _writable_drives(self, call: str, indices: list[int], error: type[GuestslotsError],
-                         why: str) -> dict[int, DriveSpec]:
+    def _writable_drives(self, call: str, indices: Sequence[int],
+                         error: Callable[[str], GuestslotsError], why: str,
+                         ) -> dict[int, DriveSpec]:
         """The drives of full slots *indices*; a read-only or ``overlay=True`` one is
         refused with *error* saying *why*."""
         drives = {}

@@ -322,6 +322,8 @@ class QmpPlan:
     finish_destination: tuple[tuple[str, dict[str, Any]], ...] = ()
     resume: tuple[tuple[str, dict[str, Any]], ...] = ()
     jobs: tuple[str, ...] = ()
+    #: The source's NBD client nodes the mirrors write to.
+    targets: tuple[str, ...] = ()
 
 
 def qmp_plan(params: MigrationParams, disk_nodes: Mapping[int, tuple[str, str]],
@@ -343,7 +345,7 @@ def qmp_plan(params: MigrationParams, disk_nodes: Mapping[int, tuple[str, str]],
     mirrors: list[tuple[str, dict[str, Any]]] = []
     switchover: list[tuple[str, dict[str, Any]]] = []
     finish_source: list[tuple[str, dict[str, Any]]] = []
-    jobs = []
+    jobs, targets = [], []
     if disk_nodes:
         # nbd-server-start takes the legacy (nested) form of a socket address
         destination.append(("nbd-server-start", {"addr": {"type": "unix",
@@ -364,6 +366,7 @@ def qmp_plan(params: MigrationParams, disk_nodes: Mapping[int, tuple[str, str]],
         finish_source += [("job-dismiss", {"id": job}),
                           ("blockdev-del", {"node-name": target})]
         jobs.append(job)
+        targets.append(target)
     parameters: dict[str, Any] = {"max-bandwidth": params.bandwidth * MIB}
     capabilities = []
     if params.downtime_limit:
@@ -393,7 +396,7 @@ def qmp_plan(params: MigrationParams, disk_nodes: Mapping[int, tuple[str, str]],
         [("migrate-continue", {"state": "pre-switchover"})] if disk_nodes else []
     return QmpPlan(tuple(destination), tuple(mirrors), tuple(source), tuple(switchover),
                    tuple(finish_source), tuple(finish_destination), tuple(resume),
-                   tuple(jobs))
+                   tuple(jobs), tuple(targets))
 
 
 def libvirt_params(params: MigrationParams, disk_targets: Sequence[str] = (),

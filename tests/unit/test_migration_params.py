@@ -172,6 +172,7 @@ def test_the_qmp_mapping_copies_disks_over_nbd_and_sets_multifd_on_both_sides() 
     assert plan.mirrors[0][1]["export"] == plan.destination[3][1]["name"]
     assert plan.mirrors[0][1]["server"] == {"type": "unix", "path": "/run/nbd.sock"}
     assert plan.jobs == ("migrate-0", "migrate-1")
+    assert plan.targets == ("migrate-target-0", "migrate-target-1")  # abandoned on failure
     assert plan.source[0] == ("migrate-set-capabilities", {"capabilities": [
         {"capability": "multifd", "state": True},
         {"capability": "pause-before-switchover", "state": True}]})

@@ -31,7 +31,7 @@ from ...model.migration import MigrationParams, qmp_plan
 from ...model.nics import NicSpec
 from .. import Layout, VMSpec
 from ..overlays import make_overlay, make_root_overlay
-from .machine import QemuMachine, SwitchOver
+from .machine import QemuMachine
 from .qmpargs import ANONYMOUS_RAM, MachineConfig, layout_key_command, slot_ids
 
 log = logging.getLogger(__name__)
@@ -401,8 +401,6 @@ class QemuBackend:
         plan = qmp_plan(params.replace(uri=uri), nodes, nbd if copies else "")
         dest = QemuMachine(cfg, Path(workdir), incoming=True, owner=self.spec.appliance_id,
                            log_name=f"qemu-{gen}.log", hold_fds=self._hold())
-        targets = [args["node-name"] for command, args in plan.mirrors
-                   if command == "blockdev-add"]
         sock: socket.socket | None = None
         try:
             sock = dest.start(timeout=30)
@@ -420,8 +418,7 @@ class QemuBackend:
                     for command, args in plan.finish_destination:
                         dest.execute(command, args)
 
-                switch_over = SwitchOver(plan.jobs, plan.switchover, plan.finish_source,
-                                         plan.resume, tidy_destination)
+                switch_over = (plan, tidy_destination)
             info = source.migrate_out(plan.source, progress,
                                       max(deadline - time.monotonic(), 0.001), switch_over)
             dest.wait_incoming_done(timeout=60)
@@ -435,7 +432,7 @@ class QemuBackend:
             if source.is_running():
                 if copies:
                     with contextlib.suppress(QemuError):
-                        source.abandon_mirrors(plan.jobs, targets)
+                        source.abandon_mirrors(plan.jobs, plan.targets)
                 with contextlib.suppress(QemuError):
                     if not source.execute("query-status").get("running"):
                         source.resume()  # the stream ended, the new process did not run

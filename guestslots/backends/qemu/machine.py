@@ -25,7 +25,6 @@ import socket
 import subprocess
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +32,7 @@ from qemu.qmp import ExecuteError, Message, QMPClient, QMPError
 
 from ...errors import DriveError, LaunchError, QemuError, QemuTimeout, QMPCommandError
 from ...model.drives import DriveSpec
+from ...model.migration import QmpPlan
 from ...model.nics import NicError, NicSpec
 from .qmpargs import (
     MachineConfig,
@@ -68,18 +68,9 @@ def _data(event: Message) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-@dataclass(frozen=True)
-class SwitchOver:
-    """What a migration that copies disks does at ``pre-switchover`` (see
-    :class:`~guestslots.model.migration.QmpPlan`): *switchover* commands end the
-    mirror *jobs*, *finish_source* removes them, *before_resume* (called in a thread)
-    tidies the destination, *resume* lets the stream finish."""
-
-    jobs: tuple[str, ...]
-    switchover: tuple[tuple[str, dict[str, Any]], ...]
-    finish_source: tuple[tuple[str, dict[str, Any]], ...]
-    resume: tuple[tuple[str, dict[str, Any]], ...]
-    before_resume: Callable[[], None] | None = None
+def _of_jobs(jobs: Sequence[str]) -> Callable[[Message], bool]:
+    """A listener filter: block job events of *jobs*."""
+    return lambda event: _data(event).get("device") in jobs
 
 
 class Detached:
@@ -753,12 +744,8 @@ class QemuMachine:
                 added.append(node)
                 jobs[job] = (self.top_node(index), node)
 
-            def ours(event: Message) -> bool:
-                data = event.get("data")
-                return isinstance(data, dict) and data.get("device") in jobs
-
             with self._qmp.listener(("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED"),
-                                    ours) as listener:
+                                    _of_jobs(list(jobs))) as listener:
                 try:
                     await self._execute("transaction", {"actions": [
                         {"type": "blockdev-backup",
@@ -909,12 +896,8 @@ class QemuMachine:
         removes what is left."""
 
         async def start() -> None:
-            def ours(event: Message) -> bool:
-                data = event.get("data")
-                return isinstance(data, dict) and data.get("device") in jobs
-
             with self._qmp.listener(("BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED",
-                                     "BLOCK_JOB_CANCELLED"), ours) as listener:
+                                     "BLOCK_JOB_CANCELLED"), _of_jobs(jobs)) as listener:
                 for command, args in commands:
                     await self._execute(command, args)
                 await self._wait_jobs(listener, set(jobs), progress, timeout,
@@ -954,17 +937,13 @@ class QemuMachine:
 
         self._run(abandon(), timeout, "removing the disks' copy jobs")
 
-    async def _switch_over(self, plan: SwitchOver) -> None:
+    async def _switch_over(self, plan: QmpPlan, tidy_destination: Callable[[], None],
+                           ) -> None:
         """At ``pre-switchover`` (the VM stopped here, not yet started there): end the
         mirrors with their targets in step, remove them, let the destination drop its
-        exports, and let the stream finish."""
-
-        def ours(event: Message) -> bool:
-            data = event.get("data")
-            return isinstance(data, dict) and data.get("device") in plan.jobs
-
+        exports (*tidy_destination*, called in a thread), and let the stream finish."""
         with self._qmp.listener(("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED"),
-                                ours) as listener:
+                                _of_jobs(plan.jobs)) as listener:
             for command, args in plan.switchover:
                 await self._execute(command, args)
             pending, failed = set(plan.jobs), []
@@ -979,19 +958,20 @@ class QemuMachine:
                              + "; ".join(failed))
         for command, args in plan.finish_source:
             await self._execute(command, args)
-        if plan.before_resume is not None:
-            await asyncio.get_running_loop().run_in_executor(None, plan.before_resume)
+        await asyncio.get_running_loop().run_in_executor(None, tidy_destination)
         for command, args in plan.resume:
             await self._execute(command, args)
 
     def migrate_out(self, commands: Sequence[tuple[str, dict[str, Any]]],
                     progress: Callable[[dict[str, Any]], None] | None,
-                    timeout: float, switch_over: SwitchOver | None = None) -> dict[str, Any]:
+                    timeout: float, switch_over: tuple[QmpPlan, Callable[[], None]] | None = None,
+                    ) -> dict[str, Any]:
         """On this (source) QEMU: run *commands* (the last one ``migrate``) and wait for
         the MIGRATION event that says how it ended; while it runs, *progress* gets
         ``query-migrate``'s answer about four times a second.  With *switch_over*
-        (copied disks; the plan set ``pause-before-switchover``) it is carried out
-        when the migration pauses there.  QEMU's final ``query-migrate`` (total time,
+        (copied disks: the plan, which set ``pause-before-switchover``, and what tidies
+        the destination) the switchover is carried out when the migration pauses
+        there.  QEMU's final ``query-migrate`` (total time,
         downtime, bytes).  A failed or cancelled migration leaves the VM running here
         (QEMU resumes it) and raises."""
 
@@ -1026,7 +1006,7 @@ class QemuMachine:
                         if switch_over is None:
                             raise self.error("the migration paused before switchover, "
                                              "and nothing was planned there")
-                        await self._switch_over(switch_over)
+                        await self._switch_over(*switch_over)
                     except BaseException:
                         with contextlib.suppress(Exception):
                             await self._execute("migrate_cancel")
