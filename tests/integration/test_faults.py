@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -48,6 +49,20 @@ def wait_gone(pid: int, timeout: float = 20.0) -> None:
         assert ready, f"process {pid} was still alive after {timeout:g} s"
     finally:
         os.close(fd)
+
+
+def wait_request_queued(pid: int, timeout: float = 20.0) -> None:
+    """Wait until a request waits, unread, on one of (stopped) process *pid*'s Unix
+    sockets: the monitor command of a call in flight (``ss`` shows its Recv-Q)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listing = subprocess.run(["ss", "-xpnH"], capture_output=True, text=True,
+                                 check=True).stdout
+        for line in listing.splitlines():
+            if f"pid={pid}," in line and int(line.split()[2]) > 0:
+                return
+        time.sleep(0.01)  # polled: the kernel has no event for a socket's queue
+    raise AssertionError(f"no request reached process {pid}'s sockets in {timeout:g} s")
 
 
 def alive(pid: int) -> bool:
@@ -240,6 +255,9 @@ def test_qemu_killed_mid_hotplug(launch: Callable[..., Appliance], small: Path) 
 
     thread = threading.Thread(target=plug)
     thread.start()
+    # once the hotplug's command waits at QEMU's monitor (libvirt then reports the
+    # monitor's end before the domain's: CI's libvirt pass blamed the image)
+    wait_request_queued(pid)
     os.kill(pid, signal.SIGKILL)  # ...and QEMU dies under it
     thread.join(60)
     assert not thread.is_alive()

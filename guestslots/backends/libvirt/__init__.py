@@ -71,6 +71,7 @@ from .domxml import (
     slot_alias,
     snapshot_xml,
 )
+from .errors import monitor_lost
 
 log = logging.getLogger(__name__)
 
@@ -270,12 +271,31 @@ class LibvirtBackend:
         return moved
 
     def is_running(self) -> bool:
+        """Whether QEMU runs: its process (its pidfd; libvirt learns of its end later),
+        then libvirt's word."""
         if self.domain is None:
+            return False
+        if self._pidfd is not None and select.select([self._pidfd], [], [], 0)[0]:
             return False
         try:
             return bool(self.domain.isActive())
         except libvirt.libvirtError:
             return False
+
+    def _lost(self, error: libvirt.libvirtError) -> bool:
+        """Whether *error* says QEMU is gone rather than that it refused the request.
+        libvirt may report the monitor's end (``Unable to read from monitor``) before
+        it marks the domain stopped, so the process itself (its pidfd) is asked; as it
+        closes its sockets just before it exits, an error about the monitor waits (up
+        to 5 s) for that exit."""
+        if not self.is_running():
+            return True
+        if not monitor_lost(error.get_error_domain(), error.get_error_code(),
+                            error.get_error_message() or ""):
+            return False
+        if self._pidfd is not None:
+            select.select([self._pidfd], [], [], 5)
+        return True
 
     def _log_tail(self) -> str:
         parts = []
@@ -366,7 +386,7 @@ class LibvirtBackend:
                     os.unlink(overlay)
             if not isinstance(e, libvirt.libvirtError):
                 raise
-            if not self.is_running():
+            if self._lost(e):
                 raise self.error(f"the appliance died during the hotplug of slot {index}: "
                                  f"{e.get_error_message()}") from None
             raise DriveError(drive.path, f"libvirt cannot attach it to slot {index}: "
