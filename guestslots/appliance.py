@@ -1033,11 +1033,19 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 timeout: float = 600.0) -> MigrationProgress:
         """Move the running appliance, live, into a new QEMU process on this host.
 
-        QEMU backend.  The new process gets the identical layout (every plugged
-        slot, vCPU and NIC, with the same device ids) and the guest carries on there,
-        its mounts, the agent channel and this object with it; the runtime record
-        names the new process.  What QEMU reported at the end is returned: total
-        time, downtime, bytes sent.
+        The new process gets the identical layout (every plugged slot, vCPU and NIC,
+        with the same device ids) and the guest carries on there, its mounts, the
+        agent channel and this object with it; the runtime record names the new
+        process.  What was reported at the end is returned: total time, downtime,
+        bytes sent.
+
+        QEMU backend: the new process is this backend's own.  libvirt backend: the
+        domain moves to the libvirt at ``destination_uri`` (libvirt's ``migrate3``
+        with the typed parameters: ``uri`` as ``migrate_uri``, ``destination_name``,
+        ``destination_config`` as the destination's domain XML, ``bandwidth``,
+        ``parallel_connections``), which must run its QEMU on this host (the agent
+        channel is a Unix socket here), and stays there: later calls go to that
+        libvirt.  It does not copy disks (``disks``, ``with_disk_set``) yet.
 
         *params* (:class:`~guestslots.model.migration.MigrationParams`):
         ``bandwidth`` (MiB/s) limits the stream, ``downtime_limit`` (ms),
@@ -1071,6 +1079,9 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                                    "(diskset_add first)")
             self._writable_drives("migrate", indices, partial(MigrationParamError, which),
                                   "its image does not change, the new process shares it")
+            if indices and not getattr(backend, "migrates_disks", False):
+                raise MigrationParamError(which, f"the {self.backend} backend does not "
+                                          "copy disks in a migration yet")
             directory = params.disk_directory
             if indices and not directory:
                 raise MigrationParamError("disk_directory", "copying slots' images needs "
@@ -1093,15 +1104,14 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 raise VcpuError(None, "migrate: a vCPU was unplugged since this appliance "
                                 "started, and QEMU 7.2 under TCG then crashes saving its "
                                 "state; shut down and launch again")
-            report = None if progress is None else \
-                (lambda info: progress(MigrationProgress.from_qmp(info)))
             copies = self._make_copies(backend, indices, os.path.abspath(directory or "."))
+            info: MigrationProgress
             try:
                 with self._watch():
                     if copies:
-                        sock, info = mover(self._layout(), params, report, timeout, copies)
+                        sock, info = mover(self._layout(), params, progress, timeout, copies)
                     else:
-                        sock, info = mover(self._layout(), params, report, timeout)
+                        sock, info = mover(self._layout(), params, progress, timeout)
             except BaseException:
                 for copy in copies.values():
                     with contextlib.suppress(OSError):
@@ -1120,7 +1130,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             if copies:
                 self._say(f"appliance {self.id} migrated with copies of slots "
                           + ", ".join(f"{i} ({c.path})" for i, c in copies.items()))
-            return MigrationProgress.from_qmp(info)
+            return info
 
     def _make_copies(self, backend: Any, indices: Sequence[int], directory: str,
                      ) -> dict[int, DriveSpec]:

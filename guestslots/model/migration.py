@@ -12,6 +12,10 @@ parameter                     type        meaning
 ``uri``                       str         where the migration stream goes (QEMU:
                                           ``unix:PATH``, ``tcp:HOST:PORT``, ``fd:...``;
                                           libvirt: its ``migrate_uri``); empty: chosen
+``destination_uri``           str         the libvirt the appliance moves to (libvirt
+                                          backend: a connection URI of a libvirt that
+                                          runs its QEMU on this host); the QEMU
+                                          backend moves to a new process of its own
 ``destination_name``          str         the appliance's name at the destination
                                           (libvirt's domain name)
 ``destination_config``        record/XML  the destination's definition: a
@@ -94,6 +98,7 @@ class ParamSpec:
 #: Every parameter, by name.
 PARAMS: dict[str, ParamSpec] = {spec.name: spec for spec in (
     ParamSpec("uri", "str", "", doc="where the migration stream goes"),
+    ParamSpec("destination_uri", "str", "", doc="the libvirt to move to (libvirt)"),
     ParamSpec("destination_name", "str", "", doc="the name at the destination"),
     ParamSpec("destination_config", "config", None,
               doc="the destination's definition (host-side changes only)"),
@@ -338,6 +343,10 @@ def qmp_plan(params: MigrationParams, disk_nodes: Mapping[int, tuple[str, str]],
     the final catch-up, inside the downtime, is short."""
     if not params.uri:
         raise MigrationParamError("uri", "QMP needs a URI (unix:PATH, tcp:HOST:PORT...)")
+    if params.destination_uri:
+        raise MigrationParamError("destination_uri", "the QEMU backend moves the "
+                                  "appliance to a new QEMU process of its own, not to a "
+                                  "libvirt")
     if disk_nodes and not nbd_socket:
         raise MigrationParamError("disks", "copying disks needs an NBD socket")
     server = {"type": "unix", "path": nbd_socket}
@@ -406,6 +415,9 @@ def libvirt_params(params: MigrationParams, disk_targets: Sequence[str] = (),
     (``params.disk_slots`` mapped through the domain's disks)."""
     typed: dict[str, Any] = {}
     flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_ABORT_ON_ERROR
+    if not params.destination_uri:
+        raise MigrationParamError("destination_uri", "the libvirt backend moves the "
+                                  "appliance to another libvirt: name its URI")
     if params.uri:
         typed[LIBVIRT_URI] = params.uri
     if params.destination_name:
@@ -478,3 +490,25 @@ class MigrationProgress:
                    downtime_ms=number(info, "downtime"),
                    disk_transferred=number(disk, "transferred"),
                    disk_total=number(disk, "total"))
+
+    @classmethod
+    def from_libvirt(cls, stats: Mapping[str, Any], status: str) -> MigrationProgress:
+        """Read libvirt's job statistics (``jobStats()``, or the JOB_COMPLETED event's):
+        memory bytes (``memory_*``), its rate (bytes/s), ``time_elapsed`` and
+        ``downtime`` (ms; while the job runs, the downtime expected), copied disks'
+        bytes (``disk_*``); *status* as QEMU names it (``active``, ``completed``)."""
+
+        def number(key: str) -> int:
+            value = stats.get(key, 0)
+            return int(value) if isinstance(value, (int, float)) and \
+                not isinstance(value, bool) else 0
+
+        done = status == "completed"
+        return cls(status=status, transferred=number("memory_processed"),
+                   remaining=number("memory_remaining"), total=number("memory_total"),
+                   mbps=number("memory_bps") * 8 / 1e6,
+                   expected_downtime_ms=0 if done else number("downtime"),
+                   total_time_ms=number("time_elapsed") if done else 0,
+                   downtime_ms=number("downtime") if done else 0,
+                   disk_transferred=number("disk_processed"),
+                   disk_total=number("disk_total"))

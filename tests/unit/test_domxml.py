@@ -17,6 +17,7 @@ from guestslots.backends.libvirt.domxml import (
     disk_xml,
     domain_xml,
     live_disk,
+    migration_xml,
     owner_of,
     restore_xml,
     slot_alias,
@@ -85,6 +86,17 @@ def test_a_saved_domain_is_restored_with_this_launchs_paths_and_owner() -> None:
     assert canonical(xml) == canonical(domain_xml(new))
     with pytest.raises(ValueError, match="not 'other'"):
         restore_xml(saved, replace(new, name="other"))
+
+
+def test_a_migrating_domain_gets_new_host_sockets_and_nothing_else() -> None:
+    """The new QEMU runs beside the old one until the switch: its agent channel and
+    console are new paths; the rest (what the guest sees) is the source's."""
+    xml = migration_xml(domain_xml(CFG), "/w/agent-1.sock", "/w/console-1.log")
+    assert "/w/agent.sock" not in xml and "/w/console.log" not in xml
+    assert migration_xml(xml, CFG.agent_socket, CFG.console_log) == \
+        etree.tostring(etree.fromstring(domain_xml(CFG).encode()), encoding="unicode")
+    with pytest.raises(ValueError, match="agent channel"):
+        migration_xml("<domain><name>x</name></domain>", "/a", "/c")
 
 
 def test_a_restored_domain_takes_its_throwaway_overlays_from_where_they_were_moved() -> None:

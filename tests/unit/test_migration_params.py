@@ -198,6 +198,7 @@ def test_the_libvirt_mapping_uses_libvirts_names_and_flags() -> None:
     libvirt = pytest.importorskip("libvirt")
     typed, flags = libvirt_params(
         MigrationParams(uri="tcp:10.0.0.2:49152", destination_name="copy",
+                        destination_uri="qemu:///system",
                         destination_config="<domain/>", bandwidth=100,
                         parallel_connections=2, with_disk_set=True), ["sda", "sdc"])
     assert typed == {libvirt.VIR_MIGRATE_PARAM_URI: "tcp:10.0.0.2:49152",
@@ -208,14 +209,37 @@ def test_the_libvirt_mapping_uses_libvirts_names_and_flags() -> None:
                      libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ["sda", "sdc"]}
     assert flags == (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_ABORT_ON_ERROR
                      | libvirt.VIR_MIGRATE_PARALLEL | libvirt.VIR_MIGRATE_NON_SHARED_DISK)
-    plain, plain_flags = libvirt_params(MigrationParams())
+    there = MigrationParams(destination_uri="qemu:///system")
+    plain, plain_flags = libvirt_params(there)
     assert plain == {} and not plain_flags & libvirt.VIR_MIGRATE_NON_SHARED_DISK
+    with pytest.raises(MigrationParamError, match="'destination_uri': the libvirt backend"):
+        libvirt_params(MigrationParams())
     with pytest.raises(MigrationParamError, match="migrateSetMaxDowntime"):
-        libvirt_params(MigrationParams(downtime_limit=10))
+        libvirt_params(there.replace(downtime_limit=10))
     with pytest.raises(MigrationParamError, match="domain XML"):
-        libvirt_params(MigrationParams(destination_config=record()))
+        libvirt_params(there.replace(destination_config=record()))
     with pytest.raises(MigrationParamError, match="'disk_directory': libvirt takes"):
-        libvirt_params(MigrationParams(disks=[0], disk_directory="/copies"))
+        libvirt_params(there.replace(disks=[0], disk_directory="/copies"))
+
+
+def test_the_qmp_mapping_refuses_a_destination_libvirt() -> None:
+    with pytest.raises(MigrationParamError, match="'destination_uri': the QEMU backend"):
+        qmp_plan(MigrationParams(uri="unix:/m", destination_uri="qemu:///system"), {})
+
+
+def test_progress_reads_libvirts_job_statistics() -> None:
+    from guestslots.model.migration import MigrationProgress
+
+    stats = {"type": 2, "time_elapsed": 900, "downtime": 300, "memory_total": 512 << 20,
+             "memory_processed": 80 << 20, "memory_remaining": 432 << 20,
+             "memory_bps": 100_000_000, "disk_total": 64 << 20, "disk_processed": 1 << 20}
+    running = MigrationProgress.from_libvirt(stats, "active")
+    assert running == MigrationProgress("active", 80 << 20, 432 << 20, 512 << 20, 800.0,
+                                        300, 0, 0, 1 << 20, 64 << 20)
+    done = MigrationProgress.from_libvirt({"time_elapsed": 1500, "downtime": 48,
+                                           "memory_bps": True}, "completed")
+    assert (done.total_time_ms, done.downtime_ms, done.expected_downtime_ms,
+            done.mbps) == (1500, 48, 0, 0.0)
 
 
 def test_progress_reads_query_migrate_and_tolerates_what_qemu_leaves_out() -> None:

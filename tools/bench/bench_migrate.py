@@ -2,7 +2,8 @@
 """Live migration of a running appliance into a new local QEMU process (two slots
 plugged, a filesystem mounted, a vCPU and a NIC added): the time the call takes, QEMU's
 total time and downtime, and the bytes sent, unlimited, at a bandwidth limit and with
-both disks copied into new files (seed 004); then
+both disks copied into new files (seed 004), and on the libvirt backend between
+two private libvirt daemons (root only); then
 save and restore of the same appliance (also with its two-disk set copied in), and a
 snapshot of its two-disk set; medians of several rounds.  libguestfs has no migration
 (nor hotplug, since 1.48): the peer figure printed is its fastest way to the same
@@ -45,6 +46,51 @@ print(json.dumps(sorted(took)[len(took) // 2]))
 """
 
 
+def with_disks(app: guestslots.Appliance, disks: list[Path]) -> guestslots.Appliance:
+    """*app* launched with a slot per disk, each plugged writable, the first mounted."""
+    for _ in disks:
+        app.add_drive("/dev/null")
+    app.launch()
+    for i, disk in enumerate(disks):
+        app.hotplug(i, disk, readonly=False)
+    app.mount("/dev/sda", "/")
+    return app
+
+
+def libvirt_rounds(rounds: int, tmp: Path, disks: list[Path]
+                   ) -> tuple[float, float, float, float] | None:
+    """The libvirt backend's migration (``migrate3``) between two private libvirt
+    daemons on this host, back and forth, with the same two disks plugged and one
+    mounted: medians of (call s, libvirt's total ms, downtime ms, bytes); None where
+    no private libvirtd can run (not root)."""
+    from contextlib import ExitStack
+
+    from guestslots.backends.libvirt.connection import capabilities_cache
+    from guestslots.testing.libvirtd import private_libvirtd, unavailable
+
+    if unavailable():
+        return None
+    with ExitStack() as stack:
+        uris = [stack.enter_context(private_libvirtd(tmp / f"libvirtd-{n}",
+                                                     capabilities_cache()))
+                for n in range(2)]
+        app = with_disks(guestslots.Appliance("libvirt"), disks)
+        try:
+            app.migrate(guestslots.MigrationParams(destination_uri=uris[0]))  # from embed
+            runs = []
+            for i in range(rounds):
+                t = time.perf_counter()
+                done = app.migrate(guestslots.MigrationParams(destination_uri=uris[
+                    (i + 1) % 2]))
+                runs.append((time.perf_counter() - t, done.total_time_ms,
+                             done.downtime_ms, done.transferred))
+                assert app.cat("/n") == "0\n"
+        finally:
+            app.shutdown()
+    call, total, down, sent = (statistics.median(r[k] for r in runs) for k in range(4))
+    return call, total, down, sent
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -53,16 +99,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         disks = [images.ext4(Path(tmp) / f"d{i}.img", {"n": f"{i}\n"}, size_mib=64)
                  for i in range(2)]
-        app = guestslots.Appliance(max_vcpus=4)
-        for _ in range(2):
-            app.add_drive("/dev/null")
-        app.launch()
+        app = with_disks(guestslots.Appliance(max_vcpus=4), disks)
         try:
-            for i, disk in enumerate(disks):
-                app.hotplug(i, disk, readonly=False)
             app.add_vcpu(1)
             app.add_nic(network="user")
-            app.mount("/dev/sda", "/")
             tcg = app.accel is not None and app.accel.accel == "tcg"
             # the kinds take turns, round by round: the first migrations after a launch
             # take longer, whatever their kind (4.7 s against 0.5-1 s a few later,
@@ -116,6 +156,7 @@ def main() -> None:
                 snaps.append(time.perf_counter() - t)
         finally:
             app.shutdown()
+        on_libvirt = libvirt_rounds(args.rounds, Path(tmp), disks)
         here = Path(peer.__file__).parent
         out = subprocess.run(["/usr/bin/python3", "-c", PEER, json.dumps([str(d) for d in disks]),
                               "1" if tcg else "0", str(args.rounds), str(here)],
@@ -126,6 +167,10 @@ def main() -> None:
           f"{'MiB sent':>9}")
     for label, (call, total, down, nbytes) in rows.items():
         print(f"{label:<14} {call:>8.2f} {total:>14.0f} {down:>12.0f} {nbytes / 2**20:>9.1f}")
+    if on_libvirt is not None:
+        call, total, down, nbytes = on_libvirt
+        print(f"{'libvirt':<14} {call:>8.2f} {total:>14.0f} {down:>12.0f} "
+              f"{nbytes / 2**20:>9.1f}  (migrate3 between two libvirtd on this host)")
     print(f"save {statistics.median(saves):.2f} s, restore {statistics.median(restores):.2f} s, "
           f"snapshot of the two-disk set {statistics.median(snaps) * 1000:.0f} ms")
     print(f"save with the two-disk set (2 x 64 MiB copied) "

@@ -26,6 +26,7 @@ import os
 import select
 import shutil
 import socket
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -51,6 +52,14 @@ from ...host.proc import CommandError
 from ...host.savedstate import ROOT_FILE, STATE_FILE
 from ...model.cpus import LIBVIRT_UNSUPPORTED, VcpuError
 from ...model.drives import DriveSpec
+from ...model.migration import (
+    LIBVIRT_DEST_XML,
+    LIBVIRT_URI,
+    MigrationParamError,
+    MigrationParams,
+    MigrationProgress,
+    libvirt_params,
+)
 from ...model.names import index_to_letters
 from ...model.nics import NicError, NicSpec
 from ...model.snapshots import SnapshotError
@@ -65,6 +74,7 @@ from .domxml import (
     interface_xml,
     live_disk,
     live_interface,
+    migration_xml,
     nic_alias,
     nic_slots_in_use,
     restore_xml,
@@ -114,6 +124,10 @@ class LibvirtBackend:
         self._pidfd: int | None = None
         #: A saved appliance's layout and directory, for the next :meth:`start`.
         self._pending: tuple[Layout, Path] | None = None
+        #: QEMU's pid as its agent connection says (SO_PEERCRED): any local libvirt's.
+        self._qemu_pid: int | None = None
+        #: Migrations so far: each new QEMU gets its own agent socket and console.
+        self._generation = 0
 
     # ---- what the VM is
 
@@ -172,8 +186,14 @@ class LibvirtBackend:
 
     @property
     def pid(self) -> int | None:
+        """QEMU's pid: the peer of its agent connection, or the embedded driver's pid
+        file before that connection."""
         root = connection.root()
-        if self.domain is None or root is None:
+        if self.domain is None:
+            return None
+        if self._qemu_pid is not None:
+            return self._qemu_pid
+        if root is None:
             return None
         try:
             return int((Path(root) / "run" / "qemu" / f"{self.domain_name}.pid").read_text())
@@ -230,6 +250,7 @@ class LibvirtBackend:
                 sock, _ = listener.accept()
             except TimeoutError:
                 raise self.error("QEMU did not connect the agent channel", LaunchError) from None
+            self._qemu_pid = _peer_pid(sock)
             return sock
         except CommandError as e:
             self.kill()
@@ -343,6 +364,7 @@ class LibvirtBackend:
             with contextlib.suppress(libvirt.libvirtError):
                 self.domain.destroy()
             self.domain = None
+            self._qemu_pid = None
         if self._domain_name:
             connection.forget(self._domain_name)
             connection.release_name(self._domain_name)
@@ -612,6 +634,7 @@ class LibvirtBackend:
                              ) from None
         finally:
             self.domain = None
+            self._qemu_pid = None
             if self._pidfd is not None:
                 os.close(self._pidfd)
                 self._pidfd = None
@@ -638,6 +661,129 @@ class LibvirtBackend:
         """Make the next :meth:`start` (from *directory*, saved by
         :meth:`save_appliance`) bring *layout*'s overlays along and know its disks."""
         self._pending = (layout, directory)
+
+    # ---- live migration
+
+    def migrate(self, layout: Layout, params: MigrationParams,
+                progress: Callable[[MigrationProgress], None] | None,
+                timeout: float) -> tuple[socket.socket, MigrationProgress]:
+        """Move the domain, live, to the libvirt at ``params.destination_uri`` with
+        libvirt's typed parameters (``migrate3``; this process holds both
+        connections).  That libvirt must run its QEMU on this host: the agent channel
+        is a Unix socket here.  The destination's definition is the domain's
+        migratable XML (or ``destination_config``) with a new agent socket and
+        console file: the new QEMU connects its channel to a new listener while the
+        old one runs.  *progress* gets libvirt's job statistics about four times a
+        second.  Returns the new channel and the finished job's statistics; from then
+        on the domain, its events and its process are the destination's.  On failure
+        libvirt ends the job and the domain runs on here.  (*layout*: libvirt carries
+        the definition itself.)"""
+        domain = self._running()
+        assert self._workdir is not None
+        typed, flags = libvirt_params(params)
+        here = self.uri or connection.uri()
+        if params.destination_uri == here:
+            raise MigrationParamError("destination_uri", f"{here} is the libvirt the "
+                                      "appliance runs in: name another")
+        if params.destination_uri == "embed" or "/embed" in params.destination_uri:
+            raise MigrationParamError("destination_uri", "libvirt's embedded driver "
+                                      "cannot take a migrating domain (libvirt 9.0: no "
+                                      "autodestroy there): name a libvirt daemon's URI")
+        try:
+            target = connection.connect(params.destination_uri)
+            host = target.getHostname()
+        except libvirt.libvirtError as e:
+            raise MigrationParamError("destination_uri", f"cannot connect to "
+                                      f"{params.destination_uri}: "
+                                      f"{e.get_error_message()}") from None
+        if host != socket.gethostname():
+            raise MigrationParamError("destination_uri", f"{params.destination_uri} runs "
+                                      f"on {host}, not on this host ({socket.gethostname()}"
+                                      "): the appliance's agent channel is a Unix socket "
+                                      "here")
+        # libvirt calls a migration of local files "without shared storage" unsafe;
+        # on one host both QEMUs use the very files (the locks pass at the switch)
+        flags |= libvirt.VIR_MIGRATE_UNSAFE
+        self._generation += 1
+        gen, workdir = self._generation, self._workdir.path
+        agent_socket = os.path.join(workdir, f"agent-{gen}.sock")
+        base = params.destination_config or domain.XMLDesc(
+            libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE)
+        try:
+            typed[LIBVIRT_DEST_XML] = migration_xml(
+                base, agent_socket, os.path.join(workdir, f"console-{gen}.log"))
+        except (ValueError, etree.XMLSyntaxError) as e:
+            raise MigrationParamError("destination_config", f"not an appliance's domain "
+                                      f"XML: {e}") from None
+        typed.setdefault(LIBVIRT_URI, f"unix://{workdir}/migrate-{gen}.sock")
+        what = f"migration of {self.domain_name} to {params.destination_uri}"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(agent_socket)
+            listener.listen(1)
+            done, stats = connection.job_end(self.domain_name)
+            moved = self._migrate3(domain, target, typed, flags, progress, timeout, what)
+            done.wait(5)  # libvirt's statistics of the finished job
+            # the domain runs over there now, whatever happens to the channel
+            connection.forget(self.domain_name)
+            self.domain, self._conn, self.uri = moved, target, params.destination_uri
+            if moved.name() != self._domain_name:
+                connection.release_name(self._domain_name)
+                self._domain_name = moved.name()
+            listener.settimeout(30)
+            try:
+                sock, _ = listener.accept()
+            except TimeoutError:
+                raise self.error(f"{what}: the new QEMU did not connect the agent "
+                                 "channel") from None
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(agent_socket)
+            raise
+        finally:
+            listener.close()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+        self._qemu_pid = _peer_pid(sock)
+        self._pidfd = _open_pidfd(self._qemu_pid)
+        return sock, MigrationProgress.from_libvirt(stats, "completed")
+
+    def _migrate3(self, domain: libvirt.virDomain, target: libvirt.virConnect,
+                  typed: dict[str, object], flags: int,
+                  progress: Callable[[MigrationProgress], None] | None, timeout: float,
+                  what: str) -> libvirt.virDomain:
+        """``migrate3``, reporting *progress*; past *timeout* the job is aborted (the
+        domain runs on here) and :class:`QemuTimeout` raised."""
+        future = bounded.start(lambda: domain.migrate3(target, typed, flags), what)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return future.result(timeout=0.25)
+            except concurrent.futures.TimeoutError:
+                pass
+            except libvirt.libvirtError as e:
+                if self._lost(e):
+                    raise self.error(f"{what}: the appliance died: "
+                                     f"{e.get_error_message()}") from None
+                raise QemuError(f"{what} failed, the appliance runs on here: "
+                                f"{e.get_error_message()}") from None
+            if time.monotonic() > deadline:
+                with contextlib.suppress(libvirt.libvirtError):
+                    domain.abortJob()
+                with contextlib.suppress(Exception):
+                    future.result(timeout=30)  # libvirt ends the job, resumes the source
+                raise QemuTimeout(f"{what}: not done in {timeout:g} s, abandoned; the "
+                                  "appliance runs on here", log_tail=self._log_tail())
+            if progress is not None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    progress(MigrationProgress.from_libvirt(domain.jobStats(), "active"))
+
+def _peer_pid(sock: socket.socket) -> int | None:
+    """The pid of the process at the other end of Unix socket *sock*."""
+    pid, _, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                    struct.calcsize("3i")))
+    return pid or None
+
 
 def _open_pidfd(pid: int | None) -> int | None:
     """A pidfd on *pid*, or None where there is none to have (remote QEMU, gone)."""

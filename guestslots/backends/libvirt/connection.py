@@ -199,6 +199,9 @@ def _device_removed(_conn: object, domain: libvirt.virDomain, alias: str,
 
 def _lifecycle(_conn: object, domain: libvirt.virDomain, event: int, _detail: int,
                _opaque: object) -> None:
+    if event == libvirt.VIR_DOMAIN_EVENT_STOPPED and \
+            _detail == libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED:
+        return  # it runs on at another libvirt
     if event in (libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_UNDEFINED):
         if event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
             stop_reasons[domain.name()] = _STOP_REASONS.get(_detail, f"detail {_detail}")

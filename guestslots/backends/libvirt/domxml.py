@@ -267,10 +267,31 @@ def restore_xml(saved: str, cfg: DomainConfig, moved: dict[str, str] | None = No
     source = one("devices/disk[alias/@name=$approot]/source")
     source.set("file", cfg.root_overlay)
     source.addnext(_backing_chain(cfg.root_backing))
-    one("devices/channel[target/@name=$port]/source").set("path", cfg.agent_socket)
+    _host_sockets(root, cfg.agent_socket, cfg.console_log)
+    return etree.tostring(root, encoding="unicode")
+
+
+def _host_sockets(root: etree._Element, agent_socket: str, console_log: str) -> None:
+    """Point the domain *root*'s agent channel and console at these host paths."""
+    found = root.xpath("devices/channel[target/@name=$port]/source", port=AGENT_PORT)
+    if not isinstance(found, list) or len(found) != 1:
+        raise ValueError("the domain has no single agent channel")
+    channel = found[0]
+    assert isinstance(channel, etree._Element)
+    channel.set("path", agent_socket)
     for path in ("devices/serial/source", "devices/console/source"):
         for element in root.findall(path):
-            element.set("path", cfg.console_log)
+            element.set("path", console_log)
+
+
+def migration_xml(domain: str, agent_socket: str, console_log: str) -> str:
+    """The destination's definition for a migration of *domain* (its migratable XML,
+    or the caller's destination XML): the same, but for the host-side paths the new
+    QEMU must not share with the old one while both run: the agent channel's
+    socket (the new QEMU connects to a new listener) and the console file.  Raises
+    ValueError if *domain* is not an appliance's."""
+    root = etree.fromstring(domain.encode())
+    _host_sockets(root, agent_socket, console_log)
     return etree.tostring(root, encoding="unicode")
 
 

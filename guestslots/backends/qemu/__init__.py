@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from ...errors import LaunchError, QemuError
 from ...host import workdir as workdirs
@@ -27,7 +26,7 @@ from ...host.proc import CommandError
 from ...host.savedstate import RAM_FILE, ROOT_FILE, STATE_FILE
 from ...host.tap import open_tap
 from ...model.drives import DriveSpec
-from ...model.migration import MigrationParams, qmp_plan
+from ...model.migration import MigrationParams, MigrationProgress, qmp_plan
 from ...model.nics import NicSpec
 from .. import Layout, VMSpec
 from ..overlays import make_overlay, make_root_overlay
@@ -57,6 +56,8 @@ class QemuBackend:
 
     name = "qemu"
     saves_state = True
+    #: migrate() copies slots' disks into new files (``disks``, ``with_disk_set``).
+    migrates_disks = True
     #: The saved state's RAM is the file the VM ran on: it must not run on after the save.
     save_stops = True
 
@@ -365,9 +366,9 @@ class QemuBackend:
     # ---- live migration
 
     def migrate(self, layout: Layout, params: MigrationParams,
-                progress: Callable[[dict[str, Any]], None] | None,
+                progress: Callable[[MigrationProgress], None] | None,
                 timeout: float, copies: Mapping[int, DriveSpec] | None = None,
-                ) -> tuple[socket.socket, dict[str, Any]]:
+                ) -> tuple[socket.socket, MigrationProgress]:
         """Move the running VM into a new QEMU process on this host: started with the
         same command line and ``-incoming defer``, given the same slots, vCPUs and NICs
         (*layout*), with the same ids, before the stream arrives; then the live
@@ -376,10 +377,10 @@ class QemuBackend:
         the locks over at the switch), except the slots in *copies*: the new process
         plugs each of those on its copy (a new, empty image file of the disk's size,
         made by the caller), the disk is mirrored into it over NBD before the memory
-        moves (*progress* gets ``{"status": "copying-disks", "disk": {...}}``
+        moves (*progress* gets status ``copying-disks`` with their bytes
         meanwhile), and the mirrors end in step while both VMs stand still, before
         the new one starts.  Returns the new agent channel and QEMU's final
-        ``query-migrate``; the old process is gone.  On any failure the new process
+        ``query-migrate`` (read); the old process is gone.  On any failure the new process
         is killed and the VM runs on in the old one, on its own images."""
         source = self._running()
         assert self._workdir is not None
@@ -410,8 +411,8 @@ class QemuBackend:
             switch_over = None
             if copies:
                 disk_progress = None if progress is None else (
-                    lambda done, total: progress({"status": "copying-disks", "disk": {
-                        "transferred": done, "total": total, "remaining": total - done}}))
+                    lambda done, total: progress(MigrationProgress(
+                        "copying-disks", disk_transferred=done, disk_total=total)))
                 source.start_mirrors(plan.mirrors, plan.jobs, disk_progress, timeout)
 
                 def tidy_destination() -> None:
@@ -419,7 +420,9 @@ class QemuBackend:
                         dest.execute(command, args)
 
                 switch_over = (plan, tidy_destination)
-            info = source.migrate_out(plan.source, progress,
+            report = None if progress is None else \
+                (lambda info: progress(MigrationProgress.from_qmp(info)))
+            info = source.migrate_out(plan.source, report,
                                       max(deadline - time.monotonic(), 0.001), switch_over)
             dest.wait_incoming_done(timeout=60)
         except BaseException:
@@ -448,7 +451,7 @@ class QemuBackend:
         if old_ram and os.path.dirname(old_ram) == workdir:  # not a saved state's RAM
             with contextlib.suppress(OSError):
                 os.unlink(old_ram)
-        return sock, info
+        return sock, MigrationProgress.from_qmp(info)
 
     # ---- throwaway overlays
 

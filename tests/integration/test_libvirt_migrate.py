@@ -1,0 +1,171 @@
+"""The libvirt backend's live migration (issue 13, seed 002): the domain moves to
+another libvirt on this host (a private libvirtd,
+:mod:`guestslots.testing.libvirtd`) with libvirt's typed parameters, and the
+appliance carries on there through the same object:
+mounts, the agent channel, hotplug (its events come from the new libvirt now), the
+runtime record; bad parameters are refused before anything moves.
+
+Runs in the libvirt pass (the session's appliances are libvirt's)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from guestslots import (
+    Appliance,
+    MigrationParamError,
+    MigrationParams,
+    MigrationProgress,
+    QemuTimeout,
+)
+from guestslots.appliance import BACKEND_ENV
+from guestslots.backends.libvirt import LibvirtBackend
+from guestslots.host import runtime
+from guestslots.testing import testimages as images
+from guestslots.testing.libvirtd import private_libvirtd, unavailable
+
+from .test_faults import wait_gone
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif((os.environ.get(BACKEND_ENV) or "qemu") != "libvirt",
+                       reason="the libvirt backend's migration: runs in the libvirt pass"),
+]
+libvirt = pytest.importorskip("libvirt")
+
+
+@pytest.fixture(scope="module")
+def destination(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URI of a private libvirtd to migrate to."""
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    from guestslots.backends.libvirt.connection import capabilities_cache
+
+    with private_libvirtd(tmp_path_factory.mktemp("libvirtd"), capabilities_cache()) as uri:
+        yield uri
+
+
+def backend(app: Appliance) -> LibvirtBackend:
+    found = app._backend
+    assert isinstance(found, LibvirtBackend)
+    return found
+
+
+def launched(slots: int = 2) -> Appliance:
+    app = Appliance()
+    for _ in range(slots):
+        app.add_drive("/dev/null")
+    app.launch()
+    return app
+
+
+def test_the_appliance_carries_on_at_the_other_libvirt(destination: str,
+                                                        tmp_path: Path) -> None:
+    disk = images.ext4(tmp_path / "rw.img", {"before": "written before\n"}, size_mib=32)
+    other = images.ext4(tmp_path / "other.img", {"n": "plugged after\n"})
+    app = launched()
+    try:
+        source_uri = runtime.read(runtime.record_path(app.id)).uri
+        app.hotplug(0, disk, readonly=False)
+        app.mount("/dev/sda", "/")
+        app.write("/in-cache", "only in the page cache\n")
+        old_pid = app.pid
+        assert old_pid is not None
+        seen: list[MigrationProgress] = []
+        done = app.migrate(MigrationParams(destination_uri=destination, bandwidth=1000),
+                           progress=seen.append)
+        assert done.status == "completed" and done.total_time_ms > 0, done
+        assert done.transferred > 0 and done.total > 0, done
+        assert all(p.status == "active" for p in seen)
+        wait_gone(old_pid)
+        assert app.pid not in (None, old_pid)
+        # the domain is the other libvirt's now, and the record says so
+        there = libvirt.open(destination)
+        try:
+            assert [d.name() for d in there.listAllDomains(0)] == [backend(app).domain_name]
+        finally:
+            there.close()
+        record = runtime.read(runtime.record_path(app.id))
+        assert record.uri == destination != source_uri and record.pid == app.pid
+        # the same guest through the same object: the mount, the page cache
+        assert app.cat("/in-cache") == "only in the page cache\n"
+        app.write("/after", "written over there\n")
+        # hotplug and unplug there (confirmed by the other libvirt's events)
+        app.hotplug(1, other)
+        app.mkdir("/other")
+        app.mount_ro("/dev/sdb", "/other")
+        assert app.cat("/other/n") == "plugged after\n"
+        app.umount("/other")
+        app.unplug(1)
+        assert app.slots()[1].state.value == "empty"
+        app.umount_all()
+        app.unplug(0)
+        app.hotplug(0, disk)
+        app.mount_ro("/dev/sda", "/")
+        assert app.cat("/after") == "written over there\n"
+        pid = app.pid
+    finally:
+        app.shutdown()
+    assert pid is not None
+    wait_gone(pid)
+    there = libvirt.open(destination)
+    try:
+        assert there.listAllDomains(0) == []  # shut down over there too
+    finally:
+        there.close()
+
+
+def test_bad_destinations_are_refused_before_anything_moves(destination: str,
+                                                            tmp_path: Path) -> None:
+    app = launched()
+    try:
+        pid = app.pid
+        here = runtime.read(runtime.record_path(app.id)).uri
+        with pytest.raises(MigrationParamError, match="'destination_uri': the libvirt"):
+            app.migrate()
+        with pytest.raises(MigrationParamError, match="'destination_uri': .* the libvirt "
+                                                      "the appliance runs in"):
+            app.migrate(MigrationParams(destination_uri=here))
+        with pytest.raises(MigrationParamError, match="embedded driver cannot take"):
+            app.migrate(MigrationParams(destination_uri=f"qemu:///embed?root={tmp_path}"))
+        with pytest.raises(MigrationParamError, match="'destination_uri': cannot connect"):
+            app.migrate(MigrationParams(destination_uri=f"qemu+unix:///system?socket="
+                                                        f"{tmp_path}/none"))
+        with pytest.raises(MigrationParamError, match="'destination_config': not an "
+                                                      "appliance's"):
+            app.migrate(MigrationParams(destination_uri=destination,
+                                        destination_config="<domain/>"))
+        app.hotplug(0, images.ext4(tmp_path / "x.img", {"n": "x\n"}), readonly=False)
+        with pytest.raises(MigrationParamError, match="'disks': the libvirt backend does "
+                                                      "not copy disks"):
+            app.migrate(MigrationParams(destination_uri=destination, disks=[0],
+                                        disk_directory=str(tmp_path)))
+        # a destination XML that changes what the guest sees: libvirt refuses it
+        domain = backend(app).domain
+        assert domain is not None
+        xml = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+        bigger = xml.replace("<vcpu placement='static'>1</vcpu>",
+                             "<vcpu placement='static'>2</vcpu>")
+        assert bigger != xml
+        with pytest.raises(Exception, match="vCPU|vcpu"):
+            app.migrate(MigrationParams(destination_uri=destination,
+                                        destination_config=bigger))
+        # too slow for its timeout: libvirt aborts the job, the domain runs on here
+        with pytest.raises(QemuTimeout, match="abandoned; the appliance runs on here"):
+            app.migrate(MigrationParams(destination_uri=destination, bandwidth=1),
+                        timeout=1)
+        there = libvirt.open(destination)
+        try:
+            assert there.listAllDomains(0) == []  # nothing left over there
+        finally:
+            there.close()
+        # nothing moved: the same process answers
+        assert app.pid == pid
+        assert app.list_devices()[0] == "/dev/sda"
+    finally:
+        app.shutdown()
