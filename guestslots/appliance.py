@@ -1045,7 +1045,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         ``destination_config`` as the destination's domain XML, ``bandwidth``,
         ``parallel_connections``), which must run its QEMU on this host (the agent
         channel is a Unix socket here), and stays there: later calls go to that
-        libvirt.  It does not copy disks (``disks``, ``with_disk_set``) yet.
+        libvirt.  Copied slots (below) go by libvirt's storage migration
+        (``migrate_disks``), into the copies the destination's XML names.
 
         *params* (:class:`~guestslots.model.migration.MigrationParams`):
         ``bandwidth`` (MiB/s) limits the stream, ``downtime_limit`` (ms),

@@ -30,10 +30,10 @@ parameter                     type        meaning
 ``disks``                     list[int]   slots whose images are copied to the
                                           destination (the others are shared)
 ``with_disk_set``             bool        copy the appliance's disk set's slots
-``disk_directory``            str         where the copies go (QEMU backend, on this
-                                          host: a new ``slotN.img``/``slotN.qcow2``
-                                          per copied slot); libvirt takes the copies'
-                                          paths from ``destination_config``
+``disk_directory``            str         where the copies go (on this host: a new
+                                          ``slotN.img``/``slotN.qcow2`` per copied
+                                          slot; libvirt: named in the destination's
+                                          XML)
 ============================  ==========  ============================================
 
 :func:`guest_abi_difference` says what in a destination definition would change
@@ -67,6 +67,7 @@ LIBVIRT_DEST_NAME = "destination_name"
 LIBVIRT_DEST_XML = "destination_xml"
 LIBVIRT_BANDWIDTH = "bandwidth"
 LIBVIRT_MIGRATE_DISKS = "migrate_disks"
+LIBVIRT_DISKS_URI = "disks_uri"
 LIBVIRT_PARALLEL_CONNECTIONS = "parallel.connections"
 VIR_MIGRATE_LIVE = 1
 VIR_MIGRATE_NON_SHARED_DISK = 64
@@ -409,10 +410,13 @@ def qmp_plan(params: MigrationParams, disk_nodes: Mapping[int, tuple[str, str]],
 
 
 def libvirt_params(params: MigrationParams, disk_targets: Sequence[str] = (),
-                   ) -> tuple[dict[str, Any], int]:
+                   disks_uri: str = "") -> tuple[dict[str, Any], int]:
     """libvirt's typed parameters and flags for ``migrate3`` / ``migrateToURI3``:
     *disk_targets* are the target names (``sda``...) of the disks to copy
-    (``params.disk_slots`` mapped through the domain's disks)."""
+    (``params.disk_slots`` mapped through the domain's disks), *disks_uri* where
+    the destination's NBD server for them listens (empty: libvirt's TCP port).
+    ``disk_directory`` is the caller's: the copies' paths go into the
+    destination's XML."""
     typed: dict[str, Any] = {}
     flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_ABORT_ON_ERROR
     if not params.destination_uri:
@@ -429,9 +433,6 @@ def libvirt_params(params: MigrationParams, disk_targets: Sequence[str] = (),
         typed[LIBVIRT_DEST_XML] = params.destination_config
     if params.bandwidth:
         typed[LIBVIRT_BANDWIDTH] = params.bandwidth
-    if params.disk_directory:
-        raise MigrationParamError("disk_directory", "libvirt takes the copies' paths from "
-                                  "destination_config (the domain XML)")
     if params.downtime_limit:
         raise MigrationParamError("downtime_limit", "libvirt takes it while the migration "
                                   "runs (migrateSetMaxDowntime), not as a parameter")
@@ -441,6 +442,8 @@ def libvirt_params(params: MigrationParams, disk_targets: Sequence[str] = (),
     if disk_targets:
         typed[LIBVIRT_MIGRATE_DISKS] = list(disk_targets)
         flags |= VIR_MIGRATE_NON_SHARED_DISK
+        if disks_uri:
+            typed[LIBVIRT_DISKS_URI] = disks_uri
     return typed, flags
 
 

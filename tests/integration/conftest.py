@@ -134,3 +134,17 @@ def tcg(shared_appliance: Appliance) -> bool:
     if missing:
         pytest.skip(f"compared with libguestfs: {missing}")
     return shared_appliance.accel is not None and shared_appliance.accel.accel == "tcg"
+
+
+@pytest.fixture(scope="session")
+def libvirtd_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URI of a private libvirtd on this host (:mod:`guestslots.testing.libvirtd`),
+    for the libvirt backend to migrate appliances to; started on first use."""
+    from guestslots.backends.libvirt.connection import capabilities_cache
+    from guestslots.testing.libvirtd import private_libvirtd, unavailable
+
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    with private_libvirtd(tmp_path_factory.mktemp("libvirtd"), capabilities_cache()) as uri:
+        yield uri

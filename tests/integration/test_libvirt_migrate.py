@@ -10,7 +10,6 @@ Runs in the libvirt pass (the session's appliances are libvirt's)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,6 @@ from guestslots.appliance import BACKEND_ENV
 from guestslots.backends.libvirt import LibvirtBackend
 from guestslots.host import runtime
 from guestslots.testing import testimages as images
-from guestslots.testing.libvirtd import private_libvirtd, unavailable
 
 from .test_faults import wait_gone
 
@@ -36,18 +34,6 @@ pytestmark = [
                        reason="the libvirt backend's migration: runs in the libvirt pass"),
 ]
 libvirt = pytest.importorskip("libvirt")
-
-
-@pytest.fixture(scope="module")
-def destination(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URI of a private libvirtd to migrate to."""
-    why = unavailable()
-    if why:
-        pytest.skip(why)
-    from guestslots.backends.libvirt.connection import capabilities_cache
-
-    with private_libvirtd(tmp_path_factory.mktemp("libvirtd"), capabilities_cache()) as uri:
-        yield uri
 
 
 def backend(app: Appliance) -> LibvirtBackend:
@@ -64,7 +50,7 @@ def launched(slots: int = 2) -> Appliance:
     return app
 
 
-def test_the_appliance_carries_on_at_the_other_libvirt(destination: str,
+def test_the_appliance_carries_on_at_the_other_libvirt(libvirtd_uri: str,
                                                         tmp_path: Path) -> None:
     disk = images.ext4(tmp_path / "rw.img", {"before": "written before\n"}, size_mib=32)
     other = images.ext4(tmp_path / "other.img", {"n": "plugged after\n"})
@@ -77,7 +63,7 @@ def test_the_appliance_carries_on_at_the_other_libvirt(destination: str,
         old_pid = app.pid
         assert old_pid is not None
         seen: list[MigrationProgress] = []
-        done = app.migrate(MigrationParams(destination_uri=destination, bandwidth=1000),
+        done = app.migrate(MigrationParams(destination_uri=libvirtd_uri, bandwidth=1000),
                            progress=seen.append)
         assert done.status == "completed" and done.total_time_ms > 0, done
         assert done.transferred > 0 and done.total > 0, done
@@ -85,13 +71,13 @@ def test_the_appliance_carries_on_at_the_other_libvirt(destination: str,
         wait_gone(old_pid)
         assert app.pid not in (None, old_pid)
         # the domain is the other libvirt's now, and the record says so
-        there = libvirt.open(destination)
+        there = libvirt.open(libvirtd_uri)
         try:
             assert [d.name() for d in there.listAllDomains(0)] == [backend(app).domain_name]
         finally:
             there.close()
         record = runtime.read(runtime.record_path(app.id))
-        assert record.uri == destination != source_uri and record.pid == app.pid
+        assert record.uri == libvirtd_uri != source_uri and record.pid == app.pid
         # the same guest through the same object: the mount, the page cache
         assert app.cat("/in-cache") == "only in the page cache\n"
         app.write("/after", "written over there\n")
@@ -113,14 +99,14 @@ def test_the_appliance_carries_on_at_the_other_libvirt(destination: str,
         app.shutdown()
     assert pid is not None
     wait_gone(pid)
-    there = libvirt.open(destination)
+    there = libvirt.open(libvirtd_uri)
     try:
         assert there.listAllDomains(0) == []  # shut down over there too
     finally:
         there.close()
 
 
-def test_bad_destinations_are_refused_before_anything_moves(destination: str,
+def test_bad_destinations_are_refused_before_anything_moves(libvirtd_uri: str,
                                                             tmp_path: Path) -> None:
     app = launched()
     try:
@@ -138,13 +124,9 @@ def test_bad_destinations_are_refused_before_anything_moves(destination: str,
                                                         f"{tmp_path}/none"))
         with pytest.raises(MigrationParamError, match="'destination_config': not an "
                                                       "appliance's"):
-            app.migrate(MigrationParams(destination_uri=destination,
+            app.migrate(MigrationParams(destination_uri=libvirtd_uri,
                                         destination_config="<domain/>"))
         app.hotplug(0, images.ext4(tmp_path / "x.img", {"n": "x\n"}), readonly=False)
-        with pytest.raises(MigrationParamError, match="'disks': the libvirt backend does "
-                                                      "not copy disks"):
-            app.migrate(MigrationParams(destination_uri=destination, disks=[0],
-                                        disk_directory=str(tmp_path)))
         # a destination XML that changes what the guest sees: libvirt refuses it
         domain = backend(app).domain
         assert domain is not None
@@ -153,13 +135,13 @@ def test_bad_destinations_are_refused_before_anything_moves(destination: str,
                              "<vcpu placement='static'>2</vcpu>")
         assert bigger != xml
         with pytest.raises(Exception, match="vCPU|vcpu"):
-            app.migrate(MigrationParams(destination_uri=destination,
+            app.migrate(MigrationParams(destination_uri=libvirtd_uri,
                                         destination_config=bigger))
         # too slow for its timeout: libvirt aborts the job, the domain runs on here
         with pytest.raises(QemuTimeout, match="abandoned; the appliance runs on here"):
-            app.migrate(MigrationParams(destination_uri=destination, bandwidth=1),
+            app.migrate(MigrationParams(destination_uri=libvirtd_uri, bandwidth=1),
                         timeout=1)
-        there = libvirt.open(destination)
+        there = libvirt.open(libvirtd_uri)
         try:
             assert there.listAllDomains(0) == []  # nothing left over there
         finally:

@@ -99,6 +99,31 @@ def test_a_migrating_domain_gets_new_host_sockets_and_nothing_else() -> None:
         migration_xml("<domain><name>x</name></domain>", "/a", "/c")
 
 
+def test_a_copied_disk_is_its_copy_without_a_chain_at_the_destination() -> None:
+    live = etree.fromstring(domain_xml(CFG).encode())
+    devices = live.find("devices")
+    assert devices is not None
+    chained = DriveSpec("/i/1.img", "raw", readonly=False, chain=("/s/1.qcow2", "/s/2.qcow2"))
+    for i, drive in ((1, chained), (2, DriveSpec("/i/2.img", "raw", readonly=False))):
+        devices.append(etree.fromstring(disk_xml(i, drive, owner="ab").encode()))
+    xml = migration_xml(etree.tostring(live, encoding="unicode"), "/w/a-1.sock",
+                        "/w/c-1.log", {slot_alias(1, "ab"): ("/copies/slot1.img", "raw")})
+    def attr(disk: etree._Element, path: str, name: str) -> str | None:
+        found = disk.find(path)
+        return None if found is None else found.get(name)
+
+    disks = {attr(d, "target", "dev"): d
+             for d in etree.fromstring(xml.encode()).iterfind("devices/disk")}
+    copied, kept = disks["sdb"], disks["sdc"]
+    assert attr(copied, "source", "file") == "/copies/slot1.img"
+    assert attr(copied, "driver", "type") == "raw"
+    backing = copied.findall("backingStore")
+    assert len(backing) == 1 and len(backing[0]) == 0  # declared empty: nothing below
+    assert attr(kept, "source", "file") == "/i/2.img"
+    with pytest.raises(ValueError, match="no single disk"):
+        migration_xml(xml, "/a", "/c", {slot_alias(5, "ab"): ("/x", "raw")})
+
+
 def test_a_restored_domain_takes_its_throwaway_overlays_from_where_they_were_moved() -> None:
     """A throwaway slot's overlay was copied out of the old work directory: the
     restored domain reads the copy, and every other slot keeps its file."""

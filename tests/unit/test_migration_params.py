@@ -200,13 +200,15 @@ def test_the_libvirt_mapping_uses_libvirts_names_and_flags() -> None:
         MigrationParams(uri="tcp:10.0.0.2:49152", destination_name="copy",
                         destination_uri="qemu:///system",
                         destination_config="<domain/>", bandwidth=100,
-                        parallel_connections=2, with_disk_set=True), ["sda", "sdc"])
+                        parallel_connections=2, with_disk_set=True), ["sda", "sdc"],
+        "unix:///w/nbd.sock")
     assert typed == {libvirt.VIR_MIGRATE_PARAM_URI: "tcp:10.0.0.2:49152",
                      libvirt.VIR_MIGRATE_PARAM_DEST_NAME: "copy",
                      libvirt.VIR_MIGRATE_PARAM_DEST_XML: "<domain/>",
                      libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 100,
                      libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS: 2,
-                     libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ["sda", "sdc"]}
+                     libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ["sda", "sdc"],
+                     libvirt.VIR_MIGRATE_PARAM_DISKS_URI: "unix:///w/nbd.sock"}
     assert flags == (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_ABORT_ON_ERROR
                      | libvirt.VIR_MIGRATE_PARALLEL | libvirt.VIR_MIGRATE_NON_SHARED_DISK)
     there = MigrationParams(destination_uri="qemu:///system")
@@ -218,8 +220,9 @@ def test_the_libvirt_mapping_uses_libvirts_names_and_flags() -> None:
         libvirt_params(there.replace(downtime_limit=10))
     with pytest.raises(MigrationParamError, match="domain XML"):
         libvirt_params(there.replace(destination_config=record()))
-    with pytest.raises(MigrationParamError, match="'disk_directory': libvirt takes"):
-        libvirt_params(there.replace(disks=[0], disk_directory="/copies"))
+    # the copies' directory is the backend's (their paths go into the XML)
+    assert libvirt_params(there.replace(disks=[0], disk_directory="/copies")) == \
+        (plain, plain_flags)
 
 
 def test_the_qmp_mapping_refuses_a_destination_libvirt() -> None:

@@ -28,7 +28,7 @@ import shutil
 import socket
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -102,6 +102,8 @@ class LibvirtBackend:
     saves_state = True
     #: libvirt's save stops the domain: a launch that saved restores what it saved.
     save_stops = True
+    #: migrate() copies slots' disks into new files (``disks``, ``with_disk_set``).
+    migrates_disks = True
 
     def __init__(self, spec: VMSpec, uri: str = "") -> None:
         self.spec = spec
@@ -666,7 +668,8 @@ class LibvirtBackend:
 
     def migrate(self, layout: Layout, params: MigrationParams,
                 progress: Callable[[MigrationProgress], None] | None,
-                timeout: float) -> tuple[socket.socket, MigrationProgress]:
+                timeout: float, copies: Mapping[int, DriveSpec] | None = None,
+                ) -> tuple[socket.socket, MigrationProgress]:
         """Move the domain, live, to the libvirt at ``params.destination_uri`` with
         libvirt's typed parameters (``migrate3``; this process holds both
         connections).  That libvirt must run its QEMU on this host: the agent channel
@@ -674,13 +677,22 @@ class LibvirtBackend:
         migratable XML (or ``destination_config``) with a new agent socket and
         console file: the new QEMU connects its channel to a new listener while the
         old one runs.  *progress* gets libvirt's job statistics about four times a
-        second.  Returns the new channel and the finished job's statistics; from then
-        on the domain, its events and its process are the destination's.  On failure
-        libvirt ends the job and the domain runs on here.  (*layout*: libvirt carries
-        the definition itself.)"""
+        second.  The slots in *copies* are copied, live, into their copies (new, empty
+        image files of the disks' sizes, made by the caller), which the destination
+        XML names: libvirt's storage migration (``migrate_disks``, over NBD on a Unix
+        socket in the work directory), and the new QEMU runs on them.  Returns the
+        new channel and the finished job's statistics; from then on the domain, its
+        events and its process are the destination's.  On failure libvirt ends the
+        job and the domain runs on here.  (*layout*: libvirt carries the definition
+        itself.)"""
         domain = self._running()
         assert self._workdir is not None
-        typed, flags = libvirt_params(params)
+        copies = dict(copies or {})
+        gen, workdir = self._generation + 1, self._workdir.path
+        owner = self.spec.appliance_id
+        typed, flags = libvirt_params(
+            params, [f"sd{index_to_letters(index)}" for index in sorted(copies)],
+            f"unix://{workdir}/nbd-{gen}.sock")
         here = self.uri or connection.uri()
         if params.destination_uri == here:
             raise MigrationParamError("destination_uri", f"{here} is the libvirt the "
@@ -704,14 +716,15 @@ class LibvirtBackend:
         # libvirt calls a migration of local files "without shared storage" unsafe;
         # on one host both QEMUs use the very files (the locks pass at the switch)
         flags |= libvirt.VIR_MIGRATE_UNSAFE
-        self._generation += 1
-        gen, workdir = self._generation, self._workdir.path
+        self._generation = gen
         agent_socket = os.path.join(workdir, f"agent-{gen}.sock")
         base = params.destination_config or domain.XMLDesc(
             libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE)
         try:
             typed[LIBVIRT_DEST_XML] = migration_xml(
-                base, agent_socket, os.path.join(workdir, f"console-{gen}.log"))
+                base, agent_socket, os.path.join(workdir, f"console-{gen}.log"),
+                {slot_alias(index, owner): (copy.path, copy.format)
+                 for index, copy in copies.items()})
         except (ValueError, etree.XMLSyntaxError) as e:
             raise MigrationParamError("destination_config", f"not an appliance's domain "
                                       f"XML: {e}") from None
@@ -727,6 +740,8 @@ class LibvirtBackend:
             # the domain runs over there now, whatever happens to the channel
             connection.forget(self.domain_name)
             self.domain, self._conn, self.uri = moved, target, params.destination_uri
+            for index, copy in copies.items():
+                self._attached[index] = disk_xml(index, copy, owner=owner)
             if moved.name() != self._domain_name:
                 connection.release_name(self._domain_name)
                 self._domain_name = moved.name()
@@ -776,7 +791,10 @@ class LibvirtBackend:
                                   "appliance runs on here", log_tail=self._log_tail())
             if progress is not None:
                 with contextlib.suppress(libvirt.libvirtError):
-                    progress(MigrationProgress.from_libvirt(domain.jobStats(), "active"))
+                    stats = domain.jobStats()
+                    copying = stats.get("disk_processed", 0) < stats.get("disk_total", 0)
+                    progress(MigrationProgress.from_libvirt(
+                        stats, "copying-disks" if copying else "active"))
 
 def _peer_pid(sock: socket.socket) -> int | None:
     """The pid of the process at the other end of Unix socket *sock*."""

@@ -13,6 +13,7 @@ index with the same serial as on the QEMU backend (libvirt derives the
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lxml import etree
@@ -284,14 +285,32 @@ def _host_sockets(root: etree._Element, agent_socket: str, console_log: str) -> 
             element.set("path", console_log)
 
 
-def migration_xml(domain: str, agent_socket: str, console_log: str) -> str:
+def migration_xml(domain: str, agent_socket: str, console_log: str,
+                  copies: Mapping[str, tuple[str, str]] | None = None) -> str:
     """The destination's definition for a migration of *domain* (its migratable XML,
     or the caller's destination XML): the same, but for the host-side paths the new
     QEMU must not share with the old one while both run: the agent channel's
-    socket (the new QEMU connects to a new listener) and the console file.  Raises
-    ValueError if *domain* is not an appliance's."""
+    socket (the new QEMU connects to a new listener), the console file, and each
+    disk copied in the migration, by device alias in *copies*: (path, format) of
+    its copy, whose backing chain is declared empty (the chain collapses into the
+    copy).  Raises ValueError if *domain* is not an appliance's or lacks a disk."""
     root = etree.fromstring(domain.encode())
     _host_sockets(root, agent_socket, console_log)
+    for alias, (path, fmt) in (copies or {}).items():
+        found = root.xpath("devices/disk[alias/@name=$alias]", alias=alias)
+        if not isinstance(found, list) or len(found) != 1:
+            raise ValueError(f"the domain has no single disk {alias}")
+        disk = found[0]
+        assert isinstance(disk, etree._Element)
+        driver, source = disk.find("driver"), disk.find("source")
+        if driver is None or source is None:
+            raise ValueError(f"disk {alias} has no driver or source")
+        driver.set("type", fmt)
+        source.attrib.clear()
+        source.set("file", path)
+        for backing in disk.findall("backingStore"):
+            disk.remove(backing)
+        source.addnext(el("backingStore"))
     return etree.tostring(root, encoding="unicode")
 
 
