@@ -786,7 +786,9 @@ class LibvirtBackend:
                 with contextlib.suppress(libvirt.libvirtError):
                     domain.abortJob()
                 with contextlib.suppress(Exception):
-                    future.result(timeout=30)  # libvirt ends the job, resumes the source
+                    # libvirt ends the job and resumes the source, unless the migration
+                    # finished before the abort reached it: then it is done
+                    return future.result(timeout=30)
                 raise QemuTimeout(f"{what}: not done in {timeout:g} s, abandoned; the "
                                   "appliance runs on here", log_tail=self._log_tail())
             if progress is not None:
@@ -795,6 +797,7 @@ class LibvirtBackend:
                     copying = stats.get("disk_processed", 0) < stats.get("disk_total", 0)
                     progress(MigrationProgress.from_libvirt(
                         stats, "copying-disks" if copying else "active"))
+
 
 def _peer_pid(sock: socket.socket) -> int | None:
     """The pid of the process at the other end of Unix socket *sock*."""
