@@ -1080,9 +1080,6 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                                    "(diskset_add first)")
             self._writable_drives("migrate", indices, partial(MigrationParamError, which),
                                   "its image does not change, the new process shares it")
-            if indices and not getattr(backend, "migrates_disks", False):
-                raise MigrationParamError(which, f"the {self.backend} backend does not "
-                                          "copy disks in a migration yet")
             directory = params.disk_directory
             if indices and not directory:
                 raise MigrationParamError("disk_directory", "copying slots' images needs "
@@ -1105,6 +1102,9 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 raise VcpuError(None, "migrate: a vCPU was unplugged since this appliance "
                                 "started, and QEMU 7.2 under TCG then crashes saving its "
                                 "state; shut down and launch again")
+            check = getattr(backend, "check_migration", None)
+            if check is not None:  # before copies are made for nothing
+                check(params)
             copies = self._make_copies(backend, indices, os.path.abspath(directory or "."))
             info: MigrationProgress
             try:

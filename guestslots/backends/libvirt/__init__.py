@@ -102,8 +102,6 @@ class LibvirtBackend:
     saves_state = True
     #: libvirt's save stops the domain: a launch that saved restores what it saved.
     save_stops = True
-    #: migrate() copies slots' disks into new files (``disks``, ``with_disk_set``).
-    migrates_disks = True
 
     def __init__(self, spec: VMSpec, uri: str = "") -> None:
         self.spec = spec
@@ -666,6 +664,34 @@ class LibvirtBackend:
 
     # ---- live migration
 
+    def check_migration(self, params: MigrationParams) -> libvirt.virConnect:
+        """Refuse (before anything is made or moves) a destination the appliance cannot
+        go to: none, the libvirt it runs in, an embedded driver, one that does not
+        answer, or one on another host (the agent channel is a Unix socket here);
+        the connection to it otherwise."""
+        libvirt_params(params)  # names the missing destination_uri, and the like
+        here = self.uri or connection.uri()
+        if params.destination_uri == here:
+            raise MigrationParamError("destination_uri", f"{here} is the libvirt the "
+                                      "appliance runs in: name another")
+        if params.destination_uri == "embed" or "/embed" in params.destination_uri:
+            raise MigrationParamError("destination_uri", "libvirt's embedded driver "
+                                      "cannot take a migrating domain (libvirt 9.0: no "
+                                      "autodestroy there): name a libvirt daemon's URI")
+        try:
+            target = connection.connect(params.destination_uri)
+            host = target.getHostname()
+        except libvirt.libvirtError as e:
+            raise MigrationParamError("destination_uri", f"cannot connect to "
+                                      f"{params.destination_uri}: "
+                                      f"{e.get_error_message()}") from None
+        if host != socket.gethostname():
+            raise MigrationParamError("destination_uri", f"{params.destination_uri} runs "
+                                      f"on {host}, not on this host ({socket.gethostname()}"
+                                      "): the appliance's agent channel is a Unix socket "
+                                      "here")
+        return target
+
     def migrate(self, layout: Layout, params: MigrationParams,
                 progress: Callable[[MigrationProgress], None] | None,
                 timeout: float, copies: Mapping[int, DriveSpec] | None = None,
@@ -693,26 +719,7 @@ class LibvirtBackend:
         typed, flags = libvirt_params(
             params, [f"sd{index_to_letters(index)}" for index in sorted(copies)],
             f"unix://{workdir}/nbd-{gen}.sock")
-        here = self.uri or connection.uri()
-        if params.destination_uri == here:
-            raise MigrationParamError("destination_uri", f"{here} is the libvirt the "
-                                      "appliance runs in: name another")
-        if params.destination_uri == "embed" or "/embed" in params.destination_uri:
-            raise MigrationParamError("destination_uri", "libvirt's embedded driver "
-                                      "cannot take a migrating domain (libvirt 9.0: no "
-                                      "autodestroy there): name a libvirt daemon's URI")
-        try:
-            target = connection.connect(params.destination_uri)
-            host = target.getHostname()
-        except libvirt.libvirtError as e:
-            raise MigrationParamError("destination_uri", f"cannot connect to "
-                                      f"{params.destination_uri}: "
-                                      f"{e.get_error_message()}") from None
-        if host != socket.gethostname():
-            raise MigrationParamError("destination_uri", f"{params.destination_uri} runs "
-                                      f"on {host}, not on this host ({socket.gethostname()}"
-                                      "): the appliance's agent channel is a Unix socket "
-                                      "here")
+        target = self.check_migration(params)
         # libvirt calls a migration of local files "without shared storage" unsafe;
         # on one host both QEMUs use the very files (the locks pass at the switch)
         flags |= libvirt.VIR_MIGRATE_UNSAFE

@@ -197,14 +197,14 @@ def _device_removed(_conn: object, domain: libvirt.virDomain, alias: str,
         event.set()
 
 
-def _lifecycle(_conn: object, domain: libvirt.virDomain, event: int, _detail: int,
+def _lifecycle(_conn: object, domain: libvirt.virDomain, event: int, detail: int,
                _opaque: object) -> None:
     if event == libvirt.VIR_DOMAIN_EVENT_STOPPED and \
-            _detail == libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED:
+            detail == libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED:
         return  # it runs on at another libvirt
     if event in (libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_UNDEFINED):
         if event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
-            stop_reasons[domain.name()] = _STOP_REASONS.get(_detail, f"detail {_detail}")
+            stop_reasons[domain.name()] = _STOP_REASONS.get(detail, f"detail {detail}")
         stopped = _stops.get(domain.name())
         if stopped is not None:
             stopped.set()

@@ -56,8 +56,6 @@ class QemuBackend:
 
     name = "qemu"
     saves_state = True
-    #: migrate() copies slots' disks into new files (``disks``, ``with_disk_set``).
-    migrates_disks = True
     #: The saved state's RAM is the file the VM ran on: it must not run on after the save.
     save_stops = True
 
