@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -71,14 +72,16 @@ def _describe(spec: dict[str, Any]) -> dict[str, Any]:
     for path, fmt in spec["drives"]:
         g.add_drive_opts(path, format=fmt, readonly=1)
     g.launch()
-    filesystems = g.list_filesystems()
+    found = g.list_filesystems()
+    names = btrfsvols_translated(found)
     whoami = {}
-    for dev, fstype in filesystems.items():
+    for dev, fstype in found.items():
         if fstype in ("unknown", "swap"):
             continue
-        g.mount_ro(dev, "/")
-        whoami[dev] = g.cat("/whoami") if g.is_file("/whoami") else None
+        g.mount_ro(dev, "/")  # libguestfs's own name, right or not, mounts it
+        whoami[names.get(dev, dev)] = g.cat("/whoami") if g.is_file("/whoami") else None
         g.umount_all()
+    filesystems = {names.get(dev, dev): fstype for dev, fstype in found.items()}
     out = {"list_devices": g.list_devices(), "list_partitions": g.list_partitions(),
            "list_filesystems": filesystems, "whoami": whoami,
            "list_md_devices": g.list_md_devices(), "pvs": g.pvs(), "vgs": g.vgs(),
@@ -86,6 +89,31 @@ def _describe(spec: dict[str, Any]) -> dict[str, Any]:
     g.shutdown()
     g.close()
     return out
+
+
+def btrfsvols_translated(filesystems: dict[str, str]) -> dict[str, str]:
+    """Map each ``btrfsvol:`` name in libguestfs's *filesystems* (list_filesystems, in
+    its order) that names a device by the appliance kernel's name to the name libguestfs
+    gives that device.
+
+    libguestfs 1.48's daemon translates the kernel's device names back to its own
+    (``/dev/sdX`` in the order drives were added) with a prefix match, which a
+    ``btrfsvol:/dev/sdX1/sub`` string never matches: when the kernel probed the disks in
+    another order, the subvolumes name another disk than their filesystem does.  Its
+    list_filesystems puts each btrfs device just before its subvolumes, which is what
+    this relies on."""
+    names: dict[str, str] = {}
+    device = None
+    for name in filesystems:
+        if not name.startswith("btrfsvol:"):
+            device = name if filesystems[name] == "btrfs" else None
+            continue
+        if device is None or name.startswith(f"btrfsvol:{device}/"):
+            continue
+        kernel_name = re.fullmatch(r"btrfsvol:/dev/[a-z]+[0-9]*/(.+)", name)
+        if kernel_name:
+            names[name] = f"btrfsvol:{device}/{kernel_name.group(1)}"
+    return names
 
 
 def calls(spec: dict[str, Any]) -> list[Any]:
