@@ -140,10 +140,11 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
     27 -> ``/dev/sdab``), whatever the kernel's discovery order was.  Use it as
     a context manager, or call :meth:`shutdown`.
 
-    With ``detached=True`` (QEMU backend) the appliance outlives this object and this
-    process: it runs until :meth:`shutdown` (or ``guestslots stop ID``), and another
-    process takes it over with :func:`guestslots.attach` once this one has exited or
-    called :meth:`disconnect`.
+    With ``detached=True`` the appliance outlives this object and this process (on
+    the libvirt backend: at a libvirt daemon, not the embedded driver): it runs until
+    :meth:`shutdown` (or ``guestslots stop ID``), and another process takes it over
+    with :func:`guestslots.attach` once this one has exited or called
+    :meth:`disconnect`.
     """
 
     def __init__(
@@ -169,9 +170,14 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         if backend not in backends.BACKENDS:
             raise ValueError(f"backend {backend!r} is not available (this version has: "
                              f"{', '.join(repr(b) for b in backends.BACKENDS)})")
-        if detached and backend != "qemu":
-            raise ValueError("detached=True is the QEMU backend's (libvirt's embedded "
-                             "driver lives in its caller's process)")
+        if detached and backend == "libvirt":
+            from .backends.libvirt.connection import embedded
+            from .backends.libvirt.connection import uri as default_uri
+
+            if embedded(uri or default_uri()):
+                raise ValueError("detached=True on the libvirt backend needs a libvirt "
+                                 "daemon (uri='qemu:///system', or GUESTSLOTS_LIBVIRT_URI): "
+                                 "the embedded driver lives in its caller's process")
         #: The appliance outlives this object and its process (see :func:`attach`).
         self.detached = detached
         if uri is not None and backend != "libvirt":
@@ -394,9 +400,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             started = time.monotonic()
             self.image = ensure_appliance(self._say)
             backend = self._new_backend(self.image, "tcg")  # adopt says which it is
-            assert isinstance(backend, Detachable) and record.pid is not None
-            sock, accel = backend.adopt(record.pid, record.workdir, record.qmp_socket,
-                                        record.agent_socket, timeout)
+            assert isinstance(backend, Detachable)
+            sock, accel = backend.adopt(record, timeout)
             try:
                 self.accel = AccelChoice(accel, "the running appliance's")
                 agent = AgentClient(sock, backend.death_report, self.call_timeout)
@@ -1667,7 +1672,7 @@ def attach(appliance: str | os.PathLike[str], *, timeout: float = 10.0,
     path = _record_path(appliance)
     record = runtime.read(path)
     where = str(path)
-    if record.backend != "qemu" or not record.detached:
+    if not record.detached:
         raise RuntimeRecordError(where, f"appliance {record.id} is not detached: only the "
                                  "process that launched it uses it")
     if not runtime.vm_alive(record) or record.pid is None:
@@ -1685,7 +1690,8 @@ def attach(appliance: str | os.PathLike[str], *, timeout: float = 10.0,
         if name in options:
             raise TypeError(f"attach: {name} comes from the running appliance, not from "
                             "the caller")
-    app = Appliance("qemu", memory_mb=record.memory_mb, max_vcpus=record.vcpus_max,
-                    detached=True, **options)
+    uri = (record.uri or None) if record.backend == "libvirt" else None
+    app = Appliance(record.backend, uri=uri, memory_mb=record.memory_mb,
+                    max_vcpus=record.vcpus_max, detached=True, **options)
     app._attach(record, timeout)
     return app

@@ -19,6 +19,7 @@ from ..errors import QemuError
 from ..host.build import ApplianceImage
 from ..model.drives import DriveSpec
 from ..model.nics import NicSpec
+from ..model.runtime import RuntimeRecord
 
 #: The appliance kernel's command line, whichever backend boots it: the root disk is
 #: virtio-blk (``/dev/vda``), a panic powers off, nothing slow is probed, and freed
@@ -54,7 +55,7 @@ class VMSpec:
     max_vcpus: int = 1
     #: The appliance's id, in every device id (:mod:`guestslots.model.ids`).
     appliance_id: str = "0"
-    #: The VM outlives its caller, who may leave it to another process (QEMU backend).
+    #: The VM outlives its caller, who may leave it to another process.
     detached: bool = False
 
 
@@ -63,9 +64,8 @@ class Detachable(Protocol):
     """A backend whose VM can outlive its caller (``VMSpec.detached``) and be taken
     over by another process."""
 
-    def adopt(self, pid: int, workdir: str, qmp_socket: str, agent_socket: str,
-              timeout: float) -> tuple[socket.socket, str]:
-        """Take over the running detached VM *pid* (as its runtime record describes it);
+    def adopt(self, record: RuntimeRecord, timeout: float) -> tuple[socket.socket, str]:
+        """Take over the running detached VM that runtime record *record* describes;
         return the agent channel and the accelerator it uses."""
 
     def release(self) -> None:

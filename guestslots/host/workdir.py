@@ -5,7 +5,9 @@ An appliance keeps its sockets, overlays and console log in a directory
 ``lock`` in it for as long as it lives; the kernel drops the lock when the
 owner dies, however it dies (SIGKILL included).  Others may hold it too: the
 QEMU of a detached appliance inherits it (so the directory lives as long as that
-QEMU), and a process that attaches to it takes it as well (:meth:`WorkDir.join`).
+QEMU; a QEMU that a libvirt daemon starts inherits nothing of ours, so a keeper
+process holds it for as long as that QEMU runs: :meth:`WorkDir.keep_while`), and a
+process that attaches to it takes it as well (:meth:`WorkDir.join`).
 A directory with a ``lock`` that nobody holds is therefore left over (the clean-up
 takes it exclusively), and the next launch removes it.  The
 lock is taken before the directory gets its public name (it is made under a
@@ -22,6 +24,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -64,6 +67,18 @@ class WorkDir:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    def keep_while(self, pid: int) -> None:
+        """Hold the directory for as long as process *pid* runs, whoever else lets go
+        of it: a keeper (coreutils' ``tail --pid``, in a session of its own, an orphan
+        at once) inherits the lock and exits within 0.2 s of *pid*."""
+        try:
+            subprocess.run(["setsid", "--fork", "tail", f"--pid={pid}", "-s", "0.2", "-f",
+                            "/dev/null"], pass_fds=(self._fd,), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+                           timeout=30)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise OSError(f"cannot start the keeper of {self.path}: {e}") from None
 
     @property
     def lock_fd(self) -> int:

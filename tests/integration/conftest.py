@@ -136,10 +136,7 @@ def tcg(shared_appliance: Appliance) -> bool:
     return shared_appliance.accel is not None and shared_appliance.accel.accel == "tcg"
 
 
-@pytest.fixture(scope="session")
-def libvirtd_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URI of a private libvirtd on this host (:mod:`guestslots.testing.libvirtd`),
-    for the libvirt backend to migrate appliances to; started on first use."""
+def _private_libvirtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from guestslots.backends.libvirt.connection import capabilities_cache
     from guestslots.testing.libvirtd import private_libvirtd, unavailable
 
@@ -148,3 +145,18 @@ def libvirtd_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(why)
     with private_libvirtd(tmp_path_factory.mktemp("libvirtd"), capabilities_cache()) as uri:
         yield uri
+
+
+@pytest.fixture(scope="session")
+def libvirtd_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URI of a private libvirtd on this host (:mod:`guestslots.testing.libvirtd`),
+    for the libvirt backend to migrate appliances to, or to run detached ones; started
+    on first use."""
+    yield from _private_libvirtd(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def other_libvirtd_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second private libvirtd (see :func:`libvirtd_uri`): for a domain that runs at
+    one daemon to migrate to another."""
+    yield from _private_libvirtd(tmp_path_factory)

@@ -16,13 +16,13 @@ import pytest
 import guestslots
 from guestslots import Appliance, ApplianceState, StateError
 from guestslots.host import runtime, workdir
+from guestslots.model.migration import MigrationParams
 from guestslots.model.runtime import RuntimeRecordError
 from guestslots.testing import testimages as images
 
 pytestmark = pytest.mark.integration
 
-QEMU_ONLY = pytest.mark.skipif((os.environ.get("GUESTSLOTS_BACKEND") or "qemu") != "qemu",
-                               reason="detached appliances are the QEMU backend's")
+BACKEND = os.environ.get("GUESTSLOTS_BACKEND") or "qemu"
 
 #: A caller that launches a detached appliance, leaves it busy, and exits.
 LAUNCHER = """
@@ -66,9 +66,19 @@ def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120, check=False)
 
 
-@QEMU_ONLY
+@pytest.fixture
+def daemon(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """On the libvirt backend, the URI of a libvirt daemon (a private one) for this test
+    and the processes it starts: a detached domain lives there, not in its caller."""
+    if BACKEND != "libvirt":
+        return None
+    uri: str = request.getfixturevalue("libvirtd_uri")
+    monkeypatch.setenv("GUESTSLOTS_LIBVIRT_URI", uri)
+    return uri
+
+
 def test_a_detached_appliance_outlives_its_caller_and_another_process_attaches(
-    tmp_path: Path,
+    tmp_path: Path, daemon: str | None, request: pytest.FixtureRequest,
 ) -> None:
     disk = images.ext4(tmp_path / "data.img", {"n": "data\n"}, size_mib=32)
     other = images.ext4(tmp_path / "other.img", {"n": "other\n"})
@@ -80,9 +90,14 @@ def test_a_detached_appliance_outlives_its_caller_and_another_process_attaches(
         assert alive(qemu)  # its caller exited; it did not
         record = runtime.read(runtime.record_path(ident))
         assert record.detached and record.pid == qemu
-        # a launch's clean-up of dead callers' work directories leaves it: QEMU holds it
+        # a launch's clean-up of dead callers' work directories leaves it: QEMU (or on
+        # libvirt, a keeper while QEMU runs) holds it
         workdir.remove_stale()
         assert os.path.isdir(record.workdir)
+        if daemon is not None:  # and libvirt's gc leaves the domain of its dead caller
+            gc = cli("guestslots.cli", "gc", "--uri", daemon)
+            assert gc.returncode == 0 and f"left {record.domain}: a detached appliance" \
+                in gc.stdout, gc.stdout + gc.stderr
         ps = cli("guestslots.cli", "ps")
         assert any(line.startswith(ident) and line.endswith("detached, free to attach")
                    for line in ps.stdout.splitlines()), ps.stdout  # its holder is gone
@@ -101,12 +116,20 @@ def test_a_detached_appliance_outlives_its_caller_and_another_process_attaches(
                    for line in cli("guestslots.cli", "ps").stdout.splitlines())
         with pytest.raises(RuntimeRecordError, match="this process holds"):
             guestslots.attach(ident)
-        # moved into a new QEMU process by its new holder: still detached, still kept
-        app.migrate()
+        # moved into a new QEMU process by its new holder (on libvirt, at another libvirt
+        # daemon on this host): still detached, still kept
+        if daemon is None:
+            app.migrate()
+        else:
+            other = request.getfixturevalue("other_libvirtd_uri")
+            app.migrate(MigrationParams(destination_uri=other))
+            assert runtime.read(runtime.record_path(ident)).uri == other
         assert app.pid != qemu and not alive(qemu)
         assert app.pid is not None
         qemu = app.pid
         assert runtime.read(runtime.record_path(ident)).pid == qemu
+        workdir.remove_stale()
+        assert os.path.isdir(record.workdir)  # the new QEMU (or its keeper) holds it
 
         app.disconnect()
         assert app.state.name == "DISCONNECTED" and alive(qemu)
@@ -156,6 +179,7 @@ def test_only_a_detached_appliance_is_attached(app: Appliance) -> None:
     with pytest.raises(StateError, match="disconnect"):
         app.disconnect()
     assert app.list_devices()  # still its caller's, and answering
-    if app.backend != "qemu":
-        with pytest.raises(ValueError, match="QEMU backend"):
-            Appliance(app.backend, detached=True)
+    if app.backend == "libvirt":  # a detached domain lives at a daemon, not in its caller
+        for uri in ("embed", "qemu:///embed?root=/tmp/x"):
+            with pytest.raises(ValueError, match="needs a libvirt daemon"):
+                Appliance("libvirt", uri=uri, detached=True)

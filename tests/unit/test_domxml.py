@@ -16,6 +16,7 @@ from guestslots.backends.libvirt.domxml import (
     backup_xml,
     disk_xml,
     domain_xml,
+    is_detached,
     live_disk,
     migration_xml,
     owner_of,
@@ -62,6 +63,18 @@ def test_the_owner_is_read_back() -> None:
     assert owner_of(domain_xml(CFG)) == CFG.owner
     assert owner_of(domain_xml(replace(CFG, owner=None))) is None
     assert owner_of("<domain><name>x</name></domain>") is None
+
+
+def test_a_detached_appliances_qemu_listens_on_the_agent_socket_and_gc_knows_it() -> None:
+    detached = replace(CFG, detached=True)
+    for xml in (domain_xml(detached), restore_xml(domain_xml(detached), detached)):
+        channel = etree.fromstring(xml.encode()).find("devices/channel/source")
+        assert channel is not None and channel.get("mode") == "bind"
+        assert is_detached(xml) and owner_of(xml) == CFG.owner
+    attached = etree.fromstring(domain_xml(CFG).encode()).find("devices/channel/source")
+    assert attached is not None and attached.get("mode") == "connect"
+    assert not is_detached(domain_xml(CFG))
+    assert not is_detached(domain_xml(replace(detached, owner=None)))  # no owner: not ours
 
 
 def test_a_saved_domain_is_restored_with_this_launchs_paths_and_owner() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,23 @@ def test_a_directory_lives_while_anyone_holds_it(tmp_path: Path) -> None:
     assert remove_stale(str(tmp_path)) == [made.path]
     with pytest.raises(OSError):
         WorkDir.join(made.path)  # gone
+
+
+def test_a_keeper_holds_a_directory_while_its_process_runs(tmp_path: Path) -> None:
+    """A detached libvirt appliance's QEMU is libvirt's child, not ours: a keeper holds
+    its directory until that QEMU exits (here a sleep stands for it)."""
+    made = WorkDir(str(tmp_path))
+    qemu = subprocess.Popen(["sleep", "600"])
+    try:
+        made.keep_while(qemu.pid)
+        made.release()  # its owner is gone
+        assert remove_stale(str(tmp_path)) == [] and os.path.isdir(made.path)
+    finally:
+        qemu.kill()
+        qemu.wait()
+    deadline = time.monotonic() + 10
+    while remove_stale(str(tmp_path)) != [made.path]:
+        assert time.monotonic() < deadline, "the keeper did not let go of the directory " \
+                                            "within 10 s of its process's exit"
+        time.sleep(0.05)  # polling a condition (the keeper's exit), with a deadline
+    assert not os.path.exists(made.path)

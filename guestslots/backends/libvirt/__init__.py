@@ -62,6 +62,7 @@ from ...model.migration import (
 )
 from ...model.names import index_to_letters
 from ...model.nics import NicError, NicSpec
+from ...model.runtime import RuntimeRecord
 from ...model.snapshots import SnapshotError
 from .. import Layout, VMSpec
 from ..overlays import make_overlay, make_root_overlay
@@ -72,6 +73,7 @@ from .domxml import (
     disk_xml,
     domain_xml,
     interface_xml,
+    is_detached,
     live_disk,
     live_interface,
     migration_xml,
@@ -96,7 +98,13 @@ def _tail(path: Path, lines: int) -> str:
 
 
 class LibvirtBackend:
-    """One appliance VM run as a transient libvirt domain."""
+    """One appliance VM run as a transient libvirt domain.
+
+    A detached one (``VMSpec.detached``, at a libvirt daemon) outlives its caller:
+    QEMU listens on the agent socket, so any process can take it over
+    (:meth:`adopt`), and a keeper process holds its work directory while QEMU runs
+    (:meth:`.WorkDir.keep_while`).
+    """
 
     name = "libvirt"
     saves_state = True
@@ -128,6 +136,8 @@ class LibvirtBackend:
         self._qemu_pid: int | None = None
         #: Migrations so far: each new QEMU gets its own agent socket and console.
         self._generation = 0
+        #: The agent socket of the running QEMU (a new one after each migration).
+        self._agent_socket = ""
 
     # ---- what the VM is
 
@@ -146,6 +156,7 @@ class LibvirtBackend:
             console_log=os.path.join(workdir, "console.log"),
             memory_mb=self.spec.memory_mb,
             tcg_cache_mib=self.spec.tcg_cache_mib,
+            detached=self.spec.detached,
         )
 
     def _connect(self) -> libvirt.virConnect:
@@ -182,7 +193,7 @@ class LibvirtBackend:
 
     def runtime_info(self) -> dict[str, str]:
         return {"uri": self.uri or connection.uri(), "domain": self.domain_name
-                if self.domain is not None else ""}
+                if self.domain is not None else "", "agent_socket": self._agent_socket}
 
     @property
     def pid(self) -> int | None:
@@ -218,11 +229,13 @@ class LibvirtBackend:
             cfg = replace(cfg, root_backing=((str(restore_from / ROOT_FILE), "qcow2"),
                                              *cfg.root_backing))
         backing, backing_format = cfg.root_backing[0]
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener = None if self.spec.detached else socket.socket(socket.AF_UNIX,
+                                                                 socket.SOCK_STREAM)
         try:
             make_root_overlay(cfg.root_overlay, backing, backing_format)
-            listener.bind(cfg.agent_socket)
-            listener.listen(1)
+            if listener is not None:
+                listener.bind(cfg.agent_socket)
+                listener.listen(1)
             connection.stop(self.domain_name).clear()
             if restore_from is None:
                 self.domain = conn.createXML(domain_xml(cfg), 0)
@@ -245,12 +258,19 @@ class LibvirtBackend:
                     self._pending = None
             self._pidfd = _open_pidfd(self.pid)
             connection.save_capabilities()
+            self._agent_socket = cfg.agent_socket
+            if listener is None:
+                sock = self._connect_agent(cfg.agent_socket, timeout, LaunchError)
+                self._held_by_keeper()
+                return sock
             listener.settimeout(timeout)
             try:
                 sock, _ = listener.accept()
             except TimeoutError:
                 raise self.error("QEMU did not connect the agent channel", LaunchError) from None
             self._qemu_pid = _peer_pid(sock)
+            if self._pidfd is None:
+                self._pidfd = _open_pidfd(self._qemu_pid)
             return sock
         except CommandError as e:
             self.kill()
@@ -263,7 +283,104 @@ class LibvirtBackend:
             self.kill()
             raise
         finally:
-            listener.close()
+            if listener is not None:
+                listener.close()
+
+    def _connect_agent(self, path: str, timeout: float,
+                       cls: type[QemuError] = QemuError) -> socket.socket:
+        """Connect to the agent socket a detached appliance's QEMU listens on (one
+        process at a time: QEMU serves one connection)."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except OSError as e:
+            sock.close()
+            raise self.error(f"cannot connect to the agent channel {path}: "
+                             f"{e.strerror or e}", cls) from None
+        sock.settimeout(None)
+        return sock
+
+    def _held_by_keeper(self) -> None:
+        """Find the detached domain's QEMU (its agent connection's peer may be
+        libvirt, which opens listening sockets for QEMU), and keep the work directory
+        for as long as it runs, whoever holds the appliance."""
+        assert self._workdir is not None
+        self._qemu_pid = _find_qemu(self.domain_name, self._workdir.path)
+        if self._qemu_pid is None:
+            raise self.error(f"the QEMU process of domain {self.domain_name} is not on "
+                             "this host: a detached appliance runs at a local libvirt",
+                             LaunchError)
+        if self._pidfd is None:
+            self._pidfd = _open_pidfd(self._qemu_pid)
+        try:
+            self._workdir.keep_while(self._qemu_pid)
+        except OSError as e:
+            raise self.error(str(e), LaunchError) from None
+
+    def adopt(self, record: RuntimeRecord, timeout: float) -> tuple[socket.socket, str]:
+        """Take over the detached appliance of runtime record *record*: its domain at
+        its libvirt, its work directory, and the agent socket its QEMU listens on;
+        the slots' disks are read from the live domain.  Returns the agent channel and
+        the accelerator; :class:`LaunchError` if it cannot be had (and nothing of it
+        is kept)."""
+        where = f"appliance {record.id}"
+        if not record.domain or not record.agent_socket:
+            raise LaunchError(f"{where}: its record names no libvirt domain and agent "
+                              "socket (not a detached libvirt appliance)")
+        self.uri = record.uri
+        conn = self._connect()
+        try:
+            domain = bounded.call(lambda: conn.lookupByName(record.domain), timeout,
+                                  f"looking up domain {record.domain}")
+            live = bounded.call(lambda: domain.XMLDesc(0), timeout,
+                                f"reading domain {record.domain}")
+        except libvirt.libvirtError as e:
+            raise LaunchError(f"{where}: libvirt at {record.uri} has no running domain "
+                              f"{record.domain}: {e.get_error_message()}") from None
+        if not is_detached(live):
+            raise LaunchError(f"{where}: domain {record.domain} at {record.uri} is not a "
+                              "detached appliance's")
+        try:
+            workdir = workdirs.WorkDir.join(record.workdir)
+        except OSError as e:
+            raise LaunchError(f"{where}: its work directory {record.workdir} cannot be "
+                              f"held: {e.strerror or e}") from None
+        try:
+            sock = self._connect_agent(record.agent_socket, timeout, LaunchError)
+        except BaseException:
+            workdir.release()
+            raise
+        self._workdir, self.domain, self._domain_name = workdir, domain, record.domain
+        connection.stop(record.domain).clear()  # its stop is awaited at shutdown
+        self._agent_socket = record.agent_socket
+        gen = Path(record.agent_socket).stem.partition("-")[2]  # agent, or agent-N (migrated)
+        self._generation = int(gen) if gen.isdigit() else 0
+        self._qemu_pid = _find_qemu(record.domain, record.workdir) or record.pid
+        self._pidfd = _open_pidfd(self._qemu_pid)
+        for slot in record.slots:
+            disk = live_disk(live, slot_alias(slot.index, self.spec.appliance_id))
+            if disk is not None:
+                self._attached[slot.index] = disk
+        kvm = etree.fromstring(live.encode()).get("type") == "kvm"
+        self.spec = replace(self.spec, accel="kvm" if kvm else "tcg")
+        return sock, self.spec.accel
+
+    def release(self) -> None:
+        """Let go of a detached appliance: its domain runs on at its libvirt (the keeper
+        holds its work directory), for the next process."""
+        if self._domain_name:
+            connection.forget(self._domain_name)
+            connection.release_name(self._domain_name)
+        self.domain = None
+        self._qemu_pid = None
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        if self._workdir is not None:
+            self._workdir.release()
+            self._workdir = None
+        self._attached.clear()
 
     def _bring_overlays(self, saved_xml: str) -> dict[str, str]:
         """Copy the pending layout's throwaway overlays into this work directory; the
@@ -674,7 +791,7 @@ class LibvirtBackend:
         if params.destination_uri == here:
             raise MigrationParamError("destination_uri", f"{here} is the libvirt the "
                                       "appliance runs in: name another")
-        if params.destination_uri == "embed" or "/embed" in params.destination_uri:
+        if connection.embedded(params.destination_uri):
             raise MigrationParamError("destination_uri", "libvirt's embedded driver "
                                       "cannot take a migrating domain (libvirt 9.0: no "
                                       "autodestroy there): name a libvirt daemon's URI")
@@ -737,37 +854,49 @@ class LibvirtBackend:
                                       f"XML: {e}") from None
         typed.setdefault(LIBVIRT_URI, f"unix://{workdir}/migrate-{gen}.sock")
         what = f"migration of {self.domain_name} to {params.destination_uri}"
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener = None if self.spec.detached else socket.socket(socket.AF_UNIX,
+                                                                 socket.SOCK_STREAM)
         try:
-            listener.bind(agent_socket)
-            listener.listen(1)
+            if listener is not None:
+                listener.bind(agent_socket)
+                listener.listen(1)
             done, stats = connection.job_end(self.domain_name)
             moved = self._migrate3(domain, target, typed, flags, progress, timeout, what)
             done.wait(5)  # libvirt's statistics of the finished job
             # the domain runs over there now, whatever happens to the channel
             connection.forget(self.domain_name)
+            connection.stop(moved.name()).clear()  # its stop is awaited at shutdown
             self.domain, self._conn, self.uri = moved, target, params.destination_uri
             for index, copy in copies.items():
                 self._attached[index] = disk_xml(index, copy, owner=owner)
             if moved.name() != self._domain_name:
                 connection.release_name(self._domain_name)
                 self._domain_name = moved.name()
-            listener.settimeout(30)
-            try:
-                sock, _ = listener.accept()
-            except TimeoutError:
-                raise self.error(f"{what}: the new QEMU did not connect the agent "
-                                 "channel") from None
+            if listener is None:
+                sock = self._connect_agent(agent_socket, 30)
+            else:
+                listener.settimeout(30)
+                try:
+                    sock, _ = listener.accept()
+                except TimeoutError:
+                    raise self.error(f"{what}: the new QEMU did not connect the agent "
+                                     "channel") from None
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(agent_socket)
             raise
         finally:
-            listener.close()
+            if listener is not None:
+                listener.close()
         if self._pidfd is not None:
             os.close(self._pidfd)
-        self._qemu_pid = _peer_pid(sock)
-        self._pidfd = _open_pidfd(self._qemu_pid)
+            self._pidfd = None
+        self._agent_socket = agent_socket
+        if self.spec.detached:
+            self._held_by_keeper()
+        else:
+            self._qemu_pid = _peer_pid(sock)
+            self._pidfd = _open_pidfd(self._qemu_pid)
         return sock, MigrationProgress.from_libvirt(stats, "completed")
 
     def _migrate3(self, domain: libvirt.virDomain, target: libvirt.virConnect,
@@ -811,6 +940,30 @@ def _peer_pid(sock: socket.socket) -> int | None:
     pid, _, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                     struct.calcsize("3i")))
     return pid or None
+
+
+def _find_qemu(domain: str, workdir: str) -> int | None:
+    """The pid of the running QEMU of libvirt domain *domain* whose command line names
+    *workdir* (the newest, should a migration's source still run), or None."""
+    found: tuple[int, int] | None = None
+    wanted = f"guest={domain}"
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = Path(entry.path, "cmdline").read_bytes().split(b"\0")
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        names = [a.decode(errors="replace") for i, a in enumerate(args[1:]) if args[i] == b"-name"]
+        if not any(n.split(",")[0] == wanted for n in names):
+            continue
+        if not any(os.fsencode(workdir) in a for a in args):
+            continue
+        started = int(stat.rpartition(")")[2].split()[19])  # field 22: start time
+        if found is None or started > found[1]:
+            found = (int(entry.name), started)
+    return found[0] if found else None
 
 
 def _open_pidfd(pid: int | None) -> int | None:

@@ -25,6 +25,7 @@ import os
 import pwd
 import shutil
 import threading
+import urllib.parse
 from pathlib import Path
 
 import libvirt
@@ -129,6 +130,12 @@ def _new_root() -> WorkDir:
 def uri() -> str:
     """The URI appliances connect to when none is given."""
     return os.environ.get(ENV_URI) or "embed"
+
+
+def embedded(name: str) -> bool:
+    """Whether URI *name* (as :func:`connect` takes it) is an embedded driver's, which
+    lives in the process that opens it."""
+    return name == "embed" or urllib.parse.urlsplit(name).path == "/embed"
 
 
 def connect(name: str = "") -> libvirt.virConnect:

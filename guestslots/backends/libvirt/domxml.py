@@ -4,7 +4,8 @@ command line.
 Pure functions.  The domain has what the QEMU backend's command line has: the
 hidden virtio-blk root (``/dev/vda``) over the appliance image, the virtio-scsi
 controller the slots hang on, the agent's virtio-serial port (QEMU connects to a
-socket the host listens on), a console file, virtio-rng; and nothing else
+socket the host listens on; for a detached appliance QEMU listens, so that any
+process can take it over), a console file, virtio-rng; and nothing else
 (no USB, balloon, video, network).  A slot's disk sits at SCSI target = slot
 index with the same serial as on the QEMU backend (libvirt derives the
 ``device_id`` from it), so the appliance sees identical disks either way.
@@ -51,6 +52,9 @@ class DomainConfig:
     tcg_cache_mib: int = 64
     #: The process that owns the domain (``guestslots gc`` destroys it once that died).
     owner: Owner | None = None
+    #: The domain outlives its owner (``guestslots gc`` leaves it), and QEMU listens on
+    #: the agent socket (a detached appliance, taken over by whichever process comes).
+    detached: bool = False
 
 
 def slot_alias(index: int, owner: str) -> str:
@@ -81,7 +85,7 @@ def _backing_chain(chain: tuple[tuple[str, str], ...]) -> etree._Element:
               _backing_chain(rest), type="file")
 
 
-def _metadata(owner: Owner | None) -> etree._Element:
+def _metadata(owner: Owner | None, detached: bool) -> etree._Element:
     metadata = el("metadata")
     if owner is not None:
         mine = etree.SubElement(metadata, f"{{{METADATA_NS}}}owner",
@@ -89,7 +93,16 @@ def _metadata(owner: Owner | None) -> etree._Element:
         for name, value in (("host", owner.host), ("boot-id", owner.boot_id),
                             ("pid", str(owner.pid)), ("start", str(owner.start))):
             mine.set(name, value)
+        if detached:
+            mine.set("detached", "yes")
     return metadata
+
+
+def is_detached(domain: str) -> bool:
+    """Whether a domain's XML *domain* is a detached appliance's (it outlives its
+    owner: see :class:`DomainConfig`)."""
+    found = etree.fromstring(domain.encode()).find(f"metadata/{{{METADATA_NS}}}owner")
+    return found is not None and found.get("detached") == "yes"
 
 
 def owner_of(domain: str) -> Owner | None:
@@ -112,7 +125,7 @@ def domain_xml(cfg: DomainConfig) -> str:
         features.append(el("tcg", el("tb-cache", str(cfg.tcg_cache_mib), unit="MiB")))
     domain = el("domain",
         el("name", cfg.name),
-        _metadata(cfg.owner),
+        _metadata(cfg.owner, cfg.detached),
         el("memory", str(cfg.memory_mb), unit="MiB"),
         el("vcpu", "1"),
         el("os",
@@ -142,7 +155,8 @@ def domain_xml(cfg: DomainConfig) -> str:
             el("serial", el("source", path=cfg.console_log), el("target", port="0"),
                type="file"),
             el("channel",
-                el("source", mode="connect", path=cfg.agent_socket),
+                el("source", mode="bind" if cfg.detached else "connect",
+                   path=cfg.agent_socket),
                 el("target", type="virtio", name=AGENT_PORT),
                 type="unix",
             ),
@@ -261,7 +275,7 @@ def restore_xml(saved: str, cfg: DomainConfig, moved: dict[str, str] | None = No
     old = root.find("metadata")
     if old is not None:
         root.remove(old)
-    one("name").addnext(_metadata(cfg.owner))
+    one("name").addnext(_metadata(cfg.owner, cfg.detached))
     disk = one("devices/disk[alias/@name=$approot]")
     for backing in disk.findall("backingStore"):
         disk.remove(backing)
@@ -290,7 +304,8 @@ def migration_xml(domain: str, agent_socket: str, console_log: str,
     """The destination's definition for a migration of *domain* (its migratable XML,
     or the caller's destination XML): the same, but for the host-side paths the new
     QEMU must not share with the old one while both run: the agent channel's
-    socket (the new QEMU connects to a new listener), the console file, and each
+    socket (the new QEMU connects to a new listener, or listens there if detached),
+    the console file, and each
     disk copied in the migration, by device alias in *copies*: (path, format) of
     its copy, whose backing chain is declared empty (the chain collapses into the
     copy).  Raises ValueError if *domain* is not an appliance's or lacks a disk."""

@@ -3,7 +3,9 @@
 Each appliance domain records its owning process in its ``<metadata>``
 (:func:`.domxml.owner_of`).  A domain whose owner is gone is destroyed (its
 transient definition goes with it; a persistent one is undefined too).  Domains
-of other machines, or without an owner (not ours), are left alone and reported.
+of other machines, without an owner (not ours), or of detached appliances (they
+outlive their owner by design: ``guestslots stop ID`` ends one) are left alone and
+reported.
 On the embedded driver there is nothing to ask: a dead caller's embedded root is
 a stale work directory, and its QEMU dies with it
 (:func:`guestslots.host.workdir.remove_stale`).
@@ -18,7 +20,7 @@ import libvirt
 
 from ...errors import GuestslotsError
 from . import connection
-from .domxml import owner_of
+from .domxml import is_detached, owner_of
 
 PREFIX = "guestslots-"
 
@@ -37,11 +39,14 @@ def collect(uri: str, say: Callable[[str], None]) -> int:
         if not name.startswith(PREFIX):
             continue
         try:
-            owner = owner_of(domain.XMLDesc(0))
+            xml = domain.XMLDesc(0)
         except libvirt.libvirtError:
             continue  # gone meanwhile
+        owner = owner_of(xml)
         alive = owner.alive() if owner is not None else None
-        if owner is None:
+        if is_detached(xml):
+            say(f"left {name}: a detached appliance (guestslots stop ID ends it)")
+        elif owner is None:
             say(f"left {name}: it names no owner")
         elif alive is None:
             say(f"left {name}: its owner is on {owner.host}, not this machine's boot")

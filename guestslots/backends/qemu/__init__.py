@@ -28,6 +28,7 @@ from ...host.tap import open_tap
 from ...model.drives import DriveSpec
 from ...model.migration import MigrationParams, MigrationProgress, qmp_plan
 from ...model.nics import NicSpec
+from ...model.runtime import RuntimeRecord
 from .. import Layout, VMSpec
 from ..overlays import make_overlay, make_root_overlay
 from .machine import QemuMachine
@@ -163,12 +164,15 @@ class QemuBackend:
             return ()
         return (self._workdir.lock_fd,)
 
-    def adopt(self, pid: int, workdir: str, qmp_socket: str, agent_socket: str,
-              timeout: float) -> tuple[socket.socket, str]:
-        """Take over the detached appliance QEMU *pid* runs (its work directory and
-        sockets as its runtime record gives them): see :meth:`.QemuMachine.adopt`.
-        Returns the agent channel and the accelerator QEMU uses; :class:`LaunchError`
-        if it cannot be had."""
+    def adopt(self, record: RuntimeRecord, timeout: float) -> tuple[socket.socket, str]:
+        """Take over the detached appliance whose QEMU and work directory and sockets
+        runtime record *record* names: see :meth:`.QemuMachine.adopt`.  Returns the
+        agent channel and the accelerator QEMU uses; :class:`LaunchError` if it cannot
+        be had."""
+        if record.pid is None:
+            raise LaunchError(f"appliance {record.id}: its record names no QEMU process")
+        pid, workdir = record.pid, record.workdir
+        qmp_socket, agent_socket = record.qmp_socket, record.agent_socket
         try:
             self._workdir = workdirs.WorkDir.join(workdir)
         except OSError as e:
