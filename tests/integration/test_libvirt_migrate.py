@@ -28,6 +28,8 @@ from guestslots.testing import testimages as images
 
 from .test_faults import wait_gone
 
+MIB = 1 << 20
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif((os.environ.get(BACKEND_ENV) or "qemu") != "libvirt",
@@ -104,6 +106,28 @@ def test_the_appliance_carries_on_at_the_other_libvirt(libvirtd_uri: str,
         assert there.listAllDomains(0) == []  # shut down over there too
     finally:
         there.close()
+
+
+def test_a_bandwidth_limit_holds_libvirts_stream_back(libvirtd_uri: str,
+                                                      other_libvirtd_uri: str) -> None:
+    """libvirt's ``bandwidth`` typed parameter limits the stream: an appliance at one
+    private libvirtd moves to another unlimited, then back at 16 MiB/s."""
+    app = Appliance(uri=libvirtd_uri)
+    app.add_drive("/dev/null")
+    app.launch()
+    try:
+        free = app.migrate(MigrationParams(destination_uri=other_libvirtd_uri))
+        limit = 16  # MiB/s: well below what an unlimited migration reaches here
+        limited = app.migrate(MigrationParams(destination_uri=libvirtd_uri, bandwidth=limit))
+        assert limited.status == "completed" and limited.transferred > 0, limited
+        # only the last round, sent while the guest is stopped, goes unlimited
+        rate = limited.transferred / (limited.total_time_ms / 1000)
+        assert rate <= limit * MIB * 2, (rate / MIB, limited)
+        assert limited.total_time_ms > free.total_time_ms, (free, limited)
+        assert app.list_devices() == ["/dev/sda"]  # still answering, back where it began
+        assert runtime.read(runtime.record_path(app.id)).uri == libvirtd_uri
+    finally:
+        app.shutdown()
 
 
 def test_bad_destinations_are_refused_before_anything_moves(libvirtd_uri: str,
