@@ -261,7 +261,7 @@ class LibvirtBackend:
             self._agent_socket = cfg.agent_socket
             if listener is None:
                 sock = self._connect_agent(cfg.agent_socket, timeout, LaunchError)
-                self._held_by_keeper()
+                self._held_by_keeper(sock)
                 return sock
             listener.settimeout(timeout)
             try:
@@ -301,12 +301,12 @@ class LibvirtBackend:
         sock.settimeout(None)
         return sock
 
-    def _held_by_keeper(self) -> None:
-        """Find the detached domain's QEMU (its agent connection's peer may be
-        libvirt, which opens listening sockets for QEMU), and keep the work directory
-        for as long as it runs, whoever holds the appliance."""
+    def _held_by_keeper(self, sock: socket.socket) -> None:
+        """Keep the work directory for as long as the detached domain's QEMU runs,
+        whoever holds the appliance: QEMU is the peer of its agent connection (it
+        listens there itself, on the socket libvirt hands it)."""
         assert self._workdir is not None
-        self._qemu_pid = _find_qemu(self.domain_name, self._workdir.path)
+        self._qemu_pid = _peer_pid(sock)
         if self._qemu_pid is None:
             raise self.error(f"the QEMU process of domain {self.domain_name} is not on "
                              "this host: a detached appliance runs at a local libvirt",
@@ -356,7 +356,7 @@ class LibvirtBackend:
         self._agent_socket = record.agent_socket
         gen = Path(record.agent_socket).stem.partition("-")[2]  # agent, or agent-N (migrated)
         self._generation = int(gen) if gen.isdigit() else 0
-        self._qemu_pid = _find_qemu(record.domain, record.workdir) or record.pid
+        self._qemu_pid = _peer_pid(sock)
         self._pidfd = _open_pidfd(self._qemu_pid)
         for slot in record.slots:
             disk = live_disk(live, slot_alias(slot.index, self.spec.appliance_id))
@@ -893,7 +893,7 @@ class LibvirtBackend:
             self._pidfd = None
         self._agent_socket = agent_socket
         if self.spec.detached:
-            self._held_by_keeper()
+            self._held_by_keeper(sock)
         else:
             self._qemu_pid = _peer_pid(sock)
             self._pidfd = _open_pidfd(self._qemu_pid)
@@ -940,30 +940,6 @@ def _peer_pid(sock: socket.socket) -> int | None:
     pid, _, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                     struct.calcsize("3i")))
     return pid or None
-
-
-def _find_qemu(domain: str, workdir: str) -> int | None:
-    """The pid of the running QEMU of libvirt domain *domain* whose command line names
-    *workdir* (the newest, should a migration's source still run), or None."""
-    found: tuple[int, int] | None = None
-    wanted = f"guest={domain}"
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = Path(entry.path, "cmdline").read_bytes().split(b"\0")
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        names = [a.decode(errors="replace") for i, a in enumerate(args[1:]) if args[i] == b"-name"]
-        if not any(n.split(",")[0] == wanted for n in names):
-            continue
-        if not any(os.fsencode(workdir) in a for a in args):
-            continue
-        started = int(stat.rpartition(")")[2].split()[19])  # field 22: start time
-        if found is None or started > found[1]:
-            found = (int(entry.name), started)
-    return found[0] if found else None
 
 
 def _open_pidfd(pid: int | None) -> int | None:
