@@ -78,8 +78,13 @@ def _describe(spec: dict[str, Any]) -> dict[str, Any]:
     for dev, fstype in found.items():
         if fstype in ("unknown", "swap"):
             continue
-        g.mount_ro(dev, "/")  # libguestfs's own name, right or not, mounts it
-        whoami[names.get(dev, dev)] = g.cat("/whoami") if g.is_file("/whoami") else None
+        # Its daemon translates a btrfsvol's device from libguestfs's names to the
+        # kernel's on the way in (parse_btrfsvol), so the kernel name it listed may
+        # reach another disk, or its own root ("expecting a btrfs volume"): mount by
+        # libguestfs's name.
+        name = names.get(dev, dev)
+        g.mount_ro(name, "/")
+        whoami[name] = g.cat("/whoami") if g.is_file("/whoami") else None
         g.umount_all()
     filesystems = {names.get(dev, dev): fstype for dev, fstype in found.items()}
     out = {"list_devices": g.list_devices(), "list_partitions": g.list_partitions(),
