@@ -47,6 +47,7 @@ from .errors import (
 )
 from .guest.archive import ArchiveCalls
 from .guest.base import serialised
+from .guest.devio import DeviceIoCalls
 from .guest.edits import EditCalls
 from .guest.fs import FsCalls
 from .guest.fstools import FsToolCalls
@@ -131,7 +132,8 @@ def _reap(backend: Backend) -> None:
 
 
 class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, EditCalls,
-                ArchiveCalls, PartCalls, FsToolCalls, ListingCalls, GuestExecCalls):
+                ArchiveCalls, PartCalls, FsToolCalls, DeviceIoCalls, ListingCalls,
+                GuestExecCalls):
     """A small Linux appliance VM with drive slots that can be hotplugged by index.
 
     Reserve slots with :meth:`add_drive` (``/dev/null`` for an empty one),

@@ -89,6 +89,10 @@ CALLS = (
     # making and looking after filesystems
     "mkfs", "mkswap", "set_label", "set_uuid", "resize2fs", "resize2fs_size", "resize2fs_M",
     "e2fsck_f", "xfs_growfs", "fsck", "zerofree", "fstrim",
+    # block devices as bytes (libguestfs's names)
+    "blockdev_getsize64", "blockdev_getsz", "blockdev_getss", "blockdev_getro",
+    "blockdev_setro", "blockdev_setrw", "blockdev_flushbufs", "blockdev_rereadpt",
+    "pread_device", "pwrite_device",
     # guest programs (inside the appliance only)
     "command", "command_lines", "sh", "sh_lines",
 )

@@ -44,7 +44,8 @@ BTRFSVOL = "btrfsvol:"
 
 
 #: Every call the agent answers (its ``call_<name>`` methods), by area; the host
-#: makes no other.  ``download``, ``upload``, ``pread`` and ``pwrite`` stream data.
+#: makes no other.  ``download``, ``upload``, ``pread``, ``pwrite``, ``pread_device`` and
+#: ``pwrite_device`` stream data.
 CALLS = frozenset({
     # channel and lifecycle
     "ping", "shutdown", "prepare_save",
@@ -73,6 +74,9 @@ CALLS = frozenset({
     # files
     "ls", "stat", "exists", "is_file", "is_dir", "readlink", "case_sensitive_path", "mkdir",
     "rm", "rmdir", "download", "upload", "pread", "pwrite", "checksum", "statvfs", "sync",
+    # devices as bytes, and their ioctls
+    "blockdev_getsize64", "blockdev_getss", "blockdev_getro", "blockdev_setro",
+    "blockdev_flushbufs", "blockdev_rereadpt", "pread_device", "pwrite_device",
     # Windows registry hives (hivex)
     "hivex_open", "hivex_close", "hivex_root", "hivex_node_name", "hivex_node_children",
     "hivex_node_get_child", "hivex_node_parent", "hivex_node_values", "hivex_node_get_value",

@@ -39,6 +39,7 @@ from .common import (
     log,
 )
 from .cpus import CpuCalls
+from .devio import DeviceIoCalls
 from .disks import (
     DiskCalls,
     Disks,
@@ -100,9 +101,9 @@ def find_port() -> str:
     raise Fail(f"virtio-serial port {AGENT_PORT} not found")
 
 
-class Agent(DiskCalls, PartCalls, FsToolCalls, VolumeMakeCalls, MountCalls, FileCalls,
-            FsCalls, CpuCalls, NetCalls, TreeCalls, EditCalls, ArchiveCalls, ListingCalls,
-            GuestExecCalls, HiveCalls, RpmCalls):
+class Agent(DiskCalls, PartCalls, FsToolCalls, VolumeMakeCalls, DeviceIoCalls, MountCalls,
+            FileCalls, FsCalls, CpuCalls, NetCalls, TreeCalls, EditCalls, ArchiveCalls,
+            ListingCalls, GuestExecCalls, HiveCalls, RpmCalls):
     """The agent: its state, and every area's calls."""
 
     def __init__(self, port: str) -> None:

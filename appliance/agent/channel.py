@@ -8,7 +8,7 @@ import os
 import select
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import wire  # type: ignore[import-not-found]  # beside the agent in the appliance
@@ -179,6 +179,17 @@ class Channel(AgentBase):
                 raise Fail("cancelled by the host", errno.ECANCELED)
             if kind == wire.DATA:
                 yield payload
+
+    def receive_into(self, open_target: Callable[[], int]) -> int:
+        """Write the streamed bytes to the file *open_target* opens (and positions);
+        return the byte count.  If opening fails, the stream is consumed (the channel
+        stays in step) and the failure raised."""
+        try:
+            fd = open_target()
+        except (OSError, Fail):
+            self.receive_file(None)
+            raise
+        return self.receive_file(fd)
 
     def receive_file(self, fd: int | None) -> int:
         """Write D frames to *fd* until E; return the byte count.  C cancels."""

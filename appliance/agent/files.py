@@ -173,13 +173,8 @@ class FileCalls(Channel):
         return size
 
     def call_upload(self, path: str, mode: int = 0o644) -> int:
-        try:
-            fd: int | None = self.root.open_regular(
-                path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        except (OSError, Fail) as e:
-            self.receive_file(None)  # consume the stream, then report why
-            raise e
-        return self.receive_file(fd)
+        return self.receive_into(lambda: self.root.open_regular(
+            path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode))
 
     def call_pread(self, path: str, count: int, offset: int) -> int:
         """Stream up to *count* bytes of regular file *path* from byte *offset*."""
@@ -191,16 +186,14 @@ class FileCalls(Channel):
     def call_pwrite(self, path: str, offset: int) -> int:
         """Write the streamed bytes into existing regular file *path* from byte *offset*
         (no truncation); return how many were written."""
-        try:
+        def open_at() -> int:
             if int(offset) < 0:
                 raise Fail("offset must not be negative", errno.EINVAL)
-            fd: int | None = self.root.open_regular(path, os.O_WRONLY)
-            assert fd is not None
+            fd = self.root.open_regular(path, os.O_WRONLY)
             os.lseek(fd, int(offset), os.SEEK_SET)
-        except (OSError, Fail) as e:
-            self.receive_file(None)  # consume the stream, then report why
-            raise e
-        return self.receive_file(fd)
+            return fd
+
+        return self.receive_into(open_at)
 
     def call_checksum(self, csumtype: str, path: str) -> str:
         _check_csumtype(csumtype)

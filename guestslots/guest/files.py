@@ -14,6 +14,10 @@ from .base import GuestCalls, HostFile, Progress, host_file, serialised
 class FileCalls(GuestCalls):
     """Listing, reading, writing and transferring files of the mounted guest filesystem."""
 
+    def _path_or_dev(self, path: str) -> str:
+        """A ``/dev/...`` path is a device (the kernel's name for it); others are files."""
+        return self._dev(path) if path.startswith("/dev/") else path
+
     @serialised
     def ls(self, directory: str) -> list[str]:
         """Names in *directory* (sorted, without ``.`` and ``..``)."""
@@ -114,24 +118,31 @@ class FileCalls(GuestCalls):
     def download(self, remotefile: str, filename: HostFile, *,
                  progress: Progress | None = None) -> None:
         """Copy file *remotefile* from the appliance to host file *filename* (a path, or a
-        binary file object open for writing).
+        binary file object open for writing).  A *remotefile* under ``/dev/`` is a
+        device, as in libguestfs: a slot disk, a partition, an LV or md array, copied
+        whole (``download /dev/sda1 part.img``).
 
         *progress*, if given, is called with the size of each chunk copied.  The
         transfer times out only if it stalls for the appliance's ``call_timeout``.
         """
         with host_file(filename, "wb") as sink, self._agent_for("download") as agent:
-            agent.download("download", sink, progress=progress, path=remotefile)
+            agent.download("download", sink, progress=progress, path=self._path_or_dev(
+                remotefile))
 
     @serialised
     def upload(self, filename: HostFile, remotefile: str, *,
                progress: Progress | None = None) -> None:
         """Copy host file *filename* (a path, or a binary file object open for reading)
-        to *remotefile* in the appliance, replacing it.
+        to *remotefile* in the appliance, replacing it.  A *remotefile* under
+        ``/dev/`` is a device, as in libguestfs: the bytes go onto it from its start
+        (a writable slot's, with nothing on it mounted or in use; more than it holds
+        is an error).
 
         *progress*, if given, is called with the size of each chunk copied.
         """
         with host_file(filename, "rb") as source, self._agent_for("upload") as agent:
-            agent.upload("upload", source, progress=progress, path=remotefile)
+            agent.upload("upload", source, progress=progress, path=self._path_or_dev(
+                remotefile))
 
     @serialised
     def checksum(self, csumtype: str, path: str) -> str:

@@ -5,6 +5,7 @@ on read-only slots and on devices in use, and the image is untouched then."""
 
 from __future__ import annotations
 
+import filecmp
 import gzip
 import hashlib
 import os
@@ -71,6 +72,26 @@ MBR_SCRIPT: list[list[Any]] = [
     ["list_filesystems"], ["vfs_label", "/dev/sda5"],
 ]
 
+MiB = 1 << 20
+DEVICE_SCRIPT: list[list[Any]] = [
+    ["blockdev_getsize64", "/dev/sda"], ["blockdev_getsz", "/dev/sda"],
+    ["blockdev_getss", "/dev/sda"], ["blockdev_getro", "/dev/sda"],
+    ["pwrite_device", "/dev/sda", "written at 1 MiB", MiB],
+    ["pread_device", "/dev/sda", 16, MiB], ["pread_device", "/dev/sda", 100, DISK_MIB * MiB - 10],
+    ["pread_device", "/dev/sda", 4, -1], ["pwrite_device", "/dev/sda", "past its end",
+                                          DISK_MIB * MiB],
+    ["part_disk", "/dev/sda", "mbr"], ["pread_device", "/dev/sda", 2, 510],
+    ["blockdev_getsize64", "/dev/sda1"], ["blockdev_getsz", "/dev/sda1"],
+    ["blockdev_flushbufs", "/dev/sda"],
+    ["blockdev_setro", "/dev/sda1"], ["blockdev_getro", "/dev/sda1"],
+    ["pwrite_device", "/dev/sda1", "refused", 0],
+    ["blockdev_setrw", "/dev/sda1"], ["blockdev_getro", "/dev/sda1"],
+    ["pwrite_device", "/dev/sda1", "allowed", 0], ["pread_device", "/dev/sda1", 7, 0],
+    ["pwrite_device", "/dev/sda", "\0" * 64, 446],  # the MBR's four partition entries
+    ["list_partitions"], ["blockdev_rereadpt", "/dev/sda"], ["list_partitions"],
+    ["blockdev_getsize64", "/dev/sda9"], ["pread_device", "/dev/sda1", 1, 0],
+]
+
 #: What each tool's resulting disk is read back with, through libguestfs.
 READBACK: list[list[Any]] = [
     ["part_get_parttype", "/dev/sda"], ["part_list", "/dev/sda"], ["list_filesystems"],
@@ -87,10 +108,10 @@ def blank(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("script", [GPT_SCRIPT, MBR_SCRIPT], ids=["gpt", "mbr"])
-def test_a_disk_partitioned_and_formatted_as_with_libguestfs(
-    app: Appliance, tcg: bool, tmp_path: Path, script: list[list[Any]],
-) -> None:
+def both_on_blank_disks(app: Appliance, tcg: bool, tmp_path: Path,
+                        script: list[list[Any]]) -> tuple[Path, Path, list[Any]]:
+    """*script* through libguestfs and guestslots, each on a blank writable disk of its
+    own, compared answer by answer: (our disk, libguestfs's disk, our answers)."""
     mine, peers = blank(tmp_path / "mine.img"), blank(tmp_path / "peers.img")
     theirs = peer.calls({"force_tcg": tcg, "image": str(peers), "readonly": False,
                          "mount": False, "calls": script})
@@ -98,6 +119,14 @@ def test_a_disk_partitioned_and_formatted_as_with_libguestfs(
     ours = run_ours(app, script)
     app.unplug(0)
     same(ours, theirs, script)
+    return mine, peers, ours
+
+
+@pytest.mark.parametrize("script", [GPT_SCRIPT, MBR_SCRIPT], ids=["gpt", "mbr"])
+def test_a_disk_partitioned_and_formatted_as_with_libguestfs(
+    app: Appliance, tcg: bool, tmp_path: Path, script: list[list[Any]],
+) -> None:
+    mine, peers, ours = both_on_blank_disks(app, tcg, tmp_path, script)
     assert sum(r[0] == "ok" for r in ours) > len(script) * 2 // 3  # not a run of errors
     # each result read by the same reader: libguestfs reads guestslots's disk as its own
     read = {name: peer.calls({"force_tcg": tcg, "image": str(image), "readonly": True,
@@ -112,6 +141,64 @@ def test_a_disk_partitioned_and_formatted_as_with_libguestfs(
                    else ("part_get_gpt_type", "GUID"))
     with pytest.raises(GuestslotsError, match=f"only be used on {what}"):
         getattr(app, wrong)("/dev/sda", 1)
+
+
+def test_block_devices_read_and_written_as_with_libguestfs(
+    app: Appliance, tcg: bool, tmp_path: Path,
+) -> None:
+    mine, peers, ours = both_on_blank_disks(app, tcg, tmp_path, DEVICE_SCRIPT)
+    assert [r[0] for r in ours].count("error") == 5  # the four refusals and no /dev/sda9
+    for img in (mine, peers):  # the same bytes, but for the MBR's random disk identifier
+        with open(img, "r+b") as f:
+            f.seek(440)
+            f.write(bytes(4))
+    assert filecmp.cmp(mine, peers, shallow=False)
+    # libguestfs answers /dev/sdb here with its own appliance disk's size (4 GiB); here
+    # the appliance's disk is no slot and has no name
+    app.hotplug(0, mine)
+    with pytest.raises(GuestslotsError, match="slot 1 .* is empty"):
+        app.blockdev_getsize64("/dev/sdb")
+
+
+def test_a_device_is_downloaded_and_uploaded_whole(app: Appliance, tmp_path: Path) -> None:
+    """``download`` / ``upload`` of a ``/dev/...`` path move a device's bytes, as in
+    libguestfs; only slot devices, and an upload only onto an unused writable one."""
+    fs = images.ext4(tmp_path / "fs.img", {"whoami": "inside\n"}, size_mib=8)
+    disk = images.partitioned(tmp_path / "disk.img", "gpt", fs)
+    start = images.PART_START
+    app.hotplug(0, disk, readonly=False)
+    app.download("/dev/sda1", tmp_path / "part.img")
+    assert (tmp_path / "part.img").read_bytes()[: fs.stat().st_size] == fs.read_bytes()
+    assert (tmp_path / "part.img").stat().st_size == app.blockdev_getsize64("/dev/sda1")
+    other = images.ext4(tmp_path / "other.img", {"whoami": "uploaded\n"}, size_mib=8)
+    app.mount("/dev/sda1", "/")
+    with pytest.raises(GuestslotsError, match="in use: /dev/sda1 is mounted on /"):
+        app.upload(other, "/dev/sda1")
+    app.umount_all()
+    app.upload(other, "/dev/sda1")
+    app.mount_ro("/dev/sda1", "/")
+    assert app.cat("/whoami") == "uploaded\n"
+    app.umount_all()
+    with open(disk, "rb") as f:
+        f.seek(start)
+        assert f.read(other.stat().st_size) == other.read_bytes()
+    with pytest.raises(GuestslotsError, match="No space left"):
+        app.upload(tmp_path / "disk.img", "/dev/sda1")  # more than the partition holds
+    app.download("/dev/vda", tmp_path / "vda.img")  # libguestfs's alias of /dev/sda
+    assert (tmp_path / "vda.img").read_bytes() == disk.read_bytes()
+    for path, why in (("/dev/sdb", "slot 1 .* is empty"), ("/dev/zero", "not a device name"),
+                      ("/dev/sdzz", "no such device")):
+        with pytest.raises(GuestslotsError, match=why):
+            app.download(path, tmp_path / "nothing")
+    app.unplug(0)
+    app.hotplug(0, disk)  # read-only
+    with pytest.raises(GuestslotsError, match="read-only"):
+        app.upload(other, "/dev/sda1")
+    with pytest.raises(GuestslotsError, match="read-only"):
+        app.pwrite_device("/dev/sda", b"x", 0)
+    assert app.blockdev_getro("/dev/sda") is True
+    with pytest.raises(GuestslotsError, match="read-only"):
+        app.blockdev_setrw("/dev/sda")
 
 
 def test_writing_calls_are_refused_on_a_read_only_slot(app: Appliance, tmp_path: Path) -> None:

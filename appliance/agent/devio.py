@@ -1,0 +1,173 @@
+"""Block devices as bytes, and the kernel's block-device ioctls: libguestfs's
+``blockdev-*``, ``pread-device``, ``pwrite-device``, and ``download`` / ``upload`` of a
+``/dev/...`` path (a device, as libguestfs's daemon reads such a path, not a file in
+the guest filesystem).
+
+Only slot devices are reached (a slot disk, its partitions, an LV or md array built
+on slots), never the appliance's own disk.  Writing wants a writable slot; replacing
+a device's whole contents (``upload``) or re-reading a table wants nothing on it in
+use.  Each call is one open and one ioctl or stream: no process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import struct
+from collections.abc import Callable
+
+from .blockdev import canonical, kernel_device, partitions_of, resolve_device
+from .common import Fail
+from .files import FileCalls
+from .mounts import MountCalls, check_unused
+
+#: linux/fs.h: _IO(0x12, 93..97), _IO(0x12, 104), _IOR(0x12, 114, size_t)
+BLKROSET = 0x125D
+BLKROGET = 0x125E
+BLKRRPART = 0x125F
+BLKFLSBUF = 0x1261
+BLKSSZGET = 0x1268
+BLKGETSIZE64 = 0x80081272
+_DISK_RE = re.compile(r"sd[a-z]+\Z")
+
+
+def _open(name: str, flags: int) -> int:
+    try:
+        return os.open(f"/dev/{name}", flags | os.O_CLOEXEC)
+    except OSError as e:
+        code = e.errno or errno.EIO
+        raise Fail(f"{canonical(name)}: {os.strerror(code)}", code) from None
+
+
+def _ioctl(name: str, request: int, arg: int | bytes = 0, write: bool = False) -> bytes | int:
+    fd = _open(name, os.O_WRONLY if write else os.O_RDONLY)
+    try:
+        return fcntl.ioctl(fd, request, arg)
+    except OSError as e:
+        code = e.errno or errno.EIO
+        raise Fail(f"{canonical(name)}: {os.strerror(code)}", code) from None
+    finally:
+        os.close(fd)
+
+
+def _int_ioctl(name: str, request: int, fmt: str) -> int:
+    out = _ioctl(name, request, bytes(struct.calcsize(fmt)))
+    assert isinstance(out, bytes)
+    return int(struct.unpack(fmt, out)[0])
+
+
+def device_size(name: str) -> int:
+    return _int_ioctl(name, BLKGETSIZE64, "Q")
+
+
+def _offset(value: int, what: str = "offset") -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise Fail(f"{what} must be a whole number", errno.EINVAL)
+    if value < 0:
+        raise Fail(f"{what} must not be negative", errno.EINVAL)
+    return value
+
+
+def _written(name: str) -> None:
+    """After bytes were written to slot device *name*: a whole disk's partition table is
+    read again, as udev has the kernel do when a disk written to is closed (libguestfs
+    then waits for udev), so that a table written as bytes is the table the next call
+    sees.  While a partition is in use the kernel refuses (EBUSY) and the old
+    partitions stay, as under udev."""
+    if not _DISK_RE.match(name):
+        return
+    with contextlib.suppress(Fail):
+        _ioctl(name, BLKRRPART)
+
+
+class DeviceIoCalls(MountCalls, FileCalls):
+    """Block devices read, written and asked about as libguestfs's calls do."""
+
+    def call_blockdev_getsize64(self, device: str) -> int:
+        return device_size(resolve_device(device))
+
+    def call_blockdev_getss(self, device: str) -> int:
+        return _int_ioctl(resolve_device(device), BLKSSZGET, "i")
+
+    def call_blockdev_getro(self, device: str) -> bool:
+        """Whether *device* takes no writes: the kernel's flag, or a slot plugged
+        read-only (whose writes would land in a throwaway overlay, and are refused)."""
+        name = resolve_device(device)
+        return bool(_int_ioctl(name, BLKROGET, "i")) or not self.check_writable(name)
+
+    def call_blockdev_setro(self, device: str, readonly: bool) -> None:
+        name = resolve_device(device)
+        if not readonly:
+            self.require_writable(name, "it cannot be made writable")
+        _ioctl(name, BLKROSET, struct.pack("i", 1 if readonly else 0))
+
+    def call_blockdev_flushbufs(self, device: str) -> None:
+        _ioctl(resolve_device(device), BLKFLSBUF)
+
+    def call_blockdev_rereadpt(self, device: str) -> None:
+        """Have the kernel read the partition table of slot disk *device* again (after
+        ``pwrite_device`` or ``upload`` wrote one): its partitions must not be in use."""
+        disk, name = kernel_device(device)
+        if name != disk:
+            raise Fail(f"{device}: a whole disk is needed, not a partition", errno.EINVAL)
+        check_unused(partitions_of(disk))
+        _ioctl(disk, BLKRRPART)
+
+    def call_pread_device(self, device: str, count: int, offset: int) -> int:
+        """Stream up to *count* bytes of *device* from byte *offset* (fewer at its end)."""
+        count, offset = _offset(count, "count"), _offset(offset)
+        name = resolve_device(device)
+        return self.send_file(_open(name, os.O_RDONLY), offset, count)
+
+    def call_pwrite_device(self, device: str, offset: int) -> int:
+        """Write the streamed bytes into *device* from byte *offset*; return how many
+        were written.  Past the device's end is an error (ENOSPC)."""
+
+        def target() -> str:
+            name = resolve_device(device)
+            self.require_writable(name)
+            return name
+
+        return self._receive_onto(target, offset)
+
+    def _receive_onto(self, target: Callable[[], str], offset: int = 0) -> int:
+        """Write the streamed bytes onto the device *target* checks and names, from
+        byte *offset*; then tell the kernel (:func:`_written`).  A refusal is made
+        while opening, so the stream is still consumed (``receive_into``)."""
+        name = ""
+
+        def open_at() -> int:
+            nonlocal name
+            name = target()
+            at = _offset(offset)
+            fd = _open(name, os.O_WRONLY)
+            try:
+                os.lseek(fd, at, os.SEEK_SET)  # any offset: a write past the end fails
+            except OSError:
+                os.close(fd)
+                raise
+            return fd
+
+        try:
+            return self.receive_into(open_at)
+        finally:
+            if name:
+                _written(name)
+
+    def call_download(self, path: str) -> int:
+        if not path.startswith("/dev/"):
+            return super().call_download(path)
+        name = resolve_device(path)
+        size = device_size(name)
+        self.send_file(_open(name, os.O_RDONLY))
+        return size
+
+    def call_upload(self, path: str, mode: int = 0o644) -> int:
+        """A ``/dev/...`` *path*: the bytes go onto that device from its start (a
+        writable slot's, nothing on it in use); more than it holds is an error."""
+        if not path.startswith("/dev/"):
+            return super().call_upload(path, mode)
+        return self._receive_onto(lambda: self.writable_device(path))
