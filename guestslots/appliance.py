@@ -62,6 +62,8 @@ from .host import owner, runtime, savedstate, warmup
 from .host.accel import AccelChoice, choose_accel
 from .host.build import ApplianceImage, ensure_appliance
 from .host.proc import CommandError, run, signal_process
+from .host.room import check_room
+from .host.sparse import punch_holes
 from .model.cpus import LIBVIRT_UNSUPPORTED, Vcpu, VcpuError, VcpuTable
 from .model.disksets import DiskSet, DiskSetError
 from .model.drives import NULL_DRIVE, DriveSpec, check_chain, make_drive
@@ -1012,6 +1014,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                     raise HostFileError(str(target), "exists (or two slots' images share "
                                         "its name): export never replaces a file")
                 exports.append((index, str(target), drive.format))
+            check_room(str(dest), [(i, self._drive(i)) for i in indices],
+                       zeroes_allocated=True)
             with _removed_on_failure() as made, self._watch():
                 for index, path, fmt in exports:
                     _make_target(path, fmt, backend.disk_size(index, self.call_timeout))
@@ -1031,6 +1035,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 finally:
                     if not thawed:  # again, here, with the usual error handling
                         self._call("thaw", mountpoints=frozen)
+                _sparse_again(exports)
             return made
 
     # ------------------------------------------------------------ migration
@@ -1140,15 +1145,22 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                           + ", ".join(f"{i} ({c.path})" for i, c in copies.items()))
             return info
 
+    def _drive(self, index: int) -> DriveSpec:
+        drive = self._table[index].drive
+        assert drive is not None, f"slot {index} is empty"
+        return drive
+
     def _make_copies(self, backend: Any, indices: Sequence[int], directory: str,
-                     ) -> dict[int, DriveSpec]:
+                     zeroes_allocated: bool = False) -> dict[int, DriveSpec]:
         """New, empty image files in *directory* for the slots *indices* to be copied
-        into (the disks' sizes and formats), by slot; on failure none is left."""
+        into (the disks' sizes and formats), by slot; on failure none is left.  Copies
+        that would not fit in *directory* are refused first (see
+        :mod:`guestslots.host.room`; *zeroes_allocated* for a backup job's copies)."""
+        check_room(directory, [(i, self._drive(i)) for i in indices], zeroes_allocated)
         copies: dict[int, DriveSpec] = {}
         try:
             for index in indices:
-                drive = self._table[index].drive
-                assert drive is not None
+                drive = self._drive(index)
                 ext = "qcow2" if drive.format == "qcow2" else "img"
                 target = os.path.join(directory, f"slot{index}.{ext}")
                 _make_target(target, drive.format,
@@ -1208,13 +1220,15 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             try:
                 if indices:
                     (directory / DISKS).mkdir()
-                copies = self._make_copies(backend, indices, str(directory / DISKS))
+                copies = self._make_copies(backend, indices, str(directory / DISKS),
+                                           zeroes_allocated=True)
                 exports = [(i, copy.path, copy.format) for i, copy in copies.items()]
                 with self._watch():
                     if exports:
                         saver(directory, layout, timeout, exports)
                     else:
                         saver(directory, layout, timeout)
+                _sparse_again(exports)
             except BaseException:
                 shutil.rmtree(directory, ignore_errors=True)
                 raise
@@ -1562,6 +1576,18 @@ def _removed_on_failure() -> Iterator[list[str]]:
             with contextlib.suppress(OSError):
                 os.unlink(path)
         raise
+
+
+def _sparse_again(exports: Sequence[tuple[int, str, str]]) -> None:
+    """Free the zero ranges a backup job left allocated in the raw copies of
+    *exports* (slot, copy, format): see :mod:`guestslots.host.sparse`.  The copies are
+    right either way: a failure is only logged."""
+    for _, path, fmt in exports:
+        if fmt == "raw":
+            try:
+                punch_holes(path)
+            except OSError as e:
+                log.warning("%s: its zero ranges stay allocated: %s", path, e)
 
 
 def _make_target(path: str, fmt: str, size: int) -> None:

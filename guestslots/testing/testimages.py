@@ -216,3 +216,35 @@ def btrfs(path: Path, files: Mapping[str, str]) -> Path:
     sh("mkfs.btrfs", "-q", "-f", "--rootdir", tree, path)
     shutil.rmtree(tree)
     return path
+
+
+BOMB_CLUSTER = 2 * MiB  # each L2 table then maps 512 GiB of the guest's disk
+
+
+def cluster_bomb(dest: Path, at_least: int) -> Path:
+    """A hostile qcow2: a few MiB on the host whose every guest cluster (2 MiB) maps to
+    one host cluster of 0x5a bytes, so the guest sees *at_least* bytes (rounded up to
+    512 GiB) of data, and a copy of it would write them all out.  Made by rewriting
+    the L2 tables of an image qemu-io allocated one cluster per table in."""
+    entries = BOMB_CLUSTER // 8
+    span = entries * BOMB_CLUSTER
+    tables = max(1, -(-at_least // span))
+    dest.unlink(missing_ok=True)
+    sh("qemu-img", "create", "-q", "-f", "qcow2", "-o", f"cluster_size={BOMB_CLUSTER}",
+       dest, str(tables * span))
+    writes: list[str] = []
+    for table in range(tables):
+        writes += ["-c", f"write -q -P 0x5a {table * span} {BOMB_CLUSTER}"]
+    sh("qemu-io", "-f", "qcow2", *writes, dest)
+    with open(dest, "r+b") as f:
+        header = f.read(56)
+        l1_size = int.from_bytes(header[36:40], "big")
+        l1_offset = int.from_bytes(header[40:48], "big")
+        f.seek(l1_offset)
+        l1 = [int.from_bytes(f.read(8), "big") & 0x00FFFFFFFFFFFE00 for _ in range(l1_size)]
+        f.seek(l1[0])
+        mapped = f.read(8)  # guest cluster 0's entry: the one data cluster, for all
+        for l2 in l1[:tables]:
+            f.seek(l2)
+            f.write(mapped * entries)
+    return dest

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from guestslots import Appliance, DriveError, DriveSpec, GuestOSError
+from guestslots import Appliance, DriveError, DriveSpec, GuestOSError, HostFileError
 from guestslots.backends.qemu import QemuBackend
+from guestslots.host.room import free_bytes
 from guestslots.testing import testimages as images
 
 from .conftest import whoami
@@ -135,3 +136,25 @@ def test_ext4_errors_panic_does_not_take_the_appliance_down(
     # the ext4 error itself (a directory block failing its checksum, or corrupt)
     assert e.value.errno in (errno.EBADMSG, errno.EUCLEAN, errno.EIO), e.value
     assert app.cat("/whoami") == "panic\n"  # the appliance is alive
+
+
+def test_a_cluster_bomb_is_never_copied_out(app: Appliance, tmp_path: Path) -> None:
+    """A few MiB of qcow2 whose every cluster maps to one host cluster: the guest sees
+    more data than the copies' directory has room for.  An export, and a save with the
+    disk set, are refused before anything is written; the appliance and the slot go on."""
+    bomb = images.cluster_bomb(tmp_path / "bomb.qcow2", free_bytes(str(tmp_path)) + 1)
+    app.hotplug(0, bomb, format="qcow2", readonly=False)
+    assert app.blockdev_getsize64("/dev/sda") >= 512 << 30  # what the guest sees
+    assert app.pread_device("/dev/sda", 4, 400 << 30) == b"\x5a" * 4
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(HostFileError, match="free: nothing was copied") as e:
+        app.export(out, diskset=False)
+    assert e.value.path == str(out) and "slot 0" in str(e.value)
+    assert list(out.iterdir()) == []
+    assert app.diskset_add(0) == 0
+    with pytest.raises(HostFileError, match="free: nothing was copied"):
+        app.save(tmp_path / "saved", with_disk_set=True)
+    assert not (tmp_path / "saved").exists()
+    assert app.pread_device("/dev/sda", 4, 0) == b"\x5a" * 4  # it runs on, slot and all
+    assert app.slots()[0].drive is not None and app.diskset_list() == [0]
