@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -53,8 +54,13 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     env["GUESTSLOTS_CACHE_DIR"] = str(work / "cache")
     (work / "cache").mkdir()
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    # built from a copy: pip builds in the source tree, and its build/ left in the
+    # checkout made a second 'guestslots' package for mypy there
+    source = work / "source"
+    shutil.copytree(CHECKOUT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache"))
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", work / "dist",
-          CHECKOUT], env)
+          source], env)
     wheels = list((work / "dist").glob("guestslots-*.whl"))
     assert len(wheels) == 1, wheels
     _run(["/usr/bin/python3", "-m", "venv", work / "venv"], env)
