@@ -92,7 +92,8 @@ CALLS = (
     # block devices as bytes (libguestfs's names)
     "blockdev_getsize64", "blockdev_getsz", "blockdev_getss", "blockdev_getro",
     "blockdev_setro", "blockdev_setrw", "blockdev_flushbufs", "blockdev_rereadpt",
-    "pread_device", "pwrite_device",
+    "pread_device", "pwrite_device", "copy_device_to_device", "copy_device_to_file",
+    "copy_file_to_device", "copy_file_to_file", "zero_device", "is_zero_device", "is_zero",
     # guest programs (inside the appliance only)
     "command", "command_lines", "sh", "sh_lines",
 )

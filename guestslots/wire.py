@@ -77,6 +77,8 @@ CALLS = frozenset({
     # devices as bytes, and their ioctls
     "blockdev_getsize64", "blockdev_getss", "blockdev_getro", "blockdev_setro",
     "blockdev_flushbufs", "blockdev_rereadpt", "pread_device", "pwrite_device",
+    "copy_device_to_device", "copy_device_to_file", "copy_file_to_device",
+    "copy_file_to_file", "zero_device", "is_zero_device", "is_zero",
     # Windows registry hives (hivex)
     "hivex_open", "hivex_close", "hivex_root", "hivex_node_name", "hivex_node_children",
     "hivex_node_get_child", "hivex_node_parent", "hivex_node_values", "hivex_node_get_value",

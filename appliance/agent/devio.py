@@ -18,19 +18,21 @@ import os
 import re
 import struct
 from collections.abc import Callable
+from typing import Any
 
 from .blockdev import canonical, kernel_device, partitions_of, resolve_device
 from .common import Fail
 from .files import FileCalls
 from .mounts import MountCalls, check_unused
 
-#: linux/fs.h: _IO(0x12, 93..97), _IO(0x12, 104), _IOR(0x12, 114, size_t)
+#: linux/fs.h: _IO(0x12, 93..97), _IO(0x12, 104), _IOR(0x12, 114, size_t), _IO(0x12, 119)
 BLKROSET = 0x125D
 BLKROGET = 0x125E
 BLKRRPART = 0x125F
 BLKFLSBUF = 0x1261
 BLKSSZGET = 0x1268
 BLKGETSIZE64 = 0x80081272
+BLKDISCARD = 0x1277
 _DISK_RE = re.compile(r"sd[a-z]+\Z")
 
 
@@ -171,3 +173,150 @@ class DeviceIoCalls(MountCalls, FileCalls):
         if not path.startswith("/dev/"):
             return super().call_upload(path, mode)
         return self._receive_onto(lambda: self.writable_device(path))
+
+    # ---- copies between devices and files, zeroes
+
+    def _source(self, kind: str, path: str) -> tuple[int, str]:
+        """An open source (a slot device, or a regular file of the guest filesystem)."""
+        if kind == "device":
+            name = resolve_device(path)
+            return _open(name, os.O_RDONLY), canonical(name)
+        return self.root.open_regular(path, os.O_RDONLY), path
+
+    def _destination(self, kind: str, path: str, append: bool) -> tuple[int, str, bool]:
+        """An open destination: (fd, name shown, whether it is a device).  A device must
+        be a writable slot's with nothing on it in use; a file is created or truncated
+        (with *append*, kept)."""
+        if kind == "device":
+            if append:
+                raise Fail("the append flag cannot be set for devices", errno.EINVAL)
+            name = self.writable_device(path)
+            return _open(name, os.O_WRONLY), canonical(name), True
+        flags = os.O_WRONLY | os.O_CREAT | (0 if append else os.O_TRUNC)
+        return self.root.open_regular(path, flags), path, False
+
+    def _copy(self, kinds: tuple[str, str], src: str, dest: str, srcoffset: int = 0,
+              destoffset: int = 0, size: int = -1, sparse: bool = False,
+              append: bool = False) -> None:
+        """libguestfs's copy-{device,file}-to-{device,file}: *size* bytes (-1: to the
+        end of the source) from *srcoffset* of *src* to *destoffset* of *dest*; with
+        *sparse*, blocks of zeroes are not written (the destination must read as
+        zeroes there already); a file destination is extended to the end of the copy."""
+        srcoffset, destoffset = _offset(srcoffset, "srcoffset"), _offset(destoffset, "destoffset")
+        if size != -1:
+            size = _offset(size, "size")
+        src_fd, src_shown = self._source(kinds[0], src)
+        try:
+            dst_fd, dst_shown, device = self._destination(kinds[1], dest, bool(append))
+            try:
+                if append:
+                    destoffset = os.fstat(dst_fd).st_size
+                done = _copy_range(src_fd, dst_fd, srcoffset, destoffset, size, bool(sparse),
+                                   src_shown, dst_shown)
+                if not device and os.fstat(dst_fd).st_size < destoffset + done:
+                    os.ftruncate(dst_fd, destoffset + done)  # sparse blocks at its end
+            finally:
+                os.close(dst_fd)
+        finally:
+            os.close(src_fd)
+        if device:
+            _written(resolve_device(dest))
+
+    def call_copy_device_to_device(self, src: str, dest: str, **options: Any) -> None:
+        self._copy(("device", "device"), src, dest, **options)
+
+    def call_copy_device_to_file(self, src: str, dest: str, **options: Any) -> None:
+        self._copy(("device", "file"), src, dest, **options)
+
+    def call_copy_file_to_device(self, src: str, dest: str, **options: Any) -> None:
+        self._copy(("file", "device"), src, dest, **options)
+
+    def call_copy_file_to_file(self, src: str, dest: str, **options: Any) -> None:
+        self._copy(("file", "file"), src, dest, **options)
+
+    def call_zero_device(self, device: str) -> None:
+        """Zeroes over all of *device* (a writable slot's, nothing on it in use).  It is
+        discarded first (BLKDISCARD: QEMU unmaps the image's blocks, so the image stays
+        sparse, and they read as zeroes), then read, and any block that is not zero
+        yet is written with zeroes, as libguestfs does (the kernel's own zeroing does
+        not unmap here: QEMU's SCSI disk reports no LBPRZ, so it would allocate)."""
+        name = self.writable_device(device)
+        size = device_size(name)
+        fd = _open(name, os.O_WRONLY)
+        try:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(fd, BLKDISCARD, struct.pack("QQ", 0, size))
+            read_fd = _open(name, os.O_RDONLY)
+            try:
+                zero = bytes(CHUNK)
+                for at in range(0, size, CHUNK):
+                    chunk = os.pread(read_fd, CHUNK, at)
+                    if chunk.count(0) != len(chunk):
+                        _write_all(fd, zero[:len(chunk)], at, canonical(name))
+            finally:
+                os.close(read_fd)
+        finally:
+            os.close(fd)
+        _written(name)
+
+    def call_is_zero_device(self, device: str) -> bool:
+        name = resolve_device(device)
+        return _all_zero(_open(name, os.O_RDONLY))
+
+    def call_is_zero(self, path: str) -> bool:
+        """Whether regular file *path* is empty or all zero bytes (its holes skipped)."""
+        return _all_zero(self.root.open_regular(path, os.O_RDONLY), holes=True)
+
+
+CHUNK = 1 << 20
+
+
+def _write_all(fd: int, data: bytes, at: int, shown: str) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.pwrite(fd, view, at)
+        except OSError as e:
+            code = e.errno or errno.EIO
+            raise Fail(f"{shown}: write: {os.strerror(code)}", code) from None
+        view, at = view[n:], at + n
+
+
+def _copy_range(src_fd: int, dst_fd: int, srcoffset: int, destoffset: int, size: int,
+                sparse: bool, src_shown: str, dst_shown: str) -> int:
+    """Copy as :meth:`DeviceIoCalls._copy` says; return the bytes copied."""
+    done = 0
+    while size < 0 or done < size:
+        want = CHUNK if size < 0 else min(CHUNK, size - done)
+        chunk = os.pread(src_fd, want, srcoffset + done)
+        if not chunk:
+            if size < 0:
+                break
+            raise Fail(f"{src_shown}: input too short", errno.EINVAL)
+        if not (sparse and chunk.count(0) == len(chunk)):
+            _write_all(dst_fd, chunk, destoffset + done, dst_shown)
+        done += len(chunk)
+    return done
+
+
+def _all_zero(fd: int, holes: bool = False) -> bool:
+    """Whether open *fd* reads as zeroes to its end (then closed); with *holes*, a
+    regular file's holes are skipped (SEEK_DATA)."""
+    try:
+        at = 0
+        while True:
+            if holes:
+                try:
+                    at = os.lseek(fd, at, os.SEEK_DATA)
+                except OSError as e:
+                    if e.errno == errno.ENXIO:  # no data from here on
+                        return True
+                    raise
+            chunk = os.pread(fd, CHUNK, at)
+            if not chunk:
+                return True
+            if chunk.count(0) != len(chunk):
+                return False
+            at += len(chunk)
+    finally:
+        os.close(fd)

@@ -112,12 +112,24 @@ def both_on_blank_disks(app: Appliance, tcg: bool, tmp_path: Path,
                         script: list[list[Any]]) -> tuple[Path, Path, list[Any]]:
     """*script* through libguestfs and guestslots, each on a blank writable disk of its
     own, compared answer by answer: (our disk, libguestfs's disk, our answers)."""
-    mine, peers = blank(tmp_path / "mine.img"), blank(tmp_path / "peers.img")
-    theirs = peer.calls({"force_tcg": tcg, "image": str(peers), "readonly": False,
-                         "mount": False, "calls": script})
-    app.hotplug(0, mine, readonly=False)
-    ours = run_ours(app, script)
+    mine, peers, ours = both_on_blank_disks_plugged(app, tcg, tmp_path, script, 1)
     app.unplug(0)
+    return mine[0], peers[0], ours
+
+
+def both_on_blank_disks_plugged(
+    app: Appliance, tcg: bool, tmp_path: Path, script: list[list[Any]], count: int,
+) -> tuple[list[Path], list[Path], list[Any]]:
+    """*script* through libguestfs and guestslots, each on *count* blank writable disks
+    of its own (ours stay plugged in slots 0...), compared answer by answer."""
+    mine = [blank(tmp_path / f"mine{i}.img") for i in range(count)]
+    peers = [blank(tmp_path / f"peers{i}.img") for i in range(count)]
+    theirs = peer.calls({"force_tcg": tcg, "image": str(peers[0]),
+                         "more": [str(p) for p in peers[1:]], "readonly": False,
+                         "mount": False, "calls": script})
+    for index, image in enumerate(mine):
+        app.hotplug(index, image, readonly=False)
+    ours = run_ours(app, script)
     same(ours, theirs, script)
     return mine, peers, ours
 
@@ -295,16 +307,65 @@ VOLUME_SCRIPT: list[list[Any]] = [
 ]
 
 
+COPY_SCRIPT: list[list[Any]] = [
+    ["pwrite_device", "/dev/sda", "hello", 0], ["pwrite_device", "/dev/sda", "world", 5 * MiB],
+    ["copy_device_to_device", "/dev/sda", "/dev/sdb", {"size": 8 * MiB}],
+    ["pread_device", "/dev/sdb", 5, 0], ["pread_device", "/dev/sdb", 5, 5 * MiB],
+    ["copy_device_to_device", "/dev/sda", "/dev/sdb",
+     {"srcoffset": 5 * MiB, "destoffset": MiB, "size": 5}],
+    ["pread_device", "/dev/sdb", 5, MiB],
+    ["copy_device_to_device", "/dev/sda", "/dev/sdb",
+     {"srcoffset": DISK_MIB * MiB - 3, "size": 10}],  # input too short
+    ["copy_device_to_device", "/dev/sda", "/dev/sdb", {"append": True}],  # not for devices
+    ["copy_device_to_device", "/dev/sda", "/dev/sdb", {"srcoffset": -1}],
+    ["is_zero_device", "/dev/sdb"], ["zero_device", "/dev/sdb"], ["is_zero_device", "/dev/sdb"],
+    ["mkfs", "ext4", "/dev/sdb"], ["mount", "/dev/sdb", "/"],
+    ["copy_device_to_file", "/dev/sda", "/blob", {"size": 5 * MiB + 5, "sparse": True}],
+    ["checksum", "sha256", "/blob"], ["is_zero", "/blob"],
+    ["copy_file_to_file", "/blob", "/part", {"srcoffset": 5 * MiB, "size": 5}],
+    ["read_file", "/part"],
+    ["copy_file_to_file", "/blob", "/part", {"size": 5, "append": True}],
+    ["read_file", "/part"],
+    ["copy_file_to_device", "/part", "/dev/sda", {"destoffset": 100}],
+    ["pread_device", "/dev/sda", 10, 100],
+    ["copy_device_to_file", "/dev/sda", "/zeroes", {"srcoffset": MiB, "size": MiB}],
+    ["is_zero", "/zeroes"], ["checksum", "sha256", "/zeroes"],
+    ["copy_file_to_file", "/absent", "/x"], ["is_zero_device", "/dev/sda"],
+]
+
+
+def test_copies_between_devices_and_files_as_with_libguestfs(
+    app: Appliance, tcg: bool, tmp_path: Path,
+) -> None:
+    mine, peers, ours = both_on_blank_disks_plugged(app, tcg, tmp_path, COPY_SCRIPT, 2)
+    assert [r[0] for r in ours].count("error") == 4
+    assert filecmp.cmp(mine[0], peers[0], shallow=False)
+    # A sparse copy into a file that ends in zeroes: the file is as long as the copy
+    # (libguestfs 1.48 stops it after the last block it wrote: 5 MiB + 8 KiB here)
+    app.copy_device_to_file("/dev/sda", "/tail", size=6 * MiB, sparse=True)
+    assert app.stat("/tail")["size"] == 6 * MiB
+    # a device in use, or on a read-only slot, is no destination; zeroing keeps the
+    # image sparse (the kernel unmaps: QEMU punches the image's blocks)
+    with pytest.raises(GuestslotsError, match="in use: /dev/sdb is mounted on /"):
+        app.copy_device_to_device("/dev/sda", "/dev/sdb")
+    app.umount_all()
+    app.unplug(1)
+    app.hotplug(1, mine[1])  # read-only
+    with pytest.raises(GuestslotsError, match="read-only"):
+        app.copy_device_to_device("/dev/sda", "/dev/sdb")
+    with pytest.raises(GuestslotsError, match="read-only"):
+        app.zero_device("/dev/sdb")
+    app.pwrite_device("/dev/sda", b"\x5a" * (4 * MiB), 8 * MiB)
+    app.blockdev_flushbufs("/dev/sda")
+    grown = os.stat(mine[0]).st_blocks
+    app.zero_device("/dev/sda")
+    assert app.is_zero_device("/dev/sda")
+    assert os.stat(mine[0]).st_blocks < grown - 4 * MiB // 512
+
+
 def test_volumes_and_arrays_made_as_with_libguestfs(app: Appliance, tcg: bool,
                                                     tmp_path: Path) -> None:
-    mine = [blank(tmp_path / f"mine{i}.img") for i in (0, 1)]
-    peers = [blank(tmp_path / f"peers{i}.img") for i in (0, 1)]
-    theirs = peer.calls({"force_tcg": tcg, "image": str(peers[0]), "more": [str(peers[1])],
-                         "readonly": False, "mount": False, "calls": VOLUME_SCRIPT})
-    app.hotplug(0, mine[0], readonly=False)
-    app.hotplug(1, mine[1], readonly=False)
-    ours = run_ours(app, VOLUME_SCRIPT)
-    same(ours, theirs, VOLUME_SCRIPT)
+    both_on_blank_disks_plugged(app, tcg, tmp_path, VOLUME_SCRIPT, 2)
     # a volume group with a mounted LV is not removed; one on a read-only slot is not made
     app.unplug(0)
     app.unplug(1)
