@@ -1,12 +1,14 @@
 """Block devices as bytes, and the kernel's block-device ioctls: libguestfs's
-``blockdev-*``, ``pread-device``, ``pwrite-device``, and ``download`` / ``upload`` of a
+``blockdev-*``, ``pread-device``, ``pwrite-device``, ``download`` / ``upload`` of a
 ``/dev/...`` path (a device, as libguestfs's daemon reads such a path, not a file in
-the guest filesystem).
+the guest filesystem), the four ``copy-*-to-*``, ``zero-device``, ``is-zero-device``
+and ``is-zero``.
 
 Only slot devices are reached (a slot disk, its partitions, an LV or md array built
 on slots), never the appliance's own disk.  Writing wants a writable slot; replacing
-a device's whole contents (``upload``) or re-reading a table wants nothing on it in
-use.  Each call is one open and one ioctl or stream: no process.
+a device's contents (``upload``, a copy onto it, ``zero-device``) or re-reading a
+table wants nothing on it in use.  Each call is one open and one ioctl, stream or
+copy loop: no process.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ def _open(name: str, flags: int) -> int:
         raise Fail(f"{canonical(name)}: {os.strerror(code)}", code) from None
 
 
-def _ioctl(name: str, request: int, arg: int | bytes = 0, write: bool = False) -> bytes | int:
-    fd = _open(name, os.O_WRONLY if write else os.O_RDONLY)
+def _ioctl(name: str, request: int, arg: int | bytes = 0) -> bytes | int:
+    fd = _open(name, os.O_RDONLY)
     try:
         return fcntl.ioctl(fd, request, arg)
     except OSError as e:
