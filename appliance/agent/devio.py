@@ -185,17 +185,18 @@ class DeviceIoCalls(MountCalls, FileCalls):
             return _open(name, os.O_RDONLY), canonical(name)
         return self.root.open_regular(path, os.O_RDONLY), path
 
-    def _destination(self, kind: str, path: str, append: bool) -> tuple[int, str, bool]:
-        """An open destination: (fd, name shown, whether it is a device).  A device must
+    def _destination(self, kind: str, path: str, append: bool) -> tuple[int, str, str]:
+        """An open destination: (fd, name shown, its kernel name if a device, else "").
+        A device must
         be a writable slot's with nothing on it in use; a file is created or truncated
         (with *append*, kept)."""
         if kind == "device":
             if append:
                 raise Fail("the append flag cannot be set for devices", errno.EINVAL)
             name = self.writable_device(path)
-            return _open(name, os.O_WRONLY), canonical(name), True
+            return _open(name, os.O_WRONLY), canonical(name), name
         flags = os.O_WRONLY | os.O_CREAT | (0 if append else os.O_TRUNC)
-        return self.root.open_regular(path, flags), path, False
+        return self.root.open_regular(path, flags), path, ""
 
     def _copy(self, kinds: tuple[str, str], src: str, dest: str, srcoffset: int = 0,
               destoffset: int = 0, size: int = -1, sparse: bool = False,
@@ -222,7 +223,7 @@ class DeviceIoCalls(MountCalls, FileCalls):
         finally:
             os.close(src_fd)
         if device:
-            _written(resolve_device(dest))
+            _written(device)
 
     def call_copy_device_to_device(self, src: str, dest: str, **options: Any) -> None:
         self._copy(("device", "device"), src, dest, **options)
