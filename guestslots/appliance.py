@@ -1613,10 +1613,11 @@ def restore(path: str | os.PathLike[str], **options: Any) -> Appliance:
     appliance image, and every image the very file it was at the save, unchanged
     (checked: device, inode, size, modification time); otherwise
     :class:`RuntimeRecordError` says which, and nothing is started.  *options* are
-    :class:`Appliance`'s (``call_timeout``, ``progress``...); the layout comes from
-    the save.  The directory must stay while the appliance runs (its memory is
-    mapped from it, copy-on-write: it is never changed, and may be restored again
-    while the images are unchanged)."""
+    :class:`Appliance`'s (``call_timeout``, ``progress``, ``detached``: by default
+    detached if the saved one was); the layout comes from the save.  The directory
+    must stay while the appliance runs (its memory may be mapped from it,
+    copy-on-write: it is never changed, and may be restored again while the images
+    are unchanged)."""
     directory = Path(path)
     where = str(directory / DESCRIPTION)
     try:
@@ -1639,6 +1640,7 @@ def restore(path: str | os.PathLike[str], **options: Any) -> Appliance:
     for name in ("backend", "uri", "max_vcpus", "memory_mb"):
         if name in options:
             raise TypeError(f"restore: {name} comes from the save, not from the caller")
+    options.setdefault("detached", saved.record.detached)
     app = Appliance(saved.record.backend, uri=saved.record.uri or None,
                     max_vcpus=saved.record.vcpus_max, memory_mb=saved.record.memory_mb,
                     **options)

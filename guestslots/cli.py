@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .appliance import Appliance, ApplianceState, attach
+from .appliance import Appliance, ApplianceState, attach, relaunch, restore
 from .commands import UsageError, format_result, lookup
 from .copyout import copy_out
 from .errors import GuestslotsError
@@ -398,6 +398,33 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Bring back a saved appliance (``save PATH`` in the shell), detached: it runs on
+    after this command, for ``guestslots call --attach ID`` and ``guestslots-fish
+    --attach ID``; its id is printed."""
+    return _detached_again(lambda: restore(args.path, detached=True, progress=_progress()),
+                           "restored")
+
+
+def cmd_relaunch(args: argparse.Namespace) -> int:
+    """Boot again, detached, the appliance of a runtime record whose QEMU died: the same
+    slots, vCPUs, NICs and disk set, the same ids; its id is printed."""
+    return _detached_again(lambda: relaunch(args.id, detached=True, progress=_progress()),
+                           "relaunched")
+
+
+def _detached_again(bring_back: Callable[[], Appliance], what: str) -> int:
+    try:
+        app = bring_back()
+    except ValueError as e:  # a libvirt URI whose domains cannot outlive this process
+        raise UsageError(str(e)) from None
+    print(app.id)
+    print(f"{what} {app.id} (QEMU {app.pid}): guestslots call --attach {app.id} ..., "
+          f"guestslots stop {app.id}", file=sys.stderr)
+    app.disconnect()
+    return 0
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     """Clean what appliances of dead callers left: work directories (and the QEMU
     processes libvirt's embedded driver started from them), runtime records whose QEMU
@@ -515,6 +542,14 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds QEMU has to exit before it is killed (default 10)")
     s.add_argument("id")
     s.set_defaults(func=cmd_stop)
+    s = sub.add_parser("restore", help="bring back, detached, an appliance saved with "
+                       "`save PATH` (prints its id)")
+    s.add_argument("path", metavar="PATH")
+    s.set_defaults(func=cmd_restore)
+    s = sub.add_parser("relaunch", help="boot again, detached, an appliance whose QEMU died, "
+                       "as its runtime record describes it (prints its id)")
+    s.add_argument("id", metavar="ID")
+    s.set_defaults(func=cmd_relaunch)
     s = sub.add_parser("test-tool", help="check that this host can run appliances")
     s.set_defaults(func=cmd_test_tool)
     return p

@@ -173,6 +173,55 @@ def test_a_detached_appliance_outlives_its_caller_and_another_process_attaches(
             os.kill(qemu, signal.SIGKILL)
 
 
+def test_a_detached_appliance_is_saved_restored_and_relaunched_from_the_cli(
+    tmp_path: Path, daemon: str | None,
+) -> None:
+    disk = images.ext4(tmp_path / "data.img", {"n": "data\n"}, size_mib=32)
+    launched = python(LAUNCHER, str(disk))
+    assert launched.returncode == 0, launched.stderr
+    ident, pid = launched.stdout.split()
+    qemus = [int(pid)]
+    saved = tmp_path / "saved"
+    try:
+        done = cli("guestslots.cli", "call", "--attach", ident, "save", str(saved))
+        assert done.returncode == 0 and done.stdout == f"{saved}\n", done.stderr
+        assert not alive(qemus[0]) and not runtime.record_path(ident).exists()
+
+        restored = cli("guestslots.cli", "restore", str(saved))
+        assert restored.returncode == 0 and restored.stdout == f"{ident}\n", restored.stderr
+        record = runtime.read(runtime.record_path(ident))
+        assert record.detached and record.pid is not None and alive(record.pid)
+        assert record.owner == {}  # the command let go of it: free to attach
+        qemus.append(record.pid)
+        # another process takes it over, with its mount and page cache back
+        called = cli("guestslots.cli", "call", "--attach", ident, "cat", "/cached")
+        assert called.returncode == 0 and called.stdout == "only in the page cache\n", \
+            called.stderr
+        again = cli("guestslots.cli", "restore", str(saved))
+        assert again.returncode == 1 and "is running" in again.stderr, again.stderr
+
+        os.kill(record.pid, signal.SIGKILL)  # QEMU dies; the record stays
+        relaunched = cli("guestslots.cli", "relaunch", ident)
+        assert relaunched.returncode == 0 and relaunched.stdout == f"{ident}\n", \
+            relaunched.stderr
+        record = runtime.read(runtime.record_path(ident))
+        assert record.detached and record.pid is not None and record.pid not in qemus
+        qemus.append(record.pid)
+        for command, answer in ((["list-devices"], "/dev/sda\n/dev/sdb\n"),
+                                (["diskset-list"], "0\n"),
+                                (["list-disk-labels"], "data: /dev/sda\n")):
+            called = cli("guestslots.cli", "call", "--attach", ident, *command)
+            assert called.returncode == 0 and called.stdout == answer, called.stderr
+        missing = cli("guestslots.cli", "relaunch", "nosuchid")
+        assert missing.returncode == 1 and "nosuchid" in missing.stderr
+        stopped = cli("guestslots.cli", "stop", ident)
+        assert stopped.returncode == 0 and not alive(record.pid), stopped.stderr
+    finally:
+        for qemu in qemus:
+            if alive(qemu):
+                os.kill(qemu, signal.SIGKILL)
+
+
 def test_only_a_detached_appliance_is_attached(app: Appliance) -> None:
     with pytest.raises(RuntimeRecordError, match="is not detached"):
         guestslots.attach(app.id)

@@ -187,8 +187,7 @@ class QemuBackend:
                               log_name=f"qemu{'-' + gen if gen else ''}.log")
         try:
             sock = machine.adopt(pid, timeout)
-            ram = machine.execute("qom-get", {"path": "/objects/ram0", "property": "mem-path"})
-            shared = machine.execute("qom-get", {"path": "/objects/ram0", "property": "share"})
+            ram, shared = _memory_of(machine)
             kvm = machine.execute("query-kvm").get("enabled")
         except BaseException:
             machine.close()
@@ -196,7 +195,7 @@ class QemuBackend:
             self._workdir = None
             raise
         self.spec = replace(self.spec, accel="kvm" if kvm else "tcg")
-        machine.cfg = replace(self._config(workdir, str(ram), bool(shared)),
+        machine.cfg = replace(self._config(workdir, ram, shared),
                               qmp_socket=cfg.qmp_socket, agent_socket=cfg.agent_socket,
                               console_log=cfg.console_log)
         self.machine = machine
@@ -478,3 +477,15 @@ def _holds_data(path: Path) -> bool:
         return os.stat(path).st_blocks > 0
     except FileNotFoundError:
         return False
+
+
+def _memory_of(machine: QemuMachine) -> tuple[str, bool]:
+    """The guest RAM of a running QEMU, as ``MachineConfig`` says it: the file it is
+    mapped from and whether shared, or anonymous RAM (restored from a save whose RAM
+    travelled in the stream), which has no file."""
+    kind = machine.execute("qom-get", {"path": "/objects/ram0", "property": "type"})
+    if kind == "memory-backend-ram":
+        return ANONYMOUS_RAM, False
+    ram = machine.execute("qom-get", {"path": "/objects/ram0", "property": "mem-path"})
+    shared = machine.execute("qom-get", {"path": "/objects/ram0", "property": "share"})
+    return str(ram), bool(shared)
