@@ -694,6 +694,13 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         except (OSError, GuestslotsError) as e:
             message = f"the runtime record of appliance {self.id} was not written: {e}"
             _warn(message, stacklevel=4)
+        note = getattr(backend, "note_disk_set", None)  # libvirt: the domain's metadata
+        if note is not None:
+            try:
+                note(record.diskset, self.call_timeout)
+            except GuestslotsError as e:
+                _warn(f"the disk set of appliance {self.id} was not written into its "
+                      f"domain's metadata: {e}", stacklevel=4)
 
     @property
     def pid(self) -> int | None:

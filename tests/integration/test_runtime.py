@@ -122,6 +122,7 @@ def test_the_disk_set_is_recorded_and_an_unplugged_slot_leaves_it(
     with pytest.raises(DiskSetError, match="does not exist"):
         app.diskset_remove(len(app.slots()))
     assert runtime.read(runtime.record_path(app.id)).diskset == (0, 1)
+    assert in_domain_metadata(app) in ([0, 1], None)
     # each write renames a new file over the record; held open, the old one keeps its
     # inode number (no reuse), so a write would show as another file at the path
     with open(runtime.record_path(app.id), "rb") as written:
@@ -132,6 +133,24 @@ def test_the_disk_set_is_recorded_and_an_unplugged_slot_leaves_it(
         app.unplug(1)
     assert (app.diskset_size(), app.diskset_list()) == (1, [0])
     assert runtime.read(runtime.record_path(app.id)).diskset == (0,)
+    assert in_domain_metadata(app) in ([0], None)
     with pytest.raises(DiskSetError, match="slot 1 is empty"):
         app.diskset_remove(1)
     assert app.diskset_remove_all() == 0 and app.diskset_list() == []
+    assert in_domain_metadata(app) in ([], None)
+
+
+def in_domain_metadata(app: Appliance) -> list[int] | None:
+    """On libvirt, the disk set as the domain's metadata says it (None on QEMU)."""
+    if app.backend != "libvirt":
+        return None
+    import libvirt
+
+    from guestslots.backends.libvirt.domxml import DISKSET_NS, diskset_of
+
+    domain = app._backend.domain  # type: ignore[union-attr]
+    element = domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, DISKSET_NS)
+    assert isinstance(element, str) and element.startswith("<diskset")
+    found = diskset_of(domain.XMLDesc(0))
+    assert found is not None, "no disk set in the domain's metadata"
+    return found

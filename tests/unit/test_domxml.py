@@ -15,6 +15,8 @@ from guestslots.backends.libvirt.domxml import (
     DomainConfig,
     backup_xml,
     disk_xml,
+    diskset_metadata,
+    diskset_of,
     domain_xml,
     is_detached,
     live_disk,
@@ -63,6 +65,23 @@ def test_the_owner_is_read_back() -> None:
     assert owner_of(domain_xml(CFG)) == CFG.owner
     assert owner_of(domain_xml(replace(CFG, owner=None))) is None
     assert owner_of("<domain><name>x</name></domain>") is None
+
+
+def test_the_disk_set_is_read_back_from_where_libvirt_puts_it() -> None:
+    domain = etree.fromstring(domain_xml(CFG).encode())
+    assert diskset_of(domain_xml(CFG)) is None
+    metadata = domain.find("metadata")
+    assert metadata is not None
+    # as libvirt's setMetadata stores it: the element in the namespace, under a prefix
+    element = etree.fromstring(diskset_metadata([3, 0]).encode())
+    stored = etree.SubElement(metadata, "{urn:guestslots:diskset:1}diskset",
+                              nsmap={"guestslots-diskset": "urn:guestslots:diskset:1"})
+    stored.extend(element)
+    assert diskset_of(etree.tostring(domain).decode()) == [0, 3]
+    stored.clear()
+    assert diskset_of(etree.tostring(domain).decode()) == []
+    etree.SubElement(stored, "slot", index="x")
+    assert diskset_of(etree.tostring(domain).decode()) is None
 
 
 def test_a_detached_appliances_qemu_listens_on_the_agent_socket_and_gc_knows_it() -> None:

@@ -68,9 +68,11 @@ from .. import Layout, VMSpec
 from ..overlays import make_overlay, make_root_overlay
 from . import bounded, connection
 from .domxml import (
+    DISKSET_NS,
     DomainConfig,
     backup_xml,
     disk_xml,
+    diskset_metadata,
     domain_xml,
     interface_xml,
     is_detached,
@@ -132,6 +134,8 @@ class LibvirtBackend:
         self._pidfd: int | None = None
         #: A saved appliance's layout and directory, for the next :meth:`start`.
         self._pending: tuple[Layout, Path] | None = None
+        #: The domain whose metadata was last given the disk set, and that element.
+        self._diskset_written: tuple[libvirt.virDomain, str] | None = None
         #: QEMU's pid as its agent connection says (SO_PEERCRED): any local libvirt's.
         self._qemu_pid: int | None = None
         #: Migrations so far: each new QEMU gets its own agent socket and console.
@@ -190,6 +194,29 @@ class LibvirtBackend:
         """The layout (:meth:`_layout`) and the domain's name, which libvirt restores a
         saved state under."""
         return hashlib.sha256(f"{self._layout()}/{self.domain_name}".encode()).hexdigest()
+
+    def note_disk_set(self, indices: Sequence[int], timeout: float) -> None:
+        """Keep the disk set in the domain's ``<metadata>`` too (namespace
+        :data:`.DISKSET_NS`: ``virsh metadata DOMAIN urn:guestslots:diskset:1``), so
+        libvirt's tools and a saved or migrated domain carry it; written only when it
+        changed (or the domain is a new one)."""
+        domain = self.domain
+        if domain is None:
+            return
+        xml = diskset_metadata(indices)
+        written = self._diskset_written
+        if written is not None and written[0] is domain and written[1] == xml:
+            return
+        try:
+            bounded.call(lambda: domain.setMetadata(
+                libvirt.VIR_DOMAIN_METADATA_ELEMENT, xml, "guestslots-diskset",
+                DISKSET_NS, libvirt.VIR_DOMAIN_AFFECT_LIVE), timeout,
+                "libvirt setMetadata (the disk set)", self._log_tail())
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return  # gone: its death is reported by the call that finds it
+            raise GuestslotsError(f"libvirt setMetadata: {e}") from None
+        self._diskset_written = (domain, xml)
 
     def runtime_info(self) -> dict[str, str]:
         return {"uri": self.uri or connection.uri(), "domain": self.domain_name

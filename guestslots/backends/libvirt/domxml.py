@@ -14,7 +14,7 @@ index with the same serial as on the QEMU backend (libvirt derives the
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from lxml import etree
@@ -32,6 +32,9 @@ from .. import KERNEL_CMDLINE
 ALIAS_PREFIX = "ua-"
 #: The namespace of guestslots's own ``<metadata>`` in a domain.
 METADATA_NS = "urn:guestslots:1"
+#: The namespace of the disk set's element in a domain's ``<metadata>`` (libvirt keeps
+#: one element per namespace, and the owner's is written once at creation).
+DISKSET_NS = "urn:guestslots:diskset:1"
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,27 @@ def is_detached(domain: str) -> bool:
     owner: see :class:`DomainConfig`)."""
     found = etree.fromstring(domain.encode()).find(f"metadata/{{{METADATA_NS}}}owner")
     return found is not None and found.get("detached") == "yes"
+
+
+def diskset_metadata(indices: Sequence[int]) -> str:
+    """The disk set's element for a domain's ``<metadata>``, in :data:`DISKSET_NS`
+    (libvirt's ``setMetadata`` puts it there): ``<diskset><slot index="0"/>...
+    </diskset>``, the slots of *indices*."""
+    return etree.tostring(el("diskset", *(el("slot", index=str(i)) for i in indices))
+                          ).decode()
+
+
+def diskset_of(domain: str) -> list[int] | None:
+    """The disk set in a domain's XML *domain* (None: none recorded there)."""
+    found = etree.fromstring(domain.encode()).find(f"metadata/{{{DISKSET_NS}}}diskset")
+    if found is None:
+        return None
+    try:
+        # libvirt puts only the element itself in the namespace, not its children
+        return sorted(int(slot.get("index", "")) for slot in found
+                      if isinstance(slot.tag, str) and etree.QName(slot).localname == "slot")
+    except ValueError:
+        return None
 
 
 def owner_of(domain: str) -> Owner | None:
