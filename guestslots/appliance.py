@@ -1493,7 +1493,8 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         groups, wherever they are), deactivates those volume groups and stops
         those arrays first.  Either way everything written is synced before the
         disk leaves, so no data is lost, and no device-mapper or md device is
-        left behind.
+        left behind.  A slot in the disk set leaves it (a ``RuntimeWarning`` says
+        so).
         """
         with self._lock:
             affect = self._affect("unplug", flags)

@@ -16,6 +16,7 @@ import stat
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -557,6 +558,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``guestslots``."""
+    # guestslots logs each of its warnings (one line on standard error) as it issues it
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"guestslots(\.|$)")
     args = parser().parse_args(argv)
     try:
         status: int = args.func(args)

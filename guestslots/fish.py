@@ -21,6 +21,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -305,6 +306,8 @@ def _lines(stream: Iterable[str]) -> Iterable[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``guestslots-fish``."""
+    # guestslots logs each of its warnings (one line on standard error) as it issues it
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"guestslots(\.|$)")
     args = parser().parse_args(argv)
     progress = (lambda m: print(m, file=sys.stderr)) if sys.stderr.isatty() else None
     try:

@@ -84,12 +84,16 @@ def test_commands_after_the_options_and_help_from_docstrings(osimg: Path) -> Non
 
 def test_hotplug_by_slot_from_the_shell(osimg: Path, tmp_path: Path) -> None:
     other = images.named_image(tmp_path, "other", None)
-    proc = fish("--slots", "2", stdin=f"hotplug 1 {other}\nslots\nunplug 1\nlist-devices\n")
+    proc = fish("--slots", "2", stdin=f"hotplug 1 {other}\nslots\ndiskset-add 1\nunplug 1\n"
+                "list-devices\n")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "1"
     assert lines[2].startswith(f"1 /dev/sdb filled {other} raw ro serial:slot1")
     assert lines[-2:] == ["/dev/sda", "/dev/sdb"]
+    # the slot left the disk set: said once, in one line, without Python's warning frame
+    assert proc.stderr.endswith("slot 1 was unplugged and left the disk set (now [])\n")
+    assert proc.stderr.count("\n") == 1, proc.stderr
 
 
 class Terminal:
