@@ -36,13 +36,18 @@ class Channel(AgentBase):
         self.send(wire.encode_message(obj))
 
     def read_exact(self, n: int) -> bytes | None:
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = os.read(self.fd, n - len(buf))
-            if not chunk:
+        """*n* bytes from the port (None: the host went away).  The port gives at most
+        one of its 4 KiB buffers per read, so a frame takes many reads: each goes
+        straight into the frame's buffer, with no object made for it."""
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            count = os.readv(self.fd, [view[got:]])
+            if not count:
                 return None
-            buf += chunk
-        return bytes(buf)
+            got += count
+        return buf  # type: ignore[return-value]  # bytes-like; never changed after
 
     def read_frame(self) -> tuple[int, bytes] | None:
         if self.queued:

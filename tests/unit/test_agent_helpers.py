@@ -112,3 +112,49 @@ def test_partition_names_split_into_device_and_number() -> None:
     for bad in ("/dev/sda", "/dev/vg/lv", "sda1", "/dev/md127"):
         with pytest.raises(DeviceNameError, match="not a partition"):
             split_partition(bad)
+
+
+def test_the_agent_reads_frames_that_arrive_a_few_bytes_at_a_time(tmp_path: object) -> None:
+    """The virtio-serial port gives at most one 4 KiB buffer per read: a frame comes in
+    many reads, each into the frame's own buffer, and the stream lands whole."""
+    import collections
+    import os
+    import socket
+    import threading
+
+    sys.modules.setdefault("wire", wire)
+    channel_module = importlib.import_module("guestslots._appliance.agent.channel")
+    agent_end, host_end = socket.socketpair()
+    channel = channel_module.Channel.__new__(channel_module.Channel)
+    channel.fd, channel.queued = agent_end.fileno(), collections.deque()
+    data = os.urandom(wire.CHUNK * 2 + 12345)
+    stream = b"".join([wire.encode_message({"id": 1, "call": "x"}),
+                       *(wire.encode(wire.DATA, data[i:i + wire.CHUNK])
+                         for i in range(0, len(data), wire.CHUNK)),
+                       wire.encode(wire.END)])
+
+    def host() -> None:  # 4 KiB at a time, some split headers included
+        for i in range(0, len(stream), 4093):
+            host_end.sendall(stream[i:i + 4093])
+
+    writer = threading.Thread(target=host)
+    writer.start()
+    kind, payload = channel.read_frame()
+    assert (kind, wire.decode_message(payload)) == (wire.MSG, {"id": 1, "call": "x"})
+    read, write = os.pipe()
+    got = bytearray()
+
+    def drain() -> None:
+        while piece := os.read(read, 65536):
+            got.extend(piece)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    assert channel.receive_file(write) == len(data)  # closes *write*
+    writer.join(10)
+    reader.join(10)
+    os.close(read)
+    assert bytes(got) == data
+    host_end.close()
+    assert channel.read_exact(1) is None  # the host went away
+    agent_end.close()
