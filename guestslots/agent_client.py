@@ -189,8 +189,10 @@ class AgentClient:
             raise ChannelBroken(call, f"the channel to the appliance is unusable since "
                                 f"{self._broken}; shut the appliance down and launch another")
         call_id = next(self._ids)
-        self._send(wire.encode_message({"id": call_id, "call": call, "args": args}), call,
-                   wait_for)
+        # "wait": how long this side waits (for silence, in a stream), so that the
+        # agent can cut loose a call stuck in a FUSE daemon once it is given up on
+        self._send(wire.encode_message({"id": call_id, "call": call, "args": args,
+                                        "wait": wait_for or self.timeout}), call, wait_for)
         return call_id
 
     def call(self, call: str, *, wait_for: float | None = None, **args: Any) -> Any:

@@ -7,7 +7,8 @@ A frame is a 5-byte header, ``>IB`` (payload length, kind), then the payload.
 Kinds:
 
 - ``M`` a message: one JSON object (UTF-8).  Requests are
-  ``{"id": N, "call": NAME, "args": {...}}``; replies are
+  ``{"id": N, "call": NAME, "args": {...}, "wait": SECONDS}`` (how long the host
+  waits for the reply, or in a transfer for the next frame); replies are
   ``{"id": N, "ok": RESULT}`` or ``{"id": N, "error": {"type", "message", "errno"}}``.
 - ``D`` a chunk of a file transfer (raw bytes), ``E`` its end, ``C`` a cancel.
 

@@ -64,6 +64,7 @@ from .net import NetCalls
 from .parts import PartCalls
 from .rpmdb import RpmCalls
 from .tree import TreeCalls
+from .watchdog import Watchdog, abort_stuck_fuse
 
 
 def early_setup() -> None:
@@ -122,11 +123,16 @@ class Agent(DiskCalls, PartCalls, FsToolCalls, VolumeMakeCalls, DeviceIoCalls, M
         self.nic_config = {}
         self.hive = None
         self.fuse_daemons = {}
+        self.watchdog = Watchdog(self._overdue)
         self.powering_off = False
         self.queued = collections.deque()
         self.calls = {
             name[5:]: getattr(self, name) for name in dir(self) if name.startswith("call_")
         }
+
+    def _overdue(self) -> None:
+        """The host gave up on the running call: see :mod:`.watchdog`."""
+        abort_stuck_fuse(self.fuse_daemons)
 
     def call_shutdown(self) -> None:
         with contextlib.suppress(Fail, OSError):

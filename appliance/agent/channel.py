@@ -27,6 +27,7 @@ class Channel(AgentBase):
     ``call_*`` methods, transfers streamed."""
 
     def send(self, frame: bytes) -> None:
+        self.watchdog.progress()
         view = memoryview(frame)
         while view:
             n = os.write(self.fd, view)
@@ -62,6 +63,7 @@ class Channel(AgentBase):
         payload = self.read_exact(length) if length else b""
         if payload is None:
             return None
+        self.watchdog.progress()
         return kind, payload
 
     def wait_for_host(self) -> None:
@@ -99,6 +101,8 @@ class Channel(AgentBase):
         name = msg.get("call")
         args = msg.get("args") or {}
         fn = self.calls.get(str(name))
+        wait = msg.get("wait")
+        self.watchdog.begin(float(wait) if isinstance(wait, (int, float)) else None)
         try:
             if fn is None:
                 raise Fail(f"unknown call {name!r}", errno.ENOSYS)
@@ -129,6 +133,7 @@ class Channel(AgentBase):
                 "type": "Fail", "errno": errno.E2BIG,
                 "message": f"{name}: the answer is larger than a message may be "
                            f"({wire.MAX_FRAME} bytes)"}})
+        self.watchdog.end()
         self.send(frame)
 
     def send_file(self, fd: int, offset: int = 0, count: int | None = None) -> int:

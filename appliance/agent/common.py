@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .blkid import Blkid
     from .disks import Disks
     from .files import Sysroot
+    from .watchdog import Watchdog
 
 
 
@@ -273,6 +274,8 @@ class AgentBase:
     powering_off: bool
     #: FUSE daemons (ntfs-3g) by the real mount point they serve.
     fuse_daemons: dict[str, subprocess.Popen[bytes]]
+    #: Cuts a call stuck in FUSE loose once the host gave up on it.
+    watchdog: Watchdog
 
     def close_hive(self) -> None:
         """Let go of an open registry hive (see :mod:`.hive`)."""

@@ -33,6 +33,13 @@ class Sysroot:
 
     @contextlib.contextmanager
     def inside(self) -> Iterator[None]:
+        try:
+            os.lstat(SYSROOT)
+        except OSError as e:
+            if e.errno == errno.ENOTCONN:  # see watchdog.py
+                raise Fail("the filesystem mounted on / was cut off (its FUSE daemon "
+                           "hung, and the host gave up on a call): umount / and mount it "
+                           "again", errno.ENOTCONN) from None
         if not os.path.ismount(SYSROOT):
             raise Fail("no filesystem is mounted on /: call mount first", errno.ENOENT)
         os.chroot(SYSROOT)

@@ -367,3 +367,51 @@ def test_short_soak_leaks_nothing(launch: Callable[..., Appliance], small: Path)
     assert last.fds <= first.fds, result.samples
     assert last.block_nodes == first.block_nodes, result.samples
     assert sorted(os.listdir(workdir)) == files_before
+
+
+def test_a_call_stuck_in_a_hung_fuse_daemon_is_cut_loose(
+    launch: Callable[..., Appliance], small: Path, tmp_path: Path
+) -> None:
+    """ntfs-3g (FUSE) waits on a disk that all but stopped: the call times out, the
+    agent aborts the FUSE mount once the host gave up and serves the next calls; the
+    mount answers a clear error until it is mounted again, other slots never notice."""
+    if os.environ.get("GUESTSLOTS_BACKEND", "qemu") != "qemu":
+        pytest.skip("the agent's part is the same on both backends; the stall is QMP's")
+    import hashlib
+
+    from guestslots import GuestOSError
+    from guestslots.model.ids import device_id
+    from guestslots.testing.windowsimage import ntfs
+
+    data = os.urandom(8 << 20)
+    image = ntfs(tmp_path / "ntfs.img", {"big": data, "small": "hi\n"})
+    app = launch(call_timeout=4)
+    app.hotplug(0, image, readonly=False)
+    app.hotplug(1, small)
+    app.mount("/dev/sda", "/")
+    assert app.cat("/small") == "hi\n"
+    backend = app._backend
+    assert backend is not None
+
+    def throttle(bps: int) -> None:
+        backend.machine.execute("block_set_io_throttle", {  # type: ignore[attr-defined]
+            "id": device_id("disk", app.id, 0), "bps": bps, "bps_rd": 0, "bps_wr": 0,
+            "iops": 0, "iops_rd": 0, "iops_wr": 0})
+
+    throttle(4096)  # 8 MiB at 4 KiB/s: ntfs-3g waits on the disk for half an hour
+    try:
+        with pytest.raises(AgentTimeout):
+            app.checksum("sha256", "/big")
+        # answered although ntfs-3g still waits on the disk
+        assert app.mounts() == ["/dev/sda"]
+        assert app.blockdev_getsize64("/dev/sdb") == small.stat().st_size
+    finally:
+        throttle(0)
+    with pytest.raises(GuestOSError, match="was cut off"):
+        app.cat("/small")
+    app.umount_all()
+    app.mount_ro("/dev/sdb", "/")
+    assert app.cat("/whoami") == "small\n"  # the other slot never noticed
+    app.umount_all()
+    app.mount("/dev/sda", "/")  # mounted again: a daemon of its own, all there
+    assert app.checksum("sha256", "/big") == hashlib.sha256(data).hexdigest()

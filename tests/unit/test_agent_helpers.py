@@ -127,6 +127,8 @@ def test_the_agent_reads_frames_that_arrive_a_few_bytes_at_a_time(tmp_path: obje
     agent_end, host_end = socket.socketpair()
     channel = channel_module.Channel.__new__(channel_module.Channel)
     channel.fd, channel.queued = agent_end.fileno(), collections.deque()
+    watchdog_module = importlib.import_module("guestslots._appliance.agent.watchdog")
+    channel.watchdog = watchdog_module.Watchdog(lambda: None)
     data = os.urandom(wire.CHUNK * 2 + 12345)
     stream = b"".join([wire.encode_message({"id": 1, "call": "x"}),
                        *(wire.encode(wire.DATA, data[i:i + wire.CHUNK])
@@ -158,3 +160,27 @@ def test_the_agent_reads_frames_that_arrive_a_few_bytes_at_a_time(tmp_path: obje
     host_end.close()
     assert channel.read_exact(1) is None  # the host went away
     agent_end.close()
+
+
+def test_the_watchdog_fires_once_per_call_that_outlives_the_hosts_wait() -> None:
+    import threading
+
+    sys.modules.setdefault("wire", wire)
+    watchdog_module = importlib.import_module("guestslots._appliance.agent.watchdog")
+    fired: list[int] = []
+    event = threading.Event()
+
+    def overdue() -> None:
+        fired.append(1)
+        event.set()
+
+    watchdog = watchdog_module.Watchdog(overdue)
+    watchdog.begin(None)  # no wait given: never overdue
+    watchdog.begin(0.01)
+    assert event.wait(10), "the watchdog did not fire for an overdue call"
+    event.clear()
+    watchdog.end()
+    watchdog.begin(0.01)  # the next call gets its own
+    assert event.wait(10), "the watchdog did not fire for the next overdue call"
+    watchdog.end()
+    assert len(fired) == 2
