@@ -61,6 +61,19 @@ def mountinfo() -> list[tuple[str, str, str, str]]:
     return result
 
 
+def fuse_mounts() -> dict[str, tuple[str, int]]:
+    """Every FUSE mount (fuse, fuseblk): its mount point -> (mount id, the kernel's
+    device number, ``major << 20 | minor``, which names its fusectl directory)."""
+    found = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[fields.index("-") + 1].startswith("fuse"):
+                major, minor = (int(n) for n in fields[2].split(":"))
+                found[_unescape(fields[4])] = (fields[0], major << 20 | minor)
+    return found
+
+
 def check_unused(names: list[str]) -> None:
     """Refuse (EBUSY, saying why) when any of block devices *names* is mounted, or
     something is stacked on it (an LV, an array, running or not)."""

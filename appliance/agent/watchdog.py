@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 
 from .common import libc, log
+from .mounts import fuse_mounts
 
 #: Where the kernel's FUSE connections are controlled (the fusectl filesystem).
 CONNECTIONS = "/sys/fs/fuse/connections"
@@ -65,37 +66,15 @@ class Watchdog:
                     self._cond.wait(left)
                     continue
                 self._wait = None  # once per call
-            try:
-                self._on_overdue()
-            except Exception as e:  # the watchdog never dies
-                log(f"watchdog: {e!r}")
+                # under the lock: the next call cannot begin (and be taken for this
+                # one) until this is done
+                try:
+                    self._on_overdue()
+                except Exception as e:  # the watchdog never dies
+                    log(f"watchdog: {e!r}")
 
 
-def _connection(mountpoint: str) -> str | None:
-    """The fusectl directory of the FUSE mount at *mountpoint* (its device number,
-    as the kernel encodes it: major << 20 | minor), from the mount table (a stat of
-    the mount point would wait for the daemon too)."""
-    with open("/proc/self/mountinfo") as table:
-        for line in table:
-            fields = line.split()
-            if fields[4] == mountpoint:
-                major, minor = (int(n) for n in fields[2].split(":"))
-                return f"{CONNECTIONS}/{major << 20 | minor}"
-    return None
-
-
-def _fuse_mount_ids() -> set[str]:
-    """The mount ids of the FUSE mounts, from the mount table."""
-    ids = set()
-    with open("/proc/self/mountinfo") as table:
-        for line in table:
-            fields = line.split()
-            if fields[fields.index("-") + 1].startswith("fuse"):
-                ids.add(fields[0])
-    return ids
-
-
-def _in_fuse(pid: str, task: str, fuse_mounts: set[str]) -> str | None:
+def _in_fuse(pid: str, task: str, mount_ids: set[str]) -> str | None:
     """Where thread *task* of *pid* waits on FUSE, or None.  Its kernel stack names a
     FUSE function when it waits for a request itself (a lookup, a stat); a read
     waits for the page cache, which FUSE fills, so there the syscall's first
@@ -115,7 +94,7 @@ def _in_fuse(pid: str, task: str, fuse_mounts: set[str]) -> str | None:
         if fd < 1 << 20:
             with contextlib.suppress(OSError), open(f"/proc/{pid}/fdinfo/{fd}") as f:
                 for line in f:
-                    if line.startswith("mnt_id:") and line.split()[1] in fuse_mounts:
+                    if line.startswith("mnt_id:") and line.split()[1] in mount_ids:
                         return f"syscall {fields[0]} on descriptor {fd}"
     return None
 
@@ -123,14 +102,14 @@ def _in_fuse(pid: str, task: str, fuse_mounts: set[str]) -> str | None:
 def waiting_in_fuse(exclude: set[int]) -> list[str]:
     """The processes (pid, command, where) waiting on a FUSE filesystem, less
     *exclude* (its daemons)."""
-    fuse_mounts = _fuse_mount_ids()
+    ids = {mount_id for mount_id, _dev in fuse_mounts().values()}
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) in exclude:
             continue
         with contextlib.suppress(OSError):
             for task in os.listdir(f"/proc/{pid}/task"):
-                where = _in_fuse(pid, task, fuse_mounts)
+                where = _in_fuse(pid, task, ids)
                 if where is not None:
                     with open(f"/proc/{pid}/comm") as f:
                         found.append(f"{pid} ({f.read().strip()}, {where})")
@@ -149,11 +128,12 @@ def abort_stuck_fuse(daemons: dict[str, subprocess.Popen[bytes]]) -> list[str]:
         return []
     if not os.listdir(CONNECTIONS):  # the fuse module makes the directory, not this
         libc.mount(b"fusectl", CONNECTIONS.encode(), b"fusectl", 0, None)
+    mounted = fuse_mounts()
     cut = []
     for mountpoint, daemon in list(daemons.items()):  # the agent's thread may change it
-        connection = _connection(mountpoint)
-        if connection is not None:
-            with contextlib.suppress(OSError), open(f"{connection}/abort", "w") as f:
+        if mountpoint in mounted:
+            abort = f"{CONNECTIONS}/{mounted[mountpoint][1]}/abort"
+            with contextlib.suppress(OSError), open(abort, "w") as f:
                 f.write("1")
         with contextlib.suppress(ProcessLookupError):
             daemon.kill()  # stopped or looping, it serves nothing now
