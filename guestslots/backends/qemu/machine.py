@@ -140,6 +140,18 @@ LIVE_CAPS = [{"capability": "events", "state": True},
              {"capability": "multifd", "state": False}]
 
 
+def _quiet_lost_connection(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """This machine's loop's handler of errors nobody awaited: qemu.qmp's reader of a
+    QEMU that died (EOF) holds the error until the session is closed, and an
+    ``Appliance`` dropped without ``shutdown()`` never closes it, so Python would print
+    "exception was never retrieved" with a traceback at exit.  The death is reported
+    to whoever calls the appliance; here it is only logged."""
+    if isinstance(context.get("exception"), (EOFError, ConnectionError)):
+        log.debug("QMP: %s: %r", context.get("message"), context.get("exception"))
+        return
+    loop.default_exception_handler(context)
+
+
 class QemuMachine:
     """A running QEMU: its process, its QMP session, and the agent socket it connected."""
 
@@ -154,6 +166,7 @@ class QemuMachine:
         self.command = qemu_command(cfg, incoming)
         self.qemu_log = workdir / log_name
         self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_quiet_lost_connection)
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="guestslots-qemu", daemon=True
         )
