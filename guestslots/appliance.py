@@ -1685,8 +1685,13 @@ def relaunch(appliance: str | os.PathLike[str], **options: Any) -> Appliance:
 def _record_path(appliance: str | os.PathLike[str]) -> Path:
     """The runtime record of *appliance*: an id (``guestslots ps``), or a record's path."""
     text = os.fspath(appliance)
-    is_id = os.sep not in text and not text.endswith(".json")
-    return runtime.record_path(text) if is_id else Path(text)
+    if os.sep in text or text.endswith(".json"):
+        return Path(text)
+    path = runtime.record_path(text)
+    if not path.exists():
+        raise RuntimeRecordError(text, f"no appliance {text} is recorded (guestslots ps "
+                                 "lists the running ones)")
+    return path
 
 
 def attach(appliance: str | os.PathLike[str], *, timeout: float = 10.0,

@@ -166,7 +166,7 @@ def test_a_detached_appliance_outlives_its_caller_and_another_process_attaches(
         assert not alive(qemu)
         assert not runtime.record_path(ident).exists()
         assert not os.path.exists(record.workdir)
-        with pytest.raises(RuntimeRecordError):
+        with pytest.raises(RuntimeRecordError, match=f"no appliance {ident} is recorded"):
             guestslots.attach(ident)  # nothing left to attach to
     finally:
         if alive(qemu):
@@ -213,7 +213,8 @@ def test_a_detached_appliance_is_saved_restored_and_relaunched_from_the_cli(
             called = cli("guestslots.cli", "call", "--attach", ident, *command)
             assert called.returncode == 0 and called.stdout == answer, called.stderr
         missing = cli("guestslots.cli", "relaunch", "nosuchid")
-        assert missing.returncode == 1 and "nosuchid" in missing.stderr
+        assert missing.returncode == 1 and "no appliance nosuchid is recorded" in \
+            missing.stderr, missing.stderr
         stopped = cli("guestslots.cli", "stop", ident)
         assert stopped.returncode == 0 and not alive(record.pid), stopped.stderr
     finally:
