@@ -29,7 +29,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from .channel import Channel
-from .common import MS_NODEV, MS_NOSUID, MS_RDONLY, SYSROOT, Fail, check_path, libc
+from .common import (
+    MS_NODEV,
+    MS_NOSUID,
+    MS_RDONLY,
+    SYSROOT,
+    Fail,
+    check_path,
+    libc,
+    open_in_root,
+)
 
 TAR = "/usr/bin/tar"
 #: Where tar-in's private root is mounted (in tar's own mount namespace only).
@@ -112,12 +121,8 @@ class ArchiveCalls(Channel):
         try:
             compress = _check_compress(compress)
             with self.root.inside():
-                # resolved inside the guest root: no symlink left in it (a bind mount
-                # cannot take a descriptor from before tar's own mount namespace)
-                real = os.path.realpath(check_path(directory))
-                if not os.path.isdir(real):
+                if not os.path.isdir(check_path(directory)):
                     raise Fail(f"{directory}: not a directory", errno.ENOTDIR)
-            target = SYSROOT + real.rstrip("/")
             args = [TAR, "-xf", "-", "--numeric-owner"]
             for wanted, option in ((xattrs, "--xattrs"), (selinux, "--selinux"),
                                    (acls, "--acls")):
@@ -126,7 +131,7 @@ class ArchiveCalls(Channel):
             os.makedirs(TAR_ROOT, exist_ok=True)
             with tempfile.TemporaryFile() as errors:
                 proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                        stderr=errors, preexec_fn=lambda: _tar_root(target))
+                                        stderr=errors, preexec_fn=lambda: _tar_root(directory))
                 assert proc.stdin is not None
                 decompressor = _decompressor(compress)
                 total = 0
@@ -164,19 +169,20 @@ def _decompressor(compress: str) -> Any:
     return None
 
 
-def _tar_root(target: str) -> None:
+def _tar_root(directory: str) -> None:
     try:
-        _enter_tar_root(target)
+        _enter_tar_root(directory)
     except BaseException as e:  # said on tar's standard error, which the caller reads
         os.write(2, f"cannot prepare tar's root: {e}\n".encode())
         os._exit(126)
 
 
-def _enter_tar_root(target: str) -> None:
+def _enter_tar_root(directory: str) -> None:
     """In tar's child process, before exec: a mount namespace of its own whose root is
     an empty read-only tmpfs holding the appliance's /usr (read-only) and, at /target,
-    the guest directory (*target*: its path under the sysroot, resolved inside the
-    guest root, so free of symlinks), and chdir there.
+    guest *directory* (opened in tar's namespace with the guest filesystem as its
+    root, and bound from that descriptor: a symlink swapped in after the check
+    cannot redirect it), and chdir there.
     Whatever a guest symlink names, tar can write into the guest directory's
     filesystem and nowhere else: an absolute symlink resolves in this root, not in
     the appliance's."""
@@ -197,8 +203,10 @@ def _enter_tar_root(target: str) -> None:
     ok(libc.mount(b"/usr", root + b"/usr", None, MS_BIND | MS_REC, None), "bind /usr")
     ok(libc.mount(None, root + b"/usr", None, MS_REMOUNT | MS_BIND | MS_RDONLY, None),
        "read-only /usr")
-    ok(libc.mount(target.encode(), root + b"/target", None, MS_BIND | MS_REC, None),
-       "bind the guest directory")
+    fd = open_in_root(SYSROOT, directory, os.O_PATH | os.O_DIRECTORY)
+    ok(libc.mount(f"/proc/self/fd/{fd}".encode(), root + b"/target", None, MS_BIND | MS_REC,
+                  None), "bind the guest directory")
+    os.close(fd)
     ok(libc.mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None),
        "read-only root")
     os.chroot(TAR_ROOT)

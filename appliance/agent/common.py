@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import stat
+import struct
 import subprocess
 import sys
 from collections.abc import Callable
@@ -152,6 +153,33 @@ libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
 
 
 libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+#: umount2: do not follow a symlink in the last component of the path.
+UMOUNT_NOFOLLOW = 8
+
+
+SYS_OPENAT2 = 437  # x86_64
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+
+
+def open_in_root(root: str, path: str, flags: int) -> int:
+    """Open *path* with directory *root* as its root, as the kernel resolves it
+    (``openat2`` with ``RESOLVE_IN_ROOT``): absolute symlinks and ``..`` stay inside
+    *root*, no ``/proc`` magic link is followed, and a rename racing the lookup makes
+    it fail instead of escaping.  A descriptor (``O_CLOEXEC``)."""
+    how = struct.pack("QQQ", flags | os.O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    dirfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = libc.syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(dirfd),
+                          check_path(path).encode(), how, ctypes.c_size_t(len(how)))
+        if fd < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"{path}: {os.strerror(e)}")
+        return int(fd)
+    finally:
+        os.close(dirfd)
 
 
 class Fail(Exception):

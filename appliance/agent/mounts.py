@@ -29,6 +29,7 @@ from .common import (
     SYSROOT,
     TOOL_ENV,
     TOOL_TIMEOUT,
+    UMOUNT_NOFOLLOW,
     AgentBase,
     Fail,
     _check_libc,
@@ -247,7 +248,13 @@ class MountCalls(AgentBase):
         writes back and ends when its filesystem is unmounted)."""
         real = real_mountpoint(api)
         self.close_hive()  # a hive is a mapped guest file: its mount would be busy
-        _check_libc(libc.umount2(real.encode(), 0), f"umount {api}")
+        if api == "/":
+            _check_libc(libc.umount2(SYSROOT.encode(), UMOUNT_NOFOLLOW), "umount /")
+        else:
+            # named inside the guest root, the last component not followed: whatever
+            # the guest's directories say, only a mount in the guest root is undone
+            with self.root.inside():
+                _check_libc(libc.umount2(api.encode(), UMOUNT_NOFOLLOW), f"umount {api}")
         daemon = self.fuse_daemons.pop(real, None)
         if daemon is not None:
             try:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -184,3 +187,35 @@ def test_the_watchdog_fires_once_per_call_that_outlives_the_hosts_wait() -> None
     assert event.wait(10), "the watchdog did not fire for the next overdue call"
     watchdog.end()
     assert len(fired) == 2
+
+
+@pytest.fixture(scope="module")
+def common() -> ModuleType:
+    sys.modules.setdefault("wire", wire)
+    return importlib.import_module("guestslots._appliance.agent.common")
+
+
+def test_open_in_root_keeps_symlinks_and_dotdot_inside(common: ModuleType,
+                                                       tmp_path: Path) -> None:
+    """tar_in binds its directory from this descriptor: whatever the guest's links say,
+    it names a directory of the guest root (openat2 RESOLVE_IN_ROOT, the real syscall)."""
+    root = tmp_path / "guest"
+    (root / "upload").mkdir(parents=True)
+    (root / "upload" / "mark").write_text("guest")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "mark").write_text("host")
+    (root / "abs").symlink_to("/upload")               # absolute: the guest's /upload
+    (root / "up").symlink_to("../../../../outside")    # .. stops at the guest root
+    (root / "magic").symlink_to("/proc/self/root")     # a magic link is not followed
+    for path in ("/upload", "/abs", "/../../upload", "/abs/../../upload"):
+        fd = common.open_in_root(str(root), path, os.O_PATH | os.O_DIRECTORY)
+        try:
+            assert os.readlink(f"/proc/self/fd/{fd}") == str(root / "upload")
+        finally:
+            os.close(fd)
+    with pytest.raises(OSError) as e:
+        common.open_in_root(str(root), "/up", os.O_PATH | os.O_DIRECTORY)
+    assert e.value.errno == errno.ENOENT  # ../../outside seen from the guest root
+    with pytest.raises(OSError) as e:
+        common.open_in_root(str(root), "/magic/etc", os.O_PATH | os.O_DIRECTORY)
+    assert e.value.errno in (errno.ENOENT, errno.ELOOP, errno.EXDEV)
