@@ -63,12 +63,15 @@ from .mounts import (
 from .net import NetCalls
 from .parts import PartCalls
 from .rpmdb import RpmCalls
+from .switchroot import leave_initramfs
 from .tree import TreeCalls
 from .watchdog import Watchdog, abort_stuck_fuse
 
 
 def early_setup() -> None:
-    """What an init does, by syscalls: mount the API filesystems, start udevd."""
+    """What an init does, by syscalls: leave the initramfs, mount the API filesystems,
+    start udevd."""
+    leave_initramfs()
     for src, target, fstype in (
         ("proc", "/proc", "proc"),
         ("sysfs", "/sys", "sysfs"),
