@@ -24,11 +24,11 @@ from .appliance import Appliance, ApplianceState, attach, relaunch, restore
 from .commands import UsageError, format_result, lookup
 from .copyout import copy_out
 from .errors import GuestslotsError
-from .frontend import open_appliance
 from .host import build, runtime, workdir
 from .host.proc import signal_process
 from .inspector_xml import inspector_xml
 from .model.runtime import RuntimeRecord
+from .opening import open_appliance
 
 PROG = "guestslots"
 
@@ -294,10 +294,10 @@ def cmd_test_tool(args: argparse.Namespace) -> int:
         return str(image.directory)
 
     check("appliance build", appliance, "./tools/setup, then look at the error above")
-    with tempfile.TemporaryDirectory(prefix="guestslots-test-tool-") as tmp:
-        from .testing.testimages import named_image
+    from .prepare import DiskSpec, PartSpec, make_image
 
-        disk = named_image(Path(tmp), "testtool", "gpt")
+    with tempfile.TemporaryDirectory(prefix="guestslots-test-tool-") as tmp:
+        disk = Path(tmp) / "testtool.img"
         app = Appliance(accel=args.accel)
         app.add_drive("/dev/null")
 
@@ -308,6 +308,9 @@ def cmd_test_tool(args: argparse.Namespace) -> int:
 
         if check("appliance launch", boot, "see the QEMU log tail in the error; try --accel tcg"):
             def hotplug() -> str:
+                # a disk made by the appliance's own tools, as libguestfs-test-tool does
+                make_image(disk, DiskSpec(size="32M", table="gpt", partitions=[
+                    PartSpec(fstype="ext4", files={"/whoami": "testtool\n"})]), app)
                 app.hotplug(0, disk)
                 found = app.list_filesystems()
                 if found != {"/dev/sda1": "ext4"}:

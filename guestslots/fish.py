@@ -37,8 +37,8 @@ from .commands import (
     lookup,
 )
 from .errors import GuestslotsError
-from .frontend import open_appliance
 from .model.names import is_volume
+from .opening import open_appliance
 from .prepare import parse_prepared
 
 PROG = "guestslots-fish"

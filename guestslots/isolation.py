@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .appliance import Appliance
-from .frontend import open_appliance
+from .opening import open_appliance
 
 
 @contextlib.contextmanager

@@ -32,9 +32,9 @@ import pytest
 
 from .appliance import Appliance, ApplianceState
 from .errors import ApplianceBuildError, GuestslotsError
-from .frontend import open_appliance
 from .host.build import host_kernel
 from .model.slots import SlotState
+from .opening import open_appliance
 
 
 @dataclass(frozen=True)

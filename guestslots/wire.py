@@ -20,8 +20,9 @@ the reply.  Frames larger than :data:`MAX_FRAME` are refused on both sides.
 from __future__ import annotations
 
 import json
+import re
 import struct
-from typing import Any
+from typing import Any, NamedTuple
 
 HEADER = struct.Struct(">IB")
 MAX_FRAME = 4 * 1024 * 1024
@@ -116,6 +117,38 @@ def split_dm_name(mangled: str) -> list[str]:
         i += 1
     parts.append(cur)
     return parts
+
+
+class Mount(NamedTuple):
+    """One line of ``/proc/PID/mountinfo`` (proc(5)), its paths unescaped."""
+
+    mount_id: str
+    #: ``major:minor`` of the mounted filesystem (btrfs and FUSE: an anonymous one).
+    device: str
+    #: The directory of the filesystem mounted here (a bind's or subvolume's root).
+    root: str
+    mountpoint: str
+    fstype: str
+    source: str
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (``\\040``)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    """Every mount of a mountinfo text, in mount order (the one mountinfo reader of
+    the host and the agent): fields, optional fields, ``-``, type, source."""
+    mounts = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, after = left.split(" "), right.split(" ")
+        if not sep or len(fields) < 5 or len(after) < 2:
+            continue
+        mounts.append(Mount(fields[0], fields[2], _unescape(fields[3]), _unescape(fields[4]),
+                            after[0], _unescape(after[1])))
+    return mounts
 
 
 class ProtocolError(Exception):

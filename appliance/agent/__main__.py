@@ -25,9 +25,7 @@ import socket
 import traceback
 
 from .archive import ArchiveCalls
-from .blkid import (
-    Blkid,
-)
+from .blkid import Blkid
 from .common import (
     AGENT_PORT,
     LINUX_REBOOT_CMD_POWER_OFF,
@@ -40,30 +38,22 @@ from .common import (
 )
 from .cpus import CpuCalls
 from .devio import DeviceIoCalls
-from .disks import (
-    DiskCalls,
-    Disks,
-)
+from .disks import DiskCalls
 from .edits import EditCalls
-from .files import (
-    FileCalls,
-    Sysroot,
-)
-from .fs import (
-    FsCalls,
-)
+from .files import FileCalls
+from .fs import FsCalls
 from .fstools import FsToolCalls
 from .guestexec import GuestExecCalls
 from .hive import HiveCalls
 from .listing import ListingCalls
 from .makevol import VolumeMakeCalls
-from .mounts import (
-    MountCalls,
-)
+from .mounts import MountCalls
 from .net import NetCalls
 from .parts import PartCalls
 from .rpmdb import RpmCalls
+from .slotdisks import Disks
 from .switchroot import leave_initramfs
+from .sysroot import Sysroot
 from .tree import TreeCalls
 from .watchdog import Watchdog, abort_stuck_fuse
 

@@ -15,11 +15,11 @@ import wire  # type: ignore[import-not-found]  # beside the agent in the applian
 
 from .common import (
     LINUX_REBOOT_CMD_POWER_OFF,
-    AgentBase,
     Fail,
     libc,
     log,
 )
+from .state import AgentBase
 
 
 class Channel(AgentBase):

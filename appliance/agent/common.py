@@ -6,29 +6,19 @@ splitting) come from :mod:`wire`, imported by both sides.
 
 from __future__ import annotations
 
-import collections
 import ctypes
 import ctypes.util
 import errno
 import os
 import re
-import socket
 import stat
 import struct
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import wire  # type: ignore[import-not-found]  # beside the agent in the appliance
-
-if TYPE_CHECKING:
-    from .blkid import Blkid
-    from .disks import Disks
-    from .files import Sysroot
-    from .watchdog import Watchdog
-
-
 
 AGENT_PORT: str = wire.AGENT_PORT
 LINK_DIR: str = wire.LINK_DIR
@@ -282,32 +272,3 @@ def check_path(path: Any) -> str:
     if "\0" in path:
         raise Fail("path contains a NUL byte", errno.EINVAL)
     return path
-
-
-class AgentBase:
-    """The agent's state, which every area's calls share (set up by ``Agent``)."""
-
-    fd: int
-    disks: Disks
-    blkid: Blkid
-    root: Sysroot
-    udev_events: socket.socket
-    #: btrfs subvolumes by disk (``name@diskseq``).
-    subvolumes: dict[str, list[str]]
-    #: The disks of read-only slots, as name@diskseq (a name is reused, a seq is not).
-    readonly_disks: set[str]
-    #: Requests that arrived while a download was streaming, served after it.
-    queued: collections.deque[tuple[int, bytes]]
-    calls: dict[str, Callable[..., Any]]
-    powering_off: bool
-    #: FUSE daemons (ntfs-3g) by the real mount point they serve.
-    fuse_daemons: dict[str, subprocess.Popen[bytes]]
-    #: Cuts a call stuck in FUSE loose once the host gave up on it.
-    watchdog: Watchdog
-
-    def close_hive(self) -> None:
-        """Let go of an open registry hive (see :mod:`.hive`)."""
-
-    def unmount(self, api: str) -> None:
-        """Unmount guest mount point *api* (see :mod:`.mounts`)."""
-        raise NotImplementedError

@@ -17,7 +17,8 @@ import os
 import shutil
 import stat
 
-from .common import AgentBase, Fail, check_path, libc, open_regular_here
+from .common import Fail, check_path, libc, open_regular_here
+from .state import AgentBase
 
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2

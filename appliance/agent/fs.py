@@ -4,7 +4,7 @@ FUSE filesystem forwards, one call each, with the mounted guest filesystem as ro
 Attributes travel as lists in ``wire.STAT_FIELDS`` order (a directory of ten
 thousand entries is one call and one message).  Nothing here follows a guest
 symlink out of the guest filesystem (chroot, see :mod:`.files`), opens a device
-node or FIFO for data (:meth:`.files.Sysroot.open_regular`), or creates one.
+node or FIFO for data (:meth:`.sysroot.Sysroot.open_regular`), or creates one.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ import stat
 import struct
 import time
 
-from .common import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, SYSROOT, AgentBase, Fail, libc
+from .common import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, SYSROOT, Fail, libc
 from .confine import (
     CallGroup,
     drop_capabilities,
@@ -47,6 +47,7 @@ from .confine import (
     restrict_process,
     seccomp_filter,
 )
+from .state import AgentBase
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000

@@ -13,7 +13,8 @@ import errno
 import os
 from typing import Any
 
-from .common import AgentBase, Fail
+from .common import Fail
+from .state import AgentBase
 
 try:  # python3-hivex, copied into the appliance (see appliance/packages)
     import hivex  # type: ignore[import-not-found]

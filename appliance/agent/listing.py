@@ -16,8 +16,10 @@ import math
 import os
 import stat
 
-from .common import TOOL_ENV, AgentBase, Fail, check_path, open_regular_here, run_tool
-from .mounts import guest_mounts, mountinfo, real_mountpoint
+from .common import TOOL_ENV, Fail, check_path, open_regular_here, run_tool
+from .mountinfo import mountinfo
+from .mounts import guest_mounts, real_mountpoint
+from .state import AgentBase
 
 LS = "/bin/ls"
 FILE = "/usr/bin/file"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import select
 import subprocess
 import time
@@ -30,49 +29,18 @@ from .common import (
     TOOL_ENV,
     TOOL_TIMEOUT,
     UMOUNT_NOFOLLOW,
-    AgentBase,
     Fail,
     _check_libc,
     check_path,
     libc,
 )
+from .mountinfo import mountinfo
+from .state import AgentBase
 
 #: Filesystems the kernel cannot mount, served by a FUSE daemon (Debian's kernel has
 #: no NTFS driver; libguestfs mounts NTFS with ntfs-3g too).
 FUSE_MOUNTERS = {"ntfs": "/usr/bin/ntfs-3g"}
 _FUSE_REFUSED = frozenset({"ro", "rw", "dev", "suid", "exec"})
-
-
-def _unescape(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def mountinfo() -> list[tuple[str, str, str, str]]:
-    """(mount point, source, root within the filesystem, fstype) of every mount, in
-    mount order."""
-    result = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            result.append(
-                (_unescape(fields[4]), _unescape(fields[sep + 2]), _unescape(fields[3]),
-                 fields[sep + 1])
-            )
-    return result
-
-
-def fuse_mounts() -> dict[str, tuple[str, int]]:
-    """Every FUSE mount (fuse, fuseblk): its mount point -> (mount id, the kernel's
-    device number, ``major << 20 | minor``, which names its fusectl directory)."""
-    found = {}
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            if fields[fields.index("-") + 1].startswith("fuse"):
-                major, minor = (int(n) for n in fields[2].split(":"))
-                found[_unescape(fields[4])] = (fields[0], major << 20 | minor)
-    return found
 
 
 def check_unused(names: list[str]) -> None:

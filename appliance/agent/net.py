@@ -22,7 +22,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from .common import NETLINK_KOBJECT_UEVENT, AgentBase, Fail, libc
+from .common import NETLINK_KOBJECT_UEVENT, Fail, libc
+from .state import AgentBase
 
 NET_DIR = "/sys/class/net"
 SYS_FINIT_MODULE = 313  # x86_64

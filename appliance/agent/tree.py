@@ -17,7 +17,8 @@ import os
 import re
 import stat
 
-from .common import AgentBase, Fail, check_path, open_regular_here
+from .common import Fail, check_path, open_regular_here
+from .state import AgentBase
 
 #: The most names or lines a call returns.
 MAX_RESULTS = 1_000_000

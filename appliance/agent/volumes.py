@@ -30,7 +30,6 @@ from .common import (
     LVM,
     MDADM,
     MDADM_CONF,
-    AgentBase,
     Fail,
     split_dm_name,
     tool,
@@ -38,6 +37,7 @@ from .common import (
 from .mounts import (
     guest_mounts,
 )
+from .state import AgentBase
 
 
 def lvm_report(command: str, fields: str, *args: str) -> list[dict[str, str]]:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 
 from .common import libc, log
-from .mounts import fuse_mounts
+from .mountinfo import fuse_mounts
 
 #: Where the kernel's FUSE connections are controlled (the fusectl filesystem).
 CONNECTIONS = "/sys/fs/fuse/connections"

@@ -80,7 +80,7 @@ def mount(images: Sequence[tuple[str, str | None]], mountpoint: str | os.PathLik
 def _serve(images: Sequence[tuple[str, str | None]], target: Path, rw: bool,
            mounts: Sequence[str], inspector: bool, owner_pid: int | None,
            ready: Callable[[], None]) -> None:
-    from ..frontend import open_appliance
+    from ..opening import open_appliance
     from .serve import serve
 
     app = open_appliance(images, readonly=not rw, mounts=mounts, inspector=inspector,

@@ -1,5 +1,5 @@
-"""Which FUSE mounts are guestslots's, read from ``/proc/self/mountinfo``.  Pure parsing
-(:func:`parse`) and one reader.
+"""Which FUSE mounts are guestslots's, read from ``/proc/self/mountinfo`` (parsed by
+:func:`guestslots.wire.parse_mountinfo`, the one reader host and agent share).
 
 A guestslots mount has the type ``fuse.guestslots`` and the source
 ``guestslots:PID``, PID being the process that serves it: ``guestslots umount``
@@ -9,9 +9,10 @@ image).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from .. import wire
 
 FSTYPE = "fuse.guestslots"
 SOURCE_PREFIX = "guestslots:"
@@ -36,21 +37,9 @@ class Mount:
             return None
 
 
-def _unescape(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as octal (``\\040``)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
 def parse(text: str) -> list[Mount]:
-    """Every mount of a mountinfo text (proc(5): fields, then ``-``, type, source)."""
-    mounts = []
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields, after = left.split(" "), right.split(" ")
-        if not sep or len(fields) < 5 or len(after) < 2:
-            continue
-        mounts.append(Mount(_unescape(fields[4]), _unescape(after[0]), _unescape(after[1])))
-    return mounts
+    """Every mount of a mountinfo text."""
+    return [Mount(m.mountpoint, m.fstype, m.source) for m in wire.parse_mountinfo(text)]
 
 
 def find(mountpoint: str | Path) -> Mount | None:

@@ -1,9 +1,9 @@
-"""What every front end does first: open an appliance as guestfish's options say.
+"""Opening an appliance as guestfish's options say: images in slots, empty slots,
+launch, mounts (library API, not a front end).
 
 The shell (``-a``, ``--format``, ``--ro``/``--rw``, ``-N``, ``-m``, ``-i``, ``--slots``),
-the CLI, the pytest plugin and :func:`guestslots.isolated` all add images,
-reserve empty slots, launch, and mount through :func:`open_appliance`, and
-show results through :func:`guestslots.commands.format_result`.
+the CLI, the pytest plugin, :func:`guestslots.isolated` and ``guestslots mount`` all
+add images, reserve empty slots, launch, and mount through :func:`open_appliance`.
 """
 
 from __future__ import annotations
