@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 HEADER = struct.Struct(">IB")
@@ -43,6 +44,31 @@ AGENT_PORT = "org.guestslots.agent.0"
 LINK_DIR = "/dev/disk/guestslots"
 #: libguestfs's prefix for a btrfs subvolume: ``btrfsvol:/dev/sda2/home``.
 BTRFSVOL = "btrfsvol:"
+#: The appliance's own configuration (the image build puts it there).
+CONFIG_DIR = "/etc/guestslots"
+#: LVM's system directory in the appliance (its ``lvm.conf``).
+LVM_SYSTEM_DIR = CONFIG_DIR + "/lvm"
+#: mdadm's configuration in the appliance.
+MDADM_CONF = CONFIG_DIR + "/mdadm.conf"
+
+
+def split_btrfsvol(name: str, names_device: Callable[[str], bool]) -> tuple[str, str] | None:
+    """``btrfsvol:DEVICE/PATH`` -> (DEVICE, PATH); None if *name* is not one.
+
+    DEVICE is the shortest prefix after ``btrfsvol:`` that *names_device* accepts,
+    as libguestfs reads it (the host asks whether it is a slot device, link, LV or
+    md array; the agent whether the device node exists).
+    """
+    if not name.startswith(BTRFSVOL + "/dev/"):
+        return None
+    rest = name.removeprefix(BTRFSVOL)
+    at = len("/dev/")
+    while (slash := rest.find("/", at)) != -1:
+        device, path = rest[:slash], rest[slash + 1 :].strip("/")
+        if path and names_device(device):
+            return device, path
+        at = slash + 1
+    return None
 
 
 #: Every call the agent answers (its ``call_<name>`` methods), by area; the host

@@ -89,7 +89,7 @@ BTRFS = "/bin/btrfs"
 BTRFS_PROBE_DIR = "/run/guestslots/btrfs"
 
 
-MDADM_CONF = "/etc/guestslots/mdadm.conf"
+MDADM_CONF: str = wire.MDADM_CONF
 
 
 TOOL_TIMEOUT = 60  # seconds: below the host's call timeout, so a stuck tool is reported
@@ -100,7 +100,7 @@ TOOL_TIMEOUT = 60  # seconds: below the host's call timeout, so a stuck tool is 
 TOOL_ENV = {
     "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
     "LANG": "C",
-    "LVM_SYSTEM_DIR": "/etc/guestslots/lvm",
+    "LVM_SYSTEM_DIR": wire.LVM_SYSTEM_DIR,
     "LVM_SUPPRESS_FD_WARNINGS": "1",
     "DM_DISABLE_UDEV": "1",
     "MDADM_NO_UDEV": "1",

@@ -9,8 +9,11 @@ import fcntl
 import os
 import re
 import select
+import stat
 import time
 from typing import Any
+
+import wire  # type: ignore[import-not-found]  # beside the agent in the appliance
 
 from . import links
 from .blockdev import (
@@ -44,6 +47,13 @@ from .volumes import (
 )
 
 
+def _is_block_device(path: str) -> bool:
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 class DiskCalls(VolumeCalls):
     """Slot disks: waiting for them, their partitions and filesystems, getting them ready
     to unplug."""
@@ -56,9 +66,8 @@ class DiskCalls(VolumeCalls):
         partition, every member's disk for an LV or md array (a btrfs subvolume is on
         its device's)."""
         if isinstance(device, str) and device.startswith(BTRFSVOL):
-            device = device[len(BTRFSVOL):].rsplit("/", 1)[0]
-            while not os.path.exists(device) and device.count("/") > 2:
-                device = device.rsplit("/", 1)[0]
+            split = wire.split_btrfsvol(device, _is_block_device)
+            device = split[0] if split else device
         disks = slot_disks_under(resolve_device(device)) or set()
         return sorted(f"/dev/{d}" for d in disks)
 

@@ -241,16 +241,16 @@ def _overlay_tarball(dest: Path) -> None:
             "usr/lib/guestslots/agent",
             "usr/lib/guestslots/agent/__pycache__",
             "usr/lib/guestslots/__pycache__",
-            "etc/guestslots",
-            "etc/guestslots/lvm",
+            wire.CONFIG_DIR.lstrip("/"),
+            wire.LVM_SYSTEM_DIR.lstrip("/"),
         ):
             _add_dir(tar, d, 0o1777 if d == "tmp" else 0o755)
         _add_file(tar, "init", guest_file("init"), 0o755)
         for name, data in _agent_files().items():
             _add_file(tar, f"usr/lib/guestslots/{name}", data)
         _add_file(tar, "etc/udev/rules.d/99-guestslots.rules", udev_rules().encode())
-        _add_file(tar, "etc/guestslots/lvm/lvm.conf", guest_file("lvm.conf"))
-        _add_file(tar, "etc/guestslots/mdadm.conf", guest_file("mdadm.conf"))
+        _add_file(tar, f"{wire.LVM_SYSTEM_DIR.lstrip('/')}/lvm.conf", guest_file("lvm.conf"))
+        _add_file(tar, wire.MDADM_CONF.lstrip("/"), guest_file("mdadm.conf"))
         _add_file(tar, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
         _add_file(tar, "etc/group", b"root:x:0:\n")
         _add_file(tar, "etc/fstab", b"")

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 
 from ..errors import DeviceNameError
-from ..wire import BTRFSVOL, LINK_DIR, split_dm_name
+from ..wire import LINK_DIR, split_dm_name
+from ..wire import split_btrfsvol as wire_split_btrfsvol
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _DISK_RE = re.compile(r"^/dev/(?:sd|vd|hd)([a-z]+)([0-9]*)\Z")
@@ -112,18 +113,9 @@ def split_btrfsvol(name: str) -> tuple[str, str] | None:
     """``btrfsvol:DEVICE/PATH`` -> (DEVICE, PATH); None if *name* is not one.
 
     DEVICE is the shortest prefix that names a device (a slot device or link,
-    an LV, an md array), as libguestfs reads it.
+    an LV, an md array), as libguestfs reads it (the rule: :func:`wire.split_btrfsvol`).
     """
-    if not name.startswith(BTRFSVOL + "/dev/"):
-        return None
-    rest = name.removeprefix(BTRFSVOL)
-    at = len("/dev/")
-    while (slash := rest.find("/", at)) != -1:
-        device, path = rest[:slash], rest[slash + 1 :].strip("/")
-        if path and (is_volume(device) or _is_slot_name(device)):
-            return device, path
-        at = slash + 1
-    return None
+    return wire_split_btrfsvol(name, lambda d: is_volume(d) or _is_slot_name(d))
 
 
 def _is_slot_name(name: str) -> bool:
