@@ -29,7 +29,17 @@ from typing import Any
 
 from . import backends
 from .agent_client import AgentClient
-from .backends import Backend, Detachable, Layout, VMSpec
+from .backends import (
+    Backend,
+    Detachable,
+    KeepsDiskSetMetadata,
+    Layout,
+    Migrates,
+    RestoresUnderItsName,
+    Saves,
+    Snapshots,
+    VMSpec,
+)
 from .errors import (
     AgentError,
     ChannelBroken,
@@ -64,7 +74,7 @@ from .host.build import ApplianceImage, ensure_appliance
 from .host.proc import CommandError, run, signal_process
 from .host.room import check_room
 from .host.sparse import punch_holes
-from .model.cpus import LIBVIRT_UNSUPPORTED, Vcpu, VcpuError, VcpuTable
+from .model.cpus import Vcpu, VcpuError, VcpuTable
 from .model.disksets import DiskSet, DiskSetError
 from .model.drives import NULL_DRIVE, DriveSpec, check_chain, make_drive
 from .model.flags import CONFIG, CURRENT, LIVE, Affect, NotRunning
@@ -171,21 +181,9 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         detached: bool = False,
     ) -> None:
         backend = backend or os.environ.get(BACKEND_ENV) or "qemu"
-        if backend not in backends.BACKENDS:
-            raise ValueError(f"backend {backend!r} is not available (this version has: "
-                             f"{', '.join(repr(b) for b in backends.BACKENDS)})")
-        if detached and backend == "libvirt":
-            from .backends.libvirt.connection import embedded
-            from .backends.libvirt.connection import uri as default_uri
-
-            if embedded(uri or default_uri()):
-                raise ValueError("detached=True on the libvirt backend needs a libvirt "
-                                 "daemon (uri='qemu:///system', or GUESTSLOTS_LIBVIRT_URI): "
-                                 "the embedded driver lives in its caller's process")
+        backends.check_options(backend, uri, detached, max_vcpus)
         #: The appliance outlives this object and its process (see :func:`attach`).
         self.detached = detached
-        if uri is not None and backend != "libvirt":
-            raise ValueError("uri= is for the libvirt backend")
         self.backend = backend
         #: The libvirt URI (backend ``libvirt``): default ``$GUESTSLOTS_LIBVIRT_URI``, else
         #: libvirt's embedded QEMU driver.
@@ -212,8 +210,6 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         self._table = SlotTable(max_slots)
         #: vCPU ids 0..max_vcpus-1; *vcpus* of them (0...) plugged at launch.
         self._vcpus = VcpuTable(vcpus, max_vcpus)
-        if max_vcpus > 1 and backend == "libvirt":
-            raise VcpuError(None, f"max_vcpus={max_vcpus}: {LIBVIRT_UNSUPPORTED}")
         #: NIC slots: what the running appliance has, what its definition has.
         self._nics = NicTable(self.id)
         #: slot index -> its image's identity when plugged (see :meth:`_plug`).
@@ -694,10 +690,9 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         except (OSError, GuestslotsError) as e:
             message = f"the runtime record of appliance {self.id} was not written: {e}"
             _warn(message, stacklevel=4)
-        note = getattr(backend, "note_disk_set", None)  # libvirt: the domain's metadata
-        if note is not None:
+        if isinstance(backend, KeepsDiskSetMetadata):  # libvirt: the domain's metadata
             try:
-                note(record.diskset, self.call_timeout)
+                backend.note_disk_set(record.diskset, self.call_timeout)
             except GuestslotsError as e:
                 _warn(f"the disk set of appliance {self.id} was not written into its "
                       f"domain's metadata: {e}", stacklevel=4)
@@ -1109,8 +1104,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
             if directory and not os.path.isdir(directory):
                 raise MigrationParamError("disk_directory", f"{directory} is not a "
                                           "directory")
-            mover = getattr(backend, "migrate", None)
-            if mover is None:
+            if not isinstance(backend, Migrates):
                 raise GuestslotsError(f"migrate: the {self.backend} backend cannot move "
                                       "an appliance to another process yet")
             taps = [slot for slot, nic in self._nics.live.items() if nic.network == "tap"]
@@ -1121,17 +1115,17 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 raise VcpuError(None, "migrate: a vCPU was unplugged since this appliance "
                                 "started, and QEMU 7.2 under TCG then crashes saving its "
                                 "state; shut down and launch again")
-            check = getattr(backend, "check_migration", None)
-            if check is not None:  # before copies are made for nothing
-                check(params)
+            backend.check_migration(params)  # before copies are made for nothing
             copies = self._make_copies(backend, indices, os.path.abspath(directory or "."))
             info: MigrationProgress
             try:
                 with self._watch():
                     if copies:
-                        sock, info = mover(self._layout(), params, progress, timeout, copies)
+                        sock, info = backend.migrate(self._layout(), params, progress,
+                                                     timeout, copies)
                     else:
-                        sock, info = mover(self._layout(), params, progress, timeout)
+                        sock, info = backend.migrate(self._layout(), params, progress,
+                                                     timeout)
             except BaseException:
                 for copy in copies.values():
                     with contextlib.suppress(OSError):
@@ -1200,8 +1194,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         change).  Returns the directory.  On failure the appliance runs on."""
         with self._lock:
             backend, _ = self._running("save")
-            saver = getattr(backend, "save_appliance", None)
-            if saver is None:
+            if not isinstance(backend, Saves):
                 raise GuestslotsError(f"save: the {self.backend} backend cannot save an "
                                       "appliance with its slots yet")
             if self._vcpu_unplugged and self.accel is not None and self.accel.accel == "tcg":
@@ -1232,9 +1225,9 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 exports = [(i, copy.path, copy.format) for i, copy in copies.items()]
                 with self._watch():
                     if exports:
-                        saver(directory, layout, timeout, exports)
+                        backend.save_appliance(directory, layout, timeout, exports)
                     else:
-                        saver(directory, layout, timeout)
+                        backend.save_appliance(directory, layout, timeout)
                 _sparse_again(exports)
             except BaseException:
                 shutil.rmtree(directory, ignore_errors=True)
@@ -1268,23 +1261,21 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                                       self._accel_request)
             backend = self._new_backend(self.image, self.accel.accel)
             try:
-                claim = getattr(backend, "claim_domain_name", None)
-                if claim is not None and saved.record.domain:
-                    claim(saved.record.domain)  # libvirt restores under that name only
+                if isinstance(backend, RestoresUnderItsName) and saved.record.domain:
+                    backend.claim_domain_name(saved.record.domain)
                 key = savedstate.state_key(backend.layout_key(), self.image.key)
                 if key != saved.state_key:
                     raise RuntimeRecordError(str(directory), "saved with another QEMU, "
                                              "appliance image or accelerator: not "
                                              "restorable here")
-                restorer = getattr(backend, "restore_layout", None)
-                if restorer is None:
+                if not isinstance(backend, Saves):
                     raise GuestslotsError(f"restore: the {self.backend} backend cannot "
                                           "restore a saved appliance yet")
                 drives = {s.index: s.drive for s in self._table if s.drive is not None}
                 layout = Layout(disks=tuple(sorted(drives.items())),
                                 vcpus=tuple(sorted(self._vcpus.config - {0})),
                                 nics=tuple(sorted(self._nics.config.items())))
-                restorer(layout, directory)
+                backend.restore_layout(layout, directory)
                 self._layout_key = key
                 started = time.monotonic()
                 self._boot(backend, savedstate.SavedState(key, directory))
@@ -1323,8 +1314,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
         with self._lock:
             backend, _ = self._running("snapshot")
             check_name(name)
-            snapper = getattr(backend, "snapshot_disks", None)
-            if snapper is None:
+            if not isinstance(backend, Snapshots):
                 raise SnapshotError(f"snapshot: the {self.backend} backend cannot take "
                                     "snapshots yet")
             indices = self._diskset.list() if diskset else self._filled()
@@ -1359,7 +1349,7 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
                 with self._watch():
                     frozen = self._call("freeze", disks=disks)
                     try:
-                        snapper([(i, p) for i, p, _, _ in plans], timeout)
+                        backend.snapshot_disks([(i, p) for i, p, _, _ in plans], timeout)
                     finally:
                         self._call("thaw", mountpoints=frozen)
             for index, path, _, _ in plans:
@@ -1673,7 +1663,7 @@ def relaunch(appliance: str | os.PathLike[str], **options: Any) -> Appliance:
         raise RuntimeRecordError(str(path), f"appliance {record.id} is still running "
                                  f"(pid {record.pid}): {hint}, or `guestslots stop "
                                  f"{record.id}` first")
-    uri = (record.uri or None) if record.backend == "libvirt" else None
+    uri = record.uri or None  # a QEMU backend's record names none
     options.setdefault("detached", record.detached)
     app = Appliance(record.backend, uri=uri, memory_mb=record.memory_mb,
                     max_vcpus=record.vcpus_max, **options)
@@ -1733,7 +1723,7 @@ def attach(appliance: str | os.PathLike[str], *, timeout: float = 10.0,
         if name in options:
             raise TypeError(f"attach: {name} comes from the running appliance, not from "
                             "the caller")
-    uri = (record.uri or None) if record.backend == "libvirt" else None
+    uri = record.uri or None  # a QEMU backend's record names none
     app = Appliance(record.backend, uri=uri, memory_mb=record.memory_mb,
                     max_vcpus=record.vcpus_max, detached=True, **options)
     app._attach(record, timeout)

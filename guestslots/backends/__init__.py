@@ -10,7 +10,7 @@ serial, so the appliance inside sees one layout whatever runs it.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 from ..errors import QemuError
 from ..host.build import ApplianceImage
 from ..model.drives import DriveSpec
+from ..model.migration import MigrationParams, MigrationProgress
 from ..model.nics import NicSpec
 from ..model.runtime import RuntimeRecord
 
@@ -57,6 +58,69 @@ class VMSpec:
     appliance_id: str = "0"
     #: The VM outlives its caller, who may leave it to another process.
     detached: bool = False
+
+
+# ---- what a backend may be able to do beyond Backend: each a small protocol, which the
+# Appliance checks with isinstance (never by attribute name) before it asks.
+
+
+@runtime_checkable
+class Saves(Protocol):
+    """A backend that saves a running appliance with its slots, and restores one."""
+
+    def save_appliance(self, directory: Path, layout: Layout, timeout: float,
+                       exports: Sequence[tuple[int, str, str]] = ()) -> None:
+        """Save the VM's state and *layout* into *directory*; with *exports* (slot,
+        a file the caller made, its format), each slot's disk is copied into its file
+        at the same instant."""
+
+    def restore_layout(self, layout: Layout, directory: Path) -> None:
+        """Make the next :meth:`Backend.start` restore the appliance saved in
+        *directory*, plugging *layout* first."""
+
+
+@runtime_checkable
+class RestoresUnderItsName(Protocol):
+    """A backend whose saved VM can come back only under the name it was saved with
+    (libvirt: the saved XML names the domain)."""
+
+    def claim_domain_name(self, name: str) -> None:
+        """Take *name* for the VM to restore (an error if another VM has it)."""
+
+
+@runtime_checkable
+class Migrates(Protocol):
+    """A backend that moves a running appliance to another process (live
+    migration), with copies of some slots' disks."""
+
+    def check_migration(self, params: MigrationParams) -> object:
+        """Refuse *params* this backend cannot carry out, before anything moves or is
+        copied."""
+
+    def migrate(self, layout: Layout, params: MigrationParams,
+                progress: Callable[[MigrationProgress], None] | None,
+                timeout: float, copies: Mapping[int, DriveSpec] | None = None,
+                ) -> tuple[socket.socket, MigrationProgress]:
+        """Move the VM as *params* say; return the new agent channel and the final
+        progress."""
+
+
+@runtime_checkable
+class Snapshots(Protocol):
+    """A backend that takes external snapshots of some slots' disks at one instant."""
+
+    def snapshot_disks(self, overlays: list[tuple[int, str]], timeout: float) -> None:
+        """Switch each slot of *overlays* (slot, a new overlay file the caller made)
+        onto its overlay, all at one instant."""
+
+
+@runtime_checkable
+class KeepsDiskSetMetadata(Protocol):
+    """A backend whose VM definition records the disk set too (libvirt: the
+    domain's metadata), beside the runtime record."""
+
+    def note_disk_set(self, indices: Sequence[int], timeout: float) -> None:
+        """Record the disk set *indices* in the VM's definition."""
 
 
 @runtime_checkable
@@ -164,6 +228,19 @@ class Backend(Protocol):
 
 #: The backends this version has.
 BACKENDS = ("qemu", "libvirt")
+
+
+def check_options(name: str, uri: str | None, detached: bool, max_vcpus: int) -> None:
+    """Refuse, before anything starts, what backend *name* cannot do with these
+    options (each backend knows its own rules): ValueError, or VcpuError for vCPUs."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend {name!r} is not available (this version has: "
+                         f"{', '.join(repr(b) for b in BACKENDS)})")
+    if name == "qemu":
+        from .qemu.options import check
+    else:
+        from .libvirt.options import check
+    check(uri, detached, max_vcpus)
 
 
 def create(name: str, uri: str | None, spec: VMSpec) -> Backend:

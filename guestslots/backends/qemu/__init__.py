@@ -366,6 +366,11 @@ class QemuBackend:
 
     # ---- live migration
 
+    def check_migration(self, params: MigrationParams) -> None:
+        """Nothing to ask before the copies are made: what QEMU cannot carry out is
+        refused by the QMP plan (:func:`~guestslots.model.migration.qmp_plan`), made
+        before the new process starts."""
+
     def migrate(self, layout: Layout, params: MigrationParams,
                 progress: Callable[[MigrationProgress], None] | None,
                 timeout: float, copies: Mapping[int, DriveSpec] | None = None,
