@@ -94,6 +94,10 @@ class GuestCalls:
         """*text* with the kernel's device names replaced by API names."""
         raise NotImplementedError
 
+    def _forget_inspection(self) -> None:
+        """Forget what inspection found (a slot's disk changed); see
+        :class:`~guestslots.guest.inspect.InspectionCalls`, which remembers it."""
+
     def _filled_kernel_disks(self) -> list[str]:
         """The kernel names of every full slot's disk, in slot order."""
         raise NotImplementedError
