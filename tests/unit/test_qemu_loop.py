@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from guestslots.backends.qemu.machine import _quiet_lost_connection
+from guestslots.backends.qemu.process import _quiet_lost_connection
 
 
 def _unretrieved(loop: asyncio.AbstractEventLoop, error: BaseException) -> None:
@@ -26,7 +26,7 @@ def test_a_lost_qemu_connection_nobody_awaited_is_only_logged(
     reported: list[dict[str, object]] = []
     loop.default_exception_handler = reported.append  # type: ignore[method-assign,assignment]
     loop.set_exception_handler(_quiet_lost_connection)
-    with caplog.at_level("DEBUG", logger="guestslots.backends.qemu.machine"):
+    with caplog.at_level("DEBUG", logger="guestslots.backends.qemu.process"):
         _unretrieved(loop, EOFError())
         _unretrieved(loop, ConnectionResetError())
     assert reported == []  # nothing printed at exit
