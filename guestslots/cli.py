@@ -26,7 +26,7 @@ from .copyout import copy_out
 from .errors import GuestslotsError
 from .host import build, runtime, workdir
 from .host.proc import signal_process
-from .inspector_xml import inspector_xml
+from .inspection.xml import inspector_xml
 from .model.runtime import RuntimeRecord
 from .opening import open_appliance
 

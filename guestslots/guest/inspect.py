@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import io
 
-from .. import inspection, packages
+from .. import inspection
 from ..errors import DeviceNameError
+from ..inspection import packages
 from .base import serialised
 from .devices import DeviceCalls
 from .files import FileCalls

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from .. import wire
 from ..errors import ApplianceBuildError
+from ..inspection.packages import parse_dpkg_status
 from ..model.slots import MAX_SLOTS
-from ..packages import parse_dpkg_status
 from .cache import cache_root
 from .proc import CommandError, run
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 import sys
 
-from guestslots.binaries import elf_arch
+from guestslots.inspection.binaries import elf_arch
 
 
 def _header(elf_class: int, data: int, machine: int) -> bytes:

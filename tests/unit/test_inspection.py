@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from guestslots.inspection import parse_fstab, resolve_spec
-from guestslots.releases import parse_os_release
+from guestslots.inspection.releases import parse_os_release
 
 
 def test_parse_os_release_unquotes() -> None:

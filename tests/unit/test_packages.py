@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from guestslots.packages import (
+from guestslots.inspection.packages import (
     Application,
     parse_apk_installed,
     parse_dpkg_status,
@@ -59,7 +59,7 @@ def test_rpm_answer_sorted_by_name_one_names_packages_last_first() -> None:
     """libguestfs collects librpm's headers front first and sorts them stably by name."""
     import json
 
-    from guestslots.packages import parse_rpm_lines
+    from guestslots.inspection.packages import parse_rpm_lines
 
     def line(name: str, arch: str, epoch: int = 0) -> str:
         return json.dumps({"name": name, "epoch": epoch, "version": "1", "release": "2",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from guestslots.releases import detect
+from guestslots.inspection.releases import detect
 
 DEBIAN_OS_RELEASE = ('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\n'
                      'VERSION_ID="12"\nVERSION="12 (bookworm)"\nID=debian\n')
@@ -70,6 +70,6 @@ def test_an_unknown_lsb_release_falls_through_to_the_next_file() -> None:
 ])
 def test_osinfo_ids_by_libguestfs_rules(distro: str, major: int, minor: int,
                                         expected: str) -> None:
-    from guestslots.releases import Release
+    from guestslots.inspection.releases import Release
 
     assert Release(distro, "x", major, minor).osinfo == expected

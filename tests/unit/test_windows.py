@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from guestslots import windows
-from guestslots.binaries import pe_arch
+from guestslots.inspection import windows
+from guestslots.inspection.binaries import pe_arch
 from guestslots.testing.windowsimage import hive, minimal_hive, pe_stub
 
 

@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..errors import GuestslotsError, StateError
+from ..model.names import canonical_volume, device_name, is_volume, parse_device
+from ..wire import BTRFSVOL
 from . import windows
 from .binaries import ARCH_BINARIES, PE_HEAD_BYTES, elf_arch, pe_arch
-from .errors import GuestslotsError, StateError
-from .model.names import canonical_volume, device_name, is_volume, parse_device
 from .packages import Application
 from .releases import RELEASE_FILES, Release, detect, parse_os_release
-from .wire import BTRFSVOL
 
 log = logging.getLogger(__name__)
 

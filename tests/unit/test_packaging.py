@@ -1,0 +1,22 @@
+"""What a wheel holds: every Python package of the source tree is listed in setup.cfg
+(a package left out installs nowhere, and only an installed wheel would show it;
+tests/integration/test_installed.py builds one)."""
+
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def listed_packages() -> set[str]:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    return {line.strip() for line in config["options"]["packages"].splitlines() if line.strip()}
+
+
+def test_every_package_is_in_the_wheel() -> None:
+    found = {".".join(p.parent.relative_to(ROOT).parts)
+             for p in (ROOT / "guestslots").rglob("__init__.py")}
+    assert found - listed_packages() == set()
