@@ -83,7 +83,11 @@ def test_the_largest_bandwidth_still_fits_qemus_bytes_per_second() -> None:
 def test_every_parameter_is_documented_and_has_a_valid_default() -> None:
     for name, spec in PARAMS.items():
         assert spec.doc, name
-        assert getattr(MigrationParams(), name) == spec.default
+        # given explicitly, the default passes the parameter's own check (before, the
+        # default was compared with itself through __getattr__, which cannot fail)
+        given = MigrationParams(**{name: spec.default})
+        assert getattr(given, name) == spec.default, name
+        assert given == MigrationParams(), name  # and counts as not set
 
 
 def test_the_disks_copied_are_the_named_ones_or_the_disk_set() -> None:
