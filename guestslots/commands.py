@@ -355,3 +355,25 @@ def format_slot(slot: Slot) -> str:
         if slot.label:
             parts.append(f"label:{slot.label}")
     return " ".join(parts)
+
+
+def reference() -> str:
+    """The call reference (``docs/reference.md``), made from this table: every command
+    by area, its usage and its help, as the shell shows them.  ``python -m
+    guestslots.commands > docs/reference.md`` writes it; a unit test fails when the
+    file is stale."""
+    out = ["# Call reference", "",
+           "Made from the command table (`guestslots/commands.py`): `python -m "
+           "guestslots.commands > docs/reference.md`. Each is a method of "
+           "`guestslots.Appliance` (underscores) and a command of the shell and of "
+           "`guestslots call` (hyphens); optional arguments are `name:value` in the "
+           "shell, keywords in Python.", ""]
+    for method in CALLS:
+        command = COMMANDS[method.replace("_", "-")]
+        out += [f"## {command.name}", "", "```", command.usage, "```", "",
+                plain_text(command.doc).strip(), ""]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(reference(), end="")

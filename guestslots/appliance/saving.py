@@ -44,9 +44,9 @@ class SavingArea(DetachedArea):
         mounts, the disk set: all come back with the restore.  The images stay where
         they are; a restore refuses any that changed since.
 
-        With *with_disk_set*, the disk set's disks are saved too (seed 004's
-        save with the disk set): the VM is paused, each of those slots' disks, as the
-        guest sees it, is copied into ``PATH/disks/`` (same format), then the memory
+        With *with_disk_set*, the disk set's disks are saved too: the VM is paused,
+        each of those slots' disks, as the guest sees it, is copied into
+        ``PATH/disks/`` (same format), then the memory
         is saved, so the copies and the memory are of one instant.  The restore
         plugs the copies in those slots, in place (it writes to them: copy the
         directory first to restore it more than once); the original images are

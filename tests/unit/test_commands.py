@@ -127,3 +127,15 @@ def test_migrate_takes_its_typed_parameters_as_name_value_words() -> None:
         cmd.call(app, ["bandwidth:-1"])  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="disks"):
         cmd.call(app, ["disks:zero"])  # type: ignore[arg-type]
+
+
+def test_the_call_reference_in_docs_is_current() -> None:
+    """docs/reference.md is made from the command table: a new call, argument or
+    docstring without `python -m guestslots.commands > docs/reference.md` fails here."""
+    from pathlib import Path
+
+    from guestslots.commands import reference
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
+    assert path.read_text() == reference(), "stale: python -m guestslots.commands > " \
+        "docs/reference.md"
