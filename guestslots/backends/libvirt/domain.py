@@ -26,6 +26,7 @@ from ...host import workdir as workdirs
 from ...host.cache import file_id
 from ...host.owner import Owner
 from .. import Layout, VMSpec
+from ..common import log_tail
 from . import bounded, connection
 from .domxml import (
     DISKSET_NS,
@@ -38,13 +39,6 @@ from .errors import monitor_lost
 log = logging.getLogger(__name__)
 
 LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
-
-
-def tail(path: Path, lines: int) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").rstrip().splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def peer_pid(sock: socket.socket) -> int | None:
@@ -242,11 +236,11 @@ class DomainCore:
         parts = []
         root = connection.root()
         if root is not None:
-            qemu = tail(Path(root) / "log" / "qemu" / f"{self.domain_name}.log", 10)
+            qemu = log_tail(Path(root) / "log" / "qemu" / f"{self.domain_name}.log", 10)
             if qemu:
                 parts.append("[qemu] " + qemu.replace("\n", "\n[qemu] "))
         if self._workdir is not None:
-            console = tail(Path(self._workdir.path) / "console.log", 20)
+            console = log_tail(Path(self._workdir.path) / "console.log", 20)
             if console:
                 parts.append("[console] " + console.replace("\n", "\n[console] "))
         return "\n".join(parts)

@@ -19,6 +19,7 @@ from ...host import workdir as workdirs
 from ...host.proc import CommandError
 from ...host.savedstate import ROOT_FILE, STATE_FILE
 from ...model.runtime import RuntimeRecord
+from ..common import connect_agent
 from ..overlays import make_root_overlay
 from . import bounded, connection
 from .domain import DomainCore, open_pidfd, peer_pid
@@ -112,16 +113,11 @@ class DomainLifecycle(DomainCore):
                        cls: type[QemuError] = QemuError) -> socket.socket:
         """Connect to the agent socket a detached appliance's QEMU listens on (one
         process at a time: QEMU serves one connection)."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
         try:
-            sock.connect(path)
+            return connect_agent(path, timeout)
         except OSError as e:
-            sock.close()
             raise self.error(f"cannot connect to the agent channel {path}: "
                              f"{e.strerror or e}", cls) from None
-        sock.settimeout(None)
-        return sock
 
     def _held_by_keeper(self, sock: socket.socket) -> None:
         """Keep the work directory for as long as the detached domain's QEMU runs,

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from qemu.qmp import ExecuteError, Message, QMPClient, QMPError
 
 from ...errors import LaunchError, QemuError, QemuTimeout, QMPCommandError
+from ..common import connect_agent, log_tail
 from .qmpargs import (
     MachineConfig,
     qemu_command,
@@ -108,14 +109,6 @@ class Detached:
     def kill(self) -> None:
         if self._pidfd >= 0:
             signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-
-
-def tail(path: Path, lines: int = 25) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 def _quiet_lost_connection(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -191,10 +184,10 @@ class MachineProcess:
 
     def log_tail(self) -> str:
         parts = []
-        qemu = tail(self.qemu_log, 10)
+        qemu = log_tail(self.qemu_log, 10)
         if qemu:
             parts.append("[qemu] " + qemu.replace("\n", "\n[qemu] "))
-        console = tail(Path(self.cfg.console_log), 20)
+        console = log_tail(Path(self.cfg.console_log), 20)
         if console:
             parts.append("[console] " + console.replace("\n", "\n[console] "))
         return "\n".join(parts)
@@ -259,15 +252,11 @@ class MachineProcess:
         await self._qmp.connect(self.cfg.qmp_socket)
 
     def _connect_agent(self, timeout: float) -> socket.socket:
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.settimeout(timeout)
         try:
-            conn.connect(self.cfg.agent_socket)
+            conn = connect_agent(self.cfg.agent_socket, timeout)
         except OSError as e:
-            conn.close()
             raise self.error(f"cannot connect to the agent channel: {e}", LaunchError) \
                 from None
-        conn.settimeout(None)
         self.agent_sock = conn
         return conn
 
