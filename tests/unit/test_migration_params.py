@@ -1,5 +1,6 @@
-"""Typed migration parameters (seed 002): every refusal names its parameter, the guest's
-view that a destination may not change, and the two mappings (QMP, libvirt)."""
+"""Typed migration parameters: every refusal names its parameter, and the guest's view
+that a destination may not change.  The two mappings are tested beside their
+backends' (test_qmp_migration_plan, test_libvirt_migration_params)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ from guestslots.model.migration import (
     MigrationParams,
     check_destination,
     guest_abi_difference,
-    libvirt_params,
-    qmp_plan,
 )
 from guestslots.model.runtime import NicRecord, RuntimeRecord, SlotRecord
 
@@ -75,11 +74,6 @@ def test_every_refusal_names_the_parameter(values: dict[str, Any], param: str,
     assert f"migration parameter {param!r}" in str(caught.value)
 
 
-def test_the_largest_bandwidth_still_fits_qemus_bytes_per_second() -> None:
-    plan = qmp_plan(MigrationParams(uri="unix:/m", bandwidth=MAX_BANDWIDTH), {})
-    assert dict(plan.source)["migrate-set-parameters"]["max-bandwidth"] <= (1 << 63) - 1
-
-
 def test_every_parameter_is_documented_and_has_a_valid_default() -> None:
     for name, spec in PARAMS.items():
         assert spec.doc, name
@@ -136,102 +130,6 @@ def test_each_backend_takes_its_own_kind_of_destination_config() -> None:
     with pytest.raises(MigrationParamError, match="takes a RuntimeRecord"):
         check_destination(MigrationParams(destination_config="<domain/>"), record(), "qemu")
     check_destination(MigrationParams(destination_config="<domain/>"), record(), "libvirt")
-
-
-def test_the_qmp_mapping_of_a_plain_migration() -> None:
-    plan = qmp_plan(MigrationParams(uri="unix:/run/m.sock", bandwidth=10,
-                                    downtime_limit=50), {})
-    assert plan.destination == () and plan.mirrors == () and plan.jobs == ()
-    assert plan.source == (
-        ("migrate-set-parameters", {"max-bandwidth": 10 << 20, "downtime-limit": 50}),
-        ("migrate", {"uri": "unix:/run/m.sock"}),
-    )
-    unlimited = qmp_plan(MigrationParams(uri="unix:/m"), {})
-    assert unlimited.source[0][1]["max-bandwidth"] == MAX_BANDWIDTH << 20
-    with pytest.raises(MigrationParamError, match="needs a URI"):
-        qmp_plan(MigrationParams(), {})
-
-
-def test_the_qmp_mapping_copies_disks_over_nbd_and_sets_multifd_on_both_sides() -> None:
-    plan = qmp_plan(MigrationParams(uri="unix:/m", parallel_connections=4),
-                    {1: ("slot1-top", "slot1-fmt"), 0: ("slot0-snap2", "slot0-fmt")},
-                    nbd_socket="/run/nbd.sock")
-    names = [c for c, _ in plan.destination]
-    assert names == ["migrate-set-capabilities", "migrate-set-parameters",
-                     "nbd-server-start", "block-export-add", "block-export-add"]
-    # the destination gets multifd, never the pause (that is the source's to take)
-    assert plan.destination[0][1] == {"capabilities": [{"capability": "multifd",
-                                                        "state": True}]}
-    # the server takes QEMU's legacy socket address, the client node the flat one
-    assert plan.destination[2][1] == {"addr": {"type": "unix",
-                                               "data": {"path": "/run/nbd.sock"}}}
-    # the export is of the copy's node there; the mirror reads the guest's node here
-    assert plan.destination[3][1]["node-name"] == "slot0-fmt"
-    assert plan.destination[3][1]["writable"] is True
-    assert [c for c, _ in plan.mirrors] == ["blockdev-add", "blockdev-mirror"] * 2
-    mirror = plan.mirrors[1][1]
-    assert mirror == {"job-id": "migrate-0", "device": "slot0-snap2",
-                      "target": "migrate-target-0", "sync": "full",
-                      "copy-mode": "write-blocking", "auto-dismiss": False}
-    assert plan.mirrors[0][1]["export"] == plan.destination[3][1]["name"]
-    assert plan.mirrors[0][1]["server"] == {"type": "unix", "path": "/run/nbd.sock"}
-    assert plan.jobs == ("migrate-0", "migrate-1")
-    assert plan.targets == ("migrate-target-0", "migrate-target-1")  # abandoned on failure
-    assert plan.source[0] == ("migrate-set-capabilities", {"capabilities": [
-        {"capability": "multifd", "state": True},
-        {"capability": "pause-before-switchover", "state": True}]})
-    assert plan.source[1][1]["multifd-channels"] == 4
-    # at the pause: the mirrors end in step, go, the exports go, the stream goes on
-    assert plan.switchover == (("block-job-cancel", {"device": "migrate-0"}),
-                               ("block-job-cancel", {"device": "migrate-1"}))
-    assert [c for c, _ in plan.finish_source] == ["job-dismiss", "blockdev-del"] * 2
-    assert plan.finish_destination == (("nbd-server-stop", {}),)
-    assert plan.resume == (("migrate-continue", {"state": "pre-switchover"}),)
-    with pytest.raises(MigrationParamError, match="NBD socket"):
-        qmp_plan(MigrationParams(uri="unix:/m"), {0: ("n", "n")})
-
-
-def test_a_migration_that_copies_nothing_never_pauses() -> None:
-    plan = qmp_plan(MigrationParams(uri="unix:/m"), {})
-    assert plan.switchover == plan.finish_source == plan.finish_destination == ()
-    assert plan.resume == ()
-    assert all(c != "migrate-set-capabilities" for c, _ in plan.source)
-
-
-def test_the_libvirt_mapping_uses_libvirts_names_and_flags() -> None:
-    libvirt = pytest.importorskip("libvirt")
-    typed, flags = libvirt_params(
-        MigrationParams(uri="tcp:10.0.0.2:49152", destination_name="copy",
-                        destination_uri="qemu:///system",
-                        destination_config="<domain/>", bandwidth=100,
-                        parallel_connections=2, with_disk_set=True), ["sda", "sdc"],
-        "unix:///w/nbd.sock")
-    assert typed == {libvirt.VIR_MIGRATE_PARAM_URI: "tcp:10.0.0.2:49152",
-                     libvirt.VIR_MIGRATE_PARAM_DEST_NAME: "copy",
-                     libvirt.VIR_MIGRATE_PARAM_DEST_XML: "<domain/>",
-                     libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 100,
-                     libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS: 2,
-                     libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ["sda", "sdc"],
-                     libvirt.VIR_MIGRATE_PARAM_DISKS_URI: "unix:///w/nbd.sock"}
-    assert flags == (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_ABORT_ON_ERROR
-                     | libvirt.VIR_MIGRATE_PARALLEL | libvirt.VIR_MIGRATE_NON_SHARED_DISK)
-    there = MigrationParams(destination_uri="qemu:///system")
-    plain, plain_flags = libvirt_params(there)
-    assert plain == {} and not plain_flags & libvirt.VIR_MIGRATE_NON_SHARED_DISK
-    with pytest.raises(MigrationParamError, match="'destination_uri': the libvirt backend"):
-        libvirt_params(MigrationParams())
-    with pytest.raises(MigrationParamError, match="migrateSetMaxDowntime"):
-        libvirt_params(there.replace(downtime_limit=10))
-    with pytest.raises(MigrationParamError, match="domain XML"):
-        libvirt_params(there.replace(destination_config=record()))
-    # the copies' directory is the backend's (their paths go into the XML)
-    assert libvirt_params(there.replace(disks=[0], disk_directory="/copies")) == \
-        (plain, plain_flags)
-
-
-def test_the_qmp_mapping_refuses_a_destination_libvirt() -> None:
-    with pytest.raises(MigrationParamError, match="'destination_uri': the QEMU backend"):
-        qmp_plan(MigrationParams(uri="unix:/m", destination_uri="qemu:///system"), {})
 
 
 def test_progress_reads_libvirts_job_statistics() -> None:

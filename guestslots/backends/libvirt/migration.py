@@ -16,14 +16,7 @@ from lxml import etree
 
 from ...errors import QemuError, QemuTimeout
 from ...model.drives import DriveSpec
-from ...model.migration import (
-    LIBVIRT_DEST_XML,
-    LIBVIRT_URI,
-    MigrationParamError,
-    MigrationParams,
-    MigrationProgress,
-    libvirt_params,
-)
+from ...model.migration import MigrationParamError, MigrationParams, MigrationProgress
 from ...model.names import index_to_letters
 from .. import Layout
 from . import bounded, connection
@@ -33,6 +26,7 @@ from .domxml import (
     migration_xml,
     slot_alias,
 )
+from .params import LIBVIRT_DEST_XML, LIBVIRT_URI, libvirt_params
 from .saving import DomainSaving
 
 log = logging.getLogger(__name__)

@@ -26,12 +26,13 @@ from ...host.proc import CommandError
 from ...host.savedstate import RAM_FILE, ROOT_FILE, STATE_FILE
 from ...host.tap import open_tap
 from ...model.drives import DriveSpec
-from ...model.migration import MigrationParams, MigrationProgress, qmp_plan
+from ...model.migration import MigrationParams, MigrationProgress
 from ...model.nics import NicSpec
 from ...model.runtime import RuntimeRecord
 from .. import Layout, VMSpec
 from ..overlays import make_overlay, make_root_overlay
 from .machine import QemuMachine
+from .migration_plan import qmp_plan
 from .qmpargs import ANONYMOUS_RAM, MachineConfig, layout_key_command, slot_ids
 
 log = logging.getLogger(__name__)
@@ -368,7 +369,7 @@ class QemuBackend:
 
     def check_migration(self, params: MigrationParams) -> None:
         """Nothing to ask before the copies are made: what QEMU cannot carry out is
-        refused by the QMP plan (:func:`~guestslots.model.migration.qmp_plan`), made
+        refused by the QMP plan (:func:`~.migration_plan.qmp_plan`), made
         before the new process starts."""
 
     def migrate(self, layout: Layout, params: MigrationParams,

@@ -14,8 +14,8 @@ from typing import Any
 from qemu.qmp import Message
 
 from ...errors import QemuTimeout, QMPCommandError
-from ...model.migration import QmpPlan
 from .jobs import MachineJobs
+from .migration_plan import QmpPlan
 from .process import event_data, of_jobs
 
 log = logging.getLogger(__name__)
