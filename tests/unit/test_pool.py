@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from guestslots import errors
-from guestslots.cli import _images_under
+from guestslots.cli.images import _images_under
 from guestslots.pool import ImageResult, default_workers, split_item
 
 
