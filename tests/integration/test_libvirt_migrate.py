@@ -19,6 +19,7 @@ from guestslots import (
     MigrationParamError,
     MigrationParams,
     MigrationProgress,
+    QemuError,
     QemuTimeout,
 )
 from guestslots.appliance import BACKEND_ENV
@@ -158,7 +159,7 @@ def test_bad_destinations_are_refused_before_anything_moves(libvirtd_uri: str,
         bigger = xml.replace("<vcpu placement='static'>1</vcpu>",
                              "<vcpu placement='static'>2</vcpu>")
         assert bigger != xml
-        with pytest.raises(Exception, match="vCPU|vcpu"):
+        with pytest.raises(QemuError, match=r"(?s)runs on here: .*(vCPU|vcpu)"):
             app.migrate(MigrationParams(destination_uri=libvirtd_uri,
                                         destination_config=bigger))
         # too slow for its timeout: libvirt aborts the job, the domain runs on here
