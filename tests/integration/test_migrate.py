@@ -21,6 +21,7 @@ from guestslots import (
     MigrationParamError,
     MigrationParams,
     MigrationProgress,
+    QemuTimeout,
     restore,
 )
 from guestslots.host import runtime
@@ -111,18 +112,20 @@ def test_the_appliance_carries_on_in_the_new_process(mover: Appliance, tmp_path:
     assert app.cat("/in-cache") == "only in the page cache\n"
 
 
-def test_a_bandwidth_limit_holds_the_stream_back(mover: Appliance) -> None:
+def test_a_bandwidth_limit_reaches_qemu(mover: Appliance) -> None:
+    """The limit is QEMU's max-bandwidth, read back from the QEMU that ran the migration
+    (what it does to the rate is measured by tools/bench/bench_migrate.py; this test
+    asserted the rate and the duration before)."""
     if mover.backend != "qemu":
         pytest.skip("local migration is the QEMU backend's")
-    free = mover.migrate()
-    limit = 16  # MiB/s: well below what an unlimited migration reaches even under load
-    limited = mover.migrate(MigrationParams(bandwidth=limit))
+    limited = mover.migrate(MigrationParams(bandwidth=16))
     assert limited.status == "completed" and limited.transferred > 0
-    # QEMU held the stream to the limit: only the last round, sent while the guest is
-    # stopped (at most the downtime's worth), goes unlimited
-    rate = limited.transferred / (limited.total_time_ms / 1000)
-    assert rate <= limit * MIB * 2, (rate / MIB, limited)
-    assert limited.total_time_ms > free.total_time_ms, (free, limited)
+    # a migration cancelled at its timeout leaves the VM in the QEMU it ran from, which
+    # still has the limit the migration was given
+    with pytest.raises(QemuTimeout, match="did not end in [0-9.]+ s: cancelled"):
+        mover.migrate(MigrationParams(bandwidth=1), timeout=1)
+    machine = mover._backend.machine  # type: ignore[union-attr]
+    assert machine.execute("query-migrate-parameters")["max-bandwidth"] == 1 * MIB
     assert mover.list_devices()[0] == "/dev/sda"  # still answering
 
 
