@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..guest.base import serialised
-from ..model.cpus import Vcpu, VcpuError
+from ..model.cpus import Vcpu, check_tcg_change
 from ..model.flags import CONFIG, CURRENT, LIVE
 from .core import ApplianceState
 from .slots import SlotsArea
@@ -71,27 +71,11 @@ class CpusArea(SlotsArea):
             return vcpu
 
     def _tcg_vcpu_limits(self, vcpu: int, adding: bool) -> None:
-        """Refuse what QEMU 7.2 under TCG cannot do with vCPUs (measured here): a plug
-        after an unplug crashes QEMU (SIGSEGV), and a guest whose plugged ids leave a
-        gap locks up in its next CPU change (stop_machine never completes).  So under
-        TCG the plugged ids stay 0..k-1: add the lowest free id, remove the highest."""
-        if self.accel is None or self.accel.accel != "tcg":
-            return
-        live = self._vcpus.live
-        if adding and self._vcpu_unplugged:
-            raise VcpuError(vcpu, f"vCPU {vcpu} cannot be plugged: a vCPU was unplugged since "
-                            "this appliance started, and QEMU 7.2 under TCG crashes on a vCPU "
-                            "plug after that; shut down and launch again to plug vCPUs (the "
-                            "definition, CONFIG, is unaffected)")
-        lowest_free = min(set(range(self._vcpus.max_vcpus)) - live, default=None)
-        if adding and vcpu != lowest_free:
-            raise VcpuError(vcpu, f"vCPU {vcpu} cannot be plugged before vCPU {lowest_free}: "
-                            "under TCG the plugged ids must stay 0 to k-1 (with a gap, "
-                            "QEMU 7.2's guest locks up at its next CPU change)")
-        if not adding and vcpu != max(live):
-            raise VcpuError(vcpu, f"vCPU {vcpu} cannot be removed before vCPU {max(live)}: "
-                            "under TCG the plugged ids must stay 0 to k-1 (with a gap, "
-                            "QEMU 7.2's guest locks up at its next CPU change)")
+        """Under TCG, refuse what QEMU cannot do with vCPUs (see
+        :func:`~guestslots.model.cpus.check_tcg_change`)."""
+        if self.accel is not None and self.accel.accel == "tcg":
+            check_tcg_change(vcpu, adding, self._vcpus.live, self._vcpus.max_vcpus,
+                             self._vcpu_unplugged)
 
     def _plug_vcpu(self, vcpu: int) -> None:
         backend, agent = self._running("add_vcpu")

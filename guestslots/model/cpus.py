@@ -122,3 +122,27 @@ class VcpuTable:
         plugged = self.live if running else self.config
         return [Vcpu(i, i in plugged, (i in (online or set())) if running else None)
                 for i in range(self.max_vcpus)]
+
+
+def check_tcg_change(vcpu: int, adding: bool, live: set[int], max_vcpus: int,
+                     unplugged_since_start: bool) -> None:
+    """Refuse (:class:`VcpuError`) plugging (*adding*) or unplugging vCPU *vcpu* of a VM
+    that has the *live* ids, when QEMU 7.2 under TCG cannot do it (measured here): a
+    plug after an unplug crashes QEMU (SIGSEGV), and a guest whose plugged ids leave a
+    gap locks up in its next CPU change (stop_machine never completes).  So under TCG
+    the plugged ids stay 0..k-1: add the lowest free id, remove the highest, and plug
+    nothing once a vCPU was unplugged (*unplugged_since_start*)."""
+    if adding and unplugged_since_start:
+        raise VcpuError(vcpu, f"vCPU {vcpu} cannot be plugged: a vCPU was unplugged since "
+                        "this appliance started, and QEMU 7.2 under TCG crashes on a vCPU "
+                        "plug after that; shut down and launch again to plug vCPUs (the "
+                        "definition, CONFIG, is unaffected)")
+    lowest_free = min(set(range(max_vcpus)) - live, default=None)
+    if adding and vcpu != lowest_free:
+        raise VcpuError(vcpu, f"vCPU {vcpu} cannot be plugged before vCPU {lowest_free}: "
+                        "under TCG the plugged ids must stay 0 to k-1 (with a gap, "
+                        "QEMU 7.2's guest locks up at its next CPU change)")
+    if not adding and vcpu != max(live):
+        raise VcpuError(vcpu, f"vCPU {vcpu} cannot be removed before vCPU {max(live)}: "
+                        "under TCG the plugged ids must stay 0 to k-1 (with a gap, "
+                        "QEMU 7.2's guest locks up at its next CPU change)")

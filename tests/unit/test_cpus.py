@@ -11,7 +11,7 @@ from guestslots.backends.qemu.qmpargs import (
     vcpu_device_args,
     vcpu_positions,
 )
-from guestslots.model.cpus import MAX_VCPUS, VcpuError, VcpuTable, check_counts
+from guestslots.model.cpus import MAX_VCPUS, VcpuError, VcpuTable, check_counts, check_tcg_change
 
 
 def test_launch_plugs_the_first_vcpus_and_reserves_the_rest() -> None:
@@ -89,3 +89,21 @@ def test_vcpu_ids_follow_qemus_positions_by_topology() -> None:
     assert [p["props"]["core-id"] for p in positions] == [0, 1, 2, 3]
     assert vcpu_device_args(2, positions[2], "ab") == {
         "driver": "max-x86_64-cpu", "id": "cpu-ab-2", "core-id": 2, "thread-id": 0, "socket-id": 0}
+
+
+@pytest.mark.parametrize(("vcpu", "adding", "live", "unplugged", "refused"), [
+    (1, True, {0}, False, None),                  # the lowest free id
+    (2, True, {0}, False, "before vCPU 1"),       # a gap
+    (3, True, {0, 1, 2}, False, None),
+    (1, True, {0}, True, "was unplugged since"),  # a plug after an unplug crashes QEMU
+    (2, False, {0, 1, 2}, False, None),           # the highest
+    (1, False, {0, 1, 2}, False, "before vCPU 2"),
+    (2, False, {0, 1, 2}, True, None),            # unplugging stays possible
+])
+def test_tcgs_vcpu_rules(vcpu: int, adding: bool, live: set[int], unplugged: bool,
+                         refused: str | None) -> None:
+    if refused is None:
+        check_tcg_change(vcpu, adding, live, 4, unplugged)
+    else:
+        with pytest.raises(VcpuError, match=refused):
+            check_tcg_change(vcpu, adding, live, 4, unplugged)
