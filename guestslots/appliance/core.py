@@ -44,10 +44,9 @@ from ..host.build import ApplianceImage
 from ..model.cpus import VcpuTable
 from ..model.disksets import DiskSet
 from ..model.drives import DriveSpec, check_chain, make_drive
-from ..model.ids import device_id
 from ..model.names import is_volume, split_btrfsvol, translate_out_text
 from ..model.nics import NicTable, make_nic
-from ..model.runtime import NicRecord, RuntimeRecord, RuntimeRecordError, SlotRecord
+from ..model.runtime import RuntimeRecord, RuntimeRecordError, nic_record, slot_record
 from ..model.slots import MAX_SLOTS, SlotState, SlotTable
 from ..wire import BTRFSVOL
 
@@ -207,17 +206,8 @@ class ApplianceCore(GuestCalls):
         backend = self._backend
         if backend is None or not self._started:  # launching: written once it is up
             return
-        slots = tuple(
-            SlotRecord(slot.index, slot.device, device_id("disk", self.id, slot.index),
-                       slot.state.value,
-                       slot.drive.path if slot.drive else None,
-                       slot.drive.format if slot.drive else None,
-                       slot.drive.readonly if slot.drive else None,
-                       slot.drive.overlay if slot.drive else None,
-                       slot.label, slot.serial,
-                       self._identities.get(slot.index) if slot.drive else None,
-                       slot.drive.chain if slot.drive else ())
-            for slot in self._table)
+        slots = tuple(slot_record(slot, self.id, self._identities.get(slot.index))
+                      for slot in self._table)
         info = backend.runtime_info()
         record = RuntimeRecord(
             id=self.id, backend=self.backend, pid=backend.pid, started=self._started,
@@ -225,8 +215,7 @@ class ApplianceCore(GuestCalls):
             layout_key=self._layout_key, owner=owner_record(os.getpid()) if held else {},
             slots=slots, vcpus_max=self._vcpus.max_vcpus,
             vcpus_plugged=tuple(sorted(self._vcpus.live)),
-            nics=tuple(NicRecord(n.slot, n.device_id, n.network, n.mac, n.address, n.gateway,
-                                 n.tap) for n in self._nics.listed(True)),
+            nics=tuple(nic_record(n) for n in self._nics.listed(True)),
             memory_mb=self.memory_mb, diskset=tuple(self._diskset.list()),
             detached=self.detached, vcpu_unplugged=self._vcpu_unplugged,
             qmp_socket=info.get("qmp_socket", ""),

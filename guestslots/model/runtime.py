@@ -43,6 +43,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import GuestslotsError
+from .ids import device_id
+from .nics import Nic
+from .slots import Slot
 
 #: The schema this version writes and reads.
 SCHEMA = 5
@@ -196,3 +199,24 @@ def _typed(doc: dict[str, Any], key: str, kind: type | tuple[type, ...],
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
         raise TypeError(f"{key} is {value!r}")
     return value
+
+
+def slot_record(slot: Slot, appliance_id: str, identity: str | None) -> SlotRecord:
+    """What the record keeps of *slot* of appliance *appliance_id* (*identity*: its
+    image's identity when it was plugged, see ``host.runtime.image_identity``)."""
+    drive = slot.drive
+    return SlotRecord(slot.index, slot.device, device_id("disk", appliance_id, slot.index),
+                      slot.state.value,
+                      drive.path if drive else None,
+                      drive.format if drive else None,
+                      drive.readonly if drive else None,
+                      drive.overlay if drive else None,
+                      slot.label, slot.serial,
+                      identity if drive else None,
+                      drive.chain if drive else ())
+
+
+def nic_record(nic: Nic) -> NicRecord:
+    """What the record keeps of *nic*."""
+    return NicRecord(nic.slot, nic.device_id, nic.network, nic.mac, nic.address, nic.gateway,
+                     nic.tap)

@@ -126,3 +126,31 @@ def test_a_slots_snapshot_chain_round_trips_and_older_records_have_none() -> Non
     doc["slots"][0]["chain"] = "/img.s1.qcow2"
     with pytest.raises(RuntimeRecordError, match="slot chain is"):
         RuntimeRecord.from_json(json.dumps(doc))
+
+
+def test_the_record_of_a_slot_and_of_a_nic() -> None:
+    """What the Appliance writes for each slot and NIC (model.runtime.slot_record and
+    nic_record: moved here from the Appliance's record writer)."""
+    from guestslots.model.drives import DriveSpec
+    from guestslots.model.ids import device_id
+    from guestslots.model.nics import Nic
+    from guestslots.model.runtime import NicRecord, nic_record, slot_record
+    from guestslots.model.slots import SlotTable
+
+    table = SlotTable(2)
+    table.reserve(None)
+    table.reserve(None)
+    full = table.fill(1, DriveSpec("/img/a.qcow2", "qcow2", readonly=False, label="data",
+                                   chain=("/img/s1.qcow2",)), "sdb")
+    record = slot_record(full, "9f2c41d7", "ino:7;mtime:1")
+    assert (record.index, record.device, record.state, record.path, record.format,
+            record.readonly, record.overlay, record.label, record.identity, record.chain) == (
+        1, "/dev/sdb", "filled", "/img/a.qcow2", "qcow2", False, False, "data",
+        "ino:7;mtime:1", ("/img/s1.qcow2",))
+    assert record.device_id == device_id("disk", "9f2c41d7", 1)
+    empty = slot_record(table[0], "9f2c41d7", "stale")
+    assert (empty.state, empty.path, empty.identity, empty.chain) == ("empty", None, None, ())
+    nic = Nic(0, "nic-9f2c41d7-0", "user", "52:54:00:9f:2c:00", "10.0.2.15/24", "10.0.2.2",
+              None)
+    assert nic_record(nic) == NicRecord(0, "nic-9f2c41d7-0", "user", "52:54:00:9f:2c:00",
+                                        "10.0.2.15/24", "10.0.2.2", None)
