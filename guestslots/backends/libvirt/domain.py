@@ -205,6 +205,13 @@ class DomainCore:
         assert self._workdir is not None
         return os.path.join(self._workdir.path, f"overlay-slot{index}.qcow2")
 
+    def _forget_process(self) -> None:
+        """Let go of the pidfd on the QEMU process this domain had (it ended, or the
+        domain moved to another process)."""
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
     def is_running(self) -> bool:
         """Whether QEMU runs: its process (its pidfd; libvirt learns of its end later),
         then libvirt's word."""
@@ -283,9 +290,7 @@ class DomainCore:
             connection.forget(self._domain_name)
             connection.release_name(self._domain_name)
             self._domain_name = ""
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
+        self._forget_process()
         if self._workdir is not None:
             self._workdir.remove()
 

@@ -192,9 +192,7 @@ class DomainLifecycle(DomainCore):
             connection.release_name(self._domain_name)
         self.domain = None
         self._qemu_pid = None
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
+        self._forget_process()
         if self._workdir is not None:
             self._workdir.release()
             self._workdir = None

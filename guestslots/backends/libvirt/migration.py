@@ -144,9 +144,7 @@ class DomainMigration(DomainSaving):
         finally:
             if listener is not None:
                 listener.close()
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
+        self._forget_process()
         self._agent_socket = agent_socket
         if self.spec.detached:
             self._held_by_keeper(sock)

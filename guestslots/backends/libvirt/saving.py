@@ -55,9 +55,7 @@ class DomainSaving(DomainJobs):
         finally:
             self.domain = None
             self._qemu_pid = None
-            if self._pidfd is not None:
-                os.close(self._pidfd)
-                self._pidfd = None
+            self._forget_process()
         shutil.copyfile(os.path.join(self._workdir.path, "root.qcow2"), directory / ROOT_FILE)
         for index, drive in layout.disks:
             if drive.throwaway:
