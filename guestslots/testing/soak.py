@@ -6,6 +6,7 @@ Used by ``tools/bench/soak.py`` (1000 cycles) and, shorter, by the test suite.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
@@ -48,13 +49,27 @@ class Soak:
         return statistics.median(part)
 
 
+def _block_nodes(app: Appliance) -> int:
+    """How many block nodes QEMU has: its own view, below the API on purpose (on the
+    libvirt backend through libvirt's QEMU monitor passthrough)."""
+    backend = app._backend
+    if isinstance(backend, QemuBackend):
+        assert backend.machine is not None
+        return len(backend.machine.execute("query-named-block-nodes", {"flat": True}))
+    import libvirt_qemu  # libvirt-python's
+
+    domain = getattr(backend, "domain", None)
+    assert domain is not None, "a running appliance on the QEMU or libvirt backend"
+    query = {"execute": "query-named-block-nodes", "arguments": {"flat": True}}
+    return len(json.loads(libvirt_qemu.qemuMonitorCommand(domain, json.dumps(query), 0))
+               ["return"])
+
+
 def sample(app: Appliance, cycle: int) -> Sample:
     """Measure *app* and its caller now."""
-    backend = app._backend  # QEMU's own view of its block nodes: below the API on purpose
-    assert isinstance(backend, QemuBackend) and backend.machine and app.pid is not None
-    nodes = backend.machine.execute("query-named-block-nodes", {"flat": True})
+    assert app.pid is not None
     return Sample(cycle, len(os.listdir("/proc/self/fd")), _rss_kib("self"),
-                  _rss_kib(app.pid), len(nodes))
+                  _rss_kib(app.pid), _block_nodes(app))
 
 
 def soak(app: Appliance, image: Path, cycles: int, index: int = 0, every: int = 1) -> Soak:

@@ -22,9 +22,11 @@ from guestslots.testing import testimages as images
 
 from .compare import run_ours, same
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.single_pass("compares with libguestfs; the agent is the same on "
-                                      "both backends")]
+pytestmark = [pytest.mark.integration]
+#: The comparisons with libguestfs run once; the rest (read-only slots, discard, device
+#: sizes, what the backend gives the guest) on both backends.
+ONCE = pytest.mark.single_pass("compares with libguestfs; the agent is the same on both "
+                               "backends")
 
 DISK_MIB = 512  # xfs wants 300 MB at least
 ESP_GUID = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
@@ -134,6 +136,7 @@ def both_on_blank_disks_plugged(
     return mine, peers, ours
 
 
+@ONCE
 @pytest.mark.parametrize("script", [GPT_SCRIPT, MBR_SCRIPT], ids=["gpt", "mbr"])
 def test_a_disk_partitioned_and_formatted_as_with_libguestfs(
     app: Appliance, tcg: bool, tmp_path: Path, script: list[list[Any]],
@@ -155,6 +158,7 @@ def test_a_disk_partitioned_and_formatted_as_with_libguestfs(
         getattr(app, wrong)("/dev/sda", 1)
 
 
+@ONCE
 def test_block_devices_read_and_written_as_with_libguestfs(
     app: Appliance, tcg: bool, tmp_path: Path,
 ) -> None:
@@ -334,6 +338,7 @@ COPY_SCRIPT: list[list[Any]] = [
 ]
 
 
+@ONCE
 def test_copies_between_devices_and_files_as_with_libguestfs(
     app: Appliance, tcg: bool, tmp_path: Path,
 ) -> None:
@@ -363,6 +368,7 @@ def test_copies_between_devices_and_files_as_with_libguestfs(
     assert os.stat(mine[0]).st_blocks < grown - 4 * MiB // 512
 
 
+@ONCE
 def test_volumes_and_arrays_made_as_with_libguestfs(app: Appliance, tcg: bool,
                                                     tmp_path: Path) -> None:
     both_on_blank_disks_plugged(app, tcg, tmp_path, VOLUME_SCRIPT, 2)

@@ -352,7 +352,6 @@ def test_one_appliance_shared_by_threads(
     assert calls > 0
 
 
-@pytest.mark.single_pass('counts QEMU block nodes over QMP')
 def test_short_soak_leaks_nothing(launch: Callable[..., Appliance], small: Path) -> None:
     """100 plug/unplug cycles (the 1000-cycle soak is tools/bench/soak.py): the caller's
     file descriptors and QEMU's block nodes come back to where they were, and no work

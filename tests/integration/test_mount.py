@@ -20,6 +20,8 @@ import pytest
 import guestslots
 from guestslots import Appliance
 from guestslots.fuse.mountinfo import find
+from guestslots.host import runtime
+from guestslots.model.runtime import RuntimeRecord
 from guestslots.testing import testimages as images
 
 from .test_faults import wait_gone
@@ -40,18 +42,6 @@ def server(mountpoint: Path) -> int:
     found = find(mountpoint)
     assert found is not None and found.server_pid is not None, f"{mountpoint} is not mounted"
     return found.server_pid
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +216,6 @@ def test_bad_mountpoints_and_images_are_clear_errors(case: str, image: Path, mp:
     assert cli("umount", tmp_path).returncode == 1  # not a guestslots mount
 
 
-@pytest.mark.single_pass("finds QEMU as the serving process's child")
 def test_a_dying_appliance_gives_eio_and_umount_cleans_up(image: Path, mp: Path) -> None:
     assert cli("mount", "-i", image, mp).returncode == 0
     pid = server(mp)
@@ -243,14 +232,18 @@ def test_a_dying_appliance_gives_eio_and_umount_cleans_up(image: Path, mp: Path)
 
 
 def qemus(pid: int) -> list[int]:
-    """The QEMU processes *pid* started (none on libvirt, which daemonises them)."""
-    return [c for c in children(pid) if "qemu" in Path(f"/proc/{c}/comm").read_text()]
+    """The QEMU processes of the appliances process *pid* holds, from their runtime
+    records (both backends: libvirt's QEMU is not a child of its caller)."""
+    return [record.pid for _, record in runtime.records()
+            if isinstance(record, RuntimeRecord) and record.pid
+            and record.owner.get("pid") == pid]
 
 
 def test_sigterm_unmounts_and_shuts_down(image: Path, mp: Path) -> None:
     assert cli("mount", "-i", image, mp).returncode == 0
     pid = server(mp)
     its_qemus = qemus(pid)
+    assert len(its_qemus) == 1  # (before: none was found on libvirt, and none awaited)
     os.kill(pid, signal.SIGTERM)
     wait_gone(pid)
     assert find(mp) is None
