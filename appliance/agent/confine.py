@@ -43,7 +43,7 @@ import select
 import time
 from collections.abc import Iterator
 
-from .common import Fail, libc
+from .common import MS_NODEV, MS_NOEXEC, MS_NOSUID, Fail, libc
 
 CGROUP_FS = "/sys/fs/cgroup"
 CONTROLLERS = ("cpu", "memory", "pids")
@@ -105,7 +105,8 @@ def _mem_total() -> int:
 def _cgroups_ready() -> None:
     """Mount cgroup2 (once) and give the root's children the controllers."""
     if not os.path.exists(f"{CGROUP_FS}/cgroup.controllers"):
-        rc = libc.mount(b"cgroup2", CGROUP_FS.encode(), b"cgroup2", 2 | 4 | 8, None)
+        rc = libc.mount(b"cgroup2", CGROUP_FS.encode(), b"cgroup2",
+                        MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
         if rc != 0:
             e = ctypes.get_errno()
             raise Fail(f"cannot mount cgroup2 to confine guest programs: {os.strerror(e)}", e)
@@ -130,13 +131,13 @@ class CallGroup:
         period = 100_000
         quota = int(period * CPU_SHARE * (os.cpu_count() or 1))
         for name, value in (("memory.max", str(self.memory_max)),
-                            ("memory.swap.max", "0"),
                             ("memory.oom.group", "1"),
                             ("pids.max", str(PIDS_MAX)),
                             ("cpu.max", f"{quota} {period}"),
                             ("cpu.weight", str(CPU_WEIGHT))):
-            with contextlib.suppress(FileNotFoundError):  # memory.swap.max: no swap
-                _write(f"{self.path}/{name}", value)
+            _write(f"{self.path}/{name}", value)
+        with contextlib.suppress(FileNotFoundError):  # a kernel without swap accounting
+            _write(f"{self.path}/memory.swap.max", "0")
 
     def join(self, pid: int = 0) -> None:
         """Put process *pid* (0: the caller) into the group."""
