@@ -8,6 +8,8 @@ output, plain or JSON; progress (on a terminal only) to standard error.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -155,7 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         status: int = args.func(args)
+        sys.stdout.flush()
         return status
+    except BrokenPipeError:
+        # the reader went away (| head): end as cat does, without a word; what is still
+        # buffered goes nowhere, not into a second error at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (GuestslotsError, UsageError, OSError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"{PROG}: {args.subcommand}: {first}", file=sys.stderr)

@@ -185,3 +185,14 @@ def test_inspect_gives_volumes_and_their_os_to_the_images_they_are_built_on(
     assert not any(fs.startswith("/dev/vg") for fs in plain["filesystems"])
     assert "/dev/vgspan/big" in a["filesystems"] and "/dev/vgspan/big" in b["filesystems"]
     assert a["operating_systems"] == b["operating_systems"] == []
+
+
+def test_a_reader_that_goes_away_ends_it_as_cat_ends(osimg: Path) -> None:
+    """``guestslots inspect IMG | head`` as a Unix tool in a pipe: when the reader has
+    gone (here at once), no "Broken pipe" error is printed, and the exit status is
+    SIGPIPE's, as cat's (before: "guestslots: inspect: [Errno 32] Broken pipe", 1)."""
+    done = subprocess.run(["bash", "-c", f'"{CLI}" inspect "{osimg}" | true; '
+                           'echo "${PIPESTATUS[0]}"'],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.stderr == ""
+    assert done.stdout == "141\n"
