@@ -58,8 +58,11 @@ def _block_nodes(app: Appliance) -> int:
         return len(backend.machine.execute("query-named-block-nodes", {"flat": True}))
     import libvirt_qemu  # libvirt-python's
 
-    domain = getattr(backend, "domain", None)
-    assert domain is not None, "a running appliance on the QEMU or libvirt backend"
+    from ..backends.libvirt import LibvirtBackend
+
+    assert isinstance(backend, LibvirtBackend) and backend.domain is not None, \
+        "a running appliance on the QEMU or libvirt backend"
+    domain = backend.domain
     query = {"execute": "query-named-block-nodes", "arguments": {"flat": True}}
     return len(json.loads(libvirt_qemu.qemuMonitorCommand(domain, json.dumps(query), 0))
                ["return"])
