@@ -112,7 +112,7 @@ def test_the_appliance_carries_on_in_the_new_process(mover: Appliance, tmp_path:
     assert app.cat("/in-cache") == "only in the page cache\n"
 
 
-def test_a_bandwidth_limit_reaches_qemu(mover: Appliance) -> None:
+def test_a_bandwidth_limit_reaches_qemu(mover: Appliance, tmp_path: Path) -> None:
     """The limit is QEMU's max-bandwidth, read back from the QEMU that ran the migration
     (what it does to the rate is measured by tools/bench/bench_migrate.py; this test
     asserted the rate and the duration before)."""
@@ -127,6 +127,10 @@ def test_a_bandwidth_limit_reaches_qemu(mover: Appliance) -> None:
     machine = mover._backend.machine  # type: ignore[union-attr]
     assert machine.execute("query-migrate-parameters")["max-bandwidth"] == 1 * MIB
     assert mover.list_devices()[0] == "/dev/sda"  # still answering
+    # and changing devices at once (found: "device_add not allowed while migrating"
+    # until QEMU had finished cancelling, which the call did not wait for)
+    index = mover.hotplug(-1, images.ext4(tmp_path / "after.img", {"n": "after\n"}))
+    mover.unplug(index)
 
 
 def test_bad_parameters_are_refused_before_anything_moves(mover: Appliance,

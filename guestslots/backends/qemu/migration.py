@@ -203,6 +203,13 @@ class MachineMigration(MachineJobs):
             return isinstance(data, dict) and data.get("status") in (
                 "completed", "failed", "cancelled", "pre-switchover")
 
+        async def cancel(listener: Any) -> None:
+            """Cancel the migration and wait (10 s at most) for QEMU to say it ended:
+            until then the VM refuses device changes ("not allowed while migrating")."""
+            with contextlib.suppress(Exception):
+                await self._execute("migrate_cancel")
+                await asyncio.wait_for(listener.get(), 10)
+
         async def migrate() -> dict[str, Any]:
             await self._execute("migrate-set-capabilities", {"capabilities": LIVE_CAPS})
             loop = asyncio.get_running_loop()
@@ -213,8 +220,7 @@ class MachineMigration(MachineJobs):
                 while True:
                     left = deadline - loop.time()
                     if left <= 0:
-                        with contextlib.suppress(Exception):
-                            await self._execute("migrate_cancel")
+                        await cancel(listener)
                         raise self.error(f"the migration did not end in {timeout:g} s: "
                                          "cancelled", QemuTimeout)
                     try:
@@ -231,8 +237,7 @@ class MachineMigration(MachineJobs):
                                              "and nothing was planned there")
                         await self._switch_over(*switch_over)
                     except BaseException:
-                        with contextlib.suppress(Exception):
-                            await self._execute("migrate_cancel")
+                        await cancel(listener)
                         raise
             info: dict[str, Any] = await self._execute("query-migrate")
             data = event.get("data")
