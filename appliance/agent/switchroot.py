@@ -20,7 +20,7 @@ import ctypes
 import os
 import stat
 
-from .common import MNT_DETACH, Fail, libc, log
+from .common import MNT_DETACH, Fail, _check_libc, libc, log
 
 MS_MOVE = 8192
 #: statfs f_type of the kernel's rootfs (ramfs or tmpfs).
@@ -39,13 +39,13 @@ def leave_initramfs() -> None:
             os.chroot(".")
             return
         if os.path.ismount("/proc"):
-            _ok(libc.umount2(b"/proc", MNT_DETACH), "unmounting the initramfs's /proc")
+            _check_libc(libc.umount2(b"/proc", MNT_DETACH), "unmounting the initramfs's /proc")
         top = os.lstat("/").st_dev
         for entry in os.scandir("/"):
             if entry.name != "root":
                 _remove(f"/{entry.name}", top)
         os.chdir("/root")
-        _ok(libc.mount(b".", b"/", None, MS_MOVE, None), "moving the root onto /")
+        _check_libc(libc.mount(b".", b"/", None, MS_MOVE, None), "moving the root onto /")
         os.chroot(".")
     except (OSError, Fail) as e:
         log(f"leaving the initramfs: {e}")
@@ -82,7 +82,7 @@ def _fs_type(path: str) -> int:
         _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 112)]
 
     buf = Statfs()
-    _ok(libc.statfs(path.encode(), ctypes.byref(buf)), f"statfs {path}")
+    _check_libc(libc.statfs(path.encode(), ctypes.byref(buf)), f"statfs {path}")
     return int(buf.f_type) & 0xFFFFFFFF
 
 
@@ -97,9 +97,3 @@ def _remove(path: str, top: int) -> None:
         os.rmdir(path)
     else:
         os.unlink(path)
-
-
-def _ok(rc: int, what: str) -> None:
-    if rc != 0:
-        e = ctypes.get_errno()
-        raise Fail(f"{what}: {os.strerror(e)}", e)

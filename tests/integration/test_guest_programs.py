@@ -5,12 +5,12 @@ appliance's devices or processes, and are stopped at their time limit."""
 from __future__ import annotations
 
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from guestslots import Appliance, GuestslotsError
+from guestslots.testing import attacker
 from guestslots.testing import testimages as images
 
 pytestmark = [pytest.mark.integration,
@@ -42,18 +42,11 @@ int main(void) {
 """
 
 
-def _escape_program(tmp: Path) -> bytes:
-    (tmp / "escape.c").write_text(ESCAPE_C)
-    subprocess.run(["gcc", "-static", "-O", "-o", str(tmp / "escape"), str(tmp / "escape.c")],
-                   check=True, capture_output=True)
-    return (tmp / "escape").read_bytes()
-
-
 @pytest.fixture(scope="module")
 def guest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("exec")
     files: dict[str, bytes | str] = {"bin/sh": Path("/bin/dash").read_bytes(),
-                                     "bin/escape": _escape_program(tmp),
+                                     "bin/escape": attacker.compile_static("escape", ESCAPE_C, tmp),
                                      "etc/hostname": "guest\n"}
     for lib in RUNTIME:
         files[lib.lstrip("/")] = Path(lib).resolve().read_bytes()
