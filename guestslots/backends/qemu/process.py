@@ -296,8 +296,14 @@ class MachineProcess:
             if died in done:
                 raise self.error("QEMU exited during start-up", LaunchError)
             raise self.error(f"QEMU did not connect to QMP in {timeout:g} s", LaunchError)
+        if accept.exception() is not None:  # QEMU closed QMP before its greeting
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(died, 5)
+            if died.done():
+                raise self.error("QEMU exited during start-up", LaunchError) from None
+            raise self.error(f"QEMU's QMP session failed: {accept.exception()}",
+                             LaunchError) from None
         died.cancel()
-        accept.result()
 
     def adopt(self, pid: int, timeout: float = 10.0) -> socket.socket:
         """Take over detached QEMU *pid*, which another process started: connect to the
