@@ -4,6 +4,7 @@ tool's result read by the other)."""
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from guestslots import Appliance, GuestslotsError
+from guestslots import Appliance, GuestOSError, GuestslotsError
 from guestslots.testing import peer
 from guestslots.testing import testimages as images
 
@@ -158,18 +159,29 @@ def test_change_commands_are_refused_on_a_read_only_mount(app: Appliance,
     before = os.stat(tree_image)
     app.hotplug(0, tree_image)
     app.mount_ro("/dev/sda", "/")
+    refused: dict[tuple[Any, ...], int | None] = {}
     for name, *args in WRITES:
         if name == "snapshot":
             continue
         if name == "getxattrs" or [name, *args] in (
                 ["rm_f", "/missing"], ["rm_rf", "/nothing-here"], ["rm_rf", "/var-copy/log"]):
             continue  # a read, or nothing to remove (here): no error is right
-        with pytest.raises(GuestslotsError):
+        with pytest.raises(GuestOSError) as e:
             getattr(app, name)(*args)
+        refused[(name, *args)] = e.value.errno
     app.umount_all()
     app.unplug(0)
     after = os.stat(tree_image)
     assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    # a change to what the image holds is refused as read-only; the others are refused
+    # for what they name (the earlier changes did not happen), each with its errno
+    for call in [("mkdir_p", "/new/deep"), ("cp_a", "/etc", "/etc-copy"),
+                 ("mv", "/dir with space", "/new"), ("chown", 5, 6, "/link-to-dir"),
+                 ("truncate_size", "/data/a.bin", 1000), ("rm_f", "/empty")]:
+        assert refused[call] == errno.EROFS, (call, refused[call])
+    assert refused[("rm_rf", "/")] == errno.EPERM  # refused before the mount is asked
+    assert set(refused.values()) <= {errno.EROFS, errno.ENOENT, errno.EISDIR, errno.EINVAL,
+                                     errno.EPERM}, refused
 
 
 def members(path: Path) -> list[tuple[Any, ...]]:
