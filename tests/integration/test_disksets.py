@@ -17,6 +17,7 @@ from guestslots import (
     DiskSetError,
     GuestslotsError,
     HostFileError,
+    MigrationParams,
     SnapshotError,
     restore,
 )
@@ -144,13 +145,13 @@ def test_a_snapshot_of_two_of_three_slots_keeps_exactly_their_images(
 
 
 def test_a_disk_on_snapshot_overlays_migrates_saves_and_relaunches_on_them(
-    tmp_path: Path,
+    tmp_path: Path, request: pytest.FixtureRequest,
 ) -> None:
     """The slot's chain (image, then each overlay on the one below, by node; on libvirt
-    a declared backing chain) is built again in every new process: migration (QEMU
-    backend), restore, relaunch after QEMU was killed.  Nothing written is lost on the
-    way, the image and older overlays stay as they were, and an overlay that is no
-    longer the one guestslots made is refused."""
+    a declared backing chain) is built again in every new process: migration (a new
+    process, or another libvirt), restore, relaunch after QEMU was killed.  Nothing
+    written is lost on the way, the image and older overlays stay as they were, and an
+    overlay that is no longer the one guestslots made is refused."""
     disk = images.ext4(tmp_path / "disk.img", {"a": "before s1\n"}, size_mib=32)
     app = Appliance()
     try:
@@ -167,10 +168,12 @@ def test_a_disk_on_snapshot_overlays_migrates_saves_and_relaunches_on_them(
         app.sync()
         image, older = sha(disk), sha(Path(s1))
 
-        if app.backend == "qemu":
-            pid = app.pid
-            app.migrate()
-            assert app.pid != pid
+        # QEMU: a new local process; libvirt: the domain moves to another libvirt
+        there = {} if app.backend == "qemu" else \
+            {"destination_uri": request.getfixturevalue("libvirtd_uri")}
+        pid = app.pid
+        app.migrate(MigrationParams(**there))
+        assert app.pid != pid
         assert [app.cat(f) for f in ("/a", "/b", "/c")] == ["before s1\n", "before s2\n",
                                                             "after s2\n"]
         app.write("/d", "after the migration\n")
