@@ -29,8 +29,6 @@ from guestslots.testing import testimages as images
 
 from .test_faults import wait_gone
 
-MIB = 1 << 20
-
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif((os.environ.get(BACKEND_ENV) or "qemu") != "libvirt",
@@ -109,22 +107,39 @@ def test_the_appliance_carries_on_at_the_other_libvirt(libvirtd_uri: str,
         there.close()
 
 
-def test_a_bandwidth_limit_holds_libvirts_stream_back(libvirtd_uri: str,
-                                                      other_libvirtd_uri: str) -> None:
-    """libvirt's ``bandwidth`` typed parameter limits the stream: an appliance at one
-    private libvirtd moves to another unlimited, then back at 16 MiB/s."""
-    app = Appliance(uri=libvirtd_uri)
+def test_a_bandwidth_limit_reaches_the_source_qemu(libvirtd_uri: str,
+                                                   other_libvirtd_uri: str) -> None:
+    """libvirt's ``bandwidth`` typed parameter is the migration's speed: read back from
+    the source domain (libvirt asks its QEMU) while the job runs, at each progress
+    report; an unlimited migration reads libvirt's "unlimited".  An appliance at one
+    private libvirtd moves to another unlimited, then back at 16 MiB/s.  (What the
+    limit does to the rate and the duration is measured by tools/bench/bench_migrate.py;
+    this test asserted them before.)"""
+    app = Appliance("libvirt", uri=libvirtd_uri)
     app.add_drive("/dev/null")
     app.launch()
+
+    def speeds(params: MigrationParams) -> set[int]:
+        source = runtime.read(runtime.record_path(app.id))
+        seen: set[int] = set()
+
+        def read_back(progress: MigrationProgress) -> None:
+            if progress.transferred == 0:
+                return  # libvirt's first report can come before the job set its speed
+            conn = libvirt.open(source.uri)
+            try:
+                seen.add(conn.lookupByName(source.domain).migrateGetMaxSpeed())
+            finally:
+                conn.close()
+
+        done = app.migrate(params, progress=read_back)
+        assert done.status == "completed" and done.transferred > 0, done
+        return seen
+
     try:
-        free = app.migrate(MigrationParams(destination_uri=other_libvirtd_uri))
-        limit = 16  # MiB/s: well below what an unlimited migration reaches here
-        limited = app.migrate(MigrationParams(destination_uri=libvirtd_uri, bandwidth=limit))
-        assert limited.status == "completed" and limited.transferred > 0, limited
-        # only the last round, sent while the guest is stopped, goes unlimited
-        rate = limited.transferred / (limited.total_time_ms / 1000)
-        assert rate <= limit * MIB * 2, (rate / MIB, limited)
-        assert limited.total_time_ms > free.total_time_ms, (free, limited)
+        unlimited = speeds(MigrationParams(destination_uri=other_libvirtd_uri))
+        assert unlimited and all(s > 1 << 40 for s in unlimited), unlimited
+        assert speeds(MigrationParams(destination_uri=libvirtd_uri, bandwidth=16)) == {16}
         assert app.list_devices() == ["/dev/sda"]  # still answering, back where it began
         assert runtime.read(runtime.record_path(app.id)).uri == libvirtd_uri
     finally:

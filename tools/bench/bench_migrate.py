@@ -57,12 +57,13 @@ def with_disks(app: guestslots.Appliance, disks: list[Path]) -> guestslots.Appli
     return app
 
 
-def libvirt_rounds(rounds: int, tmp: Path, disks: list[Path]
-                   ) -> tuple[float, float, float, float] | None:
+def libvirt_rounds(rounds: int, tmp: Path, disks: list[Path], bandwidth: int
+                   ) -> dict[str, tuple[float, ...]] | None:
     """The libvirt backend's migration (``migrate3``) between two private libvirt
-    daemons on this host, back and forth, with the same two disks plugged and one
-    mounted: medians of (call s, libvirt's total ms, downtime ms, bytes); None where
-    no private libvirtd can run (not root)."""
+    daemons on this host, back and forth, unlimited and at *bandwidth* MiB/s taking
+    turns, with the same two disks plugged and one mounted: per kind, medians of
+    (call s, libvirt's total ms, downtime ms, bytes); None where no private libvirtd
+    can run (not root)."""
     from contextlib import ExitStack
 
     from guestslots.backends.libvirt.connection import capabilities_cache
@@ -77,18 +78,21 @@ def libvirt_rounds(rounds: int, tmp: Path, disks: list[Path]
         app = with_disks(guestslots.Appliance("libvirt"), disks)
         try:
             app.migrate(guestslots.MigrationParams(destination_uri=uris[0]))  # from embed
-            runs = []
-            for i in range(rounds):
+            runs: dict[str, list[tuple[float, int, int, int]]] = {
+                "libvirt": [], f"libvirt {bandwidth} MiB/s": []}
+            for i in range(2 * rounds):
+                label, limit = (("libvirt", 0) if i % 2 == 0  # 0: unlimited
+                                else (f"libvirt {bandwidth} MiB/s", bandwidth))
                 t = time.perf_counter()
                 done = app.migrate(guestslots.MigrationParams(destination_uri=uris[
-                    (i + 1) % 2]))
-                runs.append((time.perf_counter() - t, done.total_time_ms,
-                             done.downtime_ms, done.transferred))
+                    (i + 1) % 2], bandwidth=limit))
+                runs[label].append((time.perf_counter() - t, done.total_time_ms,
+                                    done.downtime_ms, done.transferred))
                 assert app.cat("/n") == "0\n"
         finally:
             app.shutdown()
-    call, total, down, sent = (statistics.median(r[k] for r in runs) for k in range(4))
-    return call, total, down, sent
+    return {label: tuple(statistics.median(r[k] for r in results) for k in range(4))
+            for label, results in runs.items()}
 
 
 def main() -> None:
@@ -156,21 +160,22 @@ def main() -> None:
                 snaps.append(time.perf_counter() - t)
         finally:
             app.shutdown()
-        on_libvirt = libvirt_rounds(args.rounds, Path(tmp), disks)
+        on_libvirt = libvirt_rounds(args.rounds, Path(tmp), disks, args.bandwidth)
         here = Path(peer.__file__).parent
         out = subprocess.run(["/usr/bin/python3", "-c", PEER, json.dumps([str(d) for d in disks]),
                               "1" if tcg else "0", str(args.rounds), str(here)],
                              capture_output=True, text=True, check=True)
         theirs = json.loads(out.stdout)
     print(f"accelerator: {'tcg' if tcg else 'kvm'}; medians of {args.rounds} rounds")
-    print(f"{'migration':<14} {'call s':>8} {'QEMU total ms':>14} {'downtime ms':>12} "
+    print(f"{'migration':<18} {'call s':>8} {'QEMU total ms':>14} {'downtime ms':>12} "
           f"{'MiB sent':>9}")
     for label, (call, total, down, nbytes) in rows.items():
-        print(f"{label:<14} {call:>8.2f} {total:>14.0f} {down:>12.0f} {nbytes / 2**20:>9.1f}")
-    if on_libvirt is not None:
-        call, total, down, nbytes = on_libvirt
-        print(f"{'libvirt':<14} {call:>8.2f} {total:>14.0f} {down:>12.0f} "
-              f"{nbytes / 2**20:>9.1f}  (migrate3 between two libvirtd on this host)")
+        print(f"{label:<18} {call:>8.2f} {total:>14.0f} {down:>12.0f} {nbytes / 2**20:>9.1f}")
+    if on_libvirt is not None:  # migrate3 between two libvirtd on this host
+        for label, (call, total, down, nbytes) in on_libvirt.items():
+            print(f"{label:<18} {call:>8.2f} {total:>14.0f} {down:>12.0f} "
+                  f"{nbytes / 2**20:>9.1f}  (MiB/s over the job: "
+                  f"{nbytes / 2**20 / (total / 1000):.1f})")
     print(f"save {statistics.median(saves):.2f} s, restore {statistics.median(restores):.2f} s, "
           f"snapshot of the two-disk set {statistics.median(snaps) * 1000:.0f} ms")
     print(f"save with the two-disk set (2 x 64 MiB copied) "
