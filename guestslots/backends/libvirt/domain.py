@@ -27,6 +27,7 @@ from ...host.cache import file_id
 from ...host.owner import Owner
 from .. import Layout, VMSpec
 from ..common import log_tail
+from ..workfiles import Generation, overlay_path, root_overlay
 from . import bounded, connection
 from .domxml import (
     DISKSET_NS,
@@ -114,9 +115,9 @@ class DomainCore:
             kernel=str(self.spec.image.kernel),
             initrd=str(self.spec.image.initrd),
             root_backing=((str(self.spec.image.root), "raw"),),
-            root_overlay=os.path.join(workdir, "root.qcow2"),
-            agent_socket=os.path.join(workdir, "agent.sock"),
-            console_log=os.path.join(workdir, "console.log"),
+            root_overlay=root_overlay(workdir),
+            agent_socket=Generation(workdir).agent_socket,
+            console_log=Generation(workdir).console_log,
             memory_mb=self.spec.memory_mb,
             tcg_cache_mib=self.spec.tcg_cache_mib,
             detached=self.spec.detached,
@@ -203,7 +204,7 @@ class DomainCore:
 
     def _overlay_path(self, index: int) -> str:
         assert self._workdir is not None
-        return os.path.join(self._workdir.path, f"overlay-slot{index}.qcow2")
+        return overlay_path(self._workdir.path, index)
 
     def _forget_process(self) -> None:
         """Let go of the pidfd on the QEMU process this domain had (it ended, or the
@@ -247,7 +248,8 @@ class DomainCore:
             if qemu:
                 parts.append("[qemu] " + qemu.replace("\n", "\n[qemu] "))
         if self._workdir is not None:
-            console = log_tail(Path(self._workdir.path) / "console.log", 20)
+            console = log_tail(Path(Generation(self._workdir.path,
+                                               self._generation).console_log), 20)
             if console:
                 parts.append("[console] " + console.replace("\n", "\n[console] "))
         return "\n".join(parts)

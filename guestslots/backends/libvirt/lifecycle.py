@@ -21,6 +21,7 @@ from ...host.savedstate import ROOT_FILE, STATE_FILE
 from ...model.runtime import RuntimeRecord
 from ..common import connect_agent
 from ..overlays import make_root_overlay
+from ..workfiles import Generation, overlay_name
 from . import bounded, connection
 from .domain import DomainCore, open_pidfd, peer_pid
 from .domxml import (
@@ -172,8 +173,7 @@ class DomainLifecycle(DomainCore):
         self._workdir, self.domain, self._domain_name = workdir, domain, record.domain
         connection.stop(record.domain).clear()  # its stop is awaited at shutdown
         self._agent_socket = record.agent_socket
-        gen = Path(record.agent_socket).stem.partition("-")[2]  # agent, or agent-N (migrated)
-        self._generation = int(gen) if gen.isdigit() else 0
+        self._generation = Generation.of(record.agent_socket).number  # agent-N: migrated
         self._qemu_pid = peer_pid(sock)
         self._pidfd = open_pidfd(self._qemu_pid)
         for slot in record.slots:
@@ -214,7 +214,7 @@ class DomainLifecycle(DomainCore):
             path = source.get("file", "")
             name = os.path.basename(path)
             for index, drive in layout.disks:
-                if drive.throwaway and name == f"overlay-slot{index}.qcow2":
+                if drive.throwaway and name == overlay_name(index):
                     shutil.copyfile(directory / name, self._overlay_path(index))
                     moved[path] = self._overlay_path(index)
             for index, drive in drives.items():

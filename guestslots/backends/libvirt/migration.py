@@ -19,6 +19,7 @@ from ...model.drives import DriveSpec
 from ...model.migration import MigrationParamError, MigrationParams, MigrationProgress
 from ...model.names import index_to_letters
 from .. import Layout
+from ..workfiles import Generation
 from . import bounded, connection
 from .domain import open_pidfd, peer_pid
 from .domxml import (
@@ -87,28 +88,28 @@ class DomainMigration(DomainSaving):
         domain = self._running()
         assert self._workdir is not None
         copies = dict(copies or {})
-        gen, workdir = self._generation + 1, self._workdir.path
+        gen = Generation(self._workdir.path, self._generation).next()
         owner = self.spec.appliance_id
         typed, flags = libvirt_params(
             params, [f"sd{index_to_letters(index)}" for index in sorted(copies)],
-            f"unix://{workdir}/nbd-{gen}.sock")
+            f"unix://{gen.nbd_socket}")
         target = self.check_migration(params)
         # libvirt calls a migration of local files "without shared storage" unsafe;
         # on one host both QEMUs use the very files (the locks pass at the switch)
         flags |= libvirt.VIR_MIGRATE_UNSAFE
-        self._generation = gen
-        agent_socket = os.path.join(workdir, f"agent-{gen}.sock")
+        self._generation = gen.number
+        agent_socket = gen.agent_socket
         base = params.destination_config or domain.XMLDesc(
             libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE)
         try:
             typed[LIBVIRT_DEST_XML] = migration_xml(
-                base, agent_socket, os.path.join(workdir, f"console-{gen}.log"),
+                base, agent_socket, gen.console_log,
                 {slot_alias(index, owner): (copy.path, copy.format)
                  for index, copy in copies.items()})
         except (ValueError, etree.XMLSyntaxError) as e:
             raise MigrationParamError("destination_config", f"not an appliance's domain "
                                       f"XML: {e}") from None
-        typed.setdefault(LIBVIRT_URI, f"unix://{workdir}/migrate-{gen}.sock")
+        typed.setdefault(LIBVIRT_URI, f"unix://{gen.migrate_socket}")
         what = f"migration of {self.domain_name} to {params.destination_uri}"
         listener = None if self.spec.detached else socket.socket(socket.AF_UNIX,
                                                                  socket.SOCK_STREAM)

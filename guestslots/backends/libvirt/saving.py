@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import libvirt
 from ...errors import GuestslotsError, LaunchError
 from ...host.savedstate import ROOT_FILE, STATE_FILE
 from .. import Layout
+from ..workfiles import keep_overlays
 from . import bounded, connection
 from .jobs import DomainJobs
 
@@ -56,11 +55,7 @@ class DomainSaving(DomainJobs):
             self.domain = None
             self._qemu_pid = None
             self._forget_process()
-        shutil.copyfile(os.path.join(self._workdir.path, "root.qcow2"), directory / ROOT_FILE)
-        for index, drive in layout.disks:
-            if drive.throwaway:
-                shutil.copyfile(self._overlay_path(index),
-                                directory / f"overlay-slot{index}.qcow2")
+        keep_overlays(self._workdir.path, layout, directory, ROOT_FILE)
         self._workdir.remove()
         self._workdir = None
 

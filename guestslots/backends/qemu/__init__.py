@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +30,13 @@ from ...model.nics import NicSpec
 from ...model.runtime import RuntimeRecord
 from .. import Layout, VMSpec
 from ..overlays import make_overlay, make_root_overlay
+from ..workfiles import (
+    Generation,
+    bring_overlays,
+    keep_overlays,
+    overlay_path,
+    root_overlay,
+)
 from .machine import QemuMachine
 from .migration_plan import qmp_plan
 from .qmpargs import ANONYMOUS_RAM, MachineConfig, layout_key_command, slot_ids
@@ -80,10 +86,10 @@ class QemuBackend:
             accel=self.spec.accel,
             kernel=str(self.spec.image.kernel),
             initrd=str(self.spec.image.initrd),
-            root_overlay=os.path.join(workdir, "root.qcow2"),
-            qmp_socket=os.path.join(workdir, "qmp.sock"),
-            agent_socket=os.path.join(workdir, "agent.sock"),
-            console_log=os.path.join(workdir, "console.log"),
+            root_overlay=root_overlay(workdir),
+            qmp_socket=Generation(workdir).qmp_socket,
+            agent_socket=Generation(workdir).agent_socket,
+            console_log=Generation(workdir).console_log,
             memory_mb=self.spec.memory_mb,
             max_vcpus=self.spec.max_vcpus,
             tcg_cache_mib=self.spec.tcg_cache_mib,
@@ -146,10 +152,7 @@ class QemuBackend:
             if restore_from is not None:
                 if self._pending is not None:
                     layout, overlays = self._pending
-                    for index, drive in layout.disks:
-                        if drive.throwaway:  # what the guest wrote to it, as it was
-                            shutil.copyfile(overlays / f"overlay-slot{index}.qcow2",
-                                            self._overlay_path(index))
+                    bring_overlays(overlays, layout, workdir)
                     self._replay(self.machine, layout)
                     self._pending = None
                 self.machine.restore_state(restore_from / STATE_FILE, timeout=timeout)
@@ -179,13 +182,12 @@ class QemuBackend:
         except OSError as e:
             raise LaunchError(f"the work directory {workdir} of QEMU (pid {pid}) cannot be "
                               f"held: {e.strerror or e}") from None
-        stem = os.path.basename(qmp_socket).removesuffix(".sock")  # qmp, or qmp-N (migrated)
-        gen = stem.partition("-")[2]
-        self._generation = int(gen) if gen.isdigit() else 0
+        gen = Generation.of(qmp_socket)  # qmp.sock, or qmp-N.sock (migrated)
+        self._generation = gen.number
         cfg = replace(self._config(workdir), qmp_socket=qmp_socket, agent_socket=agent_socket,
-                      console_log=os.path.join(workdir, f"console{'-' + gen if gen else ''}.log"))
+                      console_log=gen.console_log)
         machine = QemuMachine(cfg, Path(workdir), owner=self.spec.appliance_id,
-                              log_name=f"qemu{'-' + gen if gen else ''}.log")
+                              log_name=gen.name("qemu", ".log"))
         try:
             sock = machine.adopt(pid, timeout)
             ram, shared = _memory_of(machine)
@@ -349,12 +351,7 @@ class QemuBackend:
                 machine.execute("stop")
                 machine.export_disks(list(exports), lambda: None, None, timeout)
             machine.save_state(directory / STATE_FILE, timeout=timeout)
-            shutil.copyfile(os.path.join(self._workdir.path, "root.qcow2"),
-                            directory / ROOT_FILE)
-            for index, drive in layout.disks:
-                if drive.throwaway:
-                    shutil.copyfile(self._overlay_path(index),
-                                    directory / f"overlay-slot{index}.qcow2")
+            keep_overlays(self._workdir.path, layout, directory, ROOT_FILE)
             if machine.cfg.memory_shared:
                 move_sparse(machine.cfg.memory_file, directory / RAM_FILE)
             else:
@@ -394,21 +391,19 @@ class QemuBackend:
         workdir = self._workdir.path
         copies = dict(copies or {})
         deadline = time.monotonic() + timeout  # for the copy and the stream together
-        self._generation += 1
-        gen = self._generation
-        cfg = replace(source.cfg, qmp_socket=os.path.join(workdir, f"qmp-{gen}.sock"),
-                      agent_socket=os.path.join(workdir, f"agent-{gen}.sock"),
-                      console_log=os.path.join(workdir, f"console-{gen}.log"),
-                      memory_file=os.path.join(workdir, f"{RAM_FILE}-{gen}"),
+        gen = Generation(workdir, self._generation).next()
+        self._generation = gen.number
+        cfg = replace(source.cfg, qmp_socket=gen.qmp_socket, agent_socket=gen.agent_socket,
+                      console_log=gen.console_log, memory_file=gen.path(RAM_FILE),
                       memory_shared=True)
-        uri = params.uri or f"unix:{os.path.join(workdir, f'migrate-{gen}.sock')}"
-        nbd = os.path.join(workdir, f"nbd-{gen}.sock")
+        uri = params.uri or f"unix:{gen.migrate_socket}"
+        nbd = gen.nbd_socket
         owner = self.spec.appliance_id
         nodes = {index: (source.top_node(index), slot_ids(index, owner).fmt_node)
                  for index in copies}
         plan = qmp_plan(params.replace(uri=uri), nodes, nbd if copies else "")
         dest = QemuMachine(cfg, Path(workdir), incoming=True, owner=self.spec.appliance_id,
-                           log_name=f"qemu-{gen}.log", hold_fds=self._hold())
+                           log_name=gen.name("qemu", ".log"), hold_fds=self._hold())
         sock: socket.socket | None = None
         try:
             sock = dest.start(timeout=30)
@@ -464,7 +459,7 @@ class QemuBackend:
 
     def _overlay_path(self, index: int) -> str:
         assert self._workdir is not None
-        return os.path.join(self._workdir.path, f"overlay-slot{index}.qcow2")
+        return overlay_path(self._workdir.path, index)
 
     def _make_overlay(self, index: int, drive: DriveSpec) -> str:
         path = self._overlay_path(index)
