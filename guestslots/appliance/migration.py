@@ -53,7 +53,10 @@ class MigrationArea(SavingArea):
         ``bandwidth`` (MiB/s) limits the stream, ``downtime_limit`` (ms),
         ``parallel_connections``, ``uri`` (default: a Unix socket in the work
         directory), ``destination_config`` (a runtime record; one that would change
-        what the guest sees is refused before anything moves).  Both processes share
+        what the guest sees, or a host-side setting the QEMU backend cannot apply,
+        is refused before anything moves; so is ``destination_name`` on the QEMU
+        backend, which cannot rename).  ``MigrationParams.from_typed`` takes
+        libvirt's typed parameter names (``migrate_uri``...).  Both processes share
         the image files, except the slots that ``disks`` names (or the disk set's,
         with ``with_disk_set``): each of those is copied, live, into a new file
         ``slotN.img`` (raw) or ``slotN.qcow2`` in ``disk_directory`` (an existing

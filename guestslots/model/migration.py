@@ -47,11 +47,13 @@ parameters and flags.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import GuestslotsError
+from .names import index_to_letters, letters_to_index
 from .runtime import RuntimeRecord
 
 MIB = 1 << 20
@@ -99,6 +101,56 @@ PARAMS: dict[str, ParamSpec] = {spec.name: spec for spec in (
     ParamSpec("with_disk_set", "bool", False, doc="copy the disk set's slots"),
     ParamSpec("disk_directory", "str", "", doc="directory for the copied slots' images"),
 )}
+
+
+#: libvirt's typed migration parameters (``VIR_MIGRATE_PARAM_*``, seed 002) that
+#: :meth:`MigrationParams.from_typed` takes and :meth:`~MigrationParams.to_typed`
+#: gives: libvirt's name, then ours and the typed parameter's kind ("string",
+#: "ullong", "int", or "strings": a string parameter given once per value).
+TYPED: dict[str, tuple[str, str]] = {
+    "migrate_uri": ("uri", "string"),
+    "destination_name": ("destination_name", "string"),
+    "destination_xml": ("destination_config", "string"),
+    "bandwidth": ("bandwidth", "ullong"),
+    "parallel.connections": ("parallel_connections", "int"),
+    "migrate_disks": ("disks", "strings"),
+}
+#: Ours, by our name, for :meth:`MigrationParams.to_typed`.
+_TYPED_NAME = {ours: typed for typed, (ours, _) in TYPED.items()}
+#: What our parameters with no typed parameter of libvirt's are, there.
+_NOT_TYPED = {
+    "destination_uri": "libvirt's destination connection (migrateToURI3's dconnuri)",
+    "downtime_limit": "libvirt's migrateSetMaxDowntime, called while the job runs",
+    "with_disk_set": "no libvirt flag (the disk set is guestslots's; name the disks)",
+    "disk_directory": "where the copies go is in the destination's XML for libvirt",
+}
+
+
+def _typed_value(name: str, kind: str, value: Any) -> Any:
+    """*value* of typed parameter *name*, checked for its *kind*, in our terms."""
+    if kind == "string":
+        if not isinstance(value, str):
+            raise MigrationParamError(name, f"a string (VIR_TYPED_PARAM_STRING) is "
+                                      f"needed, not {value!r}")
+        return value
+    if kind in ("ullong", "int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            what = "VIR_TYPED_PARAM_ULLONG" if kind == "ullong" else "VIR_TYPED_PARAM_INT"
+            raise MigrationParamError(name, f"a whole number ({what}) is needed, not "
+                                      f"{value!r}")
+        return value
+    assert kind == "strings"
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
+        raise MigrationParamError(name, f"disk targets (strings) are needed, not {value!r}")
+    slots = []
+    for target in values:
+        m = re.fullmatch(r"sd([a-z]{1,3})", target)
+        if m is None:
+            raise MigrationParamError(name, f"{target!r} is not a slot's disk target "
+                                      "(sda, sdb, ...)")
+        slots.append(letters_to_index(m.group(1)))
+    return slots
 
 
 def _check(spec: ParamSpec, value: Any) -> Any:
@@ -174,6 +226,52 @@ class MigrationParams:
             if not isinstance(name, str):
                 raise MigrationParamError(str(name), "parameter names are strings")
         return cls(**dict(values))
+
+    @classmethod
+    def from_typed(cls, params: Mapping[str, Any]) -> MigrationParams:
+        """Parameters from libvirt's typed migration parameters, by libvirt's names
+        (``migrate_uri``, ``destination_name``, ``destination_xml``, ``bandwidth``,
+        ``parallel.connections``, ``migrate_disks``: see :data:`TYPED`), so that a
+        program written against libvirt's ``VIR_MIGRATE_PARAM_*`` constants works
+        unchanged.  ``migrate_disks`` names disk targets (``sdb``), which become
+        slot indices.  An unknown name or a value of the wrong type is a
+        :class:`MigrationParamError` that names it, by libvirt's name."""
+        ours: dict[str, Any] = {}
+        for name, value in params.items():
+            if name not in TYPED:
+                known = ", ".join(TYPED)
+                raise MigrationParamError(str(name), f"no such typed parameter (known: "
+                                          f"{known})")
+            mine, kind = TYPED[name]
+            ours[mine] = _typed_value(name, kind, value)
+        try:
+            return cls(**ours)
+        except MigrationParamError as e:  # a range: say it by the caller's name
+            typed = _TYPED_NAME.get(e.param, e.param)
+            raise MigrationParamError(typed, str(e).split(": ", 1)[1]) from None
+
+    def to_typed(self) -> dict[str, Any]:
+        """These parameters as libvirt's typed parameters, by libvirt's names (the
+        inverse of :meth:`from_typed`; slots in ``disks`` as disk targets, ``sdb``).
+        ``destination_uri`` is left out: it is libvirt's destination connection,
+        not a typed parameter.  A parameter that has no typed parameter
+        (``downtime_limit``, ``with_disk_set``, ``disk_directory``, a
+        ``destination_config`` that is a runtime record) is a
+        :class:`MigrationParamError`: it would be lost."""
+        typed: dict[str, Any] = {}
+        for name, value in self.items().items():
+            if name == "destination_uri":
+                continue
+            if name in _NOT_TYPED:
+                raise MigrationParamError(name, f"has no libvirt typed parameter: "
+                                          f"{_NOT_TYPED[name]}")
+            if name == "destination_config" and not isinstance(value, str):
+                raise MigrationParamError(name, "a RuntimeRecord has no libvirt typed "
+                                          "parameter (destination_xml is domain XML)")
+            if name == "disks":
+                value = [f"sd{index_to_letters(index)}" for index in value]
+            typed[_TYPED_NAME[name]] = value
+        return typed
 
     def __getattr__(self, name: str) -> Any:
         spec = PARAMS.get(name)
@@ -271,6 +369,30 @@ def guest_abi_difference(source: RuntimeRecord, destination: RuntimeRecord) -> s
     return None
 
 
+_SLOT_HOST_FIELDS = ("path", "format", "overlay", "chain")
+_NIC_HOST_FIELDS = ("tap", "address", "gateway")
+
+
+def host_side_difference(source: RuntimeRecord, destination: RuntimeRecord) -> str | None:
+    """What host-side setting of *source* *destination* changes, in words, or None: a
+    slot's image, format, overlay or snapshot chain, a NIC's tap device or
+    addresses.  (What differs in every process, its pid, sockets and work
+    directory, is not a setting.)"""
+    pairs: list[tuple[str, int, tuple[str, ...], object, object]] = []
+    new_slots = {s.index: s for s in destination.slots}
+    pairs += [("slot", s.index, _SLOT_HOST_FIELDS, s, new_slots[s.index])
+              for s in sorted(source.slots, key=lambda s: s.index) if s.index in new_slots]
+    new_nics = {n.slot: n for n in destination.nics}
+    pairs += [("NIC", n.slot, _NIC_HOST_FIELDS, n, new_nics[n.slot])
+              for n in sorted(source.nics, key=lambda n: n.slot) if n.slot in new_nics]
+    for what, key, fields, x, y in pairs:
+        for name in fields:
+            u, v = getattr(x, name), getattr(y, name)
+            if u != v:
+                return f"{what} {key}: {name} {u!r} would become {v!r}"
+    return None
+
+
 def check_destination(params: MigrationParams, source: RuntimeRecord, backend: str) -> None:
     """Refuse (before anything moves) a ``destination_config`` of the wrong kind for
     *backend*, or one that would change what the guest sees."""
@@ -289,6 +411,12 @@ def check_destination(params: MigrationParams, source: RuntimeRecord, backend: s
     if change is not None:
         raise MigrationParamError("destination_config", f"refused, it would change what "
                                   f"the guest sees: {change}")
+    change = host_side_difference(source, config)
+    if change is not None:  # seed 002: a hypervisor that cannot change it fails
+        raise MigrationParamError("destination_config", f"the {backend} backend cannot "
+                                  f"change host-side settings in a migration: {change} "
+                                  "(to move slots onto copies, name them in disks with "
+                                  "a disk_directory)")
 
 
 # ------------------------------------------------------------ what QEMU reports

@@ -166,6 +166,10 @@ def test_bad_destinations_are_refused_before_anything_moves(libvirtd_uri: str,
                                                       "appliance's"):
             app.migrate(MigrationParams(destination_uri=libvirtd_uri,
                                         destination_config="<domain/>"))
+        # a stream URI libvirt's QEMU driver refuses, said before libvirt starts a
+        # destination (before: libvirt's error once it had)
+        with pytest.raises(MigrationParamError, match="'uri': 'bogus://x': libvirt's QEMU"):
+            app.migrate(MigrationParams(destination_uri=libvirtd_uri, uri="bogus://x"))
         app.hotplug(0, images.ext4(tmp_path / "x.img", {"n": "x\n"}), readonly=False)
         # a destination XML that changes what the guest sees: libvirt refuses it
         domain = backend(app).domain

@@ -149,7 +149,21 @@ def test_bad_parameters_are_refused_before_anything_moves(mover: Appliance,
         app.migrate(MigrationParams(disks=[2], disk_directory=str(tmp_path)))
     with pytest.raises(MigrationParamError, match="slot 3 is empty"):
         app.migrate(MigrationParams(disks=[3]))
+    # seed 002: what this backend cannot apply is refused, not accepted and ignored
+    # (before: a new name and a changed image path were ignored; a stream URI QEMU
+    # cannot listen at failed only once the new process had started)
+    files = set(os.listdir(record.workdir))
+    elsewhere = dataclasses.replace(record, slots=tuple(
+        dataclasses.replace(s, path=str(tmp_path / "elsewhere.img")) if s.index == 2 else s
+        for s in record.slots))
+    with pytest.raises(MigrationParamError, match="host-side settings .* slot 2: path"):
+        app.migrate(MigrationParams(destination_config=elsewhere))
+    with pytest.raises(MigrationParamError, match="'destination_name': .* cannot rename"):
+        app.migrate(MigrationParams(destination_name="copy"))
+    with pytest.raises(MigrationParamError, match="'uri': 'bogus:/x'"):
+        app.migrate(MigrationParams(uri="bogus:/x"))
     assert app.pid == pid
+    assert set(os.listdir(record.workdir)) == files  # no new process was started
     assert app.list_filesystems()["/dev/sdc"] == "ext4"
 
 

@@ -40,3 +40,18 @@ def test_the_libvirt_mapping_uses_libvirts_names_and_flags() -> None:
     # the copies' directory is the backend's (their paths go into the XML)
     assert libvirt_params(there.replace(disks=[0], disk_directory="/copies")) == \
         (plain, plain_flags)
+
+
+@pytest.mark.parametrize("uri", ["tcp://10.0.0.2:49152", "tcp:10.0.0.2:49152",
+                                 "rdma://h", "unix:///w/m.sock"])
+def test_migrate_uris_libvirt_takes(uri: str) -> None:
+    typed, _ = libvirt_params(MigrationParams(destination_uri="qemu:///system", uri=uri))
+    assert typed["migrate_uri"] == uri
+
+
+@pytest.mark.parametrize("uri", ["bogus://x", "unix:/w/m.sock", "tcp:", "exec:cat",
+                                 "/w/m.sock"])
+def test_a_migrate_uri_libvirt_would_refuse_late_is_refused_first(uri: str) -> None:
+    with pytest.raises(MigrationParamError, match="libvirt's QEMU driver takes") as caught:
+        libvirt_params(MigrationParams(destination_uri="qemu:///system", uri=uri))
+    assert caught.value.param == "uri"

@@ -16,6 +16,7 @@ from guestslots.model.migration import (
     MigrationParams,
     check_destination,
     guest_abi_difference,
+    host_side_difference,
 )
 from guestslots.model.runtime import NicRecord, RuntimeRecord, SlotRecord
 
@@ -98,7 +99,25 @@ def test_host_side_changes_are_not_a_change_for_the_guest() -> None:
                    slots=tuple(dataclasses.replace(s, path=s.path and "/copy/a")
                                for s in record().slots))
     assert guest_abi_difference(record(), moved) is None
-    check_destination(MigrationParams(destination_config=moved), record(), "qemu")
+    assert host_side_difference(record(), moved) == \
+        "slot 0: path '/img/a' would become '/copy/a'"
+
+
+def test_the_qemu_backend_refuses_host_side_changes_it_would_not_apply() -> None:
+    """Seed 002: a destination configuration a hypervisor cannot apply fails; before,
+    the QEMU backend accepted a changed image path and ignored it."""
+    moved = record(slots=tuple(dataclasses.replace(s, path=s.path and "/copy/a")
+                               for s in record().slots))
+    with pytest.raises(MigrationParamError, match="cannot change host-side settings in "
+                       "a migration: slot 0: path") as caught:
+        check_destination(MigrationParams(destination_config=moved), record(), "qemu")
+    assert caught.value.param == "destination_config"
+    tap = record(nics=(dataclasses.replace(record().nics[0], tap="tap9"),))
+    with pytest.raises(MigrationParamError, match="NIC 0: tap None would become 'tap9'"):
+        check_destination(MigrationParams(destination_config=tap), record(), "qemu")
+    # the same settings in another process (pid, sockets, work directory): accepted
+    same = record(pid=99, workdir="/elsewhere", qmp_socket="/elsewhere/q")
+    check_destination(MigrationParams(destination_config=same), record(), "qemu")
 
 
 @pytest.mark.parametrize(("change", "said"), [
@@ -165,3 +184,56 @@ def test_progress_reads_query_migrate_and_tolerates_what_qemu_leaves_out() -> No
         "transferred": 5 << 20, "remaining": 27 << 20, "total": 32 << 20}})
     assert (copying.disk_transferred, copying.disk_total, copying.transferred) == (
         5 << 20, 32 << 20, 0)
+
+
+def test_libvirts_typed_parameters_are_taken_by_their_names() -> None:
+    """Seed 002: a program written against libvirt's VIR_MIGRATE_PARAM_* names works
+    unchanged; our Pythonic names stay."""
+    typed = {"migrate_uri": "tcp:10.0.0.2:49152", "destination_name": "copy",
+             "destination_xml": "<domain/>", "bandwidth": 100,
+             "parallel.connections": 2, "migrate_disks": ["sdb", "sdaa"]}
+    params = MigrationParams.from_typed(typed)
+    assert params == MigrationParams(uri="tcp:10.0.0.2:49152", destination_name="copy",
+                                     destination_config="<domain/>", bandwidth=100,
+                                     parallel_connections=2, disks=[1, 26])
+    assert params.to_typed() == typed
+    assert MigrationParams.from_typed({}) == MigrationParams()
+    assert MigrationParams.from_typed({"migrate_disks": "sdc"}).disks == (2,)  # one value
+    assert MigrationParams(destination_uri="qemu:///system").to_typed() == {}
+
+
+def test_libvirt_constants_match_the_typed_names() -> None:
+    libvirt = pytest.importorskip("libvirt")
+    from guestslots.model.migration import TYPED
+    assert set(TYPED) == {libvirt.VIR_MIGRATE_PARAM_URI, libvirt.VIR_MIGRATE_PARAM_DEST_NAME,
+                          libvirt.VIR_MIGRATE_PARAM_DEST_XML,
+                          libvirt.VIR_MIGRATE_PARAM_BANDWIDTH,
+                          libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS,
+                          libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS}
+
+
+@pytest.mark.parametrize(("typed", "param", "said"), [
+    ({"migrate-uri": "unix:/x"}, "migrate-uri", "no such typed parameter"),
+    ({"bandwidth": "100"}, "bandwidth", "VIR_TYPED_PARAM_ULLONG"),
+    ({"bandwidth": True}, "bandwidth", "VIR_TYPED_PARAM_ULLONG"),
+    ({"bandwidth": -1}, "bandwidth", "negative"),
+    ({"migrate_uri": 5}, "migrate_uri", "VIR_TYPED_PARAM_STRING"),
+    ({"destination_xml": None}, "destination_xml", "VIR_TYPED_PARAM_STRING"),
+    ({"parallel.connections": 1000}, "parallel.connections", "the most it can be"),
+    ({"migrate_disks": ["vda"]}, "migrate_disks", "not a slot's disk target"),
+    ({"migrate_disks": ["sdb", "sdb"]}, "migrate_disks", "named twice"),
+])
+def test_a_wrong_typed_parameter_is_refused_by_its_name(typed: dict[str, Any], param: str,
+                                                        said: str) -> None:
+    with pytest.raises(MigrationParamError, match=said) as caught:
+        MigrationParams.from_typed(typed)
+    assert caught.value.param == param
+
+
+@pytest.mark.parametrize("ours", [{"downtime_limit": 10}, {"with_disk_set": True},
+                                  {"disk_directory": "/d", "disks": [0]},
+                                  {"destination_config": record()}])
+def test_what_has_no_typed_parameter_is_not_dropped(ours: dict[str, Any]) -> None:
+    with pytest.raises(MigrationParamError, match="no libvirt typed parameter") as caught:
+        MigrationParams(**ours).to_typed()
+    assert caught.value.param in ours

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from guestslots.backends.qemu.migration_plan import qmp_plan
+from guestslots.backends.qemu.migration_plan import check_params, qmp_plan
 from guestslots.model.migration import MAX_BANDWIDTH, MigrationParamError, MigrationParams
 
 
@@ -77,3 +77,26 @@ def test_a_migration_that_copies_nothing_never_pauses() -> None:
 def test_the_qmp_mapping_refuses_a_destination_libvirt() -> None:
     with pytest.raises(MigrationParamError, match="'destination_uri': the QEMU backend"):
         qmp_plan(MigrationParams(uri="unix:/m", destination_uri="qemu:///system"), {})
+
+
+@pytest.mark.parametrize("uri", ["unix:/w/m.sock", "tcp:127.0.0.1:4444", "tcp:[::1]:4444",
+                                 "tcp:localhost:1"])
+def test_stream_uris_the_new_process_can_listen_at(uri: str) -> None:
+    check_params(MigrationParams(uri=uri))
+
+
+@pytest.mark.parametrize("uri", ["bogus:/x", "unix:relative.sock", "unix://host/x",
+                                 "tcp:localhost", "tcp:localhost:0", "tcp:host:70000",
+                                 "exec:cat", "fd:3", "tcp://127.0.0.1:4444", "/w/m.sock"])
+def test_a_stream_uri_it_cannot_listen_at_is_refused_before_anything_starts(uri: str) -> None:
+    with pytest.raises(MigrationParamError, match="listens at unix:") as caught:
+        check_params(MigrationParams(uri=uri))
+    assert caught.value.param == "uri"
+
+
+def test_the_qemu_backend_refuses_a_new_name() -> None:
+    """Seed 002: a rename only where the hypervisor supports it; before, the QEMU
+    backend accepted destination_name and ignored it."""
+    with pytest.raises(MigrationParamError, match="cannot rename") as caught:
+        check_params(MigrationParams(destination_name="copy"))
+    assert caught.value.param == "destination_name"

@@ -24,6 +24,20 @@ VIR_MIGRATE_ABORT_ON_ERROR = 4096
 VIR_MIGRATE_PARALLEL = 131072
 
 
+def check_uri(uri: str) -> None:
+    """Refuse a ``migrate_uri`` libvirt's QEMU driver would refuse only once the
+    destination has started: it takes ``tcp://HOST[:PORT]`` (or ``tcp:HOST:PORT``),
+    ``rdma://HOST[:PORT]`` or ``unix:///PATH``.  (libvirt's TUNNELLED mode, in which
+    no ``migrate_uri`` may be given, is not one guestslots uses.)"""
+    scheme, _, rest = uri.partition(":")
+    if scheme in ("tcp", "rdma") and rest.strip("/"):
+        return
+    if scheme == "unix" and rest.startswith("///"):
+        return
+    raise MigrationParamError("uri", f"{uri!r}: libvirt's QEMU driver takes "
+                              "tcp://HOST[:PORT], rdma://HOST[:PORT] or unix:///PATH")
+
+
 def libvirt_params(params: MigrationParams, disk_targets: Sequence[str] = (),
                    disks_uri: str = "") -> tuple[dict[str, Any], int]:
     """libvirt's typed parameters and flags for ``migrate3`` / ``migrateToURI3``:
@@ -38,6 +52,7 @@ def libvirt_params(params: MigrationParams, disk_targets: Sequence[str] = (),
         raise MigrationParamError("destination_uri", "the libvirt backend moves the "
                                   "appliance to another libvirt: name its URI")
     if params.uri:
+        check_uri(params.uri)
         typed[LIBVIRT_URI] = params.uri
     if params.destination_name:
         typed[LIBVIRT_DEST_NAME] = params.destination_name

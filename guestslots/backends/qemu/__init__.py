@@ -38,7 +38,7 @@ from ..workfiles import (
     root_overlay,
 )
 from .machine import QemuMachine
-from .migration_plan import qmp_plan
+from .migration_plan import check_params, qmp_plan
 from .qmpargs import ANONYMOUS_RAM, MachineConfig, layout_key_command, slot_ids
 
 log = logging.getLogger(__name__)
@@ -365,9 +365,9 @@ class QemuBackend:
     # ---- live migration
 
     def check_migration(self, params: MigrationParams) -> None:
-        """Nothing to ask before the copies are made: what QEMU cannot carry out is
-        refused by the QMP plan (:func:`~.migration_plan.qmp_plan`), made
-        before the new process starts."""
+        """Refuse, before copies are made or a process starts, what this backend
+        cannot carry out (:func:`~.migration_plan.check_params`)."""
+        check_params(params)
 
     def migrate(self, layout: Layout, params: MigrationParams,
                 progress: Callable[[MigrationProgress], None] | None,

@@ -3,6 +3,7 @@ source's and destination's commands, the mirrors of copied slots, the jobs."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,36 @@ class QmpPlan:
     targets: tuple[str, ...] = ()
 
 
+def check_params(params: MigrationParams) -> None:
+    """Refuse (before anything starts) what the QEMU backend cannot carry out: a
+    libvirt destination, a new name (its appliance is known by its id, which a
+    migration keeps: seed 002's rename is "only allowed with hypervisors that
+    support renaming"), a stream URI the new process cannot listen at."""
+    if params.destination_uri:
+        raise MigrationParamError("destination_uri", "the QEMU backend moves the "
+                                  "appliance to a new QEMU process of its own, not to a "
+                                  "libvirt")
+    if params.destination_name:
+        raise MigrationParamError("destination_name", "the QEMU backend cannot rename "
+                                  "an appliance: it is known by its id, which the new "
+                                  "process keeps")
+    if params.uri:
+        check_uri(params.uri)
+
+
+def check_uri(uri: str) -> None:
+    """Refuse a stream URI the new QEMU process cannot listen at: it takes
+    ``unix:PATH`` (an absolute path) or ``tcp:HOST:PORT``."""
+    scheme, _, rest = uri.partition(":")
+    if scheme == "unix" and rest.startswith("/") and not rest.startswith("//"):
+        return
+    if scheme == "tcp" and re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]/]+):[0-9]{1,5}",
+                                        rest) and 0 < int(rest.rsplit(":", 1)[1]) < 65536:
+        return
+    raise MigrationParamError("uri", f"{uri!r}: the new QEMU process listens at "
+                              "unix:/ABSOLUTE/PATH or tcp:HOST:PORT")
+
+
 def qmp_plan(params: MigrationParams, disk_nodes: Mapping[int, tuple[str, str]],
              nbd_socket: str = "") -> QmpPlan:
     """The QMP commands that carry out *params*.  *disk_nodes*: for each slot to copy
@@ -49,10 +80,7 @@ def qmp_plan(params: MigrationParams, disk_nodes: Mapping[int, tuple[str, str]],
     the final catch-up, inside the downtime, is short."""
     if not params.uri:
         raise MigrationParamError("uri", "QMP needs a URI (unix:PATH, tcp:HOST:PORT...)")
-    if params.destination_uri:
-        raise MigrationParamError("destination_uri", "the QEMU backend moves the "
-                                  "appliance to a new QEMU process of its own, not to a "
-                                  "libvirt")
+    check_params(params)
     if disk_nodes and not nbd_socket:
         raise MigrationParamError("disks", "copying disks needs an NBD socket")
     server = {"type": "unix", "path": nbd_socket}
