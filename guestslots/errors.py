@@ -38,6 +38,16 @@ class StateError(GuestslotsError):
         super().__init__(f"{call}: the appliance must be {expected}, but it is {actual}")
 
 
+class FlagError(GuestslotsError, ValueError):
+    """A call's *flags* are not a combination it takes (LIVE / CONFIG / CURRENT for
+    the hotplug calls; 0 where the flags are reserved); nothing was changed."""
+
+    def __init__(self, call: str, flags: object, message: str) -> None:
+        self.call = call
+        self.flags = flags
+        super().__init__(f"{call}: {message}")
+
+
 class SlotError(GuestslotsError):
     """A slot index or slot state does not allow the operation; nothing was changed."""
 

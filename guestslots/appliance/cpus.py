@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import warnings
+
 from ..guest.base import serialised
-from ..model.cpus import Vcpu, check_tcg_change
+from ..host.accel import expected_accel
+from ..model.cpus import Vcpu, check_tcg_change, check_tcg_definition
 from ..model.flags import CONFIG, CURRENT, LIVE
 from .core import ApplianceState
 from .slots import SlotsArea
+
+
+def _vcpu_argument(call: str, vcpu: int, old: int | None) -> int:
+    """The vCPU id a call was given: *vcpu*, or the deprecated keyword ``id=``."""
+    if old is None:
+        return vcpu
+    if vcpu != -1:
+        raise TypeError(f"{call}() got both vcpu and id (id is vcpu's old name)")
+    warnings.warn(f"{call}(id=...) is deprecated: the argument is vcpu", DeprecationWarning,
+                  stacklevel=3)
+    return old
 
 
 class CpusArea(SlotsArea):
@@ -24,26 +38,34 @@ class CpusArea(SlotsArea):
         online = set(self._call("vcpus_online")) if running else None
         return self._vcpus.list(running, online)
 
-    def add_vcpu(self, id: int = -1, flags: int = CURRENT) -> int:
-        """Plug the vCPU with id *id* (``-1``: the first free id); return the id.
+    def add_vcpu(self, vcpu: int = -1, flags: int = CURRENT, *,
+                 id: int | None = None) -> int:  # id: vcpu's old name
+        """Plug the vCPU with id *vcpu* (``-1``: the first free id); return the id.
 
         Ids are 0 to ``max_vcpus - 1`` (``Appliance(max_vcpus=N)``).  ``LIVE``
         plugs it into the running appliance and returns once the guest has it
-        online; ``CONFIG`` adds it to what the next launch plugs; ``CURRENT`` is
-        ``LIVE`` when running and ``CONFIG`` otherwise.  An id out of range or
-        already plugged: :class:`VcpuError`, and nothing changes.
+        online; ``CONFIG`` adds it to what the next launch plugs; both may be
+        given; ``CURRENT`` is ``LIVE`` when running and ``CONFIG`` otherwise.  An
+        id out of range or already plugged: :class:`VcpuError`; flags that are not
+        a combination of these: :class:`FlagError`; nothing changes.  (The keyword
+        ``id=`` still works, with a DeprecationWarning: the seed's name is
+        ``vcpu``.)
         """
+        vcpu = _vcpu_argument("add_vcpu", vcpu, id)
         with self._lock:
             affect = self._affect("add_vcpu", flags)
-            vcpu = self._vcpus.add_id(id, bool(affect & LIVE), bool(affect & CONFIG))
+            vcpu = self._vcpus.add_id(vcpu, bool(affect & LIVE), bool(affect & CONFIG))
+            if affect & CONFIG:
+                self._tcg_definition(vcpu, self._vcpus.config | {vcpu})
             if affect & LIVE:
                 self._plug_vcpu(vcpu)
             if affect & CONFIG:
                 self._vcpus.config.add(vcpu)
             return vcpu
 
-    def remove_vcpu(self, id: int = -1, flags: int = CURRENT) -> int:
-        """Unplug the vCPU with id *id* (``-1``: the highest plugged); return the id.
+    def remove_vcpu(self, vcpu: int = -1, flags: int = CURRENT, *,
+                    id: int | None = None) -> int:  # id: vcpu's old name
+        """Unplug the vCPU with id *vcpu* (``-1``: the highest plugged); return the id.
 
         The guest offlines it first (its work moves to the other vCPUs), then it
         is unplugged and its removal confirmed by QEMU.  vCPU 0, the boot CPU,
@@ -54,9 +76,12 @@ class CpusArea(SlotsArea):
         removal no vCPU can be plugged until the next launch; anything else is
         refused with :class:`VcpuError`, nothing changed.
         """
+        vcpu = _vcpu_argument("remove_vcpu", vcpu, id)
         with self._lock:
             affect = self._affect("remove_vcpu", flags)
-            vcpu = self._vcpus.remove_id(id, bool(affect & LIVE), bool(affect & CONFIG))
+            vcpu = self._vcpus.remove_id(vcpu, bool(affect & LIVE), bool(affect & CONFIG))
+            if affect & CONFIG:
+                self._tcg_definition(vcpu, self._vcpus.config - {vcpu})
             if affect & LIVE:
                 backend, agent = self._running("remove_vcpu")
                 self._tcg_vcpu_limits(vcpu, adding=False)
@@ -69,6 +94,15 @@ class CpusArea(SlotsArea):
             if affect & CONFIG:
                 self._vcpus.config.discard(vcpu)
             return vcpu
+
+    def _tcg_definition(self, vcpu: int, config: set[int]) -> None:
+        """Under TCG (as launched, or as the next launch will be when that is known
+        without a probe), refuse a definition a launch could not plug (see
+        :func:`~guestslots.model.cpus.check_tcg_definition`)."""
+        accel = self.accel.accel if self.accel is not None else \
+            expected_accel(self.qemu_binary, self._accel_request)
+        if accel == "tcg":
+            check_tcg_definition(vcpu, config)
 
     def _tcg_vcpu_limits(self, vcpu: int, adding: bool) -> None:
         """Under TCG, refuse what QEMU cannot do with vCPUs (see

@@ -28,6 +28,7 @@ from ..host import runtime, savedstate, warmup
 from ..host.accel import AccelChoice, choose_accel
 from ..host.build import ApplianceImage, ensure_appliance
 from ..host.proc import signal_process
+from ..model.cpus import check_tcg_definition
 from ..model.drives import NULL_DRIVE, make_drive
 from ..model.runtime import RuntimeRecordError
 from ..model.slots import SlotState
@@ -106,6 +107,9 @@ class LifecycleArea(DiskSetArea):
             self.image = ensure_appliance(self._say)
             self.accel = choose_accel(self.qemu_binary, str(self.image.kernel), self._accel_request)
             self._say(f"accelerator: {self.accel.accel} ({self.accel.reason})")
+            if self.accel.accel == "tcg" and self._vcpus.config:
+                # defined before the accelerator was known: refused before QEMU starts
+                check_tcg_definition(max(self._vcpus.config), self._vcpus.config)
             self._start_vm(self.image, fresh)
             try:
                 for slot in self._table:

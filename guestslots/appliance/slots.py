@@ -9,8 +9,8 @@ from typing import Any
 from ..errors import (
     DeviceBusyError,
     DriveError,
+    FlagError,
     GuestslotsError,
-    SlotError,
     StateError,
 )
 from ..guest.base import serialised
@@ -94,7 +94,7 @@ class SlotsArea(ApplianceCore):
         except NotRunning as e:
             raise StateError(call, f"running for LIVE ({e})", self._state.value) from None
         except ValueError as e:
-            raise SlotError(-1, f"{call}: {e}") from None
+            raise FlagError(call, flags, str(e)) from None
 
     def _check_shared_image(self, index: int | None, drive: DriveSpec,
                             config: bool = False) -> None:

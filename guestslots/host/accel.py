@@ -79,6 +79,25 @@ def probe_kvm(qemu: str, kernel: str, cpu: str = "max", timeout: float = PROBE_T
         return ""
 
 
+def expected_accel(qemu: str, requested: str | None = None) -> str | None:
+    """The accelerator :func:`choose_accel` will pick, when that is known without a
+    probe (asked for, no usable ``/dev/kvm``, or a verdict cached for this host boot
+    and *qemu*); None when only a probe can tell."""
+    want = (requested or os.environ.get(ENV_VAR) or "auto").lower()
+    if want in ("kvm", "tcg"):
+        return want
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    try:
+        cached = json.loads((cache_root() / "accel.json").read_text())
+        boot, binary = str(cached["key"]).split("|")[:2]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if boot == _boot_id() and binary == file_id(qemu):
+        return str(cached["accel"])
+    return None
+
+
 def choose_accel(qemu: str, kernel: str, requested: str | None = None) -> AccelChoice:
     """Pick ``kvm`` or ``tcg``: *requested*, else $GUESTSLOTS_ACCEL, else a cached probe."""
     want = (requested or os.environ.get(ENV_VAR) or "auto").lower()

@@ -124,6 +124,17 @@ class VcpuTable:
                 for i in range(self.max_vcpus)]
 
 
+def check_tcg_definition(vcpu: int, config: set[int]) -> None:
+    """Refuse (:class:`VcpuError`) a change to the definition that leaves its vCPU ids
+    *config* (after the change to *vcpu*) with a gap, which a launch under TCG cannot
+    plug (see :func:`check_tcg_change`): the definition's ids stay 0..k-1."""
+    gap = min(set(range(max(config) + 1)) - config, default=None)
+    if gap is not None:
+        raise VcpuError(vcpu, f"the definition's vCPUs would be {sorted(config)}: under TCG "
+                        f"a launch cannot plug them with vCPU {gap} absent (QEMU 7.2's guest "
+                        "locks up with a gap); keep the ids 0 to k-1")
+
+
 def check_tcg_change(vcpu: int, adding: bool, live: set[int], max_vcpus: int,
                      unplugged_since_start: bool) -> None:
     """Refuse (:class:`VcpuError`) plugging (*adding*) or unplugging vCPU *vcpu* of a VM

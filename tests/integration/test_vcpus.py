@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from guestslots import CONFIG, LIVE, Appliance, NicError
+from guestslots.host import runtime
 from guestslots.model.cpus import VcpuError
 
 pytestmark = [pytest.mark.integration,
@@ -98,6 +99,38 @@ def test_config_vcpus_are_what_each_launch_plugs() -> None:
         assert [v.present for v in app.vcpus()] == [True, True, True, False]  # definition
         app.launch()  # from the definition again
         assert states(app) == ["online", "online", "online", "absent"]
+    finally:
+        app.shutdown()
+
+
+def test_live_and_config_together_and_the_runtime_record_follows() -> None:
+    """Seed 000: "Both flags may be set": a vCPU plugged now and in the definition; the
+    runtime record (seed 001) names the plugged vCPUs after every change."""
+    app = Appliance(max_vcpus=MAX)
+    app.add_drive("/dev/null")
+    app.launch()
+
+    def recorded() -> tuple[int, ...]:
+        return runtime.read(runtime.record_path(app.id)).vcpus_plugged
+
+    try:
+        assert recorded() == (0,)
+        assert app.add_vcpu(vcpu=1, flags=LIVE | CONFIG) == 1
+        assert states(app) == ["online", "online", "absent", "absent"]
+        assert recorded() == (0, 1)
+        assert app.add_vcpu(2, flags=CONFIG) == 2  # the next launch's only
+        assert states(app) == ["online", "online", "absent", "absent"]
+        assert recorded() == (0, 1)
+        app.shutdown()
+        assert [v.present for v in app.vcpus()] == [True, True, True, False]
+        app.launch()
+        assert states(app) == ["online", "online", "online", "absent"]
+        assert recorded() == (0, 1, 2)
+        assert app.remove_vcpu(2, flags=LIVE | CONFIG) == 2
+        assert states(app) == ["online", "online", "absent", "absent"]
+        assert recorded() == (0, 1)
+        app.shutdown()
+        assert [v.present for v in app.vcpus()] == [True, True, False, False]
     finally:
         app.shutdown()
 

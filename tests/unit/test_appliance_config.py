@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,12 @@ from guestslots import (
     LIVE,
     Appliance,
     DriveError,
+    FlagError,
     LabelError,
     SlotError,
     SlotState,
     StateError,
+    VcpuError,
 )
 
 
@@ -77,7 +80,7 @@ def test_flags_before_launch_change_the_definition(tmp_path: Path) -> None:
     assert app.unplug(-1) == 1  # CURRENT before launch: CONFIG, the highest filled
     with pytest.raises(SlotError, match="already empty in the definition"):
         app.unplug(1, flags=CONFIG)
-    with pytest.raises(SlotError, match="flags must be a combination"):
+    with pytest.raises(FlagError, match="unplug: flags must be a combination"):
         app.unplug(0, flags=4)
     assert [s.config is not None for s in app.slots()] == [True, False, False]
 
@@ -99,7 +102,7 @@ def test_flags_of_the_wrong_type_are_a_clear_error(tmp_path: Path) -> None:
     app = Appliance()
     app.add_drive("/dev/null")
     for flags in ("live", 2.0, None):
-        with pytest.raises(SlotError, match="flags must be a combination"):
+        with pytest.raises(FlagError, match="flags must be a combination"):
             app.hotplug(0, image, flags=flags)  # type: ignore[arg-type]
     assert app.slots()[0].config is None
 
@@ -121,3 +124,52 @@ def test_a_writable_image_twice_in_the_definition_is_refused(tmp_path: Path) -> 
     other.write_bytes(b"\0" * 4096)
     app.add_drive(other)
     app.add_drive(other, overlay=True)  # nobody writes to the image itself: fine
+
+
+def test_vcpu_and_nic_flag_errors_are_flag_errors() -> None:
+    """Seed 000: a bad flags value is a flag error (before: SlotError(-1) from a vCPU or
+    NIC call, which has no slot)."""
+    app = Appliance(max_vcpus=4)
+    app.add_drive("/dev/null")
+    calls: list[Callable[[], int]] = [
+        lambda: app.add_vcpu(1, flags=4), lambda: app.remove_vcpu(1, flags=8),
+        lambda: app.add_nic(flags=4), lambda: app.remove_nic(0, flags=-1)]
+    for call in calls:
+        with pytest.raises(FlagError, match="flags must be a combination") as caught:
+            call()
+        assert not isinstance(caught.value, SlotError)
+    assert [v.id for v in app.vcpus() if v.state != "absent"] == [0]
+
+
+def test_the_vcpu_argument_is_named_as_the_seed_names_it() -> None:
+    """Seed 000's AddVcpu(domain, vcpu, flags): ``vcpu=`` (before: a TypeError, the
+    argument was ``id``, which shadowed the builtin); ``id=`` still works, deprecated."""
+    app = Appliance(max_vcpus=4)
+    app.add_drive("/dev/null")
+    assert app.add_vcpu(vcpu=1, flags=CONFIG) == 1
+    with pytest.warns(DeprecationWarning, match=r"add_vcpu\(id=...\) is deprecated"):
+        assert app.add_vcpu(id=2, flags=CONFIG) == 2
+    with pytest.raises(TypeError, match="both vcpu and id"):
+        app.add_vcpu(3, id=3)
+    assert app.remove_vcpu(vcpu=2) == 2  # CURRENT before launch: CONFIG
+    with pytest.warns(DeprecationWarning, match=r"remove_vcpu\(id=...\)"):
+        assert app.remove_vcpu(id=1) == 1
+
+
+def test_a_definition_tcg_cannot_launch_is_refused_when_asked() -> None:
+    """Seed 000 under TCG (issue 33): add_vcpu(3, CONFIG) with vCPU 2 absent was
+    accepted, and the next launch raised; now it is refused when asked, and so is a
+    CONFIG removal that leaves a gap."""
+    app = Appliance(max_vcpus=4, accel="tcg")
+    app.add_drive("/dev/null")
+    with pytest.raises(VcpuError, match=r"would be \[0, 3\]: under TCG .* vCPU 1 absent"):
+        app.add_vcpu(3, flags=CONFIG)
+    assert app.add_vcpu(1, flags=CONFIG) == 1
+    assert app.add_vcpu(2, flags=CONFIG) == 2
+    with pytest.raises(VcpuError, match=r"would be \[0, 2\]"):
+        app.remove_vcpu(1, flags=CONFIG)
+    assert app.remove_vcpu(2, flags=CONFIG) == 2
+    assert [v.id for v in app.vcpus() if v.present] == [0, 1]
+    # under KVM the ids may leave gaps
+    kvm = Appliance(max_vcpus=4, accel="kvm")
+    assert kvm.add_vcpu(3, flags=CONFIG) == 3
