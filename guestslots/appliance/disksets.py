@@ -14,6 +14,8 @@ from ..backends import (
     Snapshots,
 )
 from ..errors import (
+    DeviceNameError,
+    FlagError,
     GuestslotsError,
     HostFileError,
 )
@@ -23,37 +25,77 @@ from ..host.proc import CommandError, run
 from ..host.room import check_room
 from ..model.disksets import DiskSetError
 from ..model.drives import DriveSpec
+from ..model.names import parse_device
 from ..model.snapshots import MAX_CHAIN, SnapshotError, check_name, overlay_path
+from ..wire import LINK_DIR
 from .nics import NicsArea
+
+
+def _reserved_flags(call: str, flags: int) -> None:
+    """Seed 004's disk-set calls take flags "ignored for now": 0, and nothing else, so
+    that a later meaning cannot change what an old caller gets."""
+    if isinstance(flags, bool) or not isinstance(flags, int) or flags != 0:
+        raise FlagError(call, flags, f"flags are reserved: 0 only, not {flags!r}")
 
 
 class DiskSetArea(NicsArea):
     """The disk set: which slots it holds, their export and snapshots, and the"""
 
+    def _diskset_slot(self, call: str, slot: int | str, flags: int) -> int:
+        """The slot index a disk-set call names (an index, its digits, a device name
+        such as ``/dev/sdb``, a label or its link), once its reserved *flags* are 0."""
+        _reserved_flags(call, flags)
+        if isinstance(slot, str) and slot.isdigit():
+            return int(slot)
+        if not isinstance(slot, str):
+            return slot
+        try:
+            ref = parse_device(slot if slot.startswith("/dev/") else f"{LINK_DIR}/{slot}")
+        except DeviceNameError as e:
+            raise DiskSetError(f"{call}: {e}") from None
+        if ref.partition:
+            raise DiskSetError(f"{call}: {slot} is a partition; the disk set holds disks")
+        if ref.label is not None:
+            index = self._table.labels().get(ref.label)
+            if index is None:
+                raise DiskSetError(f"{call}: no slot has the label {ref.label!r}")
+            return index
+        assert ref.index is not None
+        return ref.index
+
     @serialised
-    def diskset_add(self, slot: int) -> int:
+    def diskset_add(self, slot: int | str, flags: int = 0) -> int:
         """Add full slot *slot* to this appliance's disk set (the slots that
         snapshots, export and migration act on): 0, or 1 if it was in it already.
-        An empty slot or an index that is no slot is an error.  The set is kept in
-        the runtime record, and a slot that is unplugged leaves it (with a warning)."""
+
+        *slot* is a slot index, a device name (``/dev/sdb``) or a slot's label.  An
+        empty slot or a name that is no slot is an error.  *flags* are reserved, as
+        the seed's: 0 only (:class:`FlagError` otherwise).  The set is kept in the
+        runtime record; a slot unplugged from the running appliance leaves it (with a
+        warning), and so, at the next launch, does a slot the definition no longer
+        has."""
+        index = self._diskset_slot("diskset_add", slot, flags)
         before = self._diskset.list()
-        done = self._diskset.add(slot, self._filled(), len(self._table))
+        done = self._diskset.add(index, self._filled(), len(self._table))
         if self._diskset.list() != before:  # a call that changes nothing writes nothing
             self._update_runtime()
         return done
 
     @serialised
-    def diskset_remove(self, slot: int) -> int:
-        """Take slot *slot* out of the disk set: 0, or 1 if it was not in it."""
+    def diskset_remove(self, slot: int | str, flags: int = 0) -> int:
+        """Take slot *slot* (as for :meth:`diskset_add`) out of the disk set: 0, or 1
+        if it was not in it (an empty slot never is).  *flags*: 0 only."""
+        index = self._diskset_slot("diskset_remove", slot, flags)
         before = self._diskset.list()
-        done = self._diskset.remove(slot, self._filled(), len(self._table))
+        done = self._diskset.remove(index, len(self._table))
         if self._diskset.list() != before:  # a call that changes nothing writes nothing
             self._update_runtime()
         return done
 
     @serialised
-    def diskset_add_all(self) -> int:
-        """Put every full slot in the disk set: 0."""
+    def diskset_add_all(self, flags: int = 0) -> int:
+        """Put every full slot in the disk set: 0.  *flags*: 0 only."""
+        _reserved_flags("diskset_add_all", flags)
         before = self._diskset.list()
         done = self._diskset.add_all(self._filled())
         if self._diskset.list() != before:  # a call that changes nothing writes nothing
@@ -61,8 +103,9 @@ class DiskSetArea(NicsArea):
         return done
 
     @serialised
-    def diskset_remove_all(self) -> int:
-        """Empty the disk set: 0."""
+    def diskset_remove_all(self, flags: int = 0) -> int:
+        """Empty the disk set: 0.  *flags*: 0 only."""
+        _reserved_flags("diskset_remove_all", flags)
         before = self._diskset.list()
         done = self._diskset.remove_all()
         if self._diskset.list() != before:  # a call that changes nothing writes nothing
@@ -70,14 +113,17 @@ class DiskSetArea(NicsArea):
         return done
 
     @serialised
-    def diskset_size(self) -> int:
-        """How many slots the disk set holds."""
+    def diskset_size(self, flags: int = 0) -> int:
+        """How many slots the disk set holds.  *flags*: 0 only."""
+        _reserved_flags("diskset_size", flags)
         return self._diskset.size()
 
     @serialised
-    def diskset_list(self) -> list[int]:
-        """The slots in the disk set, in index order."""
-        return self._diskset.list()
+    def diskset_list(self, n: int | None = None, flags: int = 0) -> list[int]:
+        """The slots in the disk set, in index order; at most *n* of them (the
+        seed's ``List(dom, array, n, flags)``; None: all).  *flags*: 0 only."""
+        _reserved_flags("diskset_list", flags)
+        return self._diskset.list(n)
 
     def export(self, dest_dir: str | os.PathLike[str], diskset: bool = True, *,
                progress: Callable[[int, int], None] | None = None,
@@ -159,23 +205,25 @@ class DiskSetArea(NicsArea):
             raise
         return copies
 
-    def snapshot(self, name: str, diskset: bool = True, *, timeout: float = 60.0
+    def snapshot(self, name: str, diskset: bool = False, *, timeout: float = 60.0
                  ) -> list[str]:
-        """Take external snapshot *name* of the disk set's slots, all at one instant.
+        """Take external snapshot *name* of every writable slot's disk (with
+        ``diskset=True``: of the disk set's slots), all at one instant.
 
-        Every full slot with ``diskset=False``; while the appliance runs; the overlay
-        files are returned.  Each slot's disk goes on a new qcow2 overlay,
-        ``STEM.NAME.qcow2`` beside its image (never replacing a file), which takes
-        the guest's writes from then on;
-        the image stays exactly as it was at the snapshot.  That works for raw images
-        too.  The guest filesystems on those disks are frozen (written out and held)
-        only while one QMP ``transaction`` of ``blockdev-snapshot`` switches every
-        disk at once, so each image is consistent; other slots are untouched.  Each
-        overlay's header names its backing file (for ``qemu-img commit`` and other
-        tools), but QEMU is told its backing node and never opens a file a header
-        names.  Only writable slots (a read-only or ``overlay=True`` slot's writes
-        are thrown away already).  The runtime record lists each slot's overlays;
-        relaunch, migrate, save and restore carry them.  On libvirt, one disk-only
+        As the seed has it: a snapshot is of all disks unless it asks for the disk
+        set (read-only and ``overlay=True`` slots are left out of "all", as libvirt
+        leaves out read-only disks; in the disk set they are refused).  While the
+        appliance runs; the overlay files are returned.  Each slot's disk goes on a
+        new qcow2 overlay, ``STEM.NAME.qcow2`` beside its image (never replacing a
+        file), which takes the guest's writes from then on; the image stays exactly
+        as it was at the snapshot.  That works for raw images too.  The guest
+        filesystems on those disks are frozen (written out and held) only while one
+        QMP ``transaction`` of ``blockdev-snapshot`` switches every disk at once, so
+        each image is consistent; other slots are untouched.  Each overlay's header
+        names its backing file (for ``qemu-img commit`` and other tools), but QEMU is
+        told its backing node and never opens a file a header names.  The runtime
+        record lists each slot's overlays; relaunch, migrate, save and restore carry
+        them.  On libvirt, one disk-only
         external ``snapshotCreateXML`` of exactly those disks."""
         with self._lock:
             backend, _ = self._running("snapshot")
@@ -183,10 +231,13 @@ class DiskSetArea(NicsArea):
             if not isinstance(backend, Snapshots):
                 raise SnapshotError(f"snapshot: the {self.backend} backend cannot take "
                                     "snapshots yet")
-            indices = self._diskset.list() if diskset else self._filled()
+            indices = self._diskset.list() if diskset else [
+                i for i in self._filled() if not (self._drive(i).readonly
+                                                  or self._drive(i).overlay)]
             if not indices:
                 raise DiskSetError("snapshot: the disk set is empty (diskset_add first)"
-                                   if diskset else "snapshot: no slot holds a disk")
+                                   if diskset else "snapshot: no writable slot holds a "
+                                   "disk (read-only slots keep nothing to snapshot)")
             plans: list[tuple[int, str, str, str]] = []  # index, overlay, backing, format
             for index, drive in self._writable_drives(
                     "snapshot", indices, SnapshotError,

@@ -103,6 +103,10 @@ class LifecycleArea(DiskSetArea):
                 raise StateError("launch", ApplianceState.CONFIG.value, self._state.value)
             self._refuse_running_twin()
             self._table.show_config()
+            gone = self._diskset.keep_only(self._filled())
+            if gone:  # unplugged from the definition (CONFIG) while it ran
+                warn(f"appliance {self.id}: slots {gone} are empty in the definition and "
+                     f"left the disk set (now {self._diskset.list()})", stacklevel=3)
             started = time.monotonic()
             self.image = ensure_appliance(self._say)
             self.accel = choose_accel(self.qemu_binary, str(self.image.kernel), self._accel_request)

@@ -171,8 +171,10 @@ class SlotsArea(ApplianceCore):
         groups, wherever they are), deactivates those volume groups and stops
         those arrays first.  Either way everything written is synced before the
         disk leaves, so no data is lost, and no device-mapper or md device is
-        left behind.  A slot in the disk set leaves it (a ``RuntimeWarning`` says
-        so).
+        left behind.  A slot unplugged from the running appliance leaves the disk
+        set (a ``RuntimeWarning`` says so); a ``CONFIG``-only unplug of a running
+        appliance's slot changes only the definition, and the slot leaves the set at
+        the next launch.
         """
         with self._lock:
             affect = self._affect("unplug", flags)
@@ -180,7 +182,8 @@ class SlotsArea(ApplianceCore):
             if not affect & LIVE:
                 index = self._table.config_unplug_index(index)
                 self._table.set_config(index, None, running)
-                self._left_diskset(index)
+                if not running:  # the running appliance's set keeps a slot still plugged
+                    self._left_diskset(index)
                 return index
             index = self._table.unplug_index(index)
             if affect & CONFIG:

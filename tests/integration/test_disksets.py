@@ -8,16 +8,21 @@ import hashlib
 import json
 import os
 import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
 
 from guestslots import (
+    CONFIG,
+    LIVE,
     Appliance,
     DiskSetError,
+    FlagError,
     GuestslotsError,
     HostFileError,
     MigrationParams,
+    SlotState,
     SnapshotError,
     restore,
 )
@@ -96,7 +101,7 @@ def test_a_snapshot_of_two_of_three_slots_keeps_exactly_their_images(
     app.mkdir("/q")
     app.mount("/dev/sdb", "/q")
     app.write("/during", "in the page cache, not yet on disk\n")
-    made = app.snapshot("s1")
+    made = app.snapshot("s1", diskset=True)
     assert made == [str(tmp_path / "raw.s1.qcow2"), str(tmp_path / "q.s1.qcow2")]
     kept = sha(raw), sha(q)
     app.write("/after", "written after the snapshot\n")
@@ -113,13 +118,13 @@ def test_a_snapshot_of_two_of_three_slots_keeps_exactly_their_images(
     assert [s.chain for s in record.slots[:3]] == [(made[0],), (made[1],), ()]
     # refusals change nothing
     with pytest.raises(HostFileError, match="exists"):
-        app.snapshot("s1")
+        app.snapshot("s1", diskset=True)
     with pytest.raises(SnapshotError, match="snapshot name"):
-        app.snapshot("../s2")
+        app.snapshot("../s2", diskset=True)
     app.hotplug(3, images.ext4(tmp_path / "ro.img", {"n": "ro\n"}))  # read-only
     app.diskset_add(3)
     with pytest.raises(SnapshotError, match="slot 3 .* is read-only"):
-        app.snapshot("s2")
+        app.snapshot("s2", diskset=True)
     assert not (tmp_path / "raw.s2.qcow2").exists()
     app.diskset_remove(3)
     # unplug takes the overlay down with the disk
@@ -161,9 +166,9 @@ def test_a_disk_on_snapshot_overlays_migrates_saves_and_relaunches_on_them(
         app.hotplug(1, disk, readonly=False)
         app.diskset_add(1)
         app.mount("/dev/sdb", "/")
-        s1 = app.snapshot("s1")[0]
+        s1 = app.snapshot("s1", diskset=True)[0]
         app.write("/b", "before s2\n")
-        s2 = app.snapshot("s2")[0]
+        s2 = app.snapshot("s2", diskset=True)[0]
         app.write("/c", "after s2\n")
         app.sync()
         image, older = sha(disk), sha(Path(s1))
@@ -218,3 +223,45 @@ def test_a_disk_on_snapshot_overlays_migrates_saves_and_relaunches_on_them(
         check.launch()
         check.mount_ro("/dev/sda", "/")
         assert check.cat("/f") == "after the relaunch\n"
+
+
+def test_the_disk_set_calls_take_what_the_seed_says(app: Appliance, tmp_path: Path) -> None:
+    """Seed 004, word for word: removing a slot already absent answers 1 (an empty slot
+    too: before, an error); flags are reserved (0 only); List returns at most n; a
+    disk is named by slot, device or label; a snapshot is of all disks unless it asks
+    for the disk set (before: the set); a CONFIG-only unplug leaves the running
+    appliance's set alone (before: the slot left it, with a warning, still plugged)."""
+    a = images.ext4(tmp_path / "a.img", {"n": "a\n"}, size_mib=16)
+    b = images.ext4(tmp_path / "b.img", {"n": "b\n"}, size_mib=16)
+    ro = images.ext4(tmp_path / "ro.img", {"n": "ro\n"})
+    app.hotplug(0, a, readonly=False, label="data", flags=LIVE | CONFIG)
+    app.hotplug(1, b, readonly=False)
+    app.hotplug(2, ro)  # read-only
+    assert app.diskset_remove(3) == 1  # an empty slot is not in the set
+    assert app.diskset_remove(1) == 1
+    assert app.diskset_add("/dev/sdb") == 0
+    assert app.diskset_add("data") == 0  # slot 0's label
+    assert app.diskset_add("/dev/disk/guestslots/data") == 1
+    assert (app.diskset_list(), app.diskset_list(1), app.diskset_list(0)) == ([0, 1], [0],
+                                                                              [])
+    for call in (lambda: app.diskset_add(0, flags=1), lambda: app.diskset_list(flags=2),
+                 lambda: app.diskset_remove_all(flags=1), lambda: app.diskset_size(4)):
+        with pytest.raises(FlagError, match="flags are reserved: 0 only"):
+            call()
+    with pytest.raises(DiskSetError, match="is a partition"):
+        app.diskset_add("/dev/sda1")
+    with pytest.raises(DiskSetError, match="no slot has the label 'nope'"):
+        app.diskset_add("nope")
+    assert app.diskset_size() == 2
+    # all writable disks by default (the read-only slot 2 keeps nothing to snapshot)
+    assert app.diskset_remove("/dev/sdb") == 0
+    made = app.snapshot("everything")
+    assert made == [str(tmp_path / "a.everything.qcow2"), str(tmp_path / "b.everything.qcow2")]
+    assert app.snapshot("the-set", diskset=True) == [str(tmp_path / "a.the-set.qcow2")]
+    # the definition loses slot 0; the running appliance keeps it, in the set
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert app.unplug(0, flags=CONFIG) == 0
+    assert app.slots()[0].state is SlotState.FILLED and app.slots()[0].config is None
+    assert app.diskset_list() == [0]
+    assert runtime.read(runtime.record_path(app.id)).diskset == (0,)

@@ -203,7 +203,7 @@ def test_a_migration_copies_the_disk_set_and_the_slots_move_onto_the_copies(
         app.diskset_add(2)
         app.mount("/dev/sda", "/")
         app.write("/before-snapshot", "frozen into the image\n")
-        [overlay, _] = app.snapshot("s1")
+        [overlay, _] = app.snapshot("s1", diskset=True)
         app.write("/on-the-overlay", "after the snapshot\n")
         app.sync()
         app.write("/in-cache", "only in the page cache\n")

@@ -156,7 +156,7 @@ def main() -> None:
             snaps = []
             for i in range(args.rounds):
                 t = time.perf_counter()
-                app.snapshot(f"s{i}")
+                app.snapshot(f"s{i}", diskset=True)
                 snaps.append(time.perf_counter() - t)
         finally:
             app.shutdown()
