@@ -287,6 +287,10 @@ class ApplianceCore(GuestCalls):
             if why:
                 raise RuntimeRecordError(f"appliance {record.id}, slot {slot.index}",
                                          f"image {slot.path}: {why}; not relaunched")
+            if slot.identity is None:
+                warn(f"appliance {record.id}, slot {slot.index}: the record (an older "
+                     f"guestslots's) does not say which file {slot.path} was: it is "
+                     "taken as it is now, unchecked", stacklevel=5)
             try:
                 check_chain(slot.path, slot.chain)
             except DriveError as e:

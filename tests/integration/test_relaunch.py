@@ -4,6 +4,7 @@ same device ids; refused when the record's QEMU still runs or an image changed."
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -110,6 +111,39 @@ def test_another_process_relaunches_a_dead_appliance_from_its_record(
         with pytest.raises(RuntimeRecordError, match="still running"):
             guestslots.relaunch(ident)
     assert not path.exists()
+
+
+def test_a_record_of_an_older_guestslots_with_full_slots_relaunches(
+    corpus: dict[str, Image],
+) -> None:
+    """Seed 001: an old file with a missing field is read with an empty default and
+    nothing fails.  A schema-1 record (no identity, chain, nics, memory, disk set,
+    detached) with a full slot relaunches, with a warning that its image is taken
+    unchecked (before: refused, "written by an older guestslots")."""
+    image = corpus["mbr-raw-ext4"]
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(image.path), image.format],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ident = done.stdout.split()[-1]
+    path = runtime.record_path(ident)
+    doc = json.loads(path.read_text())
+    old = {k: v for k, v in doc.items() if k not in (
+        "nics", "memory_mb", "diskset", "detached", "vcpu_unplugged")}
+    old["schema"] = 1
+    old["slots"] = [{k: v for k, v in slot.items() if k not in ("identity", "chain")}
+                    for slot in doc["slots"]]
+    path.write_text(json.dumps(old))
+    try:
+        with pytest.warns(RuntimeWarning, match="slot 1: the record .* older "
+                          "guestslots.* taken as it is now, unchecked"):
+            app = guestslots.relaunch(ident)
+        with app:
+            assert [(s.index, s.state.value, s.path, s.label) for s in app.slots()] == [
+                (0, "empty", None, None), (1, "filled", str(image.path), "base")]
+            assert app.nics() == []  # the old record had none to give
+            assert whoami(app, fs_device(app, 1, image)) == "mbr-raw-ext4"
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def test_a_record_naming_a_changed_image_or_broken_is_refused(
