@@ -90,14 +90,20 @@ _CHILD = textwrap.dedent("""
 """)
 
 
+def dead_appliance(image: str, fmt: str) -> str:
+    """The id of an appliance (slot 1: *image*, labelled base; a NIC) whose QEMU and
+    owner died in another process, leaving its runtime record behind."""
+    done = subprocess.run([sys.executable, "-c", _CHILD, image, fmt],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.split()[-1]
+
+
 def test_another_process_relaunches_a_dead_appliance_from_its_record(
     corpus: dict[str, Image],
 ) -> None:
     image = corpus["mbr-raw-ext4"]
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(image.path), image.format],
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ident = done.stdout.split()[-1]
+    ident = dead_appliance(str(image.path), image.format)
     path = runtime.record_path(ident)
     assert path.exists()
     with guestslots.relaunch(ident) as app:
@@ -121,10 +127,7 @@ def test_a_record_of_an_older_guestslots_with_full_slots_relaunches(
     detached) with a full slot relaunches, with a warning that its image is taken
     unchecked (before: refused, "written by an older guestslots")."""
     image = corpus["mbr-raw-ext4"]
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(image.path), image.format],
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ident = done.stdout.split()[-1]
+    ident = dead_appliance(str(image.path), image.format)
     path = runtime.record_path(ident)
     doc = json.loads(path.read_text())
     old = {k: v for k, v in doc.items() if k not in (
@@ -151,10 +154,7 @@ def test_a_record_naming_a_changed_image_or_broken_is_refused(
 ) -> None:
     image = tmp_path / "base.img"
     image.write_bytes(corpus["mbr-raw-ext4"].path.read_bytes())
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(image), "raw"],
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ident = done.stdout.split()[-1]
+    ident = dead_appliance(str(image), "raw")
     path = runtime.record_path(ident)
     try:
         st = image.stat()
