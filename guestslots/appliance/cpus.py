@@ -6,7 +6,7 @@ import warnings
 
 from ..guest.base import serialised
 from ..host.accel import expected_accel
-from ..model.cpus import Vcpu, check_tcg_change, check_tcg_definition
+from ..model.cpus import Vcpu, VcpuError, check_tcg_change, check_tcg_definition
 from ..model.flags import CONFIG, CURRENT, LIVE
 from .core import ApplianceState
 from .slots import SlotsArea
@@ -73,8 +73,10 @@ class CpusArea(SlotsArea):
 
         Under TCG, QEMU 7.2 limits this (measured): the plugged ids must stay 0 to
         k-1 (add the lowest free id, remove the highest), and after a ``LIVE``
-        removal no vCPU can be plugged until the next launch; anything else is
-        refused with :class:`VcpuError`, nothing changed.
+        removal no vCPU can be plugged until the next launch; on the libvirt
+        backend a ``LIVE`` removal cannot be done at all under TCG (libvirt waits
+        for an event QEMU does not send: remove with ``CONFIG`` and launch again).
+        Anything else is refused with :class:`VcpuError`, nothing changed.
         """
         vcpu = _vcpu_argument("remove_vcpu", vcpu, id)
         with self._lock:
@@ -84,6 +86,9 @@ class CpusArea(SlotsArea):
                 self._tcg_definition(vcpu, self._vcpus.config - {vcpu})
             if affect & LIVE:
                 backend, agent = self._running("remove_vcpu")
+                refused = backend.vcpu_removal_refused()
+                if refused:  # before the guest offlines it
+                    raise VcpuError(vcpu, refused)
                 self._tcg_vcpu_limits(vcpu, adding=False)
                 with self._watch():
                     agent.call("vcpu_unplugging", vcpu=vcpu)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..backends import (
     Layout,
+    NotResumed,
     RestoresUnderItsName,
     Saves,
 )
@@ -34,9 +35,10 @@ from .detached import DetachedArea
 class SavingArea(DetachedArea):
     """Saving a running appliance with its slots, and restoring it."""
 
-    def save(self, path: str | os.PathLike[str], with_disk_set: bool = False, *,
-             timeout: float = 120.0) -> str:
-        """Save the running appliance into new directory *path*, and stop it.
+    def save(self, path: str | os.PathLike[str], with_disk_set: bool = False,
+             live: bool = False, disks: str = "", *, timeout: float = 120.0) -> str:
+        """Save the running appliance into new directory *path*, and stop it (with
+        *live*, it runs on).
 
         As ``virsh save`` does: its memory, devices' state and every plugged slot,
         vCPU and NIC, with a description that :func:`guestslots.restore` checks; an
@@ -44,14 +46,24 @@ class SavingArea(DetachedArea):
         mounts, the disk set: all come back with the restore.  The images stay where
         they are; a restore refuses any that changed since.
 
-        With *with_disk_set*, the disk set's disks are saved too: the VM is paused,
-        each of those slots' disks, as the guest sees it, is copied into
-        ``PATH/disks/`` (same format), then the memory
-        is saved, so the copies and the memory are of one instant.  The restore
-        plugs the copies in those slots, in place (it writes to them: copy the
-        directory first to restore it more than once); the original images are
-        free to change.  Only writable slots (a read-only slot's image does not
-        change).  Returns the directory.  On failure the appliance runs on."""
+        With *with_disk_set* (or ``disks="diskset"``), the disk set's disks are
+        saved too, and with ``disks="all"`` every writable slot's disk (as seed 004
+        has it: a save without the disk set saves all disks): the VM is paused, each
+        of those slots' disks, as the guest sees it, is copied into ``PATH/disks/``
+        (same format), then the memory is saved, so the copies and the memory are
+        of one instant.  The restore plugs the copies in those slots, in place (it
+        writes to them: copy the directory first to restore it more than once); the
+        original images are free to change.  Only writable slots (a read-only
+        slot's image does not change; in the disk set one is refused).
+
+        With *live* (seed 004's ``VIR_DOMAIN_SAVE_LIVE``), the appliance is resumed
+        after the save, on its own images, and this object carries on: on QEMU the
+        same process runs on (its RAM copied into the save, not moved); on libvirt,
+        whose save always stops the domain, the domain is restored from the state
+        just saved at once (a new QEMU process).  What the guest writes afterwards
+        to a slot not saved with it changes that image, which a restore then
+        refuses: save the disks too (``disks="all"``) to keep the save restorable.
+        Returns the directory.  On failure the appliance runs on."""
         with self._lock:
             backend, _ = self._running("save")
             if not isinstance(backend, Saves):
@@ -61,10 +73,18 @@ class SavingArea(DetachedArea):
                 raise VcpuError(None, "save: a vCPU was unplugged since this appliance "
                                 "started, and QEMU 7.2 under TCG then crashes saving its "
                                 "state; shut down and launch again")
+            if disks not in ("", "diskset", "all"):
+                raise DiskSetError(f"save: disks is 'diskset' or 'all', not {disks!r}")
+            if with_disk_set and disks == "all":
+                raise DiskSetError("save: with_disk_set or disks='all', not both")
+            with_disk_set = with_disk_set or disks == "diskset"
             indices = self._diskset.list() if with_disk_set else []
             if with_disk_set and not indices:
                 raise DiskSetError("save: with_disk_set, but the disk set is empty "
                                    "(diskset_add first)")
+            if disks == "all":
+                indices = [i for i in self._filled()
+                           if not (self._drive(i).readonly or self._drive(i).overlay)]
             self._writable_drives("save", indices, DiskSetError,
                                   "its image does not change; take it out of the disk set")
             directory = Path(os.path.abspath(path))
@@ -77,17 +97,20 @@ class SavingArea(DetachedArea):
             record, layout = self._record, self._layout()
             assert record is not None
             copies: dict[int, DriveSpec] = {}
+            not_resumed: NotResumed | None = None
+            sock = None
             try:
                 if indices:
                     (directory / DISKS).mkdir()
                 copies = self._make_copies(backend, indices, str(directory / DISKS),
                                            zeroes_allocated=True)
                 exports = [(i, copy.path, copy.format) for i, copy in copies.items()]
-                with self._watch():
-                    if exports:
-                        backend.save_appliance(directory, layout, timeout, exports)
-                    else:
-                        backend.save_appliance(directory, layout, timeout)
+                try:
+                    with self._watch():
+                        sock = backend.save_appliance(directory, layout, timeout, exports,
+                                                      live=live)
+                except NotResumed as e:  # saved whole; it did not run on
+                    not_resumed = e
                 sparse_again(exports)
             except BaseException:
                 shutil.rmtree(directory, ignore_errors=True)
@@ -105,11 +128,27 @@ class SavingArea(DetachedArea):
                               if s.state is SlotState.FILLED and s.kernel_name},
                 identities={i: slot_identity(d.path, d.chain) for i, d in drives.items()})
             (directory / DESCRIPTION).write_text(described.to_json())
+            with_slots = f" with slots {', '.join(map(str, indices))}" if indices else ""
+            if not_resumed is not None:
+                self._teardown()
+                self._state = ApplianceState.CLOSED
+                self._table.show_config()
+                raise GuestslotsError(f"save: appliance {self.id} was saved in "
+                                      f"{directory}{with_slots}, but it could not run on "
+                                      f"after the save: {not_resumed.cause}")
+            if live:
+                if sock is not None:  # restored at once, in a new process
+                    assert self._agent is not None
+                    with self._watch():
+                        self._agent.switch(sock)
+                        self._agent.call("ping", wait_for=30)
+                self._update_runtime()
+                self._say(f"appliance {self.id} saved in {directory}{with_slots}; it runs on")
+                return str(directory)
             self._teardown()
             self._state = ApplianceState.CLOSED
             self._table.show_config()
-            self._say(f"appliance {self.id} saved in {directory}"
-                      + (f" with slots {', '.join(map(str, indices))}" if indices else ""))
+            self._say(f"appliance {self.id} saved in {directory}{with_slots}")
             return str(directory)
 
     def _restore(self, directory: Path, saved: SavedAppliance) -> None:

@@ -31,6 +31,16 @@ KERNEL_CMDLINE = (
     "usbcore.nousb selinux=0 mitigations=off random.trust_cpu=on"
 )
 
+
+class NotResumed(Exception):
+    """A live save was made, but the VM could not run on after it (*cause* says why):
+    the save is whole, the VM is gone."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+        super().__init__(str(cause))
+
+
 @dataclass(frozen=True)
 class Layout:
     """What is plugged into a running appliance beyond its command line: the slots'
@@ -69,10 +79,12 @@ class Saves(Protocol):
     """A backend that saves a running appliance with its slots, and restores one."""
 
     def save_appliance(self, directory: Path, layout: Layout, timeout: float,
-                       exports: Sequence[tuple[int, str, str]] = ()) -> None:
+                       exports: Sequence[tuple[int, str, str]] = (),
+                       live: bool = False) -> socket.socket | None:
         """Save the VM's state and *layout* into *directory*; with *exports* (slot,
         a file the caller made, its format), each slot's disk is copied into its file
-        at the same instant."""
+        at the same instant.  The VM is stopped after, or with *live* runs on: the
+        new agent channel when it runs on in a new process, else None."""
 
     def restore_layout(self, layout: Layout, directory: Path) -> None:
         """Make the next :meth:`Backend.start` restore the appliance saved in
@@ -181,6 +193,10 @@ class Backend(Protocol):
 
     def attach_vcpu(self, vcpu: int, timeout: float) -> None:
         """Plug vCPU *vcpu* (an id below ``VMSpec.max_vcpus``, not plugged)."""
+
+    def vcpu_removal_refused(self) -> str:
+        """Why a LIVE vCPU removal cannot be done on this VM ("" if it can): asked
+        before the guest offlines the vCPU."""
 
     def detach_vcpu(self, vcpu: int, timeout: float) -> None:
         """Unplug vCPU *vcpu*, confirmed by the hypervisor (the guest has offlined it)."""

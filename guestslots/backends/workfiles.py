@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import HostFileError
+from ..host.proc import CommandError, run
+
 if TYPE_CHECKING:
     from . import Layout
 
@@ -87,11 +90,22 @@ def overlay_path(workdir: str, index: int) -> str:
     return os.path.join(workdir, overlay_name(index))
 
 
-def keep_overlays(workdir: str, layout: Layout, directory: Path, root_name: str) -> None:
-    """Copy the root overlay (as *root_name*) and the throwaway overlay of each
-    read-only slot of *layout* from *workdir* into the saved appliance's
-    *directory*."""
-    shutil.copyfile(root_overlay(workdir), directory / root_name)
+def keep_overlays(workdir: str, layout: Layout, directory: Path, root_name: str,
+                  base: str) -> None:
+    """Keep the root overlay (as *root_name*) and the throwaway overlay of each
+    read-only slot of *layout* from *workdir* in the saved appliance's *directory*
+    (the VM stands still or is gone).
+
+    The root is kept as one overlay of the appliance image *base* (raw) holding
+    everything the layers above it hold (only what differs from *base*: about 1 MB):
+    a restored appliance's root overlay lies on the save it came from, or on a file
+    of a work directory that goes, and a save must need neither."""
+    try:
+        run(["qemu-img", "convert", "-q", "-U", "-f", "qcow2", "-O", "qcow2", "-B", base,
+             "-F", "raw", root_overlay(workdir), str(directory / root_name)])
+    except CommandError as e:
+        raise HostFileError(str(directory / root_name), f"cannot keep the root disk: "
+                            f"{e}") from None
     for index, drive in layout.disks:
         if drive.throwaway:
             shutil.copyfile(overlay_path(workdir, index), directory / overlay_name(index))

@@ -18,14 +18,15 @@ from ..errors import GuestslotsError
 #: The most vCPUs QEMU's ``pc`` machine takes (``query-machines``: cpu-max 255).
 MAX_VCPUS = 255
 
-#: Why the libvirt backend has no vCPU hotplug yet (measured here: libvirt 9.0, QEMU 7.2,
-#: TCG): QEMU removes the vCPU about a second after the guest offlined it, but sends no
-#: DEVICE_DELETED for it, and libvirt waits for exactly that event; its setVcpu times
-#: out and its domain keeps the vCPU enabled, so a later plug of that id fails.
-LIBVIRT_UNSUPPORTED = (
-    "the libvirt backend does not hotplug vCPUs yet: libvirt 9.0 never learns that QEMU "
-    "7.2 removed an unplugged vCPU (QEMU sends no DEVICE_DELETED for it), so its domain "
-    "would keep a vCPU that is gone; use backend='qemu'")
+#: Why the libvirt backend refuses a LIVE vCPU removal under TCG (measured here: libvirt
+#: 9.0, QEMU 7.2): QEMU removes the vCPU about a second after the guest offlined it, but
+#: sends no DEVICE_DELETED for it, and libvirt waits for exactly that event; its setVcpu
+#: times out and its domain keeps the vCPU enabled, so a later plug of that id fails.
+LIBVIRT_TCG_REMOVAL = (
+    "the libvirt backend cannot unplug a vCPU under TCG: QEMU 7.2 removes it but sends "
+    "no DEVICE_DELETED for it, and libvirt 9.0 waits for exactly that event (its setVcpu "
+    "times out and its domain keeps the vCPU for good); plug vCPUs with CONFIG and "
+    "launch again, or use backend='qemu'")
 
 
 class VcpuError(GuestslotsError):

@@ -36,10 +36,8 @@ MIB = 1 << 20
 
 
 def launched(slots: int) -> Appliance:
-    """An appliance of its own with *slots* empty slots (vCPU ids to plug on QEMU: the
-    libvirt backend does not hotplug vCPUs yet)."""
-    qemu = (os.environ.get("GUESTSLOTS_BACKEND") or "qemu") == "qemu"
-    app = Appliance(max_vcpus=MAX_VCPUS if qemu else 1)
+    """An appliance of its own with *slots* empty slots and vCPU ids to plug."""
+    app = Appliance(max_vcpus=MAX_VCPUS)
     for _ in range(slots):
         app.add_drive("/dev/null")
     app.launch()
@@ -304,14 +302,20 @@ def test_a_copy_that_fails_leaves_the_appliance_on_its_own_images(
         app.shutdown()
 
 
+def plug_two(app: Appliance, tmp_path: Path) -> tuple[Path, Path]:
+    """Slot 0: a writable ext4 image (/n: before); slot 1: a read-only one."""
+    disk = images.ext4(tmp_path / "rw.img", {"n": "before\n"}, size_mib=32)
+    base = images.ext4(tmp_path / "ro.img", {"n": "read-only\n"})
+    app.hotplug(0, disk, readonly=False)
+    app.hotplug(1, base)
+    return disk, base
+
+
 def test_save_and_restore_bring_back_the_whole_appliance(tmp_path: Path) -> None:
     """On both backends (libvirt: saveFlags/restoreFlags, under the saved name)."""
     app = launched(2)
     try:
-        disk = images.ext4(tmp_path / "rw.img", {"n": "before\n"}, size_mib=32)
-        base = images.ext4(tmp_path / "ro.img", {"n": "read-only\n"})
-        app.hotplug(0, disk, readonly=False)
-        app.hotplug(1, base)
+        disk, base = plug_two(app, tmp_path)
         app.diskset_add(0)
         app.mount("/dev/sda", "/")
         app.mkdir("/ro")
@@ -331,8 +335,7 @@ def test_save_and_restore_bring_back_the_whole_appliance(tmp_path: Path) -> None
     app.hotplug(0, disk, readonly=False)
     app.hotplug(1, base)
     app.diskset_add(0)
-    if app.backend == "qemu":  # vCPU hotplug is the QEMU backend's, so far
-        app.add_vcpu(1)
+    app.add_vcpu(1)
     app.mount("/dev/sda", "/")
     app.write("/in-cache", "only in the page cache\n")
     saved = app.save(tmp_path / "saved-2")
@@ -342,8 +345,7 @@ def test_save_and_restore_bring_back_the_whole_appliance(tmp_path: Path) -> None
         assert back.cat("/in-cache") == "only in the page cache\n"  # the page cache too
         assert [s.path for s in back.slots()[:2]] == [str(disk), str(base)]
         assert back.diskset_list() == [0]
-        if back.backend == "qemu":
-            assert [v.state for v in back.vcpus()][:2] == ["online", "online"]
+        assert [v.state for v in back.vcpus()][:2] == ["online", "online"]
         back.write("/after", "after the restore\n")
         assert back.list_filesystems()["/dev/sdb"] == "ext4"
         # a restored appliance (its RAM came in the state's stream) saved in turn,
@@ -358,6 +360,45 @@ def test_save_and_restore_bring_back_the_whole_appliance(tmp_path: Path) -> None
     # the restored appliance wrote the image: the save no longer matches it
     with pytest.raises(RuntimeRecordError, match="slot 0"):
         restore(saved)
+
+
+def test_a_live_save_of_all_disks_runs_on_and_restores_as_of_the_save(
+        tmp_path: Path) -> None:
+    """Seed 004's VIR_DOMAIN_SAVE_LIVE ("the guest is resumed after") and a save
+    without the disk set that saves all disks (issue 33; before: no such arguments).
+    The appliance runs on, on its own images (QEMU: in the same process; libvirt:
+    restored at once from the save, which it then needs nothing of); the save's
+    copies are as of the save, the read-only slot is not copied."""
+    app = launched(2)
+    try:
+        disk, base = plug_two(app, tmp_path)
+        app.mount("/dev/sda", "/")
+        app.write("/in-cache", "only in the page cache\n")
+        pid = app.pid
+        saved = Path(app.save(tmp_path / "saved", live=True, disks="all"))
+        assert app.state is ApplianceState.RUNNING
+        assert (app.pid == pid) == (app.backend == "qemu")
+        assert sorted(p.name for p in (saved / "disks").iterdir()) == ["slot0.img"]
+        assert runtime.read(runtime.record_path(app.id)).pid == app.pid
+        app.write("/after", "after the live save\n")  # on its own image
+        assert app.cat("/in-cache") == "only in the page cache\n"
+        app.umount_all()
+        assert app.slots()[0].path == str(disk)
+    finally:
+        app.shutdown()
+    back = restore(saved)
+    try:
+        assert back.cat("/in-cache") == "only in the page cache\n"
+        assert not back.exists("/after")  # the copy is as of the save
+        assert back.slots()[0].path == str(saved / "disks" / "slot0.img")
+        assert back.slots()[1].path == str(base)
+    finally:
+        back.shutdown()
+    with Appliance() as check:  # the image kept what was written after the save
+        check.add_drive(disk, readonly=True)
+        check.launch()
+        check.mount_ro("/dev/sda", "/")
+        assert check.cat("/after") == "after the live save\n"
 
 
 def test_a_save_with_the_disk_set_keeps_those_disks_as_of_the_save(tmp_path: Path) -> None:

@@ -241,3 +241,9 @@ def test_a_snapshot_takes_exactly_the_disks_asked_for() -> None:
     assert disks["sdb"].find("source").get("file") == "/i/b.n1.qcow2"  # type: ignore[union-attr]
     assert disks["sdb"].find("driver").get("type") == "qcow2"  # type: ignore[union-attr]
     assert disks["vda"].get("snapshot") == disks["sda"].get("snapshot") == "no"
+
+
+def test_domain_xml_with_hotpluggable_vcpus_golden() -> None:
+    """max_vcpus > 1: vCPU 0 at boot, the other ids hotpluggable, one socket of cores
+    (a vCPU's id is its core id, as on the QEMU backend)."""
+    _golden("domain-tcg-vcpus.xml", domain_xml(replace(CFG, max_vcpus=4)))

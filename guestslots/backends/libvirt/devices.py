@@ -11,7 +11,7 @@ from collections.abc import Callable
 import libvirt
 
 from ...errors import DriveError, QemuError, QemuTimeout
-from ...model.cpus import LIBVIRT_UNSUPPORTED, VcpuError
+from ...model.cpus import LIBVIRT_TCG_REMOVAL, VcpuError
 from ...model.drives import DriveSpec
 from ...model.nics import NicError, NicSpec
 from ..overlays import make_overlay
@@ -64,11 +64,37 @@ class DomainDevices(DomainLifecycle):
             raise DriveError(drive.path, f"libvirt cannot attach it to slot {index}: "
                              f"{e.get_error_message()}") from None
 
+    def _set_vcpu(self, vcpu: int, enabled: bool, timeout: float) -> None:
+        """libvirt's ``setVcpu`` of vCPU *vcpu*, LIVE."""
+        domain = self._running()
+        what = "plugging" if enabled else "unplugging"
+        try:
+            bounded.call(lambda: domain.setVcpu(str(vcpu), int(enabled), LIVE), timeout,
+                         f"{what} vCPU {vcpu}", self._log_tail())
+        except libvirt.libvirtError as e:
+            if self._lost(e):
+                raise self.error(f"the appliance died {what} vCPU {vcpu}: "
+                                 f"{e.get_error_message()}") from None
+            raise VcpuError(vcpu, f"libvirt cannot {what.removesuffix('ging')} vCPU "
+                            f"{vcpu}: {e.get_error_message()}") from None
+
     def attach_vcpu(self, vcpu: int, timeout: float) -> None:
-        raise VcpuError(vcpu, LIBVIRT_UNSUPPORTED)
+        """Enable hotpluggable vCPU *vcpu* (libvirt's ``setVcpu``, LIVE)."""
+        self._set_vcpu(vcpu, True, timeout)
+
+    def vcpu_removal_refused(self) -> str:
+        """Under TCG, why a LIVE vCPU removal cannot be done (see
+        :data:`~guestslots.model.cpus.LIBVIRT_TCG_REMOVAL`); "" under KVM, where QEMU
+        sends the DEVICE_DELETED that libvirt waits for."""
+        return LIBVIRT_TCG_REMOVAL if self.spec.accel == "tcg" else ""
 
     def detach_vcpu(self, vcpu: int, timeout: float) -> None:
-        raise VcpuError(vcpu, LIBVIRT_UNSUPPORTED)
+        """Disable vCPU *vcpu* (libvirt's ``setVcpu``, LIVE: it returns once QEMU
+        confirmed the removal)."""
+        refused = self.vcpu_removal_refused()
+        if refused:
+            raise VcpuError(vcpu, refused)
+        self._set_vcpu(vcpu, False, timeout)
 
     # ---- NICs
 

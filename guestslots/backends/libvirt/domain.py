@@ -102,6 +102,9 @@ class DomainCore:
         self._generation = 0
         #: The agent socket of the running QEMU (a new one after each migration).
         self._agent_socket = ""
+        #: A restore copies the saved root disk into the work directory (a live save
+        #: restores at once from a directory that is not this VM's to keep).
+        self._own_root = False
 
     # ---- what the VM is
 
@@ -120,6 +123,7 @@ class DomainCore:
             console_log=Generation(workdir).console_log,
             memory_mb=self.spec.memory_mb,
             tcg_cache_mib=self.spec.tcg_cache_mib,
+            max_vcpus=self.spec.max_vcpus,
             detached=self.spec.detached,
         )
 

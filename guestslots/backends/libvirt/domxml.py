@@ -58,6 +58,8 @@ class DomainConfig:
     #: The domain outlives its owner (``guestslots gc`` leaves it), and QEMU listens on
     #: the agent socket (a detached appliance, taken over by whichever process comes).
     detached: bool = False
+    #: vCPU ids 0..max_vcpus-1 can be plugged (0 at boot; the rest hotpluggable).
+    max_vcpus: int = 1
 
 
 def slot_alias(index: int, owner: str) -> str:
@@ -142,6 +144,14 @@ def owner_of(domain: str) -> Owner | None:
         return None
 
 
+def _vcpus(max_vcpus: int) -> etree._Element:
+    """``<vcpus>``: vCPU 0 at boot, every other id hotpluggable (libvirt's setVcpu
+    enables them one by one, by id)."""
+    return el("vcpus", el("vcpu", id="0", enabled="yes", hotpluggable="no", order="1"),
+              *(el("vcpu", id=str(i), enabled="no", hotpluggable="yes")
+                for i in range(1, max_vcpus)))
+
+
 def domain_xml(cfg: DomainConfig) -> str:
     """The XML of a transient appliance domain: no slot disks (they are hotplugged)."""
     features = el("features", el("acpi"))
@@ -151,7 +161,8 @@ def domain_xml(cfg: DomainConfig) -> str:
         el("name", cfg.name),
         _metadata(cfg.owner, cfg.detached),
         el("memory", str(cfg.memory_mb), unit="MiB"),
-        el("vcpu", "1"),
+        *([el("vcpu", str(cfg.max_vcpus), placement="static", current="1"),
+           _vcpus(cfg.max_vcpus)] if cfg.max_vcpus > 1 else [el("vcpu", "1")]),
         el("os",
             el("type", "hvm", arch="x86_64", machine="pc"),
             el("kernel", cfg.kernel),
@@ -159,7 +170,11 @@ def domain_xml(cfg: DomainConfig) -> str:
             el("cmdline", KERNEL_CMDLINE),
         ),
         features,
-        el("cpu", mode="maximum" if cfg.accel == "tcg" else "host-passthrough"),
+        # one socket of max_vcpus cores: a vCPU's id is its core id, as on the QEMU
+        # backend (and the guest's ACPI processor object names it)
+        el("cpu", *([el("topology", sockets="1", dies="1", cores=str(cfg.max_vcpus),
+                        threads="1")] if cfg.max_vcpus > 1 else []),
+           mode="maximum" if cfg.accel == "tcg" else "host-passthrough"),
         el("on_poweroff", "destroy"),
         el("on_reboot", "destroy"),
         el("on_crash", "destroy"),

@@ -50,7 +50,11 @@ class DomainLifecycle(DomainCore):
         workdir = self._workdir.path
         cfg = self._config(workdir, owner=owner.current())
         if restore_from is not None:
-            cfg = replace(cfg, root_backing=((str(restore_from / ROOT_FILE), "qcow2"),
+            saved_root = restore_from / ROOT_FILE
+            if self._own_root:  # the saved directory is the caller's, not this VM's
+                saved_root = Path(workdir) / f"saved-{ROOT_FILE}"  # (on the image only)
+                shutil.copyfile(restore_from / ROOT_FILE, saved_root)
+            cfg = replace(cfg, root_backing=((str(saved_root), "qcow2"),
                                              *cfg.root_backing))
         backing, backing_format = cfg.root_backing[0]
         listener = None if self.spec.detached else socket.socket(socket.AF_UNIX,

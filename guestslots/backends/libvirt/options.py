@@ -3,13 +3,10 @@ unless a URI must be looked at)."""
 
 from __future__ import annotations
 
-from ...model.cpus import LIBVIRT_UNSUPPORTED, VcpuError
-
 
 def check(uri: str | None, detached: bool, max_vcpus: int) -> None:
     """Refuse what the libvirt backend cannot do: a detached appliance at the embedded
-    driver (it lives in its caller's process), vCPU hotplug (see
-    :data:`~guestslots.model.cpus.LIBVIRT_UNSUPPORTED`)."""
+    driver (it lives in its caller's process)."""
     if detached:
         from .connection import embedded
         from .connection import uri as default_uri
@@ -18,5 +15,3 @@ def check(uri: str | None, detached: bool, max_vcpus: int) -> None:
             raise ValueError("detached=True on the libvirt backend needs a libvirt "
                              "daemon (uri='qemu:///system', or GUESTSLOTS_LIBVIRT_URI): "
                              "the embedded driver lives in its caller's process")
-    if max_vcpus > 1:
-        raise VcpuError(None, f"max_vcpus={max_vcpus}: {LIBVIRT_UNSUPPORTED}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import libvirt
 
 from ...errors import GuestslotsError, LaunchError
 from ...host.savedstate import ROOT_FILE, STATE_FILE
-from .. import Layout
+from .. import Layout, NotResumed
 from ..workfiles import keep_overlays
 from . import bounded, connection
 from .jobs import DomainJobs
@@ -28,12 +29,19 @@ class DomainSaving(DomainJobs):
         self.save_appliance(directory, Layout(), timeout)
 
     def save_appliance(self, directory: Path, layout: Layout, timeout: float,
-                       exports: Sequence[tuple[int, str, str]] = ()) -> None:
+                       exports: Sequence[tuple[int, str, str]] = (),
+                       live: bool = False) -> socket.socket | None:
         """:meth:`save`, plus the throwaway overlay of each slot of *layout* that has
         one (the saved XML names its path here: :meth:`start` moves it).  With
         *exports* (slot, target file made by the caller, its format), the domain is
         paused first and those slots' disks are copied into the targets (a backup
-        job), so the copies match the saved memory."""
+        job), so the copies match the saved memory.
+
+        libvirt's save always stops the domain; with *live* the domain is restored
+        from the state just saved, at once, on the images it ran on (not on the
+        copies), with a root disk of its own (it needs nothing of *directory*
+        afterwards): the new agent channel is returned.  If it cannot be, the save
+        is whole and :class:`~guestslots.backends.NotResumed` says why."""
         domain = self._running()
         assert self._workdir is not None
         state = str(directory / STATE_FILE)
@@ -55,9 +63,20 @@ class DomainSaving(DomainJobs):
             self.domain = None
             self._qemu_pid = None
             self._forget_process()
-        keep_overlays(self._workdir.path, layout, directory, ROOT_FILE)
+        keep_overlays(self._workdir.path, layout, directory, ROOT_FILE,
+                      str(self.spec.image.root))
         self._workdir.remove()
         self._workdir = None
+        if not live:
+            return None
+        self.restore_layout(layout, directory)
+        self._own_root = True
+        try:
+            return self.start(directory, timeout)
+        except Exception as e:
+            raise NotResumed(e) from e
+        finally:
+            self._own_root = False
 
     def claim_domain_name(self, name: str) -> None:
         """Run under *name* (a saved appliance's own): it restores under no other."""

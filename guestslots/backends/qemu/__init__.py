@@ -44,9 +44,10 @@ from .qmpargs import ANONYMOUS_RAM, MachineConfig, layout_key_command, slot_ids
 log = logging.getLogger(__name__)
 
 
-def move_sparse(source: str, destination: Path) -> None:
-    """Move a file, leaving its zero blocks out (holes): the guest's RAM is mostly
-    zeros (its kernel zeroes what it frees), and a hole costs neither disk nor a read."""
+def move_sparse(source: str, destination: Path, keep: bool = False) -> None:
+    """Move a file (with *keep*: copy it), leaving its zero blocks out (holes): the
+    guest's RAM is mostly zeros (its kernel zeroes what it frees), and a hole costs
+    neither disk nor a read."""
     block = 1 << 16
     zero = bytes(block)
     with open(source, "rb") as src, open(destination, "wb") as dst:
@@ -56,7 +57,8 @@ def move_sparse(source: str, destination: Path) -> None:
             else:
                 dst.write(chunk)
         dst.truncate()
-    os.unlink(source)
+    if not keep:
+        os.unlink(source)
 
 
 class QemuBackend:
@@ -272,6 +274,10 @@ class QemuBackend:
     def attach_vcpu(self, vcpu: int, timeout: float) -> None:
         self._running().attach_vcpu(vcpu, timeout=timeout)
 
+    def vcpu_removal_refused(self) -> str:
+        """Nothing: QEMU's own unplug is confirmed by asking QEMU, not by an event."""
+        return ""
+
     def detach_vcpu(self, vcpu: int, timeout: float) -> None:
         self._running().detach_vcpu(vcpu, timeout=timeout)
 
@@ -335,15 +341,17 @@ class QemuBackend:
         self._pending = (layout, directory)
 
     def save_appliance(self, directory: Path, layout: Layout, timeout: float,
-                       exports: Sequence[tuple[int, str, str]] = ()) -> None:
+                       exports: Sequence[tuple[int, str, str]] = (),
+                       live: bool = False) -> socket.socket | None:
         """Save the running appliance with what is plugged (*layout*) into *directory*:
         as :meth:`save`, plus each throwaway overlay (what the guest wrote to a
         read-only slot).  RAM the guest ran on a file of its own (a cold-booted or
-        migrated appliance) is moved in as ``ram``; RAM mapped from a saved state goes
-        into the stream, over an empty ``ram``.  With *exports* (slot, target file
-        made by the caller, its format), the VM is stopped first and those slots'
-        disks are copied into the targets, so the copies match the saved memory.
-        QEMU is stopped after."""
+        migrated appliance) is moved in as ``ram`` (with *live*: copied); RAM mapped
+        from a saved state goes into the stream, over an empty ``ram``.  With
+        *exports* (slot, target file made by the caller, its format), the VM is
+        stopped first and those slots' disks are copied into the targets, so the
+        copies match the saved memory.  QEMU is stopped after; with *live* the VM
+        runs on instead, in the same process (None: the agent channel stays)."""
         machine = self._running()
         assert self._workdir is not None
         try:
@@ -351,16 +359,21 @@ class QemuBackend:
                 machine.execute("stop")
                 machine.export_disks(list(exports), lambda: None, None, timeout)
             machine.save_state(directory / STATE_FILE, timeout=timeout)
-            keep_overlays(self._workdir.path, layout, directory, ROOT_FILE)
-            if machine.cfg.memory_shared:
-                move_sparse(machine.cfg.memory_file, directory / RAM_FILE)
+            keep_overlays(self._workdir.path, layout, directory, ROOT_FILE,
+                          str(self.spec.image.root))
+            if machine.cfg.memory_shared:  # (the VM stands still: the RAM is of then)
+                move_sparse(machine.cfg.memory_file, directory / RAM_FILE, keep=live)
             else:
                 with open(directory / RAM_FILE, "wb") as f:
                     f.truncate(machine.cfg.memory_mb << 20)
         except BaseException:
             machine.resume()  # a stopped appliance would answer nothing
             raise
+        if live:  # QEMU takes its images back from the finished migration, and runs
+            machine.resume()
+            return None
         self.kill()
+        return None
 
     # ---- live migration
 
