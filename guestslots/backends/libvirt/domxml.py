@@ -288,18 +288,22 @@ def _live_device(domain: str, tag: str, alias: str) -> str | None:
     return None
 
 
-def restore_xml(saved: str, cfg: DomainConfig, moved: dict[str, str] | None = None) -> str:
+def restore_xml(saved: str, cfg: DomainConfig, moved: dict[str, str] | None = None,
+                copies: Mapping[str, tuple[str, str]] | None = None) -> str:
     """The XML a saved domain *saved* (as ``saveImageGetXMLDesc`` gives it) is restored
     with as appliance *cfg*: the same domain (libvirt checks its name, uuid and ABI),
     with this appliance's root overlay and backing chain, agent socket, console file
-    and owner, and each slot disk whose file is a key of *moved* (a throwaway overlay
-    copied into this appliance's work directory) on its new path.  Raises ValueError
-    if *saved* is not *cfg*'s domain."""
+    and owner, each slot disk whose file is a key of *moved* (a throwaway overlay
+    copied into this appliance's work directory) on its new path, and each disk whose
+    alias is a key of *copies* on that copy (path, format; a save with the disk set:
+    the copy is one file, whatever chain the disk had).  Raises ValueError if *saved*
+    is not *cfg*'s domain."""
     root = etree.fromstring(saved.encode())
     for source in root.findall("devices/disk/source"):
         new = (moved or {}).get(source.get("file", ""))
         if new is not None:
             source.set("file", new)
+    _on_copies(root, copies or {})
     if root.findtext("name") != cfg.name:
         raise ValueError(f"the saved domain is {root.findtext('name')!r}, not {cfg.name!r}")
 
@@ -350,7 +354,14 @@ def migration_xml(domain: str, agent_socket: str, console_log: str,
     copy).  Raises ValueError if *domain* is not an appliance's or lacks a disk."""
     root = etree.fromstring(domain.encode())
     _host_sockets(root, agent_socket, console_log)
-    for alias, (path, fmt) in (copies or {}).items():
+    _on_copies(root, copies or {})
+    return etree.tostring(root, encoding="unicode")
+
+
+def _on_copies(root: etree._Element, copies: Mapping[str, tuple[str, str]]) -> None:
+    """Put each disk of domain *root* named by its alias in *copies* on its copy:
+    (path, format), its backing chain declared empty (a chain collapses into a copy)."""
+    for alias, (path, fmt) in copies.items():
         found = root.xpath("devices/disk[alias/@name=$alias]", alias=alias)
         if not isinstance(found, list) or len(found) != 1:
             raise ValueError(f"the domain has no single disk {alias}")
@@ -365,7 +376,6 @@ def migration_xml(domain: str, agent_socket: str, console_log: str,
         for backing in disk.findall("backingStore"):
             disk.remove(backing)
         source.addnext(el("backingStore"))
-    return etree.tostring(root, encoding="unicode")
 
 
 def nic_alias(slot: int, owner: str) -> str:

@@ -70,9 +70,9 @@ class DomainLifecycle(DomainCore):
             else:
                 state = str(restore_from / STATE_FILE)
                 saved = conn.saveImageGetXMLDesc(state, 0)
-                moved = self._bring_overlays(saved)
+                moved, copies = self._bring_overlays(saved)
                 try:
-                    xml = restore_xml(saved, cfg, moved)
+                    xml = restore_xml(saved, cfg, moved, copies)
                 except ValueError as e:
                     raise LaunchError(f"the saved state {state} is not this appliance's: "
                                       f"{e}") from None
@@ -202,15 +202,18 @@ class DomainLifecycle(DomainCore):
             self._workdir = None
         self._attached.clear()
 
-    def _bring_overlays(self, saved_xml: str) -> dict[str, str]:
+    def _bring_overlays(self, saved_xml: str
+                        ) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
         """Copy the pending layout's throwaway overlays into this work directory; the
-        saved domain's paths of them -> their new paths, and of each slot image the
-        layout has elsewhere (a copy saved with the disk set) -> where it is."""
+        saved domain's paths of them -> their new paths, and the alias of each slot
+        disk the layout has on a copy saved with the disk set -> (the copy, its
+        format)."""
         if self._pending is None:
-            return {}
+            return {}, {}
         layout, directory = self._pending
         drives = dict(layout.disks)
-        moved = {}
+        moved: dict[str, str] = {}
+        copies: dict[str, tuple[str, str]] = {}
         for disk in etree.fromstring(saved_xml.encode()).iterfind("devices/disk"):
             source, alias = disk.find("source"), disk.find("alias")
             if source is None:
@@ -225,5 +228,8 @@ class DomainLifecycle(DomainCore):
                 top = drive.chain[-1] if drive.chain else drive.path  # what the guest sees
                 if (alias is not None and not drive.throwaway and path != top
                         and alias.get("name") == slot_alias(index, self.spec.appliance_id)):
-                    moved[path] = top
-        return moved
+                    if drive.chain:
+                        moved[path] = top
+                    else:  # a copy: one file in the image's format, no chain
+                        copies[alias.get("name", "")] = (drive.path, drive.format)
+        return moved, copies
