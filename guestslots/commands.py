@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .appliance import Appliance
+from .errors import UsageError as UsageError  # (where it was defined before)
 from .model.cpus import Vcpu
 from .model.flags import Affect
 from .model.flags import parse as parse_flags
@@ -112,10 +113,6 @@ PRE_LAUNCH = frozenset(
 GUEST_PATH_PARAMS = frozenset({"path", "directory", "remotefile", "mountpoint"})
 #: Parameter names whose values are device names (for completion).
 DEVICE_PARAMS = frozenset({"device", "md"})
-
-
-class UsageError(Exception):
-    """A command line cannot be turned into a call (unknown command, bad argument)."""
 
 
 @dataclass(frozen=True)

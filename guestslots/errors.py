@@ -175,3 +175,7 @@ class GuestOSError(AgentError):
     def __init__(self, call: str, message: str, errno: int) -> None:
         self.errno = errno
         super().__init__(call, message)
+
+
+class UsageError(Exception):
+    """A command line cannot be turned into a call (unknown command, bad argument)."""

@@ -8,34 +8,29 @@ output, plain or JSON; progress (on a terminal only) to standard error.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from ..commands import UsageError
-from ..errors import GuestslotsError
-from .appliances import (
-    cmd_build_appliance,
-    cmd_gc,
-    cmd_ps,
-    cmd_relaunch,
-    cmd_restore,
-    cmd_stop,
-    cmd_test_tool,
-)
-from .images import (
-    PROG,
-    cmd_call,
-    cmd_cat,
-    cmd_copy_in,
-    cmd_copy_out,
-    cmd_inspect,
-    cmd_ls,
-    cmd_scan,
-)
-from .mounting import cmd_mount, cmd_umount
+from ..errors import GuestslotsError, UsageError
+
+#: The command's name, in its messages.
+PROG = "guestslots"
+
+
+def _command(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """Subcommand *name* of ``guestslots.cli.<module>``, imported when it runs: the
+    parser (and ``--help``) needs none of the library."""
+
+    def run(args: argparse.Namespace) -> int:
+        function: Callable[[argparse.Namespace], int] = getattr(
+            importlib.import_module(f"{__name__}.{module}"), name)
+        return function(args)
+
+    return run
 
 
 def _jobs(text: str) -> int:
@@ -63,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
                    help="the images are separate guests: inspect each in an appliance of "
                    "its own, N at a time (0: as many as this machine allows)")
     s.add_argument("images", nargs="+", metavar="IMAGE")
-    s.set_defaults(func=cmd_inspect)
+    s.set_defaults(func=_command("images", "cmd_inspect"))
     s = sub.add_parser("scan", help="inspect every image under a directory (each in an "
                        "appliance of its own), one JSON line per image")
     s.add_argument("-j", "--jobs", type=_jobs, default=0, metavar="N",
@@ -72,25 +67,25 @@ def parser() -> argparse.ArgumentParser:
                    help="format of every file under DIRECTORY (default: by extension: "
                    ".img .raw raw, .qcow2 qcow2; other files are skipped)")
     s.add_argument("directory", metavar="DIRECTORY")
-    s.set_defaults(func=cmd_scan)
+    s.set_defaults(func=_command("images", "cmd_scan"))
     s = sub.add_parser("cat", help="print a file from an image")
     s.add_argument("image")
     s.add_argument("path")
-    s.set_defaults(func=cmd_cat)
+    s.set_defaults(func=_command("images", "cmd_cat"))
     s = sub.add_parser("ls", help="list a directory of an image")
     s.add_argument("image")
     s.add_argument("path")
-    s.set_defaults(func=cmd_ls)
+    s.set_defaults(func=_command("images", "cmd_ls"))
     s = sub.add_parser("copy-out", help="copy files or trees out of an image into DESTDIR")
     s.add_argument("image")
     s.add_argument("paths", nargs="+", metavar="PATH... DESTDIR")
-    s.set_defaults(func=cmd_copy_out)
+    s.set_defaults(func=_command("images", "cmd_copy_out"))
     s = sub.add_parser("copy-in", help="copy host files or trees into a directory of an image")
     s.add_argument("--rw", action="store_true", required=True,
                    help="required: the image is changed")
     s.add_argument("image")
     s.add_argument("paths", nargs="+", metavar="LOCAL... REMOTEDIR")
-    s.set_defaults(func=cmd_copy_in)
+    s.set_defaults(func=_command("images", "cmd_copy_in"))
     s = sub.add_parser("call", help="run one shell command (see guestslots-fish help)")
     s.add_argument("--attach", metavar="ID", help="on the running detached appliance ID "
                    "(guestslots ps), left running after: `guestslots call --attach ID "
@@ -101,10 +96,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--rw", action="store_true")
     s.add_argument("command")
     s.add_argument("arguments", nargs=argparse.REMAINDER)
-    s.set_defaults(func=cmd_call)
+    s.set_defaults(func=_command("images", "cmd_call"))
     s = sub.add_parser("build-appliance", help="build (or rebuild) the cached appliance")
     s.add_argument("--rebuild", action="store_true")
-    s.set_defaults(func=cmd_build_appliance)
+    s.set_defaults(func=_command("appliances", "cmd_build_appliance"))
     s = sub.add_parser("mount", help="mount images' filesystems at a host directory (FUSE)")
     s.add_argument("-i", "--inspector", action="store_true",
                    help="the operating system's filesystems, as its fstab says")
@@ -118,35 +113,35 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--owner-pid", type=int, default=None, help=argparse.SUPPRESS)
     s.add_argument("images", nargs="+", metavar="IMAGE")
     s.add_argument("mountpoint", metavar="MOUNTPOINT")
-    s.set_defaults(func=cmd_mount)
+    s.set_defaults(func=_command("mounting", "cmd_mount"))
     s = sub.add_parser("umount", help="unmount a guestslots mount and wait for its "
                        "appliance to shut down")
     s.add_argument("mountpoint", metavar="MOUNTPOINT")
-    s.set_defaults(func=cmd_umount)
+    s.set_defaults(func=_command("mounting", "cmd_umount"))
     s = sub.add_parser("gc", help="clean up after appliances whose caller died (work "
                        "directories, QEMU processes, runtime records, libvirt domains)")
     s.add_argument("--uri", default="", help="also a libvirt URI's domains "
                    "(default $GUESTSLOTS_LIBVIRT_URI; the embedded driver needs none)")
-    s.set_defaults(func=cmd_gc)
+    s.set_defaults(func=_command("appliances", "cmd_gc"))
     s = sub.add_parser("ps", help="list this user's running appliances (their runtime "
                        "records)")
     s.add_argument("--json", action="store_true", help="one JSON object per appliance")
-    s.set_defaults(func=cmd_ps)
+    s.set_defaults(func=_command("appliances", "cmd_ps"))
     s = sub.add_parser("stop", help="stop a running appliance by its id (guestslots ps)")
     s.add_argument("--timeout", type=float, default=10.0,
                    help="seconds QEMU has to exit before it is killed (default 10)")
     s.add_argument("id")
-    s.set_defaults(func=cmd_stop)
+    s.set_defaults(func=_command("appliances", "cmd_stop"))
     s = sub.add_parser("restore", help="bring back, detached, an appliance saved with "
                        "`save PATH` (prints its id)")
     s.add_argument("path", metavar="PATH")
-    s.set_defaults(func=cmd_restore)
+    s.set_defaults(func=_command("appliances", "cmd_restore"))
     s = sub.add_parser("relaunch", help="boot again, detached, an appliance whose QEMU died, "
                        "as its runtime record describes it (prints its id)")
     s.add_argument("id", metavar="ID")
-    s.set_defaults(func=cmd_relaunch)
+    s.set_defaults(func=_command("appliances", "cmd_relaunch"))
     s = sub.add_parser("test-tool", help="check that this host can run appliances")
-    s.set_defaults(func=cmd_test_tool)
+    s.set_defaults(func=_command("appliances", "cmd_test_tool"))
     return p
 
 

@@ -15,12 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..appliance import Appliance, relaunch, restore
-from ..commands import UsageError
-from ..errors import GuestslotsError
+from ..errors import GuestslotsError, UsageError
 from ..host import build, runtime, workdir
 from ..host.proc import signal_process
 from ..model.runtime import RuntimeRecord
-from .images import PROG, progress_printer
+from . import PROG
+from .images import progress_printer
 
 
 def cmd_build_appliance(args: argparse.Namespace) -> int:

@@ -11,14 +11,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ..appliance import Appliance, ApplianceState, attach
-from ..commands import UsageError, format_result, lookup
-from ..copyout import copy_out
-from ..errors import GuestslotsError
-from ..inspection.xml import inspector_xml
+from ..errors import GuestslotsError, UsageError
 from ..opening import open_appliance
+from . import PROG
 
 #: The command's name, in its messages.
-PROG = "guestslots"
 
 
 def progress_printer() -> Callable[[str], None] | None:
@@ -144,6 +141,8 @@ def _inspector_xml(app: Appliance, systems: list[dict[str, object]],
                    filesystems: dict[str, str]) -> str:
     """virt-inspector's document for *systems*: each OS mounted in turn to list its
     applications, as virt-inspector does."""
+    from ..inspection.xml import inspector_xml
+
     records = {dev: _fs_record(app, dev, fstype) for dev, fstype in filesystems.items()}
     applications = {}
     for system in systems:
@@ -185,6 +184,8 @@ def cmd_copy_out(args: argparse.Namespace) -> int:
         raise GuestslotsError("copy-out: give at least one PATH and a DESTDIR")
     if not os.path.isdir(destdir):
         raise GuestslotsError(f"copy-out: {destdir}: not a directory")
+    from ..copyout import copy_out
+
     with _open(args, args.image) as app:
         for path in paths:
             copy_out(app, path, destdir,
@@ -215,6 +216,8 @@ def _copy_in(app: Appliance, local: Path, remotedir: str) -> None:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
+    from ..commands import lookup  # the command table: call only
+
     command = lookup(args.command)
     if args.attach:
         if args.add or args.mount or args.inspector:
@@ -235,6 +238,8 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def _print_result(result: object) -> None:
+    from ..commands import format_result
+
     text = format_result(result)
     if isinstance(text, bytes):
         sys.stdout.buffer.write(text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..commands import UsageError
+from ..errors import UsageError
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
