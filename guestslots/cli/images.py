@@ -12,10 +12,9 @@ from pathlib import Path
 
 from ..appliance import Appliance, ApplianceState, attach
 from ..errors import GuestslotsError, UsageError
+from ..model.names import split_btrfsvol
 from ..opening import open_appliance
 from . import PROG
-
-#: The command's name, in its messages.
 
 
 def progress_printer() -> Callable[[str], None] | None:
@@ -161,7 +160,8 @@ def _disk(partition: str) -> str:
 
 
 def _fs_record(app: Appliance, device: str, fstype: str) -> dict[str, str]:
-    info = app.blkid(device)  # one probe for label and uuid
+    volume = split_btrfsvol(device)  # a btrfs subvolume: its filesystem's, on the device
+    info = app.blkid(volume[0] if volume else device)  # one probe for label and uuid
     return {"type": fstype, "label": info.get("LABEL", ""), "uuid": info.get("UUID", "")}
 
 

@@ -6,6 +6,7 @@ Paired with the agent's ``disks`` and ``blkid`` areas.
 from __future__ import annotations
 
 from ..errors import DeviceNameError
+from ..model.names import split_btrfsvol
 from ..wire import LINK_DIR
 from .base import GuestCalls, serialised
 
@@ -42,20 +43,26 @@ class DeviceCalls(GuestCalls):
         subvolume (``btrfsvol:...``)."""
         return [self._out(d) for d in self._call("disks_of", device=self._dev(device))]
 
+    def _probe_mountable(self, mountable: str) -> dict[str, str]:
+        """:meth:`blkid` of a mountable: a btrfs subvolume (``btrfsvol:DEV/SUB``) is
+        its filesystem's, on DEV (as libguestfs's vfs_* calls answer)."""
+        volume = split_btrfsvol(mountable)
+        return self.blkid(volume[0] if volume else mountable)
+
     @serialised
     def vfs_type(self, device: str) -> str:
-        """The filesystem type on *device*, or ``""``."""
-        return self.blkid(device).get("TYPE", "")
+        """The filesystem type on *device* (or a ``btrfsvol:`` mountable), or ``""``."""
+        return self._probe_mountable(device).get("TYPE", "")
 
     @serialised
     def vfs_label(self, device: str) -> str:
-        """The filesystem label on *device*, or ``""``."""
-        return self.blkid(device).get("LABEL", "")
+        """The filesystem label on *device* (or a ``btrfsvol:`` mountable), or ``""``."""
+        return self._probe_mountable(device).get("LABEL", "")
 
     @serialised
     def vfs_uuid(self, device: str) -> str:
-        """The filesystem UUID on *device*, or ``""``."""
-        return self.blkid(device).get("UUID", "")
+        """The filesystem UUID on *device* (or a ``btrfsvol:`` mountable), or ``""``."""
+        return self._probe_mountable(device).get("UUID", "")
 
     @serialised
     def resolve_link(self, link: str, timeout: float = 10.0) -> str:

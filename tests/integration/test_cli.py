@@ -187,6 +187,20 @@ def test_inspect_gives_volumes_and_their_os_to_the_images_they_are_built_on(
     assert a["operating_systems"] == b["operating_systems"] == []
 
 
+def test_inspect_of_an_os_on_btrfs_subvolumes(volumes: dict[str, list[Path]]) -> None:
+    """An OS whose root is a btrfs subvolume, /home on another: each subvolume is a
+    filesystem of the image, as libguestfs lists them (before: the whole inspect
+    failed, "blkid: btrfsvol:/dev/sda1/root: not a slot device, LV or md array")."""
+    (image,) = volumes["btrfs-subvols"]
+    proc = cli("inspect", image)
+    assert proc.returncode == 0, proc.stderr
+    (report,) = json.loads(proc.stdout)
+    assert [s["root"] for s in report["operating_systems"]] == ["btrfsvol:/dev/sda1/root"]
+    subvolume = report["filesystems"]["btrfsvol:/dev/sda1/home"]
+    assert subvolume["type"] == "btrfs"
+    assert subvolume["uuid"] == report["filesystems"]["/dev/sda1"]["uuid"] != ""
+
+
 def test_a_reader_that_goes_away_ends_it_as_cat_ends(osimg: Path) -> None:
     """``guestslots inspect IMG | head`` as a Unix tool in a pipe: when the reader has
     gone (here at once), no "Broken pipe" error is printed, and the exit status is

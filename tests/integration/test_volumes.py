@@ -193,6 +193,10 @@ def test_btrfs_subvolumes_are_listed_mounted_and_inspected_as_libguestfs_does(
         "btrfsvol:/dev/sdl1/home": "btrfs"}
     assert whoami(app, "/dev/sdl1") == "btrfs-top"  # the default subvolume
     assert whoami(app, "btrfsvol:/dev/disk/guestslots/slot11-part1/home") == "btrfs-home"
+    # a mountable's filesystem, as libguestfs's vfs_* answer it (before: "not a slot
+    # device, LV or md array")
+    assert app.vfs_type("btrfsvol:/dev/sdl1/home") == "btrfs"
+    assert app.vfs_uuid("btrfsvol:/dev/sdl1/home") == app.vfs_uuid("/dev/sdl1") != ""
     (found,) = app.inspect_os()
     assert found["root"] == "btrfsvol:/dev/sdl1/root"
     assert found["mountpoints"] == {"/": "btrfsvol:/dev/sdl1/root",
