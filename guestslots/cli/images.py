@@ -59,7 +59,8 @@ def _inspect_slots(app: Appliance, images: Sequence[str]) -> list[dict[str, obje
     report: list[dict[str, object]] = []
     filesystems = app.list_filesystems()
     partitions = app.list_partitions()
-    systems = app.inspect_os()
+    systems = [{**system, "applications": _applications(app, str(system["root"]))}
+               for system in app.inspect_os()]
     # an LV, md array or btrfs subvolume belongs to every image it is built on
     disks = {dev: set(app.disks_of(dev)) for dev in filesystems}
     for system in systems:
@@ -77,6 +78,16 @@ def _inspect_slots(app: Appliance, images: Sequence[str]) -> list[dict[str, obje
             "operating_systems": [s for s in systems if device in disks[str(s["root"])]],
         })
     return report
+
+
+def _applications(app: Appliance, root: str) -> list[dict[str, object]]:
+    """The applications installed in the OS on *root* (mounted read-only, as its fstab
+    says, for as long as it takes), as virt-inspector lists them."""
+    app.mount_os(root)
+    try:
+        return [dict(a) for a in app.inspect_list_applications(root)]
+    finally:
+        app.umount_all()
 
 
 def _inspect_one(app: Appliance) -> dict[str, object]:
@@ -143,14 +154,7 @@ def _inspector_xml(app: Appliance, systems: list[dict[str, object]],
     from ..inspection.xml import inspector_xml
 
     records = {dev: _fs_record(app, dev, fstype) for dev, fstype in filesystems.items()}
-    applications = {}
-    for system in systems:
-        root = str(system["root"])
-        app.mount_os(root)
-        try:
-            applications[root] = app.inspect_list_applications(root)
-        finally:
-            app.umount_all()
+    applications = {str(s["root"]): _applications(app, str(s["root"])) for s in systems}
     return inspector_xml(systems, records, applications)
 
 

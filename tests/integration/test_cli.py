@@ -13,6 +13,8 @@ import pytest
 
 from guestslots.testing import testimages as images
 
+from .test_inspect_distros import deb_image
+
 pytestmark = pytest.mark.integration
 
 CLI = str(Path(sys.executable).parent / "guestslots")
@@ -72,6 +74,23 @@ def test_inspect_reports_each_image_as_json(osimg: Path, workdir: Path) -> None:
     assert (system["name"], system["version"], system["hostname"]) == ("Testix", "4.2",
                                                                       "clihost")
     assert system["mountpoints"] == {"/": "/dev/sda1", "/boot": "/dev/sda2"}
+    assert system["applications"] == []  # no package database
+
+
+def test_inspect_lists_the_applications_as_its_xml_does(workdir: Path) -> None:
+    """The JSON report has each OS's applications, as --xml (virt-inspector's) has them
+    (before: only --xml had them)."""
+    deb = deb_image(workdir / "deb.img")
+    proc = cli("inspect", deb)
+    assert proc.returncode == 0, proc.stderr
+    [report] = json.loads(proc.stdout)
+    [system] = report["operating_systems"]
+    assert [(a["name"], a["version"], a["arch"]) for a in system["applications"]] == [
+        ("bash", "5.2.15", "amd64"), ("tzdata", "2024a", "all"),
+        ("zlib1g", "1.2.13.dfsg", "amd64")]
+    xml = cli("inspect", "--xml", deb)
+    assert xml.returncode == 0, xml.stderr
+    assert xml.stdout.count("<application>") == len(system["applications"])
 
 
 def test_cat_and_ls(osimg: Path) -> None:
