@@ -1,7 +1,6 @@
 """A front end imports only what its command needs (issue 32): counted in modules, not
 timed.  ``guestslots --help`` took 132 ms here (238 modules, 77 of the library); it
-takes 43 ms (90 modules, 3 of the library), measured with ``tools/bench``'s
-``bench_cli.py``."""
+takes about 40 ms (90 modules, 3 of the library): ``tools/bench/bench_cli.py``."""
 
 from __future__ import annotations
 
