@@ -60,8 +60,10 @@ class DriveError(GuestslotsError):
     """An image cannot be used as a drive (missing, unreadable, wrong format, unsafe)."""
 
     def __init__(self, path: str, message: str) -> None:
+        from .model.sources import shown  # a URL's password and query are never shown
+
         self.path = path
-        super().__init__(f"{path}: {message}")
+        super().__init__(f"{shown(path)}: {message}")
 
 
 class HostFileError(GuestslotsError):

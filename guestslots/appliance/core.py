@@ -41,13 +41,15 @@ from ..guest.base import GuestCalls
 from ..host import owner, runtime
 from ..host.accel import AccelChoice
 from ..host.build import ApplianceImage
+from ..host.sources import make_drive
 from ..model.cpus import VcpuTable
 from ..model.disksets import DiskSet
-from ..model.drives import DriveSpec, check_chain, make_drive
+from ..model.drives import DriveSpec, check_chain
 from ..model.names import is_volume, split_btrfsvol, translate_out_text
 from ..model.nics import NicTable, make_nic
 from ..model.runtime import RuntimeRecord, RuntimeRecordError, nic_record, slot_record
 from ..model.slots import MAX_SLOTS, SlotState, SlotTable
+from ..model.sources import is_url
 from ..wire import BTRFSVOL
 
 log = logging.getLogger(__name__)
@@ -283,11 +285,11 @@ class ApplianceCore(GuestCalls):
             if slot.state != SlotState.FILLED.value or slot.path is None:
                 drives.append(None)
                 continue
-            why = runtime.image_changed(slot)
+            why = "" if is_url(slot.path) else runtime.image_changed(slot)
             if why:
                 raise RuntimeRecordError(f"appliance {record.id}, slot {slot.index}",
                                          f"image {slot.path}: {why}; not relaunched")
-            if slot.identity is None:
+            if slot.identity is None and not is_url(slot.path):
                 warn(f"appliance {record.id}, slot {slot.index}: the record (an older "
                      f"guestslots's) does not say which file {slot.path} was: it is "
                      "taken as it is now, unchecked", stacklevel=5)
@@ -297,7 +299,7 @@ class ApplianceCore(GuestCalls):
                 raise RuntimeRecordError(f"appliance {record.id}, slot {slot.index}",
                                          f"{e}; not relaunched") from None
             made = make_drive(slot.path, slot.format, bool(slot.readonly), slot.label,
-                              bool(slot.overlay))
+                              bool(slot.overlay), slot.sslverify is not False)
             drives.append(dataclasses.replace(made, chain=slot.chain))
         if len(drives) > self._table.max_slots:
             raise RuntimeRecordError(f"appliance {record.id}", f"{len(drives)} slots: more "

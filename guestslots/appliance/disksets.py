@@ -27,6 +27,7 @@ from ..model.disksets import DiskSetError
 from ..model.drives import DriveSpec
 from ..model.names import parse_device
 from ..model.snapshots import MAX_CHAIN, SnapshotError, check_name, overlay_path
+from ..model.sources import shown
 from ..wire import LINK_DIR
 from .nics import NicsArea
 
@@ -242,6 +243,10 @@ class DiskSetArea(NicsArea):
             for index, drive in self._writable_drives(
                     "snapshot", indices, SnapshotError,
                     "its writes are thrown away already; nothing to keep").items():
+                if drive.remote is not None:
+                    raise SnapshotError(f"snapshot: slot {index} ({shown(drive.path)}) is a "
+                                        "remote source: its overlays are made beside a local "
+                                        "image, and this one has no directory")
                 chain = drive.chain
                 if len(chain) >= MAX_CHAIN:
                     raise SnapshotError(f"snapshot: slot {index} has {MAX_CHAIN} "

@@ -28,8 +28,9 @@ from ..host import runtime, savedstate, warmup
 from ..host.accel import AccelChoice, choose_accel
 from ..host.build import ApplianceImage, ensure_appliance
 from ..host.proc import signal_process
+from ..host.sources import make_drive
 from ..model.cpus import check_tcg_definition
-from ..model.drives import NULL_DRIVE, make_drive
+from ..model.drives import NULL_DRIVE
 from ..model.runtime import RuntimeRecordError
 from ..model.slots import SlotState
 from .core import ApplianceState, log, reap, warn
@@ -52,7 +53,8 @@ class LifecycleArea(DiskSetArea):
         readonly: bool = True,
         label: str | None = None,
         overlay: bool = False,
-    ) -> int:
+        sslverify: bool = True,
+) -> int:
         """Reserve the next slot before launch; return its index.
 
         ``/dev/null`` reserves an empty slot, to be filled later by
@@ -62,6 +64,13 @@ class LifecycleArea(DiskSetArea):
         letters, digits, ``_``) names the slot as ``/dev/disk/guestslots/LABEL``;
         with ``overlay=True`` the guest may write, but to a throwaway overlay:
         the image itself is only read, and the writes are gone at unplug.
+
+        *path* may also be a URL: ``nbd://HOST[:PORT][/EXPORT]``,
+        ``nbd+unix:///EXPORT?socket=PATH``, ``nbds://`` (TLS, with
+        ``?tls-certificates=DIR``), ``http(s)://`` (read-only; the certificate is
+        checked unless ``sslverify=False``) or ``ssh://[USER@]HOST[:PORT]/PATH``
+        (the host key checked against known_hosts).  A remote source is opened once
+        now to check it, as a file is.
 
         A read-only drive is also seen through a throwaway overlay (as libguestfs
         does), so that md arrays assemble and dirty journals replay; only
@@ -78,7 +87,7 @@ class LifecycleArea(DiskSetArea):
                 if label is not None:
                     raise LabelError("an empty slot has no label: give the label to hotplug")
                 return self._table.reserve(None)
-            drive = make_drive(path, format, readonly, label, overlay)
+            drive = make_drive(path, format, readonly, label, overlay, sslverify)
             self._check_shared_image(None, drive, config=True)
             return self._table.reserve(drive)
 

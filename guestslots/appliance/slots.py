@@ -14,7 +14,8 @@ from ..errors import (
     StateError,
 )
 from ..guest.base import serialised
-from ..model.drives import NULL_DRIVE, DriveSpec, make_drive
+from ..host.sources import make_drive
+from ..model.drives import NULL_DRIVE, DriveSpec
 from ..model.flags import CONFIG, CURRENT, LIVE, Affect, NotRunning
 from ..model.flags import resolve as resolve_flags
 from ..model.slots import Slot
@@ -57,8 +58,10 @@ class SlotsArea(ApplianceCore):
         label: str | None = None,
         overlay: bool = False,
         flags: int = CURRENT,
+        sslverify: bool = True,
     ) -> int:
-        """Fill reserved empty slot *index* (``-1``: the first empty one) with an image.
+        """Fill reserved empty slot *index* (``-1``: the first empty one) with an image
+        (a file or a URL, as :meth:`add_drive` takes).
 
         Returns the slot index.  With ``LIVE`` it returns once the disk is usable in
         the appliance.  *flags*, as libvirt's: ``LIVE`` plugs it into the running
@@ -72,7 +75,7 @@ class SlotsArea(ApplianceCore):
             affect = self._affect("hotplug", flags)
             if os.fspath(path) == NULL_DRIVE:
                 raise DriveError(NULL_DRIVE, "cannot be hotplugged: a slot is emptied by unplug")
-            drive = make_drive(path, format, readonly, label, overlay)
+            drive = make_drive(path, format, readonly, label, overlay, sslverify)
             running = self._state is ApplianceState.RUNNING
             if affect & LIVE:
                 index = self._table.plug_index(index, drive)

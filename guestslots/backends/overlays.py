@@ -25,9 +25,10 @@ def make_overlay(drive: DriveSpec, path: str) -> None:
     that nothing else is opened either.
     """
     try:
-        st = os.stat(drive.path)
-        if drive.format == "raw" and stat.S_ISREG(st.st_mode):
-            size = st.st_size  # a raw file is its own virtual size: no process
+        if drive.size is not None:
+            size = drive.size  # known already (a remote source's probe): no process
+        elif drive.format == "raw" and stat.S_ISREG(os.stat(drive.path).st_mode):
+            size = os.stat(drive.path).st_size  # a raw file is its own virtual size
         else:
             try:
                 size = json.loads(run(["qemu-img", "info", "--output=json", "-f",
@@ -36,8 +37,11 @@ def make_overlay(drive: DriveSpec, path: str) -> None:
                 said = e.output.strip().splitlines()[-1:] or [e.reason]
                 raise DriveError(drive.path, f"QEMU cannot open it as {drive.format}: "
                                  f"{said[0].removeprefix('qemu-img: ')}") from None
-        run(["qemu-img", "create", "-q", "-u", "-f", "qcow2", "-F", drive.format,
-             "-b", drive.path, path, str(size)])
+        # the name in the header is never opened (the backends give the backing node);
+        # a remote source's is not written: QEMU would take the URL's parts as options
+        # beside the node's own
+        backing = [] if drive.remote else ["-u", "-F", drive.format, "-b", drive.path]
+        run(["qemu-img", "create", "-q", "-f", "qcow2", *backing, path, str(size)])
     except (CommandError, OSError, ValueError, KeyError) as e:
         raise DriveError(drive.path, f"cannot make its throwaway overlay: {e}") from None
 

@@ -21,13 +21,18 @@ from ..errors import HostFileError
 from ..host.proc import CommandError, run
 from ..model.drives import DriveSpec
 
+#: The id of an ``nbds`` source's TLS object in ``qemu-img`` commands.
+TLS_ID = "tls0"
+
 
 def chain_options(drive: DriveSpec) -> dict[str, Any]:
     """The block options that open *drive*'s image with its snapshot overlays on top,
     read-only and shared with the QEMU that has it open: each overlay's backing is
     the layer below, given here, and a qcow2 image's own backing is none."""
-    layer: dict[str, Any] = {"driver": drive.format,
-                             "file": {"driver": "file", "filename": drive.path}}
+    file = (drive.remote.qemu_options(tls_creds=TLS_ID if drive.remote.tls else None)
+            if drive.remote is not None else {"driver": "file", "filename": drive.path})
+    file.pop("read-only", None)
+    layer: dict[str, Any] = {"driver": drive.format, "file": file}
     if drive.format == "qcow2":
         layer["backing"] = None
     for overlay in drive.chain:
@@ -47,9 +52,11 @@ def copy_size(drive: DriveSpec, zeroes_allocated: bool = False,
     after it ends (:func:`guestslots.host.sparse.punch_holes`)."""
     spec = "json:" + json.dumps(chain_options(drive))
     out = "raw" if zeroes_allocated and drive.format == "raw" else "qcow2"
+    objects = (["--object", json.dumps(drive.remote.tls_object(TLS_ID))]
+               if drive.remote is not None and drive.remote.tls else [])
     try:
-        said = json.loads(run(["qemu-img", "measure", "--output=json", "-O", out, spec],
-                              timeout=timeout))
+        said = json.loads(run(["qemu-img", "measure", "--output=json", *objects, "-O", out,
+                               spec], timeout=timeout))
         return int(said["required"])
     except CommandError as e:
         last = e.output.strip().splitlines()[-1:] or [e.reason]

@@ -15,6 +15,7 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import DriveError, LabelError
+from .sources import Remote
 
 #: The path that reserves an empty slot (libguestfs's convention).
 NULL_DRIVE = "/dev/null"
@@ -139,6 +140,14 @@ def qcow2_backing_name(head: bytes) -> str | None:
     return head[offset:offset + size].decode(errors="replace")
 
 
+_QCOW2_SIZE = struct.Struct(">Q")
+
+
+def qcow2_size(head: bytes) -> int | None:
+    """The virtual size in qcow2 header *head* (None: too short to say)."""
+    return _QCOW2_SIZE.unpack_from(head, 24)[0] if len(head) >= 32 else None
+
+
 def sniff_format(head: bytes) -> str | None:
     """Return the image format whose magic *head* starts with, or None (raw)."""
     for magic, fmt in _MAGICS:
@@ -166,6 +175,10 @@ class DriveSpec:
     #: the guest's writes.  Each is opened on the layer below by node, never by the
     #: backing file its header names.
     chain: tuple[str, ...] = ()
+    #: A disk behind a URL (``path`` is then the URL): see :mod:`.sources`.
+    remote: Remote | None = None
+    #: The virtual size, where the host already knows it (a remote source's probe).
+    size: int | None = None
 
     @property
     def throwaway(self) -> bool:
@@ -214,6 +227,16 @@ def make_drive(
         readonly = False  # the guest writes to the overlay; the image is only read
     elif not readonly and not os.access(abspath, os.W_OK):
         raise DriveError(raw_path, "is not writable (add it read-only, or fix its permissions)")
+    fmt = check_head(raw_path, format, head)
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+        raise DriveError(raw_path, "is empty (0 bytes); use /dev/null to reserve an empty slot")
+    return DriveSpec(abspath, fmt, readonly, label, overlay)
+
+
+def check_head(raw_path: str, format: str | None, head: bytes) -> str:
+    """Check that an image's first bytes *head* agree with *format* (None: raw) and
+    that a qcow2 header names no other file; return the format, or raise
+    :class:`DriveError` for *raw_path*."""
     looks_like = sniff_format(head)
     fmt = format or "raw"
     if fmt == "raw" and looks_like is not None:
@@ -236,6 +259,4 @@ def make_drive(
                 "another file are refused (a hostile image could name any host file): "
                 "flatten it with qemu-img convert first",
             )
-    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
-        raise DriveError(raw_path, "is empty (0 bytes); use /dev/null to reserve an empty slot")
-    return DriveSpec(abspath, fmt, readonly, label, overlay)
+    return fmt

@@ -8,11 +8,12 @@ path, format, read-only, overlay, label, serial), its vCPUs and its NICs.  Versi
 a record of a newer schema, a truncated one or one that is not a record is a
 :class:`RuntimeRecordError` that says which, never a guess.
 
-Schema 5 (every key always present; schema 4 had no ``detached``, schema 3 no slot
+Schema 6 (every key always present; schema 5 had no slot ``sslverify``, schema 4 no
+``detached``, schema 3 no slot
 ``chain``, schema 2 no ``diskset``, schema 1 no ``nics``, ``memory_mb`` or slot
 ``identity``)::
 
-    {"schema": 5, "id": "9f2c41d7", "backend": "qemu", "uri": "", "domain": "",
+    {"schema": 6, "id": "9f2c41d7", "backend": "qemu", "uri": "", "domain": "",
      "pid": 12345, "memory_mb": 512, "detached": false, "vcpu_unplugged": false,
      "owner": {"host": ..., "boot_id": ..., "pid": ..., "start": ...},
      "started": 1796120000.5, "updated": 1796120003.1, "workdir": "/tmp/guestslots-x",
@@ -20,7 +21,7 @@ Schema 5 (every key always present; schema 4 had no ``detached``, schema 3 no sl
      "slots": [{"index": 0, "device": "/dev/sda", "device_id": "slot0", "state": "filled",
                 "path": "/img", "format": "raw", "readonly": true, "overlay": false,
                 "label": null, "serial": "slot0", "identity": "2049:1234:65536:17961...",
-                "chain": []}],
+                "chain": [], "sslverify": null}],
      "vcpus": {"max": 4, "plugged": [0, 1]},
      "nics": [{"slot": 0, "device_id": "nic-9f2c41d7-0", "network": "user",
                "mac": "52:54:00:9f:2c:00", "address": "10.0.2.15/24",
@@ -30,7 +31,9 @@ Schema 5 (every key always present; schema 4 had no ``detached``, schema 3 no sl
 ``diskset`` is the appliance's disk set (:mod:`guestslots.model.disksets`): the
 indices of the selected slots.  A slot's ``chain`` lists the external snapshot
 overlays its disk runs on (oldest first; the guest writes to the last), made by
-``Appliance.snapshot``: the image itself is as it was at the first.  A ``detached``
+``Appliance.snapshot``: the image itself is as it was at the first.  A slot's
+``path`` may be a URL (:mod:`guestslots.model.sources`); ``sslverify`` is false for
+an https source whose certificate is not checked, null otherwise.  A ``detached``
 appliance outlives its owner (``Appliance(detached=True)``); its ``owner`` is the
 process attached to it now, ``{}`` while none is (``guestslots.attach`` takes it).
 ``vcpu_unplugged``: a vCPU was unplugged from this QEMU process.
@@ -48,7 +51,7 @@ from .nics import Nic
 from .slots import Slot
 
 #: The schema this version writes and reads.
-SCHEMA = 5
+SCHEMA = 6
 
 
 class RuntimeRecordError(GuestslotsError):
@@ -78,6 +81,8 @@ class SlotRecord:
     identity: str | None = None
     #: External snapshot overlays over the image, oldest first (schema 4).
     chain: tuple[str, ...] = ()
+    #: False: an https source whose certificate is not checked (schema 6).
+    sslverify: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -213,7 +218,9 @@ def slot_record(slot: Slot, appliance_id: str, identity: str | None) -> SlotReco
                       drive.overlay if drive else None,
                       slot.label, slot.serial,
                       identity if drive else None,
-                      drive.chain if drive else ())
+                      drive.chain if drive else (),
+                      False if drive and drive.remote and not drive.remote.sslverify
+                      else None)
 
 
 def nic_record(nic: Nic) -> NicRecord:

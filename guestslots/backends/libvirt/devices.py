@@ -14,6 +14,7 @@ from ...errors import DriveError, QemuError, QemuTimeout
 from ...model.cpus import LIBVIRT_TCG_REMOVAL, VcpuError
 from ...model.drives import DriveSpec
 from ...model.nics import NicError, NicSpec
+from ...model.sources import shown
 from ..overlays import make_overlay
 from . import bounded, connection
 from .domain import LIVE
@@ -41,7 +42,7 @@ class DomainDevices(DomainLifecycle):
         libvirt itself would wait forever) :class:`QemuTimeout`, and the slot is
         cleaned before its next use, whatever libvirt did meanwhile."""
         domain = self._running()
-        what = f"hotplug of slot {index} ({drive.path})"
+        what = f"hotplug of slot {index} ({shown(drive.path)})"
         if index in self._unsure:
             self._clean_slot(index, timeout, what)
         overlay = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from lxml import etree
 
@@ -25,6 +26,7 @@ from ...model.ids import device_id
 from ...model.names import index_to_letters
 from ...model.nics import MAX_NICS, NicSpec, pci_slot
 from ...model.slots import slot_serial
+from ...model.sources import Remote
 from ...wire import AGENT_PORT
 from .. import KERNEL_CMDLINE
 
@@ -80,14 +82,42 @@ def el(tag: str, *children: etree._Element | str, **attrs: str) -> etree._Elemen
     return element
 
 
-def _backing_chain(chain: tuple[tuple[str, str], ...]) -> etree._Element:
+def _backing_chain(chain: tuple[tuple[str, str], ...],
+                   remote: Remote | None = None) -> etree._Element:
     """``<backingStore>`` elements for *chain*, ending in an empty one: libvirt opens
-    exactly these files, never what an image's header names."""
+    exactly these files, never what an image's header names.  *remote*: the last
+    is that remote source."""
     if not chain:
         return el("backingStore")
     (path, fmt), rest = chain[0], chain[1:]
-    return el("backingStore", el("format", type=fmt), el("source", file=path),
-              _backing_chain(rest), type="file")
+    kind, source = source_xml(path, remote if not rest else None)
+    return el("backingStore", el("format", type=fmt), source, _backing_chain(rest, remote),
+              type=kind)
+
+
+def source_xml(path: str, remote: Remote | None) -> tuple[str, etree._Element]:
+    """The ``<disk>`` type and ``<source>`` of a file, or of a remote source (a
+    network disk: NBD over TCP or a Unix socket, HTTP(S), SSH)."""
+    if remote is None:
+        return "file", el("source", file=path)
+    if remote.protocol == "nbd":
+        host = (el("host", transport="unix", socket=remote.socket) if remote.socket else
+                el("host", name=remote.host, port=str(remote.port)))
+        source = el("source", host, protocol="nbd")
+        if remote.export:
+            source.set("name", remote.export)
+        if remote.tls:
+            source.set("tls", "yes")
+        return "network", source
+    parts = urlsplit(remote.url)
+    source = el("source", el("host", name=remote.host, port=str(remote.port)),
+                protocol=remote.protocol,
+                name=parts.path if remote.protocol != "ssh" else remote.path)
+    if remote.protocol in ("http", "https") and parts.query:
+        source.set("query", parts.query)
+    if remote.protocol == "https" and not remote.sslverify:
+        source.append(el("ssl", verify="no"))
+    return "network", source
 
 
 def _metadata(owner: Owner | None, detached: bool) -> etree._Element:
@@ -219,24 +249,26 @@ def disk_xml(index: int, drive: DriveSpec, overlay: str | None = None, *, owner:
     newest, on a declared chain of the older ones and the image.
     """
     serial = slot_serial(index, drive.label)
+    kind = "file"
     if overlay is not None:
         parts = [
             el("driver", name="qemu", type="qcow2", discard="unmap"),
             el("source", file=overlay),
-            _backing_chain(((drive.path, drive.format),)),
+            _backing_chain(((drive.path, drive.format),), drive.remote),
         ]
     elif drive.chain:
         below = [(path, "qcow2") for path in reversed(drive.chain[:-1])]
         parts = [
             el("driver", name="qemu", type="qcow2", discard="unmap"),
             el("source", file=drive.chain[-1]),
-            _backing_chain((*below, (drive.path, drive.format))),
+            _backing_chain((*below, (drive.path, drive.format)), drive.remote),
         ]
     else:
         driver = el("driver", name="qemu", type=drive.format)
         if not drive.readonly:  # the guest's discards free the image's blocks
             driver.set("discard", "unmap")
-        parts = [driver, el("source", file=drive.path), el("backingStore")]
+        kind, source = source_xml(drive.path, drive.remote)
+        parts = [driver, source, el("backingStore")]
     parts += [
         el("target", dev=f"sd{index_to_letters(index)}", bus="scsi"),
         el("serial", serial),
@@ -245,7 +277,7 @@ def disk_xml(index: int, drive: DriveSpec, overlay: str | None = None, *, owner:
     ]
     if overlay is None and drive.readonly:
         parts.append(el("readonly"))
-    disk = el("disk", *parts, type="file", device="disk")
+    disk = el("disk", *parts, type=kind, device="disk")
     return etree.tostring(disk, pretty_print=True, encoding="unicode")
 
 

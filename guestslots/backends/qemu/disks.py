@@ -12,6 +12,7 @@ from qemu.qmp import Message
 
 from ...errors import DriveError, QemuTimeout, QMPCommandError
 from ...model.drives import DriveSpec
+from ...model.sources import shown
 from .process import MachineProcess
 from .qmpargs import (
     blockdev_add_args,
@@ -42,7 +43,7 @@ class MachineDisks(MachineProcess):
             device["drive"] = layers[-1]["node-name"]
         image_node = ids.base_node if overlay is not None else ids.fmt_node
         self._guarded(index, self._attach(index, blockdev, device, drive, image_node, layers),
-                      timeout, f"hotplug of slot {index} ({drive.path})")
+                      timeout, f"hotplug of slot {index} ({shown(drive.path)})")
 
     def _guarded(self, index: int, coro: Coroutine[Any, Any, None], timeout: float,
                  what: str) -> None:
@@ -67,12 +68,23 @@ class MachineDisks(MachineProcess):
             await self._clean_slot(index)
         checked = drive.format == "qcow2"
         before = await self._unnamed_nodes() if checked else set()
+        if drive.remote is not None and drive.remote.tls:
+            try:
+                await self._execute("object-add", drive.remote.tls_object(ids.tls))
+            except QMPCommandError as e:
+                raise DriveError(drive.path, "QEMU cannot load the TLS certificates in "
+                                 f"{drive.remote.tls_certificates}: {e.desc}") from None
+            self._tls.add(index)
         try:
             await self._execute("blockdev-add", blockdev)
         except QMPCommandError as e:
+            await self._delete_tls(index)
             raise DriveError(
                 drive.path, f"QEMU cannot open it as {drive.format}: {e.desc}"
             ) from None
+        except BaseException:
+            await self._delete_tls(index)
+            raise
         added: list[str] = []
         try:
             if checked:
@@ -97,6 +109,8 @@ class MachineDisks(MachineProcess):
             for node in [*reversed(added), ids.fmt_node]:
                 with contextlib.suppress(Exception):
                     await self._execute("blockdev-del", {"node-name": node})
+            with contextlib.suppress(Exception):
+                await self._delete_tls(index)
             raise
         if added:
             self._chains[index] = added
@@ -180,6 +194,15 @@ class MachineDisks(MachineProcess):
         for node in [*reversed(self._chains.pop(index, [])), ids.fmt_node]:
             if node in present:
                 await self._execute("blockdev-del", {"node-name": node})
+        await self._delete_tls(index)
+
+    async def _delete_tls(self, index: int) -> None:
+        """Remove slot *index*'s ``tls-creds-x509`` object, if it has one (after its
+        nodes: they hold it)."""
+        if index in self._tls:
+            with contextlib.suppress(QMPCommandError):  # an abandoned attach's, maybe never made
+                await self._execute("object-del", {"id": slot_ids(index, self.owner).tls})
+            self._tls.discard(index)
 
     async def _device_del(self, qdev: str, timeout: float) -> None:
         """device_del, and wait for QEMU's DEVICE_DELETED (it may come before the reply)."""

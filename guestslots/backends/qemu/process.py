@@ -156,6 +156,8 @@ class MachineProcess:
         #: Each slot's external snapshot overlays (their format node names, oldest
         #: first): the device's disk is the last; unplug removes them top down.
         self._chains: dict[int, list[str]] = {}
+        #: Slots whose source has a ``tls-creds-x509`` object of its own (``nbds``).
+        self._tls: set[int] = set()
 
     # ---- plumbing
 

@@ -31,6 +31,8 @@ class SlotIds:
     #: The image under a throwaway overlay (only for a ``DriveSpec.throwaway`` drive).
     base_node: str
     base_file_node: str
+    #: The ``tls-creds-x509`` object of an ``nbds`` source.
+    tls: str
 
 
 def slot_ids(index: int, owner: str) -> SlotIds:
@@ -38,21 +40,28 @@ def slot_ids(index: int, owner: str) -> SlotIds:
     :mod:`guestslots.model.ids`; node names: at most 31 characters)."""
     base = device_id("disk", owner, index)
     return SlotIds(qdev=base, fmt_node=f"{base}-fmt", file_node=f"{base}-file",
-                   base_node=f"{base}-base", base_file_node=f"{base}-base-file")
+                   base_node=f"{base}-base", base_file_node=f"{base}-base-file",
+                   tls=f"{base}-tls")
 
 
-def _image_node(node: str, file_node: str, drive: DriveSpec, readonly: bool) -> dict[str, Any]:
+def _image_node(node: str, file_node: str, drive: DriveSpec, readonly: bool,
+                tls: str) -> dict[str, Any]:
+    if drive.remote is not None:
+        file = drive.remote.qemu_options(file_node, readonly,
+                                         tls if drive.remote.tls else None)
+    else:
+        file = {"driver": "file", "filename": drive.path, "node-name": file_node,
+                "read-only": readonly}
     args: dict[str, Any] = {
         "driver": drive.format,
         "node-name": node,
         "read-only": readonly,
-        "file": {"driver": "file", "filename": drive.path, "node-name": file_node,
-                 "read-only": readonly},
+        "file": file,
     }
     if drive.format == "qcow2":
         args["backing"] = None
     if not readonly:  # the guest's discards (fstrim, mkfs) free the image's blocks
-        args["discard"] = args["file"]["discard"] = "unmap"
+        args["discard"] = file["discard"] = "unmap"
     return args
 
 
@@ -71,7 +80,7 @@ def blockdev_add_args(index: int, drive: DriveSpec, overlay: str | None = None, 
     """
     ids = slot_ids(index, owner)
     if overlay is None:
-        return _image_node(ids.fmt_node, ids.file_node, drive, drive.readonly)
+        return _image_node(ids.fmt_node, ids.file_node, drive, drive.readonly, ids.tls)
     return {
         "driver": "qcow2",
         "node-name": ids.fmt_node,
@@ -79,7 +88,7 @@ def blockdev_add_args(index: int, drive: DriveSpec, overlay: str | None = None, 
         "discard": "unmap",
         "file": {"driver": "file", "filename": overlay, "node-name": ids.file_node,
                  "discard": "unmap"},
-        "backing": _image_node(ids.base_node, ids.base_file_node, drive, True),
+        "backing": _image_node(ids.base_node, ids.base_file_node, drive, True, ids.tls),
     }
 
 
