@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .appliance import Appliance, ApplianceState, attach, relaunch, restore
+    from .domains import DomainDisk, domain_disks
     from .errors import (
         AgentError,
         AgentTimeout,
@@ -60,6 +61,8 @@ _EXPORTS: dict[str, str] = {
     "attach": ".appliance",
     "relaunch": ".appliance",
     "restore": ".appliance",
+    "DomainDisk": ".domains",
+    "domain_disks": ".domains",
     "AgentError": ".errors",
     "AgentTimeout": ".errors",
     "ApplianceBuildError": ".errors",
@@ -131,6 +134,7 @@ __all__ = [
     "DeviceBusyError",
     "DeviceNameError",
     "DiskSetError",
+    "DomainDisk",
     "DriveError",
     "DriveSpec",
     "FlagError",
@@ -158,6 +162,7 @@ __all__ = [
     "Vcpu",
     "VcpuError",
     "attach",
+    "domain_disks",
     "isolated",
     "mounted",
     "relaunch",

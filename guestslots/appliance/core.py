@@ -157,6 +157,9 @@ class ApplianceCore(GuestCalls):
         self._nics = NicTable(self.id)
         #: slot index -> its image's identity when plugged (see :meth:`_plug`).
         self._identities: dict[int, str | None] = {}
+        #: What ends with a slot's disk (a libvirt domain's point-in-time export), by
+        #: slot: called when the slot empties or the appliance stops.
+        self._on_empty: dict[int, Callable[[], None]] = {}
         #: Each slot's external snapshot overlays (host paths, oldest first).
         self._diskset = DiskSet()
         #: The last runtime record written: the layout :meth:`relaunch` brings back.
@@ -198,8 +201,20 @@ class ApplianceCore(GuestCalls):
             self._finalizer()  # kill() again: a no-op by now
         self._backend = self._agent = None
         self._started = 0.0
+        self._ended_sources()
         with contextlib.suppress(OSError, GuestslotsError):
             runtime.remove(self.id)
+
+    def _ended_sources(self, index: int | None = None) -> None:
+        """End what slot *index*'s disk came with (every slot's: None), its errors
+        logged: the slot is empty, or the appliance stopped, either way."""
+        for i in [index] if index is not None else list(self._on_empty):
+            end = self._on_empty.pop(i, None)
+            if end is not None:
+                try:
+                    end()
+                except Exception as e:
+                    log.warning("slot %d: ending its source: %s", i, e)
 
     def _update_runtime(self, held: bool = True) -> None:
         """Rewrite the runtime record (see :mod:`guestslots.model.runtime`), held by this

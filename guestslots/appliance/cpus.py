@@ -9,7 +9,7 @@ from ..host.accel import expected_accel
 from ..model.cpus import Vcpu, VcpuError, check_tcg_change, check_tcg_definition
 from ..model.flags import CONFIG, CURRENT, LIVE
 from .core import ApplianceState
-from .slots import SlotsArea
+from .domains import DomainsArea
 
 
 def _vcpu_argument(call: str, vcpu: int, old: int | None) -> int:
@@ -23,7 +23,7 @@ def _vcpu_argument(call: str, vcpu: int, old: int | None) -> int:
     return old
 
 
-class CpusArea(SlotsArea):
+class CpusArea(DomainsArea):
     """vCPUs by id, with LIVE / CONFIG / CURRENT, and TCG's rules."""
 
     def max_vcpus(self) -> int:

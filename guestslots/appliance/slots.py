@@ -201,6 +201,7 @@ class SlotsArea(ApplianceCore):
                 agent.call("wait_disk", target=index, plugged=False, timeout=60)
             self._table.empty(index)
             self._identities.pop(index, None)
+            self._ended_sources(index)
             self._forget_inspection()
             self._left_diskset(index)
             self._update_runtime()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from guestslots import Appliance, DriveError, GuestslotsError, SlotState
-from guestslots.testing import nbdserver, webserver
+from guestslots.testing import certs, nbdserver, webserver
 from guestslots.testing import testimages as images
 
 pytestmark = pytest.mark.integration
@@ -156,3 +156,29 @@ def test_the_cli_reads_a_file_from_an_nbd_export(tmp_path: Path) -> None:
                              text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "overnbd"
+
+
+def test_nbd_over_tls_checks_the_servers_certificate(app: Appliance, served: Path,
+                                                     tmp_path: Path) -> None:
+    server, client = certs.x509_dirs(tmp_path / "pki")
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    certs.x509_dirs(stranger / "pki")  # another CA: it did not sign the server's
+    with nbdserver.serving(served / "disk.img", tmp_path, export="tls", tcp=True,
+                           tls=server) as url:
+        plain = url.replace("nbds://", "nbd://")
+        with pytest.raises(DriveError, match="TLS"):
+            app.hotplug(0, plain)
+        with pytest.raises(DriveError, match="certificate|verif"):
+            app.hotplug(0, f"{url}?tls-certificates={stranger / 'pki' / 'client'}")
+        assert app.slots()[0].state is SlotState.EMPTY
+        good = f"{url}?tls-certificates={client}"
+        if app.backend == "libvirt":
+            with pytest.raises(DriveError, match="cannot take nbds://"):
+                app.hotplug(0, good)
+            return
+        app.hotplug(0, good)
+        assert read_back(app, "/dev/sda1") == ("remote-disk", BLOB_SHA)
+        app.unplug(0)
+        app.hotplug(0, good)  # its TLS object was removed with the slot: the id is free
+        app.unplug(0)

@@ -32,6 +32,17 @@ from .lifecycle import DomainLifecycle
 log = logging.getLogger(__name__)
 
 
+def remote_refused(drive: DriveSpec) -> str:
+    """Why the libvirt backend cannot carry *drive*'s remote source ("" if it can):
+    libvirt takes an NBD client's TLS certificates from its own qemu.conf
+    (``nbd_tls_x509_cert_dir``), not from the disk."""
+    if drive.remote is not None and drive.remote.tls:
+        return ("the libvirt backend cannot take nbds:// sources: libvirt reads an NBD "
+                "client's certificates from its qemu.conf, not per disk (use the QEMU "
+                "backend)")
+    return ""
+
+
 class DomainDevices(DomainLifecycle):
     """A libvirt domain's slots, vCPUs and NICs: attachDeviceFlags / detachDeviceFlags,"""
 
@@ -42,6 +53,9 @@ class DomainDevices(DomainLifecycle):
         libvirt itself would wait forever) :class:`QemuTimeout`, and the slot is
         cleaned before its next use, whatever libvirt did meanwhile."""
         domain = self._running()
+        refused = remote_refused(drive)
+        if refused:
+            raise DriveError(drive.path, f"slot {index}: {refused}")
         what = f"hotplug of slot {index} ({shown(drive.path)})"
         if index in self._unsure:
             self._clean_slot(index, timeout, what)
