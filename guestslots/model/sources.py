@@ -11,7 +11,9 @@ The URL forms are the ones qemu-img, nbdkit and libguestfs users write:
 - ``http://`` and ``https://`` (read-only; the server must serve byte ranges;
   the certificate is checked unless the drive says ``sslverify=False``);
 - ``ssh://[USER@]HOST[:PORT]/PATH`` (the host key checked against
-  ``~/.ssh/known_hosts``; the key from an ssh agent or ``~/.ssh/id_*``).
+  ``~/.ssh/known_hosts`` of QEMU's user, or against the fingerprint in
+  ``?host_key_check=sha256:HEX`` as QEMU's own URL form has it; the key from an ssh
+  agent or ``~/.ssh/id_*``).
 
 A password in a URL is refused (it would be kept in runtime records and shown in
 messages): NBD and SSH use certificates and keys, and an HTTP URL's query (which
@@ -83,6 +85,9 @@ class Remote:
     tls: bool = False
     #: HTTPS: check the server's certificate.
     sslverify: bool = True
+    #: SSH: how the host key is checked: ``yes`` (known_hosts), ``no``, or
+    #: ``TYPE:HEX`` (its md5, sha1 or sha256 fingerprint).
+    host_key: str = "yes"
 
     @property
     def writable_protocol(self) -> bool:
@@ -115,7 +120,13 @@ class Remote:
             opts["path"] = self.path
             if self.user:
                 opts["user"] = self.user
-            opts["host-key-check"] = {"mode": "known_hosts"}
+            if self.host_key == "yes":
+                opts["host-key-check"] = {"mode": "known_hosts"}
+            elif self.host_key == "no":
+                opts["host-key-check"] = {"mode": "none"}
+            else:
+                kind, _, digits = self.host_key.partition(":")
+                opts["host-key-check"] = {"mode": "hash", "type": kind, "hash": digits}
         if node_name is not None:
             opts["node-name"] = node_name
         opts["read-only"] = read_only
@@ -154,19 +165,47 @@ def parse(url: str, sslverify: bool = True) -> Remote:
     if scheme.startswith("nbd"):
         return _nbd(url, scheme, parts.path, parts.query, host or "", port, default_port,
                     user)
-    if parts.query and scheme == "ssh":
-        raise SourceError("an ssh:// URL takes no query")
     if not host:
         raise SourceError(f"a {scheme}:// URL needs a host")
     if scheme == "ssh":
         if not parts.path or parts.path == "/":
             raise SourceError("an ssh:// URL needs the image's path")
         return Remote(url, "ssh", host=host, port=port or default_port,
-                      path=unquote(parts.path), user=unquote(user or ""))
+                      path=unquote(parts.path), user=unquote(user or ""),
+                      host_key=_host_key_check(parts.query))
     if user:
         raise SourceError("a user name in an http(s):// URL is refused (credentials are "
                           "never kept): the server must serve the image without one")
     return Remote(url, scheme, host=host, port=port or default_port, sslverify=sslverify)
+
+
+_HASHES = {"md5": 32, "sha1": 40, "sha256": 64}
+
+
+def _host_key_check(query: str) -> str:
+    """An ssh:// URL's ``?host_key_check=`` (QEMU's own URL form): ``yes`` (the
+    default: known_hosts), ``no``, or ``md5:``/``sha1:``/``sha256:`` and the host key's
+    fingerprint in hex; returned as ``yes``, ``no`` or ``TYPE:HEX``."""
+    if not query:
+        return "yes"
+    try:
+        params = parse_qs(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise SourceError("its query is not KEY=VALUE&...") from None
+    unknown = sorted(set(params) - {"host_key_check"})
+    if unknown or any(len(v) > 1 for v in params.values()):
+        raise SourceError("an ssh:// URL takes one parameter, host_key_check=yes|no|"
+                          "sha256:HEX (QEMU's)")
+    value = params["host_key_check"][0]
+    if value in ("yes", "no"):
+        return value
+    kind, _, fingerprint = value.partition(":")
+    digits = fingerprint.replace(":", "").lower()
+    if kind not in _HASHES or len(digits) != _HASHES[kind] or \
+            any(c not in "0123456789abcdef" for c in digits):
+        raise SourceError("host_key_check= is yes, no, or md5:, sha1: or sha256: and the "
+                          "host key's fingerprint in hex")
+    return f"{kind}:{digits}"
 
 
 def _nbd(url: str, scheme: str, path: str, query: str, host: str, port: int | None,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from guestslots import Appliance, DriveError, GuestslotsError, SlotState
-from guestslots.testing import certs, nbdserver, webserver
+from guestslots.testing import certs, nbdserver, sshserver, webserver
 from guestslots.testing import testimages as images
 
 pytestmark = pytest.mark.integration
@@ -182,3 +182,28 @@ def test_nbd_over_tls_checks_the_servers_certificate(app: Appliance, served: Pat
         app.unplug(0)
         app.hotplug(0, good)  # its TLS object was removed with the slot: the id is free
         app.unplug(0)
+
+
+@pytest.mark.single_pass("the QEMU backend's QEMU inherits the caller's ssh agent; libvirt's "
+                         "QEMU gets no agent (its key would be ~/.ssh/id_* of QEMU's user)")
+def test_an_ssh_slot_checks_the_host_key_and_logs_in_with_the_agents_key(
+        served: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    why = sshserver.unavailable()
+    if why:
+        pytest.skip(why)
+    with sshserver.serving(tmp_path / "ssh") as ssh:
+        monkeypatch.setenv("SSH_AUTH_SOCK", ssh.agent_socket)
+        base = f"ssh://root@127.0.0.1:{ssh.port}{served}"
+        with Appliance("qemu") as own:  # launched with the agent in its environment
+            own.add_drive("/dev/null")
+            own.launch()
+            own.hotplug(0, f"{base}/disk.qcow2?host_key_check=sha256:{ssh.fingerprint}",
+                        format="qcow2")
+            assert read_back(own, "/dev/sda1") == ("remote-disk", BLOB_SHA)
+            own.unplug(0)
+            wrong = "0" * 64
+            with pytest.raises(DriveError, match="fingerprint .* does not match host_key"):
+                own.hotplug(0, f"{base}/disk.img?host_key_check=sha256:{wrong}")
+            with pytest.raises(DriveError, match="No such file"):
+                own.hotplug(0, f"{base}/missing.img?host_key_check=sha256:{ssh.fingerprint}")
+            assert own.slots()[0].state is SlotState.EMPTY

@@ -158,3 +158,27 @@ def test_a_qcow2_header_gives_the_virtual_size() -> None:
     head[24:32] = (5 << 30).to_bytes(8, "big")
     assert qcow2_size(bytes(head)) == 5 << 30
     assert qcow2_size(b"QFI") is None
+
+
+def test_an_ssh_url_takes_qemus_host_key_check() -> None:
+    fingerprint = "AB:" * 31 + "cd"
+    remote = parse(f"ssh://h/x.img?host_key_check=sha256:{fingerprint}")
+    assert remote.host_key == "sha256:" + "ab" * 31 + "cd"
+    assert remote.qemu_options()["host-key-check"] == {
+        "mode": "hash", "type": "sha256", "hash": "ab" * 31 + "cd"}
+    assert parse("ssh://h/x?host_key_check=no").qemu_options()["host-key-check"] == {
+        "mode": "none"}
+    for bad in ("host_key_check=sha256:abc", "host_key_check=maybe", "user=x",
+                "host_key_check=no&host_key_check=yes"):
+        with pytest.raises(SourceError):
+            parse(f"ssh://h/x?{bad}")
+
+
+def test_libvirt_refuses_what_its_network_disk_cannot_say() -> None:
+    from guestslots.backends.libvirt.devices import remote_refused
+
+    assert "nbds://" in remote_refused(remote_drive("nbds://h/e?tls-certificates=/c"))
+    assert "ssh://" in remote_refused(remote_drive("ssh://me@h/x.img"))
+    assert "ssh://" in remote_refused(remote_drive("ssh://h/x.img?host_key_check=no"))
+    assert remote_refused(remote_drive("ssh://h/x.img")) == ""
+    assert remote_refused(remote_drive("nbd://h/e")) == ""

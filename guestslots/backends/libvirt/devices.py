@@ -35,11 +35,18 @@ log = logging.getLogger(__name__)
 def remote_refused(drive: DriveSpec) -> str:
     """Why the libvirt backend cannot carry *drive*'s remote source ("" if it can):
     libvirt takes an NBD client's TLS certificates from its own qemu.conf
-    (``nbd_tls_x509_cert_dir``), not from the disk."""
-    if drive.remote is not None and drive.remote.tls:
+    (``nbd_tls_x509_cert_dir``), not from the disk, and its ssh network disk names
+    neither a user (without a secret) nor a host key fingerprint."""
+    remote = drive.remote
+    if remote is not None and remote.tls:
         return ("the libvirt backend cannot take nbds:// sources: libvirt reads an NBD "
                 "client's certificates from its qemu.conf, not per disk (use the QEMU "
                 "backend)")
+    if remote is not None and remote.protocol == "ssh" and (remote.user or
+                                                             remote.host_key != "yes"):
+        return ("the libvirt backend takes ssh:// sources without a user name or "
+                "host_key_check= only (libvirt's network disk has neither): its QEMU "
+                "logs in as its own user, checking its known_hosts (use the QEMU backend)")
     return ""
 
 
