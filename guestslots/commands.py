@@ -36,7 +36,8 @@ from .model.slots import Slot
 #: The Appliance methods that are commands, by area.
 CALLS = (
     # lifecycle and slots
-    "add_drive", "launch", "relaunch", "shutdown", "hotplug", "unplug", "slots", "max_slots",
+    "add_drive", "launch", "relaunch", "shutdown", "hotplug", "hotplug_domain",
+    "hotplug_domain_disks", "unplug", "slots", "max_slots",
     "list_devices", "list_disk_labels", "resolve_link",
     # vCPUs
     "add_vcpu", "remove_vcpu", "vcpus", "max_vcpus",

@@ -11,10 +11,14 @@ files, read-only.  libvirt-python and lxml are imported on first use.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import DriveError
@@ -85,6 +89,11 @@ def disks_of(xml: str) -> list[DomainDisk]:
     return found
 
 
+def in_target_order(disks: list[DomainDisk]) -> list[DomainDisk]:
+    """*disks* by target name as the guest orders them (``vdb`` before ``vdaa``)."""
+    return sorted(disks, key=lambda d: (len(d.target), d.target))
+
+
 def domain_disks(name: str, uri: str = DEFAULT_URI) -> list[DomainDisk]:
     """The disks of libvirt domain *name* at *uri* (target, source, format), in the
     order of its XML: for callers that pick which to plug."""
@@ -95,55 +104,58 @@ def domain_disks(name: str, uri: str = DEFAULT_URI) -> list[DomainDisk]:
         conn.close()
 
 
-def backup_xml(target: str, others: list[str], socket: str, scratch: str) -> str:
-    """A pull-mode ``<domainbackup>`` exporting disk *target* (its NBD export is
-    named *target*) on Unix socket *socket*, with its scratch file *scratch*; the
+def backup_xml(targets: list[str], others: list[str], socket: str, scratch_dir: str) -> str:
+    """A pull-mode ``<domainbackup>`` exporting disks *targets* (each export named as
+    its disk) on Unix socket *socket*, each with a scratch file in *scratch_dir*; the
     domain's *others* disks are left out."""
     from lxml import etree
 
     backup = etree.Element("domainbackup", mode="pull")
     etree.SubElement(backup, "server", transport="unix", socket=socket)
     disks = etree.SubElement(backup, "disks")
-    disk = etree.SubElement(disks, "disk", name=target, backup="yes", type="file",
-                            exportname=target)
-    etree.SubElement(disk, "scratch", file=scratch)
+    for target in targets:
+        disk = etree.SubElement(disks, "disk", name=target, backup="yes", type="file",
+                                exportname=target)
+        etree.SubElement(disk, "scratch", file=os.path.join(scratch_dir, f"{target}.scratch"))
     for other in others:
         etree.SubElement(disks, "disk", name=other, backup="no")
     return etree.tostring(backup, encoding="unicode")
 
 
 class PointInTime:
-    """A running domain's disk as it was when :meth:`begin` ran: a pull-mode backup
-    job exporting it read-only over NBD, until :meth:`end`."""
+    """A running domain's disks as they were when :meth:`begin` ran: a pull-mode
+    backup job exporting them read-only over NBD, until :meth:`end`."""
 
-    def __init__(self, name: str, disk: str, uri: str = DEFAULT_URI) -> None:
-        self.name, self.disk, self.uri = name, disk, uri
+    def __init__(self, name: str, targets: list[str], uri: str = DEFAULT_URI) -> None:
+        self.name, self.targets, self.uri = name, list(targets), uri
         self._conn: Any = None
         self._domain: Any = None
         self._dir: str | None = None
 
     @property
     def where(self) -> str:
-        return f"{_where(self.name, self.uri)}, disk {self.disk}"
+        return f"{_where(self.name, self.uri)}, disk {', '.join(self.targets)}"
 
-    def begin(self) -> str:
-        """Start the backup job; the export's source URL (``nbd+unix://``)."""
+    def begin(self) -> dict[str, str]:
+        """Start the backup job; each disk's export as a source URL (``nbd+unix://``)."""
         import libvirt
 
         self._conn = _connect(self.uri)
         try:
             self._domain = _lookup(self._conn, self.name, self.uri)
-            disks = disks_of(self._domain.XMLDesc(0))
-            if self.disk not in [d.target for d in disks]:
-                raise DriveError(self.where, "no such disk (it has "
-                                 f"{', '.join(d.target for d in disks) or 'none'})")
+            disks = [d.target for d in disks_of(self._domain.XMLDesc(0))]
+            missing = [t for t in self.targets if t not in disks]
+            if missing:
+                raise DriveError(self.where, f"no such disk {', '.join(missing)} (it has "
+                                 f"{', '.join(disks) or 'none'})")
             # libvirt's QEMU (its own user, at the system daemon) makes the socket and
-            # the scratch file here
-            self._dir = tempfile.mkdtemp(prefix="guestslots-backup-")
+            # the scratch files here
+            self._dir = tempfile.mkdtemp(prefix=JOB_PREFIX)
             os.chmod(self._dir, 0o711)
             socket = os.path.join(self._dir, "nbd.sock")
-            xml = backup_xml(self.disk, [d.target for d in disks if d.target != self.disk],
-                             socket, os.path.join(self._dir, f"{self.disk}.scratch"))
+            xml = backup_xml(self.targets, [d for d in disks if d not in self.targets],
+                             socket, self._dir)
+            _write_job(self._dir, self.name, self.uri, socket)
             try:
                 self._domain.backupBegin(xml, None, 0)
             except libvirt.libvirtError as e:
@@ -152,10 +164,10 @@ class PointInTime:
         except BaseException:
             self._close()
             raise
-        return f"nbd+unix:///{self.disk}?socket={socket}"
+        return {t: f"nbd+unix:///{t}?socket={socket}" for t in self.targets}
 
     def end(self) -> None:
-        """End the backup job (its export and scratch file go) and forget it."""
+        """End the backup job (its exports and scratch files go) and forget it."""
         import libvirt
 
         if self._domain is not None:
@@ -171,6 +183,81 @@ class PointInTime:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+#: Each job's directory holds this record: which domain, at which URI, whose job.
+JOB_FILE = "job.json"
+JOB_PREFIX = "guestslots-backup-"
+
+
+def _write_job(directory: str, name: str, uri: str, socket: str) -> None:
+    from .host import owner
+
+    fd = os.open(os.path.join(directory, JOB_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"domain": name, "uri": uri, "socket": socket,
+                   "owner": dataclasses.asdict(owner.current())}, f)
+
+
+def collect_jobs(say: Callable[[str], None], parent: str | None = None) -> None:
+    """End the point-in-time exports whose caller died (``guestslots gc``): each job
+    directory whose owner is gone, its backup job (if the domain's job is still the
+    one that exports on its socket) and the directory itself."""
+    from .host.owner import Owner
+
+    for directory in Path(parent or tempfile.gettempdir()).glob(f"{JOB_PREFIX}*"):
+        record = directory / JOB_FILE
+        if directory.is_symlink() or not record.is_file():
+            continue
+        try:
+            job = json.loads(record.read_text())
+            if Owner(**job["owner"]).alive() is not False:
+                continue
+            _end_if_ours(str(job["domain"]), str(job["uri"]), str(job["socket"]))
+        except (OSError, ValueError, KeyError, TypeError, DriveError) as e:
+            say(f"{directory}: not cleaned: {e}")
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        say(f"ended the point-in-time export of domain {job['domain']} ({job['uri']}) "
+            f"and removed {directory} (its owner died)")
+
+
+def _end_if_ours(name: str, uri: str, socket: str) -> None:
+    """End domain *name*'s backup job if it is the one exporting on *socket*."""
+    import libvirt
+
+    conn = _connect(uri)
+    try:
+        try:
+            domain = conn.lookupByName(name)
+            described = domain.backupGetXMLDesc(0)
+        except libvirt.libvirtError:
+            return  # the domain or its job is gone already
+        if socket in described:
+            domain.abortJob()
+    finally:
+        conn.close()
+
+
+class Shared:
+    """Calls :meth:`PointInTime.end` when the last of *count* slots using it empties."""
+
+    def __init__(self, export: PointInTime, count: int) -> None:
+        self._export, self._left = export, count
+
+    def release(self) -> None:
+        """One slot emptied."""
+        self._left -= 1
+        if self._left <= 0:
+            self._export.end()
+
+    def expect(self, count: int) -> None:
+        """Only *count* slots use it after all (the others failed to plug): end it now
+        if none does."""
+        self._left = count
+        if count <= 0:
+            self._export.end()
 
 
 def is_running(name: str, uri: str = DEFAULT_URI) -> bool:

@@ -282,6 +282,11 @@ def parser() -> argparse.ArgumentParser:
                    "fs[:FSTYPE[:SIZE[:TABLE]]], lv[:/dev/VG/LV[:SIZE[:TABLE]]], "
                    "lvfs[:/dev/VG/LV[:FSTYPE[:SIZE[:TABLE]]]] (defaults: 1G, mbr, ext2, "
                    "/dev/VG/LV), as guestfish's -N")
+    p.add_argument("-c", "--connect", metavar="URI", default=None,
+                   help="the libvirt URI of -d's domain (default qemu:///system)")
+    p.add_argument("-d", "--domain", metavar="DOMAIN", default=None,
+                   help="add every disk of this libvirt domain after the images, "
+                   "read-only (a running domain's at one point in time)")
     p.add_argument("-m", "--mount", action="append", default=[], metavar="DEV[:MOUNTPOINT]",
                    help="mount DEV on MOUNTPOINT (default /) after launch")
     p.add_argument("-i", "--inspector", action="store_true",
@@ -313,16 +318,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         prepared = [parse_prepared(text, n) for n, text in enumerate(args.new, 1)]
         if args.attach and (args.images or prepared or args.slots or args.mount
-                            or args.inspector):
-            print(f"{PROG}: --attach works on the appliance as it is: no -a, -N, --slots, "
-                  "-m or -i with it (hotplug and mount in the shell)", file=sys.stderr)
+                            or args.inspector or args.domain):
+            print(f"{PROG}: --attach works on the appliance as it is: no -a, -d, -N, "
+                  "--slots, -m or -i with it (hotplug and mount in the shell)", file=sys.stderr)
             return 2
         if args.attach:
             app = attach(args.attach, progress=progress)
         else:
             app = open_appliance(args.images, readonly=not args.rw, slots=args.slots,
                                  mounts=args.mount, inspector=args.inspector,
-                                 accel=args.accel, progress=progress, prepared=prepared)
+                                 accel=args.accel, progress=progress, prepared=prepared,
+                                 domain=args.domain, connect=args.connect)
     except GuestslotsError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1

@@ -30,6 +30,8 @@ def open_appliance(
     plain_filesystem: bool = False,
     launch: bool | None = None,
     prepared: Sequence[tuple[str, DiskSpec]] = (),
+    domain: str | None = None,
+    connect: str | None = None,
     **options: Any,
 ) -> Appliance:
     """An :class:`Appliance` (made with *options*) holding *images* in slots 0...,
@@ -42,13 +44,23 @@ def open_appliance(
     are read-only unless *readonly* is false.  *prepared* disks (guestfish's
     ``-N``: a new image file and its :class:`~guestslots.prepare.DiskSpec`) are
     made, added read-write after *images*, and prepared right after launch (and
-    what is mounted from them only is mounted read-write).  On
-    any failure the appliance is shut down before the error is raised.
+    what is mounted from them only is mounted read-write).  *domain* (``-d``): every
+    disk of that libvirt domain at *connect* (``-c``; libvirt's default URI if None),
+    after *images*, read-only, a running domain's at one point in time (see
+    :meth:`Appliance.hotplug_domain_disks`).  On any failure the appliance is shut
+    down before the error is raised.
     """
     app = Appliance(**options)
     try:
         for path, fmt in images:
             app.add_drive(path, format=fmt, readonly=readonly)
+        if domain is not None:
+            from .domains import DEFAULT_URI, domain_disks
+
+            connect = connect or DEFAULT_URI
+            for _ in domain_disks(domain, connect):
+                app.add_drive("/dev/null")
+            launch = True  # its disks are plugged into the running appliance
         prepared_slots = []
         for new_path, disk in prepared:
             disk.check()
@@ -59,6 +71,8 @@ def open_appliance(
             app.add_drive("/dev/null")
         if launch or (launch is None and (mounts or inspector or prepared)):
             app.launch()
+        if domain is not None:
+            app.hotplug_domain_disks(domain, connect or "")
         for index, disk in prepared_slots:
             prepare(app, app.slots()[index].device, disk)
         if inspector:

@@ -41,7 +41,7 @@ from ..guest.base import GuestCalls
 from ..host import owner, runtime
 from ..host.accel import AccelChoice
 from ..host.build import ApplianceImage
-from ..host.sources import make_drive
+from ..host.sources import PROBE_TIMEOUT, make_drive
 from ..model.cpus import VcpuTable
 from ..model.disksets import DiskSet
 from ..model.drives import DriveSpec, check_chain
@@ -205,6 +205,11 @@ class ApplianceCore(GuestCalls):
         with contextlib.suppress(OSError, GuestslotsError):
             runtime.remove(self.id)
 
+    def _probe_timeout(self) -> float:
+        """How long checking a remote source may take (see :mod:`guestslots.host.sources`):
+        the call's timeout, at most :data:`~guestslots.host.sources.PROBE_TIMEOUT`."""
+        return min(self.call_timeout, PROBE_TIMEOUT)
+
     def _ended_sources(self, index: int | None = None) -> None:
         """End what slot *index*'s disk came with (every slot's: None), its errors
         logged: the slot is empty, or the appliance stopped, either way."""
@@ -314,7 +319,8 @@ class ApplianceCore(GuestCalls):
                 raise RuntimeRecordError(f"appliance {record.id}, slot {slot.index}",
                                          f"{e}; not relaunched") from None
             made = make_drive(slot.path, slot.format, bool(slot.readonly), slot.label,
-                              bool(slot.overlay), slot.sslverify is not False)
+                              bool(slot.overlay), slot.sslverify is not False,
+                              self._probe_timeout())
             drives.append(dataclasses.replace(made, chain=slot.chain))
         if len(drives) > self._table.max_slots:
             raise RuntimeRecordError(f"appliance {record.id}", f"{len(drives)} slots: more "

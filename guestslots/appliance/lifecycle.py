@@ -87,7 +87,8 @@ class LifecycleArea(DiskSetArea):
                 if label is not None:
                     raise LabelError("an empty slot has no label: give the label to hotplug")
                 return self._table.reserve(None)
-            drive = make_drive(path, format, readonly, label, overlay, sslverify)
+            drive = make_drive(path, format, readonly, label, overlay, sslverify,
+                               self._probe_timeout())
             self._check_shared_image(None, drive, config=True)
             return self._table.reserve(drive)
 

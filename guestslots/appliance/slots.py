@@ -75,7 +75,8 @@ class SlotsArea(ApplianceCore):
             affect = self._affect("hotplug", flags)
             if os.fspath(path) == NULL_DRIVE:
                 raise DriveError(NULL_DRIVE, "cannot be hotplugged: a slot is emptied by unplug")
-            drive = make_drive(path, format, readonly, label, overlay, sslverify)
+            drive = make_drive(path, format, readonly, label, overlay, sslverify,
+                               self._probe_timeout())
             running = self._state is ApplianceState.RUNNING
             if affect & LIVE:
                 index = self._table.plug_index(index, drive)

@@ -43,6 +43,15 @@ def _jobs(text: str) -> int:
     return value
 
 
+def _domain_options(s: argparse.ArgumentParser) -> None:
+    """virt-inspector's and virt-cat's ``-c URI -d DOMAIN``."""
+    s.add_argument("-c", "--connect", metavar="URI", default=None,
+                   help="the libvirt URI of -d's domain (default qemu:///system)")
+    s.add_argument("-d", "--domain", metavar="DOMAIN", default=None,
+                   help="every disk of this libvirt domain, read-only (a running one's "
+                   "at one point in time), instead of an IMAGE")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
@@ -57,7 +66,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-j", "--jobs", type=_jobs, default=None, metavar="N",
                    help="the images are separate guests: inspect each in an appliance of "
                    "its own, N at a time (0: as many as this machine allows)")
-    s.add_argument("images", nargs="+", metavar="IMAGE")
+    _domain_options(s)
+    s.add_argument("images", nargs="*", metavar="IMAGE")
     s.set_defaults(func=_command("images", "cmd_inspect"))
     s = sub.add_parser("scan", help="inspect every image under a directory (each in an "
                        "appliance of its own), one JSON line per image")
@@ -68,16 +78,20 @@ def parser() -> argparse.ArgumentParser:
                    ".img .raw raw, .qcow2 qcow2; other files are skipped)")
     s.add_argument("directory", metavar="DIRECTORY")
     s.set_defaults(func=_command("images", "cmd_scan"))
-    s = sub.add_parser("cat", help="print a file from an image")
-    s.add_argument("image")
+    s = sub.add_parser("cat", help="print a file from an image (or -d DOMAIN PATH)")
+    _domain_options(s)
+    s.add_argument("image", nargs="?", metavar="IMAGE")
     s.add_argument("path")
     s.set_defaults(func=_command("images", "cmd_cat"))
-    s = sub.add_parser("ls", help="list a directory of an image")
-    s.add_argument("image")
+    s = sub.add_parser("ls", help="list a directory of an image (or -d DOMAIN PATH)")
+    _domain_options(s)
+    s.add_argument("image", nargs="?", metavar="IMAGE")
     s.add_argument("path")
     s.set_defaults(func=_command("images", "cmd_ls"))
-    s = sub.add_parser("copy-out", help="copy files or trees out of an image into DESTDIR")
-    s.add_argument("image")
+    s = sub.add_parser("copy-out", help="copy files or trees out of an image into DESTDIR "
+                       "(or -d DOMAIN PATH... DESTDIR)")
+    _domain_options(s)
+    s.add_argument("image", nargs="?", metavar="IMAGE")
     s.add_argument("paths", nargs="+", metavar="PATH... DESTDIR")
     s.set_defaults(func=_command("images", "cmd_copy_out"))
     s = sub.add_parser("copy-in", help="copy host files or trees into a directory of an image")

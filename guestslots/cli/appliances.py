@@ -181,7 +181,8 @@ def _detached_again(bring_back: Callable[[], Appliance], what: str) -> int:
 def cmd_gc(args: argparse.Namespace) -> int:
     """Clean what appliances of dead callers left: work directories (and the QEMU
     processes libvirt's embedded driver started from them), runtime records whose QEMU
-    is gone, and with a libvirt URI, the domains there whose owner died."""
+    is gone, the point-in-time exports of libvirt domains (backup jobs) whose caller
+    died, and with a libvirt URI, the domains there whose owner died."""
     uri = args.uri or os.environ.get("GUESTSLOTS_LIBVIRT_URI", "")
     if uri:
         from ..backends.libvirt import gc
@@ -189,6 +190,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
         gc.collect(uri, print)
     for path in workdir.remove_stale():
         print(f"removed {path} (its owner died)")
+    from ..domains import collect_jobs
+
+    collect_jobs(print)
     for record_file, record in runtime.records():
         if isinstance(record, RuntimeRecord) and not runtime.vm_alive(record):
             runtime.remove(record.id)

@@ -21,13 +21,32 @@ def progress_printer() -> Callable[[str], None] | None:
     return (lambda m: print(m, file=sys.stderr)) if sys.stderr.isatty() else None
 
 
-def _open(args: argparse.Namespace, image: str, readonly: bool = True) -> Appliance:
-    """The appliance for a one-image subcommand, its filesystem or OS mounted (-i)."""
-    return open_appliance([(image, args.format)], readonly=readonly, inspector=True,
-                          plain_filesystem=True, accel=args.accel, progress=progress_printer())
+def _open(args: argparse.Namespace, image: str | None, readonly: bool = True) -> Appliance:
+    """The appliance for a one-image subcommand (or ``-d DOMAIN``'s disks), its
+    filesystem or OS mounted (-i)."""
+    return open_appliance([(image, args.format)] if image is not None else [],
+                          readonly=readonly, inspector=True, plain_filesystem=True,
+                          domain=getattr(args, "domain", None),
+                          connect=getattr(args, "connect", None),
+                          accel=args.accel, progress=progress_printer())
+
+
+def _image(args: argparse.Namespace, operands: list[str]) -> tuple[str | None, list[str]]:
+    """The image and the other operands of a subcommand whose IMAGE is left out with
+    ``-d DOMAIN`` (argparse gives the first operand to IMAGE when there is room)."""
+    given = [args.image] if args.image is not None else []
+    if args.domain is not None:
+        return None, [*given, *operands]
+    if not given:
+        raise UsageError("give an IMAGE (or -d DOMAIN)")
+    return given[0], operands
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    if not args.images and args.domain is None:
+        raise UsageError("give at least one IMAGE (or -d DOMAIN)")
+    if args.jobs is not None and args.domain is not None:
+        raise UsageError("-d DOMAIN describes one guest: not with --jobs")
     if args.jobs is not None:
         if args.xml:
             raise UsageError("--xml describes one guest (all its disks in one appliance): "
@@ -38,15 +57,22 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print()
         return 0 if all("error" not in r for r in report) else 1
     app = open_appliance(slots=len(args.images), launch=True, accel=args.accel,
+                         domain=args.domain, connect=args.connect,
                          progress=progress_printer())
+    names = list(args.images)
     try:
-        for index, image in enumerate(args.images):
+        if args.domain is not None:  # its disks fill the first slots, in target order
+            from ..domains import DEFAULT_URI, domain_disks, in_target_order
+
+            disks = in_target_order(domain_disks(args.domain, args.connect or DEFAULT_URI))
+            names = [f"{args.domain}:{d.target}" for d in disks] + names
+        for index, image in enumerate(args.images, len(names) - len(args.images)):
             app.hotplug(index, image, format=args.format)
         if args.xml:
             systems = app.inspect_os()
             sys.stdout.write(_inspector_xml(app, systems, app.list_filesystems()))
             return 0
-        json.dump(_inspect_slots(app, args.images), sys.stdout, indent=2)
+        json.dump(_inspect_slots(app, names), sys.stdout, indent=2)
         print()
         return 0
     finally:
@@ -170,27 +196,37 @@ def _fs_record(app: Appliance, device: str, fstype: str) -> dict[str, str]:
 
 
 def cmd_cat(args: argparse.Namespace) -> int:
-    with _open(args, args.image) as app:
-        sys.stdout.buffer.write(app.read_file(args.path))
+    image, (path,) = _one_path(args)
+    with _open(args, image) as app:
+        sys.stdout.buffer.write(app.read_file(path))
     return 0
 
 
+def _one_path(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    image, operands = _image(args, [args.path])
+    if len(operands) != 1:
+        raise UsageError("with -d DOMAIN, give only the PATH")
+    return image, operands
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
-    with _open(args, args.image) as app:
-        for name in app.ls(args.path):
+    image, (path,) = _one_path(args)
+    with _open(args, image) as app:
+        for name in app.ls(path):
             print(os.fsencode(name).decode("utf-8", "backslashreplace"))
     return 0
 
 
 def cmd_copy_out(args: argparse.Namespace) -> int:
-    *paths, destdir = args.paths
+    image, operands = _image(args, args.paths)
+    *paths, destdir = operands
     if not paths:
         raise GuestslotsError("copy-out: give at least one PATH and a DESTDIR")
     if not os.path.isdir(destdir):
         raise GuestslotsError(f"copy-out: {destdir}: not a directory")
     from ..copyout import copy_out
 
-    with _open(args, args.image) as app:
+    with _open(args, image) as app:
         for path in paths:
             copy_out(app, path, destdir,
                      lambda p, why: print(f"{PROG}: skipped {p}: {why}", file=sys.stderr))

@@ -3,6 +3,9 @@ its disk changes, the backup job gone after; a shut-off domain's disk from its f
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,11 @@ pytestmark = [pytest.mark.integration,
 NAME = "guestslots-source-test"
 
 
-def domain_xml(raw: Path, qcow2: Path) -> str:
+def domain_xml(raw: Path, qcow2: Path | None) -> str:
+    second = "" if qcow2 is None else f"""<disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/><source file='{qcow2}'/>
+      <target dev='vdb' bus='virtio'/>
+    </disk>"""
     return f"""<domain type='qemu'>
   <name>{NAME}</name>
   <memory unit='MiB'>64</memory>
@@ -31,10 +38,7 @@ def domain_xml(raw: Path, qcow2: Path) -> str:
     <disk type='file' device='disk'>
       <driver name='qemu' type='raw'/><source file='{raw}'/><target dev='vda' bus='virtio'/>
     </disk>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/><source file='{qcow2}'/>
-      <target dev='vdb' bus='virtio'/>
-    </disk>
+    {second}
   </devices>
 </domain>"""
 
@@ -103,6 +107,24 @@ def test_a_running_domains_disk_is_read_as_it_was_when_plugged(
     app.unplug(0)
 
 
+def test_every_disk_of_a_running_domain_at_one_point_in_time(
+        app: Appliance, running: tuple[Any, Path], libvirtd_uri: str) -> None:
+    domain, _ = running
+    app.hotplug(0, str(images.ext4(running[1].with_name("other.fs"), {"x": "y"})))
+    assert app.hotplug_domain_disks(NAME, uri=libvirtd_uri) == [1, 2]  # the first empty
+    guest_writes(domain, 0xCD)
+    assert app.list_filesystems() == {"/dev/sda": "ext4", "/dev/sdb1": "ext4",
+                                      "/dev/sdc1": "ext4"}
+    assert [s.format for s in app.slots()[1:3]] == ["raw", "raw"]  # the exports: raw
+    app.unplug(1)
+    assert not no_job(domain)  # slot 2 still reads through the job
+    with app.mounted("/dev/sdc1", "/", readonly=True):
+        assert app.cat("/whoami") == "in-the-domain\n"
+    app.unplug(2)
+    assert no_job(domain)  # the last slot of the job ended it
+    app.unplug(0)
+
+
 def test_a_domains_export_ends_with_the_appliance(running: tuple[Any, Path],
                                                   libvirtd_uri: str) -> None:
     domain, _ = running
@@ -131,3 +153,68 @@ def test_a_missing_domain_or_disk_is_a_clear_error(app: Appliance, running: tupl
     with pytest.raises(DriveError, match="has no disk vdz \\(it has vda, vdb\\)"):
         app.hotplug_domain(0, NAME, "vdz", uri=libvirtd_uri)
     assert app.slots()[0].state is SlotState.EMPTY
+
+
+CLI = str(Path(sys.executable).parent / "guestslots")
+FISH = str(Path(sys.executable).parent / "guestslots-fish")
+
+
+@pytest.fixture
+def os_domain(libvirtd_uri: str, tmp_path: Path) -> Iterator[Any]:
+    """A running domain whose one disk holds a small Linux (hostname "indomain")."""
+    import libvirt
+
+    image = images.linux_image(tmp_path, "domos", hostname="indomain")
+    conn = libvirt.open(libvirtd_uri)
+    domain = conn.createXML(domain_xml(image, None).replace(NAME, "guestslots-os-test"))
+    try:
+        yield domain
+    finally:
+        domain.destroy()
+        conn.close()
+
+
+def test_the_cli_and_the_shell_take_a_domain(running: tuple[Any, Path], os_domain: Any,
+                                             libvirtd_uri: str) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+
+    cat = run(CLI, "cat", "-c", libvirtd_uri, "-d", "guestslots-os-test", "/etc/hostname")
+    assert (cat.returncode, cat.stdout.strip()) == (0, "indomain"), cat.stderr
+    report = run(CLI, "inspect", "-c", libvirtd_uri, "-d", NAME)
+    assert report.returncode == 0, report.stderr
+    assert [(r["image"], r["device"]) for r in json.loads(report.stdout)] == [
+        (f"{NAME}:vda", "/dev/sda"), (f"{NAME}:vdb", "/dev/sdb")]
+    fish = run(FISH, "-c", libvirtd_uri, "-d", NAME, "-m", "/dev/sdb1", "cat", "/whoami")
+    assert (fish.returncode, fish.stdout) == (0, "in-the-domain\n"), fish.stderr
+    usage = run(CLI, "cat", "-c", libvirtd_uri, "-d", NAME, "disk.img", "/whoami")
+    assert (usage.returncode, usage.stderr) == (
+        1, "guestslots: cat: with -d DOMAIN, give only the PATH\n")
+    missing = run(CLI, "ls", "-c", libvirtd_uri, "-d", "nosuchdomain", "/")
+    assert missing.returncode == 1 and "Domain not found" in missing.stderr
+    assert no_job(running[0]) and no_job(os_domain)  # every command ended its export
+
+
+def test_gc_ends_the_export_of_a_caller_that_died(running: tuple[Any, Path],
+                                                  libvirtd_uri: str) -> None:
+    domain, _ = running
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from guestslots.domains import PointInTime; "
+         f"print(PointInTime({NAME!r}, ['vda'], {libvirtd_uri!r}).begin()['vda'], "
+         "flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None
+    url = holder.stdout.readline()  # the job runs once the holder printed its export
+    assert url.startswith("nbd+unix:///vda?socket="), url
+    job_dir = Path(url.split("socket=")[1].strip()).parent
+    assert not no_job(domain)
+    kept = subprocess.run([CLI, "gc"], capture_output=True, text=True, timeout=120,
+                          check=True)
+    assert str(job_dir) not in kept.stdout and not no_job(domain)  # its caller lives
+    holder.kill()
+    holder.wait()
+    gc = subprocess.run([CLI, "gc"], capture_output=True, text=True, timeout=120,
+                        check=True)
+    assert f"ended the point-in-time export of domain {NAME}" in gc.stdout, gc.stdout
+    assert no_job(domain) and not job_dir.exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -207,3 +208,19 @@ def test_an_ssh_slot_checks_the_host_key_and_logs_in_with_the_agents_key(
             with pytest.raises(DriveError, match="No such file"):
                 own.hotplug(0, f"{base}/missing.img?host_key_check=sha256:{ssh.fingerprint}")
             assert own.slots()[0].state is SlotState.EMPTY
+
+
+def test_a_server_that_never_answers_is_refused_within_the_calls_timeout(
+        app: Appliance) -> None:
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), says nothing
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"nbd://127.0.0.1:{silent.getsockname()[1]}/e"
+        saved, app.call_timeout = app.call_timeout, 3.0
+        try:
+            with pytest.raises(DriveError, match="no answer in 3 s"):
+                app.hotplug(0, url)
+        finally:
+            app.call_timeout = saved
+    assert app.slots()[0].state is SlotState.EMPTY
+    assert app.list_devices()[0] == "/dev/sda"
