@@ -52,6 +52,19 @@ def _domain_options(s: argparse.ArgumentParser) -> None:
                    "at one point in time), instead of an IMAGE")
 
 
+def _check_operands(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A usage error (status 2) for an IMAGE missing without ``-d``, or given with it to
+    a subcommand that takes one PATH (argparse gives the first operand to IMAGE only
+    when there is room)."""
+    if not hasattr(args, "domain"):  # a subcommand without -d
+        return
+    images = args.images if hasattr(args, "images") else [args.image]
+    if args.domain is None and not any(images):
+        p.error(f"{args.subcommand}: give an IMAGE (or -d DOMAIN)")
+    if args.domain is not None and args.subcommand in ("cat", "ls") and any(images):
+        p.error(f"{args.subcommand}: with -d DOMAIN, give only the PATH")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
@@ -163,7 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``guestslots``."""
     # guestslots logs each of its warnings (one line on standard error) as it issues it
     warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"guestslots(\.|$)")
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    _check_operands(p, args)
     try:
         status: int = args.func(args)
         sys.stdout.flush()

@@ -34,17 +34,12 @@ def _open(args: argparse.Namespace, image: str | None, readonly: bool = True) ->
 def _image(args: argparse.Namespace, operands: list[str]) -> tuple[str | None, list[str]]:
     """The image and the other operands of a subcommand whose IMAGE is left out with
     ``-d DOMAIN`` (argparse gives the first operand to IMAGE when there is room)."""
-    given = [args.image] if args.image is not None else []
-    if args.domain is not None:
-        return None, [*given, *operands]
-    if not given:
-        raise UsageError("give an IMAGE (or -d DOMAIN)")
-    return given[0], operands
+    if args.domain is not None:  # (cli._check_operands refused what cannot be meant)
+        return None, [args.image, *operands] if args.image is not None else operands
+    return args.image, operands
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    if not args.images and args.domain is None:
-        raise UsageError("give at least one IMAGE (or -d DOMAIN)")
     if args.jobs is not None and args.domain is not None:
         raise UsageError("-d DOMAIN describes one guest: not with --jobs")
     if args.jobs is not None:
@@ -196,23 +191,14 @@ def _fs_record(app: Appliance, device: str, fstype: str) -> dict[str, str]:
 
 
 def cmd_cat(args: argparse.Namespace) -> int:
-    image, (path,) = _one_path(args)
-    with _open(args, image) as app:
-        sys.stdout.buffer.write(app.read_file(path))
+    with _open(args, args.image) as app:
+        sys.stdout.buffer.write(app.read_file(args.path))
     return 0
 
 
-def _one_path(args: argparse.Namespace) -> tuple[str | None, list[str]]:
-    image, operands = _image(args, [args.path])
-    if len(operands) != 1:
-        raise UsageError("with -d DOMAIN, give only the PATH")
-    return image, operands
-
-
 def cmd_ls(args: argparse.Namespace) -> int:
-    image, (path,) = _one_path(args)
-    with _open(args, image) as app:
-        for name in app.ls(path):
+    with _open(args, args.image) as app:
+        for name in app.ls(args.path):
             print(os.fsencode(name).decode("utf-8", "backslashreplace"))
     return 0
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from guestslots import Appliance, DriveError, GuestslotsError, SlotState
+from guestslots.host import runtime
 from guestslots.testing import certs, nbdserver, sshserver, webserver
 from guestslots.testing import testimages as images
 
@@ -224,3 +225,28 @@ def test_a_server_that_never_answers_is_refused_within_the_calls_timeout(
             app.call_timeout = saved
     assert app.slots()[0].state is SlotState.EMPTY
     assert app.list_devices()[0] == "/dev/sda"
+
+
+def test_relaunch_reopens_remote_slots_from_the_runtime_record(
+        served: Path, web: dict[str, str], tmp_path: Path) -> None:
+    with nbdserver.serving(served / "disk.img", tmp_path, export="again") as nbd:
+        https = f"{web['https']}/disk.qcow2?token=x"
+        app = Appliance()
+        try:
+            for _ in range(2):
+                app.add_drive("/dev/null")
+            app.launch()
+            app.hotplug(0, nbd, label="nbd")
+            app.hotplug(1, https, format="qcow2", sslverify=False)
+            record = runtime.read(runtime.record_path(app.id))
+            assert [(s.path, s.sslverify) for s in record.slots] == [(nbd, None),
+                                                                     (https, False)]
+            app.kill()  # QEMU dies under the appliance
+            with pytest.raises(GuestslotsError):
+                app.list_filesystems()  # ...which the next call finds
+            app.relaunch()  # the sources are reopened, sslverify=False kept
+            assert [(s.path, s.label) for s in app.slots()] == [(nbd, "nbd"), (https, None)]
+            assert read_back(app, "/dev/sda1") == ("remote-disk", BLOB_SHA)
+            assert read_back(app, "/dev/sdb1") == ("remote-disk", BLOB_SHA)
+        finally:
+            app.shutdown()
