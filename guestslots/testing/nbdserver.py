@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket as sockets
 import subprocess
@@ -49,5 +50,20 @@ def serving(image: Path, workdir: Path, *, fmt: str = "raw", export: str = "disk
     try:
         yield url
     finally:
+        stop(pid)
+
+
+def stop(pid: int, timeout: float = 30.0) -> None:
+    """SIGTERM the (forked, so not our child) server *pid* and wait until it is gone
+    (its pidfd becomes readable when it exits)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
+        if not select.select([fd], [], [], timeout)[0]:
+            raise RuntimeError(f"qemu-nbd (pid {pid}) still runs {timeout:g} s after SIGTERM")
+    finally:
+        os.close(fd)

@@ -69,9 +69,19 @@ def sha(app: guestslots.Appliance, device: str, path: str) -> str:
 
 
 def qemu_processes() -> set[int]:
+    """QEMU and qemu-nbd processes that run (an exited one whose parent has not reaped
+    it yet is not counted)."""
     out = subprocess.run(["pgrep", "-f", "qemu-system|qemu-nbd"], capture_output=True,
                          text=True, check=False).stdout
-    return {int(p) for p in out.split()}
+    running = set()
+    for pid in map(int, out.split()):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.rindex(")") + 2] != "Z":
+            running.add(pid)
+    return running
 
 
 def main() -> int:
@@ -150,8 +160,9 @@ def main() -> int:
                 conn.close()
         step("no job directory left", lambda: glob.glob(f"{tempfile.gettempdir()}/"
                                                          "guestslots-backup-*") == [])
-    step("no QEMU or qemu-nbd process left", lambda: expect(
-        not qemu_processes() - before, qemu_processes() - before))
+    left = qemu_processes() - before
+    step("no QEMU or qemu-nbd process left", lambda: expect(not left, {
+        pid: Path(f"/proc/{pid}/cmdline").read_bytes()[:300] for pid in left}))
     print(f"\n{len(failures)} failed" if failures else "\nall ok")
     return len(failures)
 
