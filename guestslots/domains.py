@@ -89,6 +89,22 @@ def disks_of(xml: str) -> list[DomainDisk]:
     return found
 
 
+def dac_owner(xml: str) -> tuple[int, int] | None:
+    """The uid and gid a running domain's QEMU runs as, from its live XML's DAC
+    security label (``+64055:+108``); None when it has none (QEMU runs as the
+    daemon's user: the embedded driver's, a session daemon's)."""
+    from lxml import etree
+
+    root = etree.fromstring(xml.encode())
+    for label in root.iterfind("seclabel[@model='dac']/label"):
+        uid, _, gid = (label.text or "").partition(":")
+        try:
+            return int(uid.lstrip("+")), int(gid.lstrip("+"))
+        except ValueError:
+            return None
+    return None
+
+
 def in_target_order(disks: list[DomainDisk]) -> list[DomainDisk]:
     """*disks* by target name as the guest orders them (``vdb`` before ``vdaa``)."""
     return sorted(disks, key=lambda d: (len(d.target), d.target))
@@ -148,10 +164,17 @@ class PointInTime:
             if missing:
                 raise DriveError(self.where, f"no such disk {', '.join(missing)} (it has "
                                  f"{', '.join(disks) or 'none'})")
-            # libvirt's QEMU (its own user, at the system daemon) makes the socket and
-            # the scratch files here
+            # libvirt's QEMU makes the socket here: at the system daemon it runs as its
+            # own user (the domain's DAC label), who must own the directory
             self._dir = tempfile.mkdtemp(prefix=JOB_PREFIX)
-            os.chmod(self._dir, 0o711)
+            qemu_user = dac_owner(self._domain.XMLDesc(0))
+            if qemu_user is not None and qemu_user != (os.getuid(), os.getgid()):
+                try:
+                    os.chown(self._dir, *qemu_user)
+                except PermissionError:
+                    raise DriveError(self.where, f"its QEMU runs as uid:gid "
+                                     f"{qemu_user[0]}:{qemu_user[1]}, which cannot write "
+                                     "a directory of this caller's: plug it as root") from None
             socket = os.path.join(self._dir, "nbd.sock")
             xml = backup_xml(self.targets, [d for d in disks if d not in self.targets],
                              socket, self._dir)

@@ -182,3 +182,26 @@ def test_libvirt_refuses_what_its_network_disk_cannot_say() -> None:
     assert "ssh://" in remote_refused(remote_drive("ssh://h/x.img?host_key_check=no"))
     assert remote_refused(remote_drive("ssh://h/x.img")) == ""
     assert remote_refused(remote_drive("nbd://h/e")) == ""
+
+
+def test_a_domains_qemu_user_is_its_dac_label() -> None:
+    from guestslots.domains import backup_xml, dac_owner, disks_of
+
+    live = """<domain><seclabel type='dynamic' model='dac' relabel='yes'>
+      <label>+64055:+108</label><imagelabel>+64055:+108</imagelabel></seclabel>
+      <devices><disk type='file' device='disk'><driver type='qcow2'/>
+      <source file='/v/a.qcow2'/><target dev='vda'/></disk>
+      <disk type='file' device='cdrom'><target dev='sda'/></disk>
+      <disk type='network' device='disk'><source protocol='nbd'/><target dev='vdb'/>
+      <readonly/></disk></devices></domain>"""
+    assert dac_owner(live) == (64055, 108)
+    assert dac_owner("<domain/>") is None
+    assert [(d.target, d.source, d.format, d.type, d.readonly) for d in disks_of(live)] == [
+        ("vda", "/v/a.qcow2", "qcow2", "file", False), ("vdb", "", "raw", "network", True)]
+    backup = etree.fromstring(backup_xml(["vda"], ["vdb"], "/j/nbd.sock", "/j").encode())
+    assert backup.get("mode") == "pull"
+    assert dict(backup.find("server").attrib) == {"transport": "unix",  # type: ignore[union-attr]
+                                                  "socket": "/j/nbd.sock"}
+    assert [(d.get("name"), d.get("backup")) for d in backup.iterfind("disks/disk")] == [
+        ("vda", "yes"), ("vdb", "no")]
+    assert backup.xpath("string(disks/disk[@name='vda']/scratch/@file)") == "/j/vda.scratch"
