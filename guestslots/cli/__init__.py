@@ -138,7 +138,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("raw", "qcow2"), default=argparse.SUPPRESS,
                    help="format of the images (as the global --format)")
     s.add_argument("--owner-pid", type=int, default=None, help=argparse.SUPPRESS)
-    s.add_argument("images", nargs="+", metavar="IMAGE")
+    _domain_options(s)
+    s.add_argument("images", nargs="*", metavar="IMAGE")
     s.add_argument("mountpoint", metavar="MOUNTPOINT")
     s.set_defaults(func=_command("mounting", "cmd_mount"))
     s = sub.add_parser("umount", help="unmount a guestslots mount and wait for its "

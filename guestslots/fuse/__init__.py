@@ -32,11 +32,14 @@ class MountError(GuestslotsError):
 
 def mount(images: Sequence[tuple[str, str | None]], mountpoint: str | os.PathLike[str], *,
           rw: bool = False, mounts: Sequence[str] = (), inspector: bool = False,
-          foreground: bool = False, owner_pid: int | None = None) -> None:
+          foreground: bool = False, owner_pid: int | None = None,
+          domain: str | None = None, connect: str | None = None) -> None:
     """Mount *images* (``(path, format)``; ``mounts`` as guestfish's ``-m``, or
     *inspector* as its ``-i``) at *mountpoint*.  Returns once the mount is ready,
     leaving a process that serves it; with *foreground*, serves it in this process
-    until it is unmounted.  *owner_pid*: unmount when that process ends."""
+    until it is unmounted.  *owner_pid*: unmount when that process ends.  *domain*:
+    also every disk of that libvirt domain at *connect*, read-only (see
+    :func:`guestslots.opening.open_appliance`)."""
     try:
         from .serve import check_mountpoint
     except ImportError as e:
@@ -45,7 +48,8 @@ def mount(images: Sequence[tuple[str, str | None]], mountpoint: str | os.PathLik
 
     target = check_mountpoint(mountpoint)
     if foreground:
-        _serve(images, target, rw, mounts, inspector, owner_pid, ready=lambda: None)
+        _serve(images, target, rw, mounts, inspector, owner_pid, ready=lambda: None,
+               domain=domain, connect=connect)
         return
     r, w = os.pipe()
     pid = os.fork()
@@ -61,7 +65,8 @@ def mount(images: Sequence[tuple[str, str | None]], mountpoint: str | os.PathLik
                 for fd in (0, 1, 2):
                     os.dup2(devnull, fd)
 
-            _serve(images, target, rw, mounts, inspector, owner_pid, ready)
+            _serve(images, target, rw, mounts, inspector, owner_pid, ready, domain=domain,
+                   connect=connect)
             code = 0
         except BaseException as e:
             with contextlib.suppress(OSError):
@@ -79,12 +84,14 @@ def mount(images: Sequence[tuple[str, str | None]], mountpoint: str | os.PathLik
 
 def _serve(images: Sequence[tuple[str, str | None]], target: Path, rw: bool,
            mounts: Sequence[str], inspector: bool, owner_pid: int | None,
-           ready: Callable[[], None]) -> None:
+           ready: Callable[[], None], domain: str | None = None,
+           connect: str | None = None) -> None:
     from ..opening import open_appliance
     from .serve import serve
 
     app = open_appliance(images, readonly=not rw, mounts=mounts, inspector=inspector,
-                         plain_filesystem=inspector, launch=True)
+                         plain_filesystem=inspector, launch=True, domain=domain,
+                         connect=connect)
     try:
         serve(app, target, rw, ready=ready, owner_pid=owner_pid)
     finally:

@@ -190,6 +190,17 @@ def test_the_cli_and_the_shell_take_a_domain(running: tuple[Any, Path], os_domai
     usage = run(CLI, "cat", "-c", libvirtd_uri, "-d", NAME, "disk.img", "/whoami")
     assert usage.returncode == 2 and usage.stderr.endswith(
         "guestslots: error: cat: with -d DOMAIN, give only the PATH\n")
+    mountpoint = running[1].parent / "mnt"
+    mountpoint.mkdir()
+    mounted = run(CLI, "mount", "-c", libvirtd_uri, "-d", "guestslots-os-test", "-i",
+                  str(mountpoint))
+    assert mounted.returncode == 0, mounted.stderr
+    try:
+        assert (mountpoint / "etc" / "hostname").read_text() == "indomain\n"
+        assert not no_job(os_domain)  # the mount reads the domain through its export
+    finally:
+        umounted = run(CLI, "umount", str(mountpoint))
+    assert umounted.returncode == 0, umounted.stderr
     missing = run(CLI, "ls", "-c", libvirtd_uri, "-d", "nosuchdomain", "/")
     assert missing.returncode == 1 and "Domain not found" in missing.stderr
     assert no_job(running[0]) and no_job(os_domain)  # every command ended its export
