@@ -231,8 +231,9 @@ def collect_jobs(say: Callable[[str], None], parent: str | None = None) -> None:
 
     for directory in Path(parent or tempfile.gettempdir()).glob(f"{JOB_PREFIX}*"):
         record = directory / JOB_FILE
-        if directory.is_symlink() or not record.is_file():
-            continue
+        if directory.is_symlink() or record.is_symlink() or not record.is_file() \
+                or record.stat().st_uid != os.getuid():
+            continue  # not a job of this user's (anyone may make a directory in /tmp)
         try:
             job = json.loads(record.read_text())
             if Owner(**job["owner"]).alive() is not False:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from ..domains import (
     DEFAULT_URI,
     DomainDisk,
@@ -11,7 +13,7 @@ from ..domains import (
     in_target_order,
     is_running,
 )
-from ..errors import DriveError, SlotError
+from ..errors import DriveError, GuestslotsError, SlotError
 from ..model.flags import LIVE
 from ..model.slots import SlotState
 from .slots import SlotsArea
@@ -90,5 +92,6 @@ class DomainsArea(SlotsArea):
             return plugged
         except BaseException:
             for index in plugged:  # each unplug releases the export once
-                self.unplug(index, force=True)
+                with contextlib.suppress(GuestslotsError):  # the first error is the news
+                    self.unplug(index, force=True)
             raise

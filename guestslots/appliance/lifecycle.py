@@ -54,7 +54,7 @@ class LifecycleArea(DiskSetArea):
         label: str | None = None,
         overlay: bool = False,
         sslverify: bool = True,
-) -> int:
+    ) -> int:
         """Reserve the next slot before launch; return its index.
 
         ``/dev/null`` reserves an empty slot, to be filled later by
