@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,13 +190,21 @@ class PointInTime:
             raise
         return {t: f"nbd+unix:///{t}?socket={socket}" for t in self.targets}
 
-    def end(self) -> None:
-        """End the backup job (its exports and scratch files go) and forget it."""
+    def end(self, timeout: float = 30.0) -> None:
+        """End the backup job (its exports and scratch files go) and forget it; returns
+        once libvirt no longer shows the job (cancelling its block jobs is
+        asynchronous: a job of several disks can outlive ``abortJob`` by a moment)."""
         import libvirt
 
         if self._domain is not None:
             with contextlib.suppress(libvirt.libvirtError):  # the domain may be gone
                 self._domain.abortJob()
+                deadline = time.monotonic() + timeout
+                while self._domain.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
+                    if time.monotonic() > deadline:
+                        raise DriveError(self.where, f"its backup job still runs {timeout:g} "
+                                         "s after it was aborted")
+                    time.sleep(0.01)  # libvirt's job state, polled: no event here
         self._close()
 
     def _close(self) -> None:
