@@ -160,7 +160,8 @@ class PointInTime:
         self._conn = _connect(self.uri)
         try:
             self._domain = _lookup(self._conn, self.name, self.uri)
-            disks = [d.target for d in disks_of(self._domain.XMLDesc(0))]
+            live = self._domain.XMLDesc(0)
+            disks = [d.target for d in disks_of(live)]
             missing = [t for t in self.targets if t not in disks]
             if missing:
                 raise DriveError(self.where, f"no such disk {', '.join(missing)} (it has "
@@ -168,7 +169,7 @@ class PointInTime:
             # libvirt's QEMU makes the socket here: at the system daemon it runs as its
             # own user (the domain's DAC label), who must own the directory
             self._dir = tempfile.mkdtemp(prefix=JOB_PREFIX)
-            qemu_user = dac_owner(self._domain.XMLDesc(0))
+            qemu_user = dac_owner(live)
             if qemu_user is not None and qemu_user != (os.getuid(), os.getgid()):
                 try:
                     os.chown(self._dir, *qemu_user)

@@ -20,9 +20,7 @@ from typing import Any
 from ..errors import HostFileError
 from ..host.proc import CommandError, run
 from ..model.drives import DriveSpec
-
-#: The id of an ``nbds`` source's TLS object in ``qemu-img`` commands.
-TLS_ID = "tls0"
+from .sources import TLS_ID, qemu_img_objects
 
 
 def chain_options(drive: DriveSpec) -> dict[str, Any]:
@@ -52,8 +50,7 @@ def copy_size(drive: DriveSpec, zeroes_allocated: bool = False,
     after it ends (:func:`guestslots.host.sparse.punch_holes`)."""
     spec = "json:" + json.dumps(chain_options(drive))
     out = "raw" if zeroes_allocated and drive.format == "raw" else "qcow2"
-    objects = (["--object", json.dumps(drive.remote.tls_object(TLS_ID))]
-               if drive.remote is not None and drive.remote.tls else [])
+    objects = qemu_img_objects(drive.remote) if drive.remote is not None else []
     try:
         said = json.loads(run(["qemu-img", "measure", "--output=json", *objects, "-O", out,
                                spec], timeout=timeout))

@@ -63,17 +63,21 @@ def make_drive(
     return DriveSpec(text, fmt, readonly, label, overlay, remote=remote, size=size)
 
 
+#: The id of an ``nbds`` source's TLS object in ``qemu-img`` commands.
+TLS_ID = "tls0"
+
+
+def qemu_img_objects(remote: sources.Remote) -> list[str]:
+    """The ``--object`` arguments a ``qemu-img`` command needs to open *remote* (an
+    ``nbds`` source's TLS credentials, as :data:`TLS_ID`; none for the others)."""
+    return ["--object", json.dumps(remote.tls_object(TLS_ID))] if remote.tls else []
+
+
 def qemu_img_spec(remote: sources.Remote) -> tuple[list[str], str]:
-    """The ``--object`` arguments and the ``json:`` name that make ``qemu-img`` (and
-    ``qemu-io``) open *remote* as raw data, read-only."""
-    objects: list[str] = []
-    creds = None
-    if remote.tls:
-        creds = "tls0"
-        tls = remote.tls_object(creds)
-        objects = ["--object", json.dumps(tls)]
-    return objects, "json:" + json.dumps({"driver": "raw",
-                                          "file": remote.qemu_options(tls_creds=creds)})
+    """The ``--object`` arguments and the ``json:`` name that make ``qemu-img`` open
+    *remote* as raw data, read-only."""
+    file = remote.qemu_options(tls_creds=TLS_ID if remote.tls else None)
+    return qemu_img_objects(remote), "json:" + json.dumps({"driver": "raw", "file": file})
 
 
 def probe(remote: sources.Remote, url: str, timeout: float = PROBE_TIMEOUT) -> tuple[bytes, int]:
