@@ -81,7 +81,13 @@ def early_setup() -> None:
         f.write("/sbin/modprobe")
     if os.path.exists(UDEVD):
         # The one process spawned at boot: it makes /dev/disk/guestslots/* links.
-        os.spawnv(os.P_WAIT, UDEVD, [UDEVD, "--daemon"])
+        # SCHED_IDLE (inherited by its workers): on the one vCPU it runs only when
+        # the agent and the kernel wait, so a hotplug's answer does not wait for it.
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        try:
+            os.spawnv(os.P_WAIT, UDEVD, [UDEVD, "--daemon"])
+        finally:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 def find_port() -> str:

@@ -198,16 +198,21 @@ class DiskCalls(VolumeCalls):
         the disk itself is usable).  A *readonly* slot's disk is writable here (its
         writes go to a throwaway overlay), so read-write mounts of anything on it
         are refused here (:meth:`check_writable`)."""
+        start = time.monotonic()
         name = self.disks.wait(int(target), True, float(timeout))
         assert name is not None
+        seen = time.monotonic()
         links.add(name)
         if readonly:
             self.readonly_disks.add(f"{name}@{diskseq(name)}")
+        linked = time.monotonic()
         try:
             found = self.scan_volumes(name, bool(activate))
         except (Fail, OSError) as e:
             found = {"warnings": [f"/dev/{name}: looking for PVs and RAID members failed: {e}"]}
-        return {"name": name, **found}
+        took = {"kernel": seen - start, "links": linked - seen,
+                "scan": time.monotonic() - linked}
+        return {"name": name, "took": took, **found}
 
     def call_prepare_unplug(self, device: str, force: bool = False) -> list[str]:
         """Make a disk safe to remove: nothing mounted or stacked on it, everything
