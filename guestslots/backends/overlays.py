@@ -9,40 +9,64 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 
 from ..errors import DriveError
 from ..host.proc import CommandError, run
-from ..model.drives import DriveSpec
+from ..model.drives import DriveSpec, qcow2_size
+
+
+def virtual_size(drive: DriveSpec) -> int:
+    """The size in bytes the guest sees of *drive*'s image, found without a process:
+    known already (a remote source's probe), a raw file's or block device's own
+    size, or the virtual size in a qcow2 header (:func:`make_drive` read that header
+    and refused one naming other files; only a size QEMU accepted when it opened
+    the image is usable).  :class:`DriveError` if it cannot be read."""
+    if drive.size is not None:
+        return drive.size
+    try:
+        fd = os.open(drive.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if drive.format == "raw":
+                return os.lseek(fd, 0, os.SEEK_END)  # a file's size, or a device's
+            size = qcow2_size(os.pread(fd, 32, 0))
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise DriveError(drive.path, f"cannot be read: {e.strerror}") from None
+    if size is None:
+        raise DriveError(drive.path, "its qcow2 header is cut short")
+    return size
+
+
+def overlay_backing(drive: DriveSpec) -> tuple[str, str] | None:
+    """The backing name and format a throwaway overlay's header gives for *drive*
+    (never opened: the backends give the backing node), or None for a remote source:
+    QEMU would take a URL's parts as options beside the node's own."""
+    return None if drive.remote else (drive.path, drive.format)
 
 
 def make_overlay(drive: DriveSpec, path: str) -> None:
-    """Make a throwaway qcow2 at *path* over *drive*'s image.
-
-    ``qemu-img info`` reads only the image itself (it opens no backing file
-    without --backing-chain, and :func:`~guestslots.model.drives.make_drive`
-    refused headers naming other files), and the overlay is made with -u so
-    that nothing else is opened either.
-    """
+    """Make a throwaway qcow2 at *path* over *drive*'s image with ``qemu-img
+    create -u`` (nothing else is opened); the QEMU backend has QEMU make its own
+    (``blockdev-create``: no process)."""
+    if drive.format == "raw" or drive.size is not None:
+        size = virtual_size(drive)
+    else:  # qemu-img checks the header first, as QEMU does when it opens the image
+        try:
+            size = json.loads(run(["qemu-img", "info", "--output=json", "-f", drive.format,
+                                   drive.path]))["virtual-size"]
+        except CommandError as e:
+            said = e.output.strip().splitlines()[-1:] or [e.reason]
+            raise DriveError(drive.path, f"QEMU cannot open it as {drive.format}: "
+                             f"{said[0].removeprefix('qemu-img: ')}") from None
+        except (ValueError, KeyError) as e:
+            raise DriveError(drive.path, f"qemu-img info said something unexpected: {e}") \
+                from None
+    backing = overlay_backing(drive)
+    named = ["-u", "-F", backing[1], "-b", backing[0]] if backing else []
     try:
-        if drive.size is not None:
-            size = drive.size  # known already (a remote source's probe): no process
-        elif drive.format == "raw" and stat.S_ISREG(os.stat(drive.path).st_mode):
-            size = os.stat(drive.path).st_size  # a raw file is its own virtual size
-        else:
-            try:
-                size = json.loads(run(["qemu-img", "info", "--output=json", "-f",
-                                       drive.format, drive.path]))["virtual-size"]
-            except CommandError as e:
-                said = e.output.strip().splitlines()[-1:] or [e.reason]
-                raise DriveError(drive.path, f"QEMU cannot open it as {drive.format}: "
-                                 f"{said[0].removeprefix('qemu-img: ')}") from None
-        # the name in the header is never opened (the backends give the backing node);
-        # a remote source's is not written: QEMU would take the URL's parts as options
-        # beside the node's own
-        backing = [] if drive.remote else ["-u", "-F", drive.format, "-b", drive.path]
-        run(["qemu-img", "create", "-q", "-f", "qcow2", *backing, path, str(size)])
-    except (CommandError, OSError, ValueError, KeyError) as e:
+        run(["qemu-img", "create", "-q", "-f", "qcow2", *named, path, str(size)])
+    except (CommandError, OSError) as e:
         raise DriveError(drive.path, f"cannot make its throwaway overlay: {e}") from None
 
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from guestslots.backends.overlays import virtual_size
 from guestslots.errors import DriveError, LabelError
 from guestslots.model.drives import (
+    DriveSpec,
     check_chain,
     check_label,
     make_drive,
@@ -143,3 +145,23 @@ def test_a_snapshot_chain_is_taken_only_as_it_was_made(tmp_path: Path) -> None:
         check_chain(image, (s1, s2))  # a link: not the file made
     with pytest.raises(DriveError, match="No such file"):
         check_chain(image, (s1, str(tmp_path / "gone.qcow2")))
+
+
+def test_the_virtual_size_of_an_image_needs_no_process(tmp_path: Path) -> None:
+    """A throwaway overlay's size: a raw file's own, a qcow2 header's, a remote
+    source's probe; an unreadable or cut qcow2 header is a DriveError."""
+    raw = tmp_path / "a.img"
+    raw.write_bytes(b"\0" * 3 * 512)
+    assert virtual_size(DriveSpec(str(raw), "raw")) == 1536
+    header = bytearray(b"QFI\xfb" + b"\0" * 100)
+    header[24:32] = (5 << 20).to_bytes(8, "big")
+    qcow2 = tmp_path / "a.qcow2"
+    qcow2.write_bytes(bytes(header))
+    assert virtual_size(DriveSpec(str(qcow2), "qcow2")) == 5 << 20
+    assert virtual_size(DriveSpec("nbd://h/e", "raw", size=7 << 9)) == 7 << 9
+    short = tmp_path / "short.qcow2"
+    short.write_bytes(b"QFI\xfb")
+    with pytest.raises(DriveError, match="cut short"):
+        virtual_size(DriveSpec(str(short), "qcow2"))
+    with pytest.raises(DriveError, match="cannot be read"):
+        virtual_size(DriveSpec(str(tmp_path / "gone.img"), "raw"))

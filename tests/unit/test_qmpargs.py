@@ -11,6 +11,8 @@ from guestslots.backends.qemu.qmpargs import (
     chain_add_args,
     device_add_args,
     layout_key_command,
+    overlay_create_args,
+    overlay_made_args,
     qemu_command,
     slot_ids,
 )
@@ -49,6 +51,26 @@ def test_blockdev_add_raw_read_write() -> None:
     overlaid = blockdev_add_args(0, DriveSpec("/i/a.img", "raw", True), "/t/o.qcow2",
                                  owner="ab")
     assert overlaid["discard"] == "unmap" and "discard" not in overlaid["backing"]
+
+
+def test_an_overlay_qemu_makes_gives_the_graph_a_nested_one_gives() -> None:
+    """The nodes added one by one when QEMU writes the overlay are those
+    blockdev_add_args nests for an overlay that exists (a restore): same names, same
+    options, the image read-only and first, the overlay's file before its node."""
+    drive = DriveSpec("/i/a.qcow2", "qcow2", True)
+    nested = blockdev_add_args(2, drive, "/t/o.qcow2", owner="ab")
+    base, file, top = overlay_made_args(2, drive, "/t/o.qcow2", owner="ab")
+    assert base == nested["backing"] and base["read-only"] is True
+    assert base["backing"] is None  # the image's own backing file is never opened
+    assert file == nested["file"]
+    assert top == {**nested, "file": file["node-name"], "backing": base["node-name"]}
+    create = overlay_create_args(2, 1 << 30, (drive.path, "qcow2"), owner="ab")
+    assert create == {"job-id": "disk-ab-2-mk", "options": {
+        "driver": "qcow2", "file": file["node-name"], "size": 1 << 30,
+        "backing-file": "/i/a.qcow2", "backing-fmt": "qcow2"}}
+    # a remote source's overlay names no backing: QEMU would take the URL's parts as
+    # options beside the node's own
+    assert "backing-file" not in overlay_create_args(2, 512, None, owner="ab")["options"]
 
 
 def test_device_add_puts_slot_at_its_target_with_serial_and_device_id() -> None:

@@ -29,7 +29,7 @@ from ...model.migration import MigrationParams, MigrationProgress
 from ...model.nics import NicSpec
 from ...model.runtime import RuntimeRecord
 from .. import Layout, VMSpec
-from ..overlays import make_overlay, make_root_overlay
+from ..overlays import make_root_overlay, virtual_size
 from ..workfiles import (
     Generation,
     bring_overlays,
@@ -257,9 +257,15 @@ class QemuBackend:
         """Plug *drive*; a throwaway drive (read-only, or ``overlay``) over a qcow2
         overlay of its own in the work directory, removed again on failure."""
         machine = self._running()
-        overlay = self._make_overlay(index, drive) if drive.throwaway else None
+        overlay = size = None
+        if drive.throwaway:
+            size = virtual_size(drive)
+            overlay = self._overlay_path(index)
         try:
-            machine.attach(index, drive, overlay, timeout=timeout)
+            if overlay is not None:  # QEMU writes the qcow2 into it: no process
+                os.close(os.open(overlay, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                                 0o600))
+            machine.attach(index, drive, overlay, timeout=timeout, overlay_size=size)
         except BaseException:
             self._drop_overlay(index)
             raise
@@ -473,11 +479,6 @@ class QemuBackend:
     def _overlay_path(self, index: int) -> str:
         assert self._workdir is not None
         return overlay_path(self._workdir.path, index)
-
-    def _make_overlay(self, index: int, drive: DriveSpec) -> str:
-        path = self._overlay_path(index)
-        make_overlay(drive, path)
-        return path
 
     def _drop_overlay(self, index: int) -> None:
         if self._workdir is not None:

@@ -13,11 +13,15 @@ from qemu.qmp import Message
 from ...errors import DriveError, QemuTimeout, QMPCommandError
 from ...model.drives import DriveSpec
 from ...model.sources import shown
+from ..overlays import overlay_backing
 from .process import MachineProcess
 from .qmpargs import (
     blockdev_add_args,
     chain_add_args,
     device_add_args,
+    overlay_create_args,
+    overlay_job,
+    overlay_made_args,
     slot_ids,
 )
 
@@ -30,19 +34,28 @@ class MachineDisks(MachineProcess):
     # ---- slots
 
     def attach(self, index: int, drive: DriveSpec, overlay: str | None = None,
-               timeout: float = 30.0) -> None:
+               timeout: float = 30.0, overlay_size: int | None = None) -> None:
         """Plug *drive* into slot *index* (over *overlay*, if given; on its snapshot
         overlays, ``drive.chain``, if it has them); on failure nothing is left
-        attached.  Past *timeout*, :class:`QemuTimeout`; the slot is then cleaned
+        attached.  With *overlay_size*, QEMU makes the overlay first, a qcow2 of that
+        size in the empty file *overlay* (``blockdev-create``: no ``qemu-img``
+        process).  Past *timeout*, :class:`QemuTimeout`; the slot is then cleaned
         before its next use, whatever QEMU did meanwhile."""
         ids = slot_ids(index, self.owner)
-        blockdev = blockdev_add_args(index, drive, overlay, owner=self.owner)
+        create = None
+        if overlay is not None and overlay_size is not None:
+            nodes = overlay_made_args(index, drive, overlay, owner=self.owner)
+            create = overlay_create_args(index, overlay_size, overlay_backing(drive),
+                                         owner=self.owner)
+        else:
+            nodes = [blockdev_add_args(index, drive, overlay, owner=self.owner)]
         device = device_add_args(index, drive, owner=self.owner)
         layers = chain_add_args(index, drive, owner=self.owner)
         if layers:
             device["drive"] = layers[-1]["node-name"]
         image_node = ids.base_node if overlay is not None else ids.fmt_node
-        self._guarded(index, self._attach(index, blockdev, device, drive, image_node, layers),
+        self._guarded(index, self._attach(index, nodes, create, device, drive, image_node,
+                                          layers),
                       timeout, f"hotplug of slot {index} ({shown(drive.path)})")
 
     def _guarded(self, index: int, coro: Coroutine[Any, Any, None], timeout: float,
@@ -57,12 +70,16 @@ class MachineDisks(MachineProcess):
     async def _attach(
         self,
         index: int,
-        blockdev: dict[str, Any],
+        nodes: list[dict[str, Any]],
+        create: dict[str, Any] | None,
         device: dict[str, Any],
         drive: DriveSpec,
         image_node: str,
         layers: list[dict[str, Any]],
     ) -> None:
+        """Add *nodes* in order (the first opens the image: its failure is the
+        image's; with *create*, QEMU writes the overlay once its file node is there),
+        then *layers*, then the device; on failure remove what was added."""
         ids = slot_ids(index, self.owner)
         if index in self._unsure:
             await self._clean_slot(index)
@@ -75,20 +92,21 @@ class MachineDisks(MachineProcess):
                 raise DriveError(drive.path, "QEMU cannot load the TLS certificates in "
                                  f"{drive.remote.tls_certificates}: {e.desc}") from None
             self._tls.add(index)
-        try:
-            await self._execute("blockdev-add", blockdev)
-        except QMPCommandError as e:
-            await self._delete_tls(index)
-            raise DriveError(
-                drive.path, f"QEMU cannot open it as {drive.format}: {e.desc}"
-            ) from None
-        except BaseException:
-            await self._delete_tls(index)
-            raise
         added: list[str] = []
         try:
-            if checked:
-                await self._refuse_other_files(drive, image_node, before)
+            for args in nodes:
+                try:
+                    await self._execute("blockdev-add", args)
+                except QMPCommandError as e:
+                    what = "it" if not added else "its throwaway overlay"
+                    fmt = drive.format if not added else "qcow2"
+                    raise DriveError(drive.path,
+                                     f"QEMU cannot open {what} as {fmt}: {e.desc}") from None
+                added.append(args["node-name"])
+                if len(added) == 1 and checked:
+                    await self._refuse_other_files(drive, image_node, before)
+                if create is not None and args["node-name"] == ids.file_node:
+                    await self._create_overlay(drive, create)
             for layer, path in zip(layers, drive.chain, strict=True):
                 before = await self._unnamed_nodes()
                 try:
@@ -106,14 +124,35 @@ class MachineDisks(MachineProcess):
                 raise DriveError(drive.path, f"QEMU cannot attach it to slot {index}: "
                                  f"{e.desc}") from None
         except BaseException:
-            for node in [*reversed(added), ids.fmt_node]:
+            for node in reversed(added):
                 with contextlib.suppress(Exception):
                     await self._execute("blockdev-del", {"node-name": node})
             with contextlib.suppress(Exception):
                 await self._delete_tls(index)
             raise
-        if added:
-            self._chains[index] = added
+        if layers:
+            self._chains[index] = added[len(nodes):]
+
+    async def _create_overlay(self, drive: DriveSpec, create: dict[str, Any]) -> None:
+        """Have QEMU write a throwaway overlay's qcow2 (``blockdev-create`` on its file
+        node): the job awaited until it concluded, then dismissed."""
+        job = create["job-id"]
+
+        def ours(event: Message) -> bool:
+            data = event.get("data")
+            return isinstance(data, dict) and data.get("id") == job
+
+        with self._qmp.listener("JOB_STATUS_CHANGE", ours) as listener:
+            await self._execute("blockdev-create", create)
+            while True:
+                data = (await listener.get()).get("data")
+                if isinstance(data, dict) and data.get("status") == "concluded":
+                    break
+        jobs = await self._execute("query-jobs")
+        error = next((j.get("error") for j in jobs if j.get("id") == job), None)
+        await self._execute("job-dismiss", {"id": job})
+        if error:
+            raise DriveError(drive.path, f"cannot make its throwaway overlay: {error}")
 
     def clean(self, index: int, timeout: float = 10.0) -> bool:
         """Clean slot *index* if an abandoned operation left it unsure (see
@@ -131,6 +170,10 @@ class MachineDisks(MachineProcess):
         devices = await self._execute("qom-list", {"path": "/machine/peripheral"})
         if any(d.get("name") == ids.qdev for d in devices):
             await self._device_del(ids.qdev, timeout)
+        job = overlay_job(index, self.owner)
+        if any(j.get("id") == job for j in await self._execute("query-jobs")):
+            with contextlib.suppress(QMPCommandError):  # an overlay QEMU was making
+                await self._execute("job-dismiss", {"id": job})
         await self._delete_nodes(index)
         self._unsure.discard(index)
 
@@ -192,6 +235,15 @@ class MachineDisks(MachineProcess):
         present = {str(n.get("node-name")) for n in
                    await self._execute("query-named-block-nodes", {"flat": True})}
         for node in [*reversed(self._chains.pop(index, [])), ids.fmt_node]:
+            if node in present:
+                await self._execute("blockdev-del", {"node-name": node})
+        below = [ids.file_node, ids.base_node]
+        if ids.fmt_node in present and any(node in present for node in below):
+            # added on their own when QEMU made the overlay, they outlive the node
+            # above them (nested in it, they went with it)
+            present = {str(n.get("node-name")) for n in
+                       await self._execute("query-named-block-nodes", {"flat": True})}
+        for node in below:
             if node in present:
                 await self._execute("blockdev-del", {"node-name": node})
         await self._delete_tls(index)

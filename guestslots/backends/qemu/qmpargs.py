@@ -86,10 +86,49 @@ def blockdev_add_args(index: int, drive: DriveSpec, overlay: str | None = None, 
         "node-name": ids.fmt_node,
         "read-only": False,
         "discard": "unmap",
-        "file": {"driver": "file", "filename": overlay, "node-name": ids.file_node,
-                 "discard": "unmap"},
+        "file": _overlay_file(ids, overlay),
         "backing": _image_node(ids.base_node, ids.base_file_node, drive, True, ids.tls),
     }
+
+
+def _overlay_file(ids: SlotIds, overlay: str) -> dict[str, Any]:
+    return {"driver": "file", "filename": overlay, "node-name": ids.file_node,
+            "discard": "unmap"}
+
+
+def overlay_made_args(index: int, drive: DriveSpec, overlay: str, *,
+                      owner: str) -> list[dict[str, Any]]:
+    """``blockdev-add`` arguments, in order, of the nodes :func:`blockdev_add_args`
+    nests, when QEMU makes the throwaway overlay (:func:`overlay_create_args`): the
+    image's read-only node (opened first: an image QEMU refuses is refused before
+    anything is made for it), the overlay's file node (the qcow2 is written there),
+    then the overlay's node on both, by name.  The same node names, so a restore,
+    migration or unplug finds the same graph."""
+    ids = slot_ids(index, owner)
+    return [
+        _image_node(ids.base_node, ids.base_file_node, drive, True, ids.tls),
+        _overlay_file(ids, overlay),
+        {"driver": "qcow2", "node-name": ids.fmt_node, "read-only": False, "discard": "unmap",
+         "file": ids.file_node, "backing": ids.base_node},
+    ]
+
+
+def overlay_create_args(index: int, size: int, backing: tuple[str, str] | None, *,
+                        owner: str) -> dict[str, Any]:
+    """``blockdev-create`` of slot *index*'s throwaway overlay, a qcow2 of *size* bytes
+    on the overlay's file node (added first, on an empty file), its header naming
+    *backing* (name, format; never opened: the slot's node gives the backing).  The
+    job's id is :func:`overlay_job`'s."""
+    options: dict[str, Any] = {"driver": "qcow2", "file": slot_ids(index, owner).file_node,
+                               "size": size}
+    if backing is not None:
+        options["backing-file"], options["backing-fmt"] = backing
+    return {"job-id": overlay_job(index, owner), "options": options}
+
+
+def overlay_job(index: int, owner: str) -> str:
+    """The id of the job making slot *index*'s throwaway overlay."""
+    return f"{slot_ids(index, owner).qdev}-mk"
 
 
 def chain_node(index: int, owner: str, depth: int) -> str:
