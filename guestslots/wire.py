@@ -100,7 +100,8 @@ CALLS = frozenset({
     # mounts
     "mount", "umount", "umount_all", "mounts",
     # files
-    "ls", "stat", "exists", "is_file", "is_dir", "readlink", "case_sensitive_path", "mkdir",
+    "ls", "stat", "exists", "is_file", "is_dir", "file_types", "readlink",
+    "case_sensitive_path", "mkdir",
     "rm", "rmdir", "download", "upload", "pread", "pwrite", "checksum", "statvfs", "sync",
     # devices as bytes, and their ioctls
     "blockdev_getsize64", "blockdev_getss", "blockdev_getro", "blockdev_setro",

@@ -7,6 +7,7 @@ write regular files only (never a guest's device node or FIFO).
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 from .base import GuestCalls, HostFile, Progress, host_file, serialised
 
@@ -47,6 +48,15 @@ class FileCalls(GuestCalls):
     def is_dir(self, path: str, followsymlinks: bool = False) -> bool:
         """Whether *path* is a directory."""
         return bool(self._call("is_dir", path=path, follow=followsymlinks))
+
+    @serialised
+    def file_types(self, paths: Sequence[str], followsymlinks: bool = False) -> list[str]:
+        """The type of each of *paths* in one call, as ``find -printf %y`` prints it:
+        ``f`` regular file, ``d`` directory, ``l`` symlink (without *followsymlinks*),
+        ``b``, ``c``, ``p``, ``s``; an empty string where there is nothing (or a
+        symlink loop).  :meth:`is_file` and :meth:`is_dir` for many paths at once."""
+        return [str(t) for t in self._call("file_types", paths=[str(p) for p in paths],
+                                           follow=followsymlinks)]
 
     @serialised
     def case_sensitive_path(self, path: str) -> str:

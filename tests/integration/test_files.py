@@ -76,7 +76,8 @@ def test_guest_symlinks_cannot_escape_the_guest_filesystem(
         image_dir / "hostile.img",
         {"whoami": "hostile\n", "etc/motd": "guest motd\n", "data/x": "x"},
         symlinks={"abs": "/init", "dotdot": "../../../../usr/lib/guestslots/wire.py",
-                  "inside": "/etc/motd", "mnt": "/etc", "sub/up": "../../../init"},
+                  "inside": "/etc/motd", "mnt": "/etc", "sub/up": "../../../init",
+                  "loop": "loop"},
     )
     other = images.ext4(image_dir / "other.img", {"whoami": "other\n"})
     app.hotplug(0, img)
@@ -87,6 +88,13 @@ def test_guest_symlinks_cannot_escape_the_guest_filesystem(
             app.cat(link)
         assert e.value.errno == errno.ENOENT, link
     assert app.cat("/inside") == "guest motd\n"  # resolved inside the guest
+    # many at once, as inspection asks: resolved inside the guest as well
+    paths = ["/etc/motd", "/etc", "/abs", "/inside", "/nope", "/loop", "/etc/motd/x"]
+    assert app.file_types(paths, followsymlinks=True) == ["f", "d", "", "f", "", "", ""]
+    assert app.file_types(paths) == ["f", "d", "l", "l", "", "l", ""]
+    with pytest.raises(GuestOSError) as e:
+        app.file_types(["etc"])
+    assert e.value.errno == errno.EINVAL
     # A mount point that is a guest symlink resolves inside the guest too.
     app.mount_ro("/dev/sdb", "/mnt")
     assert app.mountpoints() == {"/dev/sda": "/", "/dev/sdb": "/etc"}
