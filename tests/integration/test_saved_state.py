@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 import guestslots
-from guestslots import Appliance
+from guestslots import Appliance, SlotState
 from guestslots.host import runtime, savedstate
 from guestslots.host.cache import cache_root
 from guestslots.testing import testimages as images
 
 from .conftest import Image, whoami
+from .test_faults import wait_gone
 
 pytestmark = pytest.mark.integration
 
@@ -179,3 +180,50 @@ def test_isolated_gives_each_image_its_own_appliance(
         assert app.state is guestslots.ApplianceState.CLOSED
     assert [w for _, w in seen] == ["mbr-raw-ext4", "whole-qcow2-ext4"]
     assert seen[0][0] != seen[1][0]
+
+
+def test_isolated_in_a_loop_takes_a_standby_that_held_no_image(
+    shared_appliance: Appliance, corpus: dict[str, Image]
+) -> None:
+    """From the second call with the same options on, the next call's appliance is
+    launched meanwhile; it held no image before, serves one call, and
+    is shut down; one of other options is not taken; none is left at exit."""
+    from guestslots.isolation import _STANDBY
+
+    _STANDBY.close()
+    image = corpus["mbr-raw-ext4"]
+    used: list[int | None] = []
+    next_pid = None
+    for round in range(4):
+        expected = next_pid  # the standby launched during the last round
+        with guestslots.isolated(image.path, format=image.format, slots=1) as app:
+            assert app.list_devices() == ["/dev/sda", "/dev/sdb"]
+            assert [s.path for s in app.slots()] == [str(image.path), None]
+            assert app.slots()[0].config is not None  # in the definition, as add_drive puts it
+            assert whoami(app, "/dev/sda1") == "mbr-raw-ext4"
+            with pytest.raises(guestslots.GuestslotsError):
+                app.mount("/dev/sda1", "/")  # read-only, as asked
+            used.append(app.pid)
+            pending = _STANDBY._pending
+            if round == 0:
+                assert pending is None  # one call is not a loop
+            else:
+                assert pending is not None
+                standby = pending[1].result(timeout=120)
+                assert standby.pid not in used
+                assert [s.state for s in standby.slots()] == [SlotState.EMPTY] * 2
+                next_pid = standby.pid
+        assert used[-1] is not None
+        wait_gone(used[-1])
+        if round >= 2:
+            assert used[-1] == expected
+    assert len(set(used)) == 4
+    # another key (one slot fewer) does not take it; the one it leaves is shut down
+    left = _STANDBY._pending
+    assert left is not None
+    left_pid = left[1].result(timeout=120).pid
+    assert left_pid is not None
+    with guestslots.isolated(image.path, format=image.format) as app:
+        assert app.pid != left_pid and app.list_devices() == ["/dev/sda"]
+    wait_gone(left_pid)
+    _STANDBY.close()
