@@ -40,10 +40,24 @@ class Blkid:
         lib.blkid_probe_filter_superblocks_type.argtypes = [
             ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
         self.lib = lib
+        self.found: dict[str, dict[str, str]] = {}
 
-    def probe(self, dev: str, only: tuple[str, ...] = ()) -> dict[str, str]:
+    def forget(self) -> None:
+        """Forget what full probes found (see ``channel.KEEPS_PROBES``)."""
+        self.found.clear()
+
+    def probe(self, dev: str, only: tuple[str, ...] = (), kept: bool = False) -> dict[str, str]:
         """What libblkid finds on *dev*; with *only*, just those superblock types are
-        looked for (and no partition table): much cheaper under TCG."""
+        looked for (and no partition table): much cheaper under TCG.  With *kept*, a
+        full probe's result is kept and given again until :meth:`forget`."""
+        if kept and not only and dev in self.found:
+            return dict(self.found[dev])
+        values = self._probe(dev, only)
+        if kept and not only:
+            self.found[dev] = dict(values)
+        return values
+
+    def _probe(self, dev: str, only: tuple[str, ...]) -> dict[str, str]:
         lib = self.lib
         pr = lib.blkid_new_probe_from_filename(dev.encode())
         if not pr:

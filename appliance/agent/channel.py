@@ -22,6 +22,12 @@ from .common import (
 from .state import AgentBase
 
 
+#: Calls that change no device, so what libblkid found stays true across them: a
+#: listing of filesystems and then the blkid of each (as inspection asks) probes
+#: each device once.  Any other call forgets it first.
+KEEPS_PROBES = frozenset({"list_filesystems", "blkid", "list_partitions", "mounts", "ping"})
+
+
 class Channel(AgentBase):
     """The channel: frames in and out of the virtio-serial port, requests dispatched to
     ``call_*`` methods, transfers streamed."""
@@ -103,6 +109,8 @@ class Channel(AgentBase):
         fn = self.calls.get(str(name))
         wait = msg.get("wait")
         self.watchdog.begin(float(wait) if isinstance(wait, (int, float)) else None)
+        if name not in KEEPS_PROBES:
+            self.blkid.forget()
         try:
             if fn is None:
                 raise Fail(f"unknown call {name!r}", errno.ENOSYS)

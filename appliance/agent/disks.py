@@ -129,7 +129,7 @@ class DiskCalls(VolumeCalls):
         """[api, type] pairs for list_filesystems, from one probe: none for containers
         (PVs, RAID members, LUKS, MBR extended and Windows LDM/reserved partitions); a
         btrfs adds its subvolumes other than the default one."""
-        found = self.blkid.probe(f"/dev/{name}")
+        found = self.blkid.probe(f"/dev/{name}", kept=True)
         fstype = found.get("TYPE", "")
         if found.get("PART_ENTRY_TYPE", "").lower() in _NO_FS_PART_TYPES:
             return []
@@ -188,7 +188,7 @@ class DiskCalls(VolumeCalls):
         return whole + parts + arrays + lvs
 
     def call_blkid(self, device: str) -> dict[str, str]:
-        return self.blkid.probe(f"/dev/{resolve_device(device)}")
+        return self.blkid.probe(f"/dev/{resolve_device(device)}", kept=True)
 
     def call_disk_plugged(
         self, target: int, readonly: bool, activate: bool = True, timeout: float = 30.0
