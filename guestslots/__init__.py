@@ -42,7 +42,7 @@ if TYPE_CHECKING:
         StateError,
     )
     from .fuse import MountError, mounted
-    from .isolation import isolated
+    from .isolation import drop_standby, isolated
     from .model.cpus import Vcpu, VcpuError
     from .model.disksets import DiskSetError
     from .model.drives import DriveSpec
@@ -85,6 +85,7 @@ _EXPORTS: dict[str, str] = {
     "MountError": ".fuse",
     "mounted": ".fuse",
     "isolated": ".isolation",
+    "drop_standby": ".isolation",
     "Vcpu": ".model.cpus",
     "VcpuError": ".model.cpus",
     "DiskSetError": ".model.disksets",
@@ -163,6 +164,7 @@ __all__ = [
     "VcpuError",
     "attach",
     "domain_disks",
+    "drop_standby",
     "isolated",
     "mounted",
     "relaunch",

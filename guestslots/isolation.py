@@ -77,6 +77,14 @@ def isolated(
         app.shutdown()
 
 
+def drop_standby() -> None:
+    """Shut down the standby appliance :func:`isolated` keeps for a loop, if there is
+    one (it is otherwise shut down when the program ends): at the end of a loop that
+    the program outlives, to give its memory back.  The next calls count as a new
+    loop (a standby again from the second one on)."""
+    _STANDBY.close()
+
+
 def _standby_key(slots: int, options: dict[str, Any]) -> Hashable | None:
     """What a standby must match to serve a call: the Appliance options and the number
     of slots; None where no standby is kept (a detached appliance outlives this
@@ -152,9 +160,11 @@ class _Standby:
                          name="guestslots-standby", daemon=True).start()
 
     def close(self) -> None:
-        """Shut down the standby, if any (at exit)."""
+        """Shut down the standby, if any, and forget the calls counted (the loop
+        ended: at exit, or by :func:`drop_standby`)."""
         with self._lock:
             pending, self._pending = self._pending, None
+            self._calls.clear()
         if pending is not None and self._pid == os.getpid():
             _discard(pending[1])
 

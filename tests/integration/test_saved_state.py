@@ -188,9 +188,9 @@ def test_isolated_in_a_loop_takes_a_standby_that_held_no_image(
     """From the second call with the same options on, the next call's appliance is
     launched meanwhile; it held no image before, serves one call, and
     is shut down; one of other options is not taken; none is left at exit."""
-    from guestslots.isolation import _STANDBY
+    from guestslots.isolation import _STANDBY, drop_standby
 
-    _STANDBY.close()
+    drop_standby()
     image = corpus["mbr-raw-ext4"]
     used: list[int | None] = []
     next_pid = None
@@ -226,4 +226,13 @@ def test_isolated_in_a_loop_takes_a_standby_that_held_no_image(
     with guestslots.isolated(image.path, format=image.format) as app:
         assert app.pid != left_pid and app.list_devices() == ["/dev/sda"]
     wait_gone(left_pid)
-    _STANDBY.close()
+    assert _STANDBY._pending is None  # one call of a key is not a loop
+    # the loop's key again: a standby is launched; drop_standby() shuts it down
+    with guestslots.isolated(image.path, format=image.format, slots=1):
+        pending = _STANDBY._pending
+        assert pending is not None
+        standby_pid = pending[1].result(timeout=120).pid
+        assert standby_pid is not None
+    drop_standby()
+    wait_gone(standby_pid)
+    assert _STANDBY._pending is None
