@@ -17,6 +17,22 @@ from ..appliance import Appliance
 from ..backends.qemu import QemuBackend
 
 
+def plug_times(app: Appliance, index: int, image: str | os.PathLike[str],
+               rounds: int) -> tuple[list[float], list[float]]:
+    """The seconds each of *rounds* hotplugs of *image* into slot *index* took, and each
+    unplug after it."""
+    plug: list[float] = []
+    unplug: list[float] = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        app.hotplug(index, image)
+        plug.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        app.unplug(index)
+        unplug.append(time.perf_counter() - started)
+    return plug, unplug
+
+
 def _rss_kib(pid: int | str) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

@@ -43,6 +43,7 @@ from guestslots.host.accel import expected_accel
 from guestslots.isolation import drop_standby
 from guestslots.testing import peer
 from guestslots.testing import testimages as images
+from guestslots.testing.soak import plug_times
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_inspect
@@ -120,8 +121,6 @@ class Trace:
 def steady(work: Path, rounds: int, soak: int) -> dict[str, Any]:
     image = images.named_image(work, "steady", None)
     trace = Trace()
-    plug: list[float] = []
-    unplug: list[float] = []
     cycles: list[float] = []
     with guestslots.Appliance() as app:
         app.add_drive("/dev/null")
@@ -129,13 +128,7 @@ def steady(work: Path, rounds: int, soak: int) -> dict[str, Any]:
         app.hotplug(0, image)  # the first after a restore is slower: measured below
         app.unplug(0)
         with trace.installed():
-            for _ in range(rounds):
-                started = time.perf_counter()
-                app.hotplug(0, image)
-                plug.append(time.perf_counter() - started)
-                started = time.perf_counter()
-                app.unplug(0)
-                unplug.append(time.perf_counter() - started)
+            plug, unplug = plug_times(app, 0, image, rounds)
         for _ in range(soak):
             started = time.perf_counter()
             app.hotplug(0, image)

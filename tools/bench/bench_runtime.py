@@ -16,18 +16,11 @@ from pathlib import Path
 import guestslots
 from guestslots.host import runtime
 from guestslots.testing import testimages as images
+from guestslots.testing.soak import plug_times
 
 
 def cycle(app: guestslots.Appliance, image: Path, rounds: int) -> tuple[float, float]:
-    plug: list[float] = []
-    unplug: list[float] = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        app.hotplug(3, image)
-        plug.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        app.unplug(3)
-        unplug.append(time.perf_counter() - started)
+    plug, unplug = plug_times(app, 3, image, rounds)
     return statistics.median(plug), statistics.median(unplug)
 
 
