@@ -234,6 +234,7 @@ class FileCalls(Channel):
             "files": st.f_files,
             "ffree": st.f_ffree,
             "favail": st.f_favail,
+            "fsid": st.f_fsid,
             "flag": st.f_flag,
             "namemax": st.f_namemax,
         }
