@@ -1,0 +1,518 @@
+"""The libguestfs calls the facade answers, under libguestfs's names, arguments and
+return shapes: ``GuestFS`` is :class:`Calls` on a :class:`~.handle.Handle`.
+
+Most are guestslots' own calls of the same name (:data:`SAME`, :data:`BOOLEANS`,
+:data:`HASHES`); the rest are written here.  A libguestfs call that is not here is
+not an attribute (``AttributeError``), never a wrong answer: programs probe for
+calls that way.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..appliance import Appliance
+from ..model.sources import is_url
+from .handle import VERSION, Handle
+
+
+def _server_url(protocol: str, filename: str, server: list[str] | None,
+                username: str | None) -> str:
+    """A remote drive of libguestfs's ``protocol``/``server`` form as the URL a
+    guestslots slot takes (nbd, http, https, ssh)."""
+    if not server or len(server) != 1:
+        raise RuntimeError(f"add_drive: protocol {protocol} needs exactly one server")
+    where = server[0]
+    user = f"{username}@" if username else ""
+    if protocol == "nbd":
+        if where.startswith("unix:"):
+            return f"nbd+unix:///{filename}?socket={where.removeprefix('unix:')}"
+        return f"nbd://{where.removeprefix('tcp:')}/{filename}"
+    if protocol in ("http", "https", "ssh"):
+        return f"{protocol}://{user}{where.removeprefix('tcp:')}/{filename.lstrip('/')}"
+    raise RuntimeError(f"add_drive: protocol {protocol!r} is not supported here")
+
+
+class Calls(Handle):
+    """libguestfs's calls (see the module's text)."""
+
+    if TYPE_CHECKING:  # the calls set from the tables below, for type checkers only
+        def __getattr__(self, name: str) -> Any: ...
+
+    # ---- drives and lifecycle
+
+    def add_drive(self, filename: str, readonly: bool | None = None, format: str | None = None,
+                  iface: str | None = None, name: str | None = None, label: str | None = None,
+                  protocol: str | None = None, server: list[str] | None = None,
+                  username: str | None = None, secret: str | None = None,
+                  cachemode: str | None = None, discard: str | None = None,
+                  copyonread: bool | None = None, blocksize: int | None = None) -> None:
+        """Add disk image *filename* (``/dev/null``: an empty 4 KiB disk): before launch
+        the first is /dev/sda, the next /dev/sdb...; after launch (with a *label*)
+        it is hotplugged.  *readonly*: writes go to a throwaway overlay.  Without
+        *format* it is probed (``qemu-img``), and a header that names another file
+        is refused.  *protocol* and *server* (nbd, http, https, ssh) name a remote
+        disk."""
+        optional = {"readonly": readonly, "format": format, "iface": iface, "name": name,
+                    "label": label, "protocol": protocol, "server": server,
+                    "username": username, "secret": secret, "cachemode": cachemode,
+                    "discard": discard, "copyonread": copyonread, "blocksize": blocksize}
+        if secret is not None:
+            raise RuntimeError("add_drive: secrets are not taken here (they would be kept "
+                               "in the appliance's records): use a key or an agent")
+        url = None
+        if protocol not in (None, "file"):
+            url = _server_url(protocol, filename, server, username)
+        elif is_url(filename):
+            url = filename
+        self._api("add_drive", [filename], lambda: self._add_drive(
+            filename, readonly, format, label, url), optional)
+
+    add_drive_opts = add_drive
+
+    def add_drive_ro(self, filename: str) -> None:
+        """:meth:`add_drive` with ``readonly=True``."""
+        self.add_drive(filename, readonly=True)
+
+    def add_drive_ro_with_if(self, filename: str, iface: str) -> None:
+        """:meth:`add_drive_ro` (*iface* is ignored, as libguestfs does now)."""
+        self.add_drive(filename, readonly=True, iface=iface)
+
+    def add_drive_with_if(self, filename: str, iface: str) -> None:
+        """:meth:`add_drive` (*iface* is ignored, as libguestfs does now)."""
+        self.add_drive(filename, iface=iface)
+
+    def add_cdrom(self, filename: str) -> None:
+        """Deprecated in libguestfs: a read-only drive."""
+        self.add_drive(filename, readonly=True)
+
+    def add_drive_scratch(self, size: int, name: str | None = None,
+                          label: str | None = None, blocksize: int | None = None) -> None:
+        """A new empty raw disk of *size* bytes, removed when the handle closes."""
+        def scratch() -> None:
+            path = self._null_disk()
+            os.truncate(path, int(size))
+            self._add_drive(path, False, "raw", label, None)
+        self._api("add_drive_scratch", [size], scratch, {"label": label})
+
+    def disk_create(self, filename: str, format: str, size: int,
+                    backingfile: str | None = None, backingformat: str | None = None,
+                    preallocation: str | None = None, compat: str | None = None,
+                    clustersize: int | None = None) -> None:
+        """Create an empty disk image *filename* (raw or qcow2) of *size* bytes."""
+        def create() -> None:
+            if format not in ("raw", "qcow2"):
+                raise RuntimeError(f"disk_create: unsupported format {format!r}")
+            if backingfile is not None:
+                raise RuntimeError("disk_create: images naming a backing file are refused "
+                                   "here (guestslots never opens one)")
+            if format == "raw":
+                with open(filename, "wb") as f:
+                    f.truncate(int(size))
+                return
+            import subprocess
+
+            options = [f"compat={compat}"] if compat else []
+            if clustersize:
+                options.append(f"cluster_size={clustersize}")
+            command = ["qemu-img", "create", "-q", "-f", "qcow2"]
+            if options:
+                command += ["-o", ",".join(options)]
+            done = subprocess.run([*command, filename, str(int(size))], capture_output=True,
+                                  text=True, check=False)
+            if done.returncode:
+                raise RuntimeError(f"disk_create: {done.stderr.strip()}")
+        self._api("disk_create", [filename, format, size], create)
+
+    def remove_drive(self, label: str) -> None:
+        """Unplug the drive added with *label* (nothing may use it)."""
+        def remove() -> None:
+            index = self._in_slot(label)
+            self._launched("remove_drive").unplug(index)
+            self._drives = [d for d in self._drives if d.label != label]
+        self._api("remove_drive", [label], remove)
+
+    def launch(self) -> None:
+        """Start the appliance (restored from guestslots' saved state) with the drives
+        added so far."""
+        self._api("launch", [], self._launch)
+
+    def shutdown(self) -> None:
+        """Write back and stop the appliance; the handle can be given drives and
+        launched again."""
+        self._api("shutdown", [], self._shutdown)
+
+    def close(self) -> None:
+        """Close the handle: shut down the appliance; any later call raises
+        ``ClosedHandle``."""
+        self._check_not_closed()
+        if self._settings["trace"]:
+            self._trace("close")
+        self._close_quietly()
+
+    def set_event_callback(self, cb: Callable[..., object], event_bitmask: int) -> int:
+        """Call *cb(event, event_handle, buf, array)* on the events in *event_bitmask*;
+        returns the handle :meth:`delete_event_callback` takes."""
+        self._check_not_closed()
+        handle = self._next_callback
+        self._next_callback += 1
+        self._callbacks[handle] = (cb, int(event_bitmask))
+        return handle
+
+    def delete_event_callback(self, event_handle: int) -> None:
+        """Stop calling the callback *event_handle*."""
+        self._check_not_closed()
+        self._callbacks.pop(int(event_handle), None)
+
+    def version(self) -> dict[str, Any]:
+        """The libguestfs version whose behaviour this follows; ``extra`` names
+        guestslots."""
+        from .. import __version__
+
+        return self._api("version", [], lambda: {**VERSION, "extra": f"guestslots {__version__}"})
+
+    def parse_environment(self) -> None:
+        """Take the settings of LIBGUESTFS_TRACE, _DEBUG, _MEMSIZE, _BACKEND,
+        _BACKEND_SETTINGS, _APPEND, _PATH and TMPDIR from the environment."""
+        self._api("parse_environment", [], lambda: self._parse_environment(os.environ))
+
+    def parse_environment_list(self, environment: list[str]) -> None:
+        """:meth:`parse_environment` from a list of ``NAME=VALUE`` strings."""
+        env = dict(e.split("=", 1) for e in environment if "=" in e)
+        self._api("parse_environment_list", [environment],
+                  lambda: self._parse_environment(env))
+
+    # ---- listing and inspection (hash results and booleans adapted)
+
+    def blkid(self, device: str) -> list[tuple[str, str]] | dict[str, str]:
+        """What libblkid finds on *device* (a hash: DEVNAME, then its tags)."""
+        return self._api("blkid", [device], lambda: self._maybe_convert_to_dict(
+            {"DEVNAME": device, **self._launched("blkid").blkid(device)}))
+
+    def list_devices(self) -> list[str]:
+        """The drives' devices (/dev/sda...), in order."""
+        return self._api("list_devices", [], lambda: [
+            s.device for s in self._launched("list_devices").slots() if s.path is not None])
+
+    def inspect_os(self) -> list[str]:
+        """The root filesystems of the operating systems found."""
+        return self._api("inspect_os", [], lambda: [
+            str(found["root"]) for found in self._launched("inspect_os").inspect_os()])
+
+    def inspect_list_applications2(self, root: str) -> list[dict[str, Any]]:
+        """The applications installed in the OS on *root* (its filesystems mounted), as
+        libguestfs's ``application2`` structs."""
+        def listed() -> list[dict[str, Any]]:
+            apps = self._launched("inspect_list_applications2").inspect_list_applications(root)
+            return [_application2(app) for app in apps]
+        return self._api("inspect_list_applications2", [root], listed)
+
+    def inspect_list_applications(self, root: str) -> list[dict[str, Any]]:
+        """Deprecated in libguestfs: :meth:`inspect_list_applications2` with the older
+        ``application`` struct's fields."""
+        def listed() -> list[dict[str, Any]]:
+            apps = self._launched("inspect_list_applications").inspect_list_applications(root)
+            return [{k.replace("app2_", "app_"): v for k, v in _application2(app).items()
+                     if k in _APPLICATION1} for app in apps]
+        return self._api("inspect_list_applications", [root], listed)
+
+    def stat(self, path: str) -> dict[str, int]:
+        """Deprecated in libguestfs (:meth:`statns`): stat(2) of *path*, in seconds."""
+        return self._api("stat", [path], lambda: _stat(
+            self._launched("stat").stat(path)))
+
+    def lstat(self, path: str) -> dict[str, int]:
+        """Deprecated in libguestfs (:meth:`lstatns`): lstat(2) of *path*."""
+        return self._api("lstat", [path], lambda: _stat(
+            self._launched("lstat").lstat(path)))
+
+    def statns(self, path: str) -> dict[str, int]:
+        """stat(2) of *path*, with nanoseconds (libguestfs's ``statns`` struct)."""
+        return self._api("statns", [path], lambda: _statns(
+            self._launched("statns").stat(path)))
+
+    def lstatns(self, path: str) -> dict[str, int]:
+        """lstat(2) of *path*, with nanoseconds."""
+        return self._api("lstatns", [path], lambda: _statns(
+            self._launched("lstatns").lstat(path)))
+
+    def filesize(self, file: str) -> int:
+        """The size of *file* in bytes."""
+        return self._api("filesize", [file], lambda: int(
+            self._launched("filesize").stat(file)["size"]))
+
+    def read_lines(self, path: str) -> list[str]:
+        """The lines of *path* without their line ends."""
+        return self._api("read_lines", [path], lambda: self._launched(
+            "read_lines").cat(path).splitlines())
+
+    def write_append(self, path: str, content: bytes | str) -> None:
+        """Append *content* to file *path*."""
+        def append() -> None:
+            app = self._launched("write_append")
+            data = content.encode() if isinstance(content, str) else content
+            app.pwrite(path, data, int(app.stat(path)["size"]))
+        self._api("write_append", [path, content], append)
+
+    def glob_expand(self, pattern: str, directoryslash: bool | None = None) -> list[str]:
+        """The paths matching *pattern*; directories end in ``/`` unless
+        *directoryslash* is false."""
+        slash = True if directoryslash is None else bool(directoryslash)
+        return self._api("glob_expand", [pattern], lambda: self._launched(
+            "glob_expand").glob_expand(pattern, slash), {"directoryslash": directoryslash})
+
+    glob_expand_opts = glob_expand
+
+    def umount(self, pathordevice: str, force: bool | None = None,
+               lazyunmount: bool | None = None) -> None:
+        """Unmount the filesystem mounted on *pathordevice* (or from it)."""
+        self._api("umount", [pathordevice], lambda: self._launched("umount").umount(
+            pathordevice), {"force": force, "lazyunmount": lazyunmount})
+
+    umount_opts = umount
+
+    def mount_vfs(self, options: str, vfstype: str, mountable: str, mountpoint: str) -> None:
+        """Mount *mountable* on *mountpoint* with *options* (*vfstype* must be what
+        the filesystem is)."""
+        def mount() -> None:
+            app = self._launched("mount_vfs")
+            found = app.vfs_type(mountable)
+            if vfstype and found != vfstype:
+                raise RuntimeError(f"mount_vfs: {mountable}: a {found} filesystem, not "
+                                   f"{vfstype}")
+            app.mount_options(options, mountable, mountpoint)
+        self._api("mount_vfs", [options, vfstype, mountable, mountpoint], mount)
+
+    def mkfs(self, fstype: str, device: str, blocksize: int | None = None,
+             features: str | None = None, inode: int | None = None,
+             sectorsize: int | None = None, label: str | None = None) -> None:
+        """Make a *fstype* filesystem on *device*."""
+        self._api("mkfs", [fstype, device], lambda: self._launched("mkfs").mkfs(
+            fstype, device, blocksize or 0, features or "", inode or 0, sectorsize or 0,
+            label or ""), {"blocksize": blocksize, "features": features, "inode": inode,
+                           "sectorsize": sectorsize, "label": label})
+
+    mkfs_opts = mkfs
+
+    def tar_in(self, tarfile: str, directory: str, compress: str | None = None,
+               xattrs: bool | None = None, selinux: bool | None = None,
+               acls: bool | None = None) -> None:
+        """Unpack host tar file *tarfile* into *directory*."""
+        self._api("tar_in", [tarfile, directory], lambda: self._launched("tar_in").tar_in(
+            tarfile, directory, compress, bool(xattrs), bool(selinux), bool(acls)),
+            {"compress": compress, "xattrs": xattrs, "selinux": selinux, "acls": acls})
+
+    tar_in_opts = tar_in
+
+    def tar_out(self, directory: str, tarfile: str, compress: str | None = None,
+                numericowner: bool | None = None, excludes: list[str] | None = None,
+                xattrs: bool | None = None, selinux: bool | None = None,
+                acls: bool | None = None) -> None:
+        """Pack *directory* into host tar file *tarfile*."""
+        self._api("tar_out", [directory, tarfile], lambda: self._launched("tar_out").tar_out(
+            directory, tarfile, compress, bool(numericowner), excludes, bool(xattrs),
+            bool(selinux), bool(acls)), {"compress": compress, "numericowner": numericowner,
+                                         "excludes": excludes, "xattrs": xattrs,
+                                         "selinux": selinux, "acls": acls})
+
+    tar_out_opts = tar_out
+
+    def copy_out(self, remotepath: str, localdir: str) -> None:
+        """Copy *remotepath* (a file or a directory, recursively) into host directory
+        *localdir*."""
+        def copy() -> None:
+            app = self._launched("copy_out")
+            if not os.path.isdir(localdir):
+                raise RuntimeError(f"copy_out: {localdir}: target is not a directory")
+            name = posixpath.basename(remotepath.rstrip("/")) or "/"
+            if app.is_dir(remotepath):
+                import tarfile
+                import tempfile
+
+                with tempfile.TemporaryDirectory() as tmp:
+                    archive = os.path.join(tmp, "out.tar")
+                    app.tar_out(remotepath, archive)
+                    target = os.path.join(localdir, name)
+                    os.makedirs(target, exist_ok=True)
+                    with tarfile.open(archive) as tar:
+                        tar.extractall(target, filter="data")
+            else:
+                app.download(remotepath, os.path.join(localdir, name))
+        self._api("copy_out", [remotepath, localdir], copy)
+
+    def copy_in(self, localpath: str, remotedir: str) -> None:
+        """Copy host file or directory *localpath* (recursively) into *remotedir*."""
+        def copy() -> None:
+            app = self._launched("copy_in")
+            if not app.is_dir(remotedir):
+                raise RuntimeError(f"copy_in: {remotedir}: target is not a directory")
+            name = os.path.basename(localpath.rstrip("/"))
+            if os.path.isdir(localpath):
+                import tarfile
+                import tempfile
+
+                with tempfile.TemporaryDirectory() as tmp:
+                    archive = os.path.join(tmp, "in.tar")
+                    with tarfile.open(archive, "w") as tar:
+                        tar.add(localpath, arcname=name)
+                    app.tar_in(archive, remotedir)
+            else:
+                app.upload(localpath, posixpath.join(remotedir, name))
+        self._api("copy_in", [localpath, remotedir], copy)
+
+    def debug(self, subcmd: str, extraargs: list[str]) -> str:
+        """libguestfs's debugging commands: only ``help`` is answered here."""
+        def answer() -> str:
+            if subcmd == "help":
+                return "guestslots: no debug commands\n"
+            raise RuntimeError(f"debug: unknown subcommand {subcmd!r}")
+        return self._api("debug", [subcmd, extraargs], answer)
+
+
+def _application2(app: dict[str, object]) -> dict[str, Any]:
+    fields = ("name", "display_name", "epoch", "version", "release", "arch", "install_path",
+              "trans_path", "publisher", "url", "source_package", "summary", "description")
+    out: dict[str, Any] = {f"app2_{f}": app.get(f, 0 if f == "epoch" else "") for f in fields}
+    out["app2_epoch"] = int(out["app2_epoch"] or 0)
+    for i in range(1, 5):
+        out[f"app2_spare{i}"] = ""
+    return out
+
+
+_APPLICATION1 = {f"app2_{f}" for f in ("name", "display_name", "epoch", "version", "release",
+                                       "install_path", "trans_path", "publisher", "url",
+                                       "source_package", "summary", "description")}
+
+
+def _stat(st: dict[str, int]) -> dict[str, int]:
+    return {"dev": st["dev"], "ino": st["ino"], "mode": st["mode"], "nlink": st["nlink"],
+            "uid": st["uid"], "gid": st["gid"], "rdev": st.get("rdev", 0),
+            "size": st["size"], "blksize": st.get("blksize", 4096),
+            "blocks": st.get("blocks", 0), "atime": st["atime"] // 10**9,
+            "mtime": st["mtime"] // 10**9, "ctime": st["ctime"] // 10**9}
+
+
+def _statns(st: dict[str, int]) -> dict[str, int]:
+    out = {"st_dev": st["dev"], "st_ino": st["ino"], "st_mode": st["mode"],
+           "st_nlink": st["nlink"], "st_uid": st["uid"], "st_gid": st["gid"],
+           "st_rdev": st.get("rdev", 0), "st_size": st["size"],
+           "st_blksize": st.get("blksize", 4096), "st_blocks": st.get("blocks", 0)}
+    for t in ("atime", "mtime", "ctime"):
+        out[f"st_{t}_sec"], out[f"st_{t}_nsec"] = divmod(st[t], 10**9)
+    for i in range(1, 7):
+        out[f"st_spare{i}"] = 0
+    return out
+
+
+# ---- calls that are guestslots' own, same arguments (positional) and results
+
+#: Same name, arguments and result.
+SAME = (
+    "list_partitions", "mounts", "umount_all", "sync", "cat", "ls", "ll", "mkdir",
+    "mkdir_p", "rm", "rm_rf", "rm_f", "rmdir", "touch", "chmod", "chown", "lchown", "ln",
+    "ln_f", "ln_s", "ln_sf", "readlink", "find", "head", "head_n", "tail", "tail_n",
+    "checksum", "du", "df", "df_h", "vfs_type", "vfs_label", "vfs_uuid", "mount", "mount_ro",
+    "mount_options", "write", "read_file", "part_init", "part_add", "part_disk", "part_del",
+    "part_list", "part_get_parttype", "part_set_bootable",
+    "part_get_mbr_id", "part_get_gpt_type", "part_set_gpt_type", "part_get_name",
+    "part_set_name", "part_to_dev", "part_to_partnum", "set_label", "set_uuid", "pvcreate",
+    "vgcreate", "lvcreate", "lvcreate_free", "lvremove", "vgremove", "pvremove", "lvresize",
+    "lvs", "vgs", "pvs", "vg_activate", "vg_activate_all", "list_md_devices",
+    "list_dm_devices", "md_stop", "inspect_get_roots", "inspect_get_type",
+    "inspect_get_distro", "inspect_get_product_name", "inspect_get_product_variant",
+    "inspect_get_major_version", "inspect_get_minor_version", "inspect_get_hostname",
+    "inspect_get_arch", "inspect_get_package_format", "inspect_get_package_management",
+    "inspect_get_osinfo", "inspect_get_windows_systemroot",
+    "inspect_get_windows_current_control_set", "inspect_get_windows_software_hive",
+    "inspect_get_windows_system_hive", "download", "upload", "blockdev_getsize64",
+    "blockdev_getss", "blockdev_getsz", "blockdev_flushbufs", "blockdev_rereadpt",
+    "blockdev_setro", "blockdev_setrw", "sh", "sh_lines", "command", "command_lines",
+    "zero_device", "e2fsck_f", "resize2fs", "resize2fs_size", "resize2fs_M", "fsck",
+    "truncate", "truncate_size", "file", "grep", "egrep", "fgrep", "grepi", "egrepi",
+    "fgrepi", "zgrep", "zegrep", "zfgrep", "zgrepi", "zegrepi", "zfgrepi", "cp", "cp_a",
+    "cp_r", "mv", "case_sensitive_path", "mkswap", "zerofree", "fstrim", "statvfs",
+    "pread", "pread_device", "pwrite", "pwrite_device", "utimens", "hexdump", "md_detail",
+    "getxattrs", "lgetxattrs", "setxattr", "removexattr", "copy_device_to_device",
+    "copy_device_to_file", "copy_file_to_device", "copy_file_to_file",
+    "hivex_open", "hivex_close", "hivex_root", "hivex_node_name", "hivex_node_children",
+    "hivex_node_get_child", "hivex_node_parent", "hivex_node_values",
+    "hivex_node_get_value", "hivex_value_key", "hivex_value_type", "hivex_value_value",
+    "hivex_value_string", "xfs_growfs", "md_create",
+)
+#: libguestfs returns these booleans as 0 or 1.
+BOOLEANS = ("exists", "is_file", "is_dir", "is_zero", "is_zero_device", "blockdev_getro",
+            "part_get_bootable")
+#: libguestfs's hashes: lists of pairs unless ``python_return_dict=True``.
+HASHES = ("list_filesystems", "mountpoints", "inspect_get_mountpoints",
+          "inspect_get_drive_mappings")
+
+#: Settings each with ``set_NAME`` and ``get_NAME``; the getters of booleans answer
+#: 0 or 1, as libguestfs's do.
+SETTINGS = ("verbose", "trace", "autosync", "memsize", "smp", "backend",
+            "backend_settings", "recovery_proc", "append", "program", "identifier",
+            "path", "tmpdir", "pgroup")
+_BOOLEAN_SETTINGS = ("verbose", "trace", "autosync", "recovery_proc", "pgroup")
+
+
+#: libguestfs's names of arguments that guestslots names otherwise.
+_RENAMED = {"mountable": "device", "remotefilename": "remotefile"}
+
+
+def _same(name: str, convert: Callable[[Calls, Any], Any] | None = None
+          ) -> Callable[..., Any]:
+    method = getattr(Appliance, name)
+
+    def call(self: Calls, *args: Any, **optional: Any) -> Any:
+        named = {_RENAMED.get(k, k): v for k, v in optional.items() if v is not None}
+
+        def run() -> Any:
+            result = method(self._launched(name), *args, **named)
+            return convert(self, result) if convert is not None else result
+        return self._api(name, list(args), run, optional)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = method.__doc__
+    return call
+
+
+def _setting(name: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    def setter(self: Calls, value: Any) -> None:
+        def store() -> None:
+            if name == "backend_settings":
+                self._settings[name] = list(value)
+            elif name == "memsize":
+                self._settings[name] = int(value)
+                self._memsize_set = True
+            elif name in _BOOLEAN_SETTINGS:
+                self._settings[name] = bool(value)
+            else:
+                self._settings[name] = value
+        self._api(f"set_{name}", [value], store)
+
+    def getter(self: Calls) -> Any:
+        def read() -> Any:
+            value = self._settings[name]
+            if name in _BOOLEAN_SETTINGS:
+                return int(bool(value))
+            return list(value) if isinstance(value, list) else value
+        return self._api(f"get_{name}", [], read)
+
+    setter.__name__, getter.__name__ = f"set_{name}", f"get_{name}"
+    setter.__doc__ = f"Set the handle's {name} (as libguestfs's set_{name})."
+    getter.__doc__ = f"The handle's {name} (as libguestfs's get_{name})."
+    return setter, getter
+
+
+for _name in SAME:
+    setattr(Calls, _name, _same(_name))
+for _name in BOOLEANS:
+    setattr(Calls, _name, _same(_name, lambda self, r: int(bool(r))))
+for _name in HASHES:
+    setattr(Calls, _name, _same(_name, lambda self, r: self._maybe_convert_to_dict(r)))
+for _name in SETTINGS:
+    _set, _get = _setting(_name)
+    setattr(Calls, f"set_{_name}", _set)
+    setattr(Calls, f"get_{_name}", _get)

@@ -1,0 +1,173 @@
+"""The libguestfs facade on a real appliance: a program written for libguestfs's
+binding runs unchanged (``python -m guestslots.guestfs``) and prints what it prints
+on libguestfs; a handle's states, hotplug with a label, shutdown and a second
+launch, events, and the refusals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import guestslots.guestfs as guestfs
+from guestslots.host.accel import expected_accel
+from guestslots.testing import peer
+from guestslots.testing import testimages as images
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.single_pass("the facade maps onto the library, the same on both backends"),
+]
+
+#: A program as libguestfs's users write them (python/examples, virt-manager's
+#: inspection): hashes as lists of pairs, the binding's default.
+PROGRAM = textwrap.dedent('''
+    import sys
+    import guestfs
+
+    g = guestfs.GuestFS()
+    g.add_drive_opts(sys.argv[1], readonly=1)      # no format: probed
+    g.launch()
+    print("devices", g.list_devices(), "partitions", g.list_partitions())
+    print("filesystems", g.list_filesystems())
+    roots = g.inspect_os()
+    print("roots", roots)
+    for root in roots:
+        print(g.inspect_get_type(root), g.inspect_get_distro(root),
+              g.inspect_get_product_name(root), g.inspect_get_major_version(root),
+              g.inspect_get_minor_version(root), g.inspect_get_hostname(root),
+              g.inspect_get_arch(root), g.inspect_get_package_format(root),
+              g.inspect_get_package_management(root))
+        mps = g.inspect_get_mountpoints(root)
+        for mp, dev in sorted(mps, key=lambda m: len(m[0])):
+            g.mount_ro(dev, mp)
+        apps = g.inspect_list_applications2(root)
+        print(len(apps), [(a["app2_name"], a["app2_version"], a["app2_release"],
+                           a["app2_epoch"]) for a in apps[:3]])
+    print("mountpoints", g.mountpoints())
+    print("cat", repr(g.cat("/etc/hostname")), g.read_lines("/etc/fstab"))
+    print("ls", g.ls("/etc"), g.find("/etc")[:4], g.glob_expand("/etc/host*"))
+    st = g.statns("/etc/hostname")
+    print("statns", sorted(st), st["st_size"], g.filesize("/etc/hostname"))
+    print("statvfs", sorted(g.statvfs("/")))
+    print("is", g.is_file("/etc/hostname"), g.is_dir("/etc"), g.exists("/nope"))
+    print("vfs", g.vfs_type(roots[0]), repr(g.vfs_label(roots[0])))
+    print("head", g.head_n(1, "/etc/fstab"), g.lvs(), g.vgs())
+    for call in (lambda: g.cat("/nope"), lambda: g.mkdir("/new")):
+        try:
+            call()
+        except RuntimeError as e:  # (libguestfs names its internal call: download)
+            print("error", str(e).endswith(("/nope: No such file or directory",
+                                            "/new: Read-only file system")))
+    g.umount_all()
+    g.shutdown()
+    g.close()
+''')
+
+
+def _debian_like(directory: Path) -> Path:
+    status = "".join(f"Package: pkg{i}\\nStatus: install ok installed\\nArchitecture: amd64\\n"
+                     f"Version: {i % 3}:1.{i}-{i}\\n\\n" for i in range(20))
+    status = status.replace("\\n", "\n")
+    return images.ext4(directory / "debian.img", {
+        "bin/ls": Path("/usr/bin/ls").read_bytes(), "usr/bin/.keep": "",
+        "etc/debian_version": "12.4\n", "etc/hostname": "facade\n",
+        "etc/fstab": "/dev/sda / ext4 defaults 0 1\n", "var/lib/dpkg/status": status,
+    }, size_mib=16, label="root")
+
+
+def _peer_env() -> dict[str, str]:
+    env = {**os.environ, "LIBGUESTFS_BACKEND": "direct"}
+    if expected_accel(shutil.which("qemu-system-x86_64") or "") != "kvm":
+        env["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg"
+    return env
+
+
+def test_a_libguestfs_program_runs_unchanged_with_the_same_output(tmp_path: Path) -> None:
+    image = _debian_like(tmp_path)
+    program = tmp_path / "inspect.py"
+    program.write_text(PROGRAM)
+    ours = subprocess.run([sys.executable, "-m", "guestslots.guestfs", str(program),
+                           str(image)], capture_output=True, text=True, timeout=300, check=False)
+    assert ours.returncode == 0, ours.stderr
+    assert "roots ['/dev/sda']" in ours.stdout and "cat 'facade\\n'" in ours.stdout
+    assert ours.stdout.count("error True") == 2
+    if peer.available():
+        pytest.skip(f"no libguestfs to compare with: {peer.available()}")
+    theirs = subprocess.run([peer.SYSTEM_PYTHON, str(program), str(image)],
+                            capture_output=True, text=True, timeout=600, check=False,
+                            env=_peer_env())
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.stdout.splitlines() == theirs.stdout.splitlines()
+
+
+def test_a_handle_s_life_hotplug_by_label_and_a_second_launch(tmp_path: Path) -> None:
+    first = images.ext4(tmp_path / "first.img", {"whoami": "first\n"})
+    second = images.qcow2(images.ext4(tmp_path / "second.raw", {"whoami": "second\n"}),
+                          tmp_path / "second.qcow2")
+    events: list[str] = []
+    g = guestfs.GuestFS(python_return_dict=True, environment=False, close_on_exit=False)
+    g.set_event_callback(lambda ev, h, buf, arr: events.append(guestfs.event_to_string(ev)),
+                         guestfs.EVENT_ALL & ~guestfs.EVENT_TRACE)
+    g.add_drive(str(first))
+    g.add_drive_opts(str(second), readonly=True)  # probed: qcow2
+    g.launch()
+    assert "launch_done" in events
+    assert g.list_devices() == ["/dev/sda", "/dev/sdb"]
+    assert g.list_filesystems() == {"/dev/sda": "ext4", "/dev/sdb": "ext4"}
+    with pytest.raises(RuntimeError, match="^launch: the libguestfs handle has already"):
+        g.launch()
+    # a read-only drive takes writes, into a throwaway overlay
+    g.mount("/dev/sdb", "/")
+    g.write("/scratch", "x")
+    assert g.cat("/scratch") == "x"
+    g.umount_all()
+    # hotplug after launch needs a label; remove_drive unplugs it
+    third = images.ext4(tmp_path / "third.img", {"whoami": "third\n"})
+    with pytest.raises(RuntimeError, match="needs a label"):
+        g.add_drive(str(third), format="raw")
+    g.add_drive(str(third), format="raw", label="extra")
+    assert g.list_devices() == ["/dev/sda", "/dev/sdb", "/dev/sdc"]
+    g.mount_ro("/dev/sdc", "/")
+    with pytest.raises(RuntimeError, match="^remove_drive: "):
+        g.remove_drive("extra")  # mounted
+    g.umount_all()
+    g.remove_drive("extra")
+    assert g.list_devices() == ["/dev/sda", "/dev/sdb"]
+    g.shutdown()
+    assert "subprocess_quit" in events
+    with pytest.raises(RuntimeError, match="call launch before"):
+        g.list_devices()
+    # drives are forgotten; the handle launches again
+    g.add_drive_opts(str(second), format="qcow2", readonly=True)
+    g.launch()
+    assert g.list_devices() == ["/dev/sda"]
+    g.mount_ro("/dev/sda", "/")
+    assert g.cat("/whoami") == "second\n"
+    assert images.sh("qemu-img", "info", "-U", str(second)).count("backing") == 0
+    g.close()
+    assert events.count("close") == 1
+
+
+def test_refusals_name_the_call(tmp_path: Path) -> None:
+    base = images.ext4(tmp_path / "base.img", {"whoami": "base\n"})
+    backed = tmp_path / "backed.qcow2"
+    images.sh("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(base),
+              str(backed))
+    g = guestfs.GuestFS(environment=False, close_on_exit=False)
+    with pytest.raises(RuntimeError, match="^add_drive: .*backing file"):
+        g.add_drive(str(backed))  # probed as qcow2, then refused as everywhere
+    with pytest.raises(RuntimeError, match="^add_drive: .*looks like a qcow2"):
+        g.add_drive_opts(str(backed), format="raw")
+    g.add_drive_opts(str(base), format="raw", readonly=True)
+    g.launch()
+    with pytest.raises(RuntimeError, match="^mount_ro: /dev/sdz1: "):
+        g.mount_ro("/dev/sdz1", "/")
+    g.close()
+    with pytest.raises(guestfs.ClosedHandle):
+        g.list_devices()
