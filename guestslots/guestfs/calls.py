@@ -127,6 +127,29 @@ class Calls(Handle):
                 raise RuntimeError(f"disk_create: {done.stderr.strip()}")
         self._api("disk_create", [filename, format, size], create)
 
+    def add_domain(self, dom: str, libvirturi: str | None = None,
+                   readonly: bool | None = None, iface: str | None = None,
+                   live: bool | None = None, allowuuid: bool | None = None,
+                   readonlydisk: str | None = None, cachemode: str | None = None,
+                   discard: str | None = None, copyonread: bool | None = None) -> int:
+        """Add every disk of libvirt domain *dom* (at *libvirturi*, libvirt's default
+        if None), read-only: a running domain's at one point in time.  Returns how
+        many disks were added."""
+        from ..domains import DEFAULT_URI
+
+        uri = libvirturi or DEFAULT_URI
+        return self._api("add_domain", [dom], lambda: self._add_domain(
+            dom, uri, bool(readonly)), {"libvirturi": libvirturi, "readonly": readonly})
+
+    def add_libvirt_dom(self, dom: Any, readonly: bool | None = None,
+                        iface: str | None = None, live: bool | None = None,
+                        readonlydisk: str | None = None, cachemode: str | None = None,
+                        discard: str | None = None, copyonread: bool | None = None) -> int:
+        """:meth:`add_domain` for a libvirt-python ``virDomain`` object."""
+        name, uri = dom.name(), dom.connect().getURI()
+        return self._api("add_libvirt_dom", [name], lambda: self._add_domain(
+            name, uri, bool(readonly)), {"readonly": readonly})
+
     def remove_drive(self, label: str) -> None:
         """Unplug the drive added with *label* (nothing may use it)."""
         def remove() -> None:
@@ -516,3 +539,6 @@ for _name in SETTINGS:
     _set, _get = _setting(_name)
     setattr(Calls, f"set_{_name}", _set)
     setattr(Calls, f"get_{_name}", _get)
+# the backend's older names (Nova asks for them)
+setattr(Calls, "set_attach_method", getattr(Calls, "set_backend"))  # noqa: B009, B010
+setattr(Calls, "get_attach_method", getattr(Calls, "get_backend"))  # noqa: B009, B010

@@ -52,6 +52,8 @@ class Drive:
     format: str
     readonly: bool
     label: str | None
+    #: A libvirt domain's disk (domain, URI): plugged at launch from the domain.
+    domain: tuple[str, str] | None = None
 
 
 class Handle:
@@ -225,6 +227,24 @@ class Handle:
                               overlay=drive.readonly)
         self._drives.append(drive)
 
+    def _add_domain(self, name: str, uri: str, readonly: bool) -> int:
+        """A libvirt domain's disks as drives (a running domain's at one point in
+        time, when launched); how many."""
+        from ..domains import domain_disks
+
+        if self._app is not None:
+            raise RuntimeError("add_domain: add a domain before launch")
+        if not readonly:
+            raise RuntimeError("add_domain: a domain's disks are added read-only here "
+                               "(readonly=True): a running domain's come from a "
+                               "point-in-time export")
+        disks = domain_disks(name, uri)
+        if not disks:
+            raise RuntimeError(f"add_domain: domain {name!r} has no disks")
+        for disk in disks:
+            self._drives.append(Drive(disk.source, disk.format, True, None, (name, uri)))
+        return len(disks)
+
     # ---- lifecycle
 
     def _launch(self) -> None:
@@ -236,6 +256,9 @@ class Handle:
         app = Appliance(**self._appliance_options())
         try:
             for drive in self._drives:
+                if drive.domain is not None:  # its slot is filled once launched
+                    app.add_drive("/dev/null")
+                    continue
                 # libguestfs's read-only drive is writable through a throwaway overlay
                 app.add_drive(drive.path, format=drive.format, readonly=False,
                               label=drive.label, overlay=drive.readonly)
@@ -243,6 +266,9 @@ class Handle:
                 app.add_drive("/dev/null")
             self._emit(EVENT_LIBRARY, "launch: guestslots appliance")
             app.launch()
+            # each domain's disks, in order, into the first empty slots: its own
+            for domain in dict.fromkeys(d.domain for d in self._drives if d.domain):
+                app.hotplug_domain_disks(*domain)
         except BaseException:
             app.shutdown()
             raise

@@ -229,3 +229,35 @@ def test_gc_ends_the_export_of_a_caller_that_died(running: tuple[Any, Path],
                         check=True)
     assert f"ended the point-in-time export of domain {NAME}" in gc.stdout, gc.stdout
     assert no_job(domain) and not job_dir.exists()
+
+
+def test_the_libguestfs_facade_adds_a_running_domain(running: tuple[Any, Path],
+                                                     libvirtd_uri: str, tmp_path: Path
+                                                     ) -> None:
+    """add_domain and add_libvirt_dom, as virt-inspector's programs call them: every
+    disk of the running domain, read-only, at one point in time, after a drive of
+    its own; the export ends with the handle."""
+    import guestslots.guestfs as guestfs
+
+    domain, _ = running
+    other = images.ext4(tmp_path / "first.fs", {"x": "y"})
+    g = guestfs.GuestFS(python_return_dict=True, environment=False, close_on_exit=False)
+    g.add_drive_opts(str(other), format="raw", readonly=True)
+    with pytest.raises(RuntimeError, match="^add_domain: .*read-only"):
+        g.add_domain(NAME, libvirturi=libvirtd_uri)
+    assert g.add_domain(NAME, libvirturi=libvirtd_uri, readonly=True) == 2
+    g.launch()
+    guest_writes(domain, 0xCD)
+    assert g.list_devices() == ["/dev/sda", "/dev/sdb", "/dev/sdc"]
+    assert g.list_filesystems() == {"/dev/sda": "ext4", "/dev/sdb1": "ext4",
+                                    "/dev/sdc1": "ext4"}
+    g.mount_ro("/dev/sdb1", "/")
+    assert g.cat("/whoami") == "in-the-domain\n"
+    g.close()
+    assert no_job(domain)
+    h = guestfs.GuestFS(environment=False, close_on_exit=False)
+    assert h.add_libvirt_dom(domain, readonly=True) == 2
+    h.launch()
+    assert h.list_devices() == ["/dev/sda", "/dev/sdb"]
+    h.close()
+    assert no_job(domain)
