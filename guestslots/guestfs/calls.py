@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..appliance import Appliance
 from ..model.sources import is_url
+from .events import EVENT_PROGRESS
 from .handle import VERSION, Handle
 
 
@@ -387,10 +388,17 @@ class Calls(Handle):
         self._api("copy_in", [localpath, remotedir], copy)
 
     def debug(self, subcmd: str, extraargs: list[str]) -> str:
-        """libguestfs's debugging commands: only ``help`` is answered here."""
+        """libguestfs's debugging commands: ``help``, and ``progress N``, which sends
+        progress events (``EVENT_PROGRESS``, from 0 to N in steps) to test callbacks."""
         def answer() -> str:
+            self._launched("debug")
             if subcmd == "help":
-                return "guestslots: no debug commands\n"
+                return "guestslots: help progress\n"
+            if subcmd == "progress" and len(extraargs) == 1 and extraargs[0].isdigit():
+                total = int(extraargs[0])
+                for done in range(total + 1):
+                    self._emit(EVENT_PROGRESS, "", [0, 0, done, total])
+                return ""
             raise RuntimeError(f"debug: unknown subcommand {subcmd!r}")
         return self._api("debug", [subcmd, extraargs], answer)
 

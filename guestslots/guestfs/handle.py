@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 from ..appliance import Appliance
 from ..errors import AgentError, GuestOSError, GuestslotsError
-from ..host.sources import make_drive
 from .events import (
     EVENT_APPLIANCE,
     EVENT_CLOSE,
@@ -120,6 +119,7 @@ class Handle:
             raise
         if tracing:
             self._trace(f"{name} = {shown_result(result)}")
+        _check_utf8(result)
         return result
 
     def _trace(self, message: str) -> None:
@@ -216,9 +216,8 @@ class Handle:
             path = os.path.abspath(filename)
             fmt = format or self._probe_format(path)
         drive = Drive(path, fmt, bool(readonly), label)
-        # checked now as every guestslots image is (a header naming another file, a
-        # format that does not match): libguestfs would find out at launch
-        make_drive(path, fmt, False, label, drive.readonly)
+        # checked as every guestslots image is (a header naming another file, a format
+        # that does not match) when it is plugged: at launch, as libguestfs finds out
         if self._app is not None:
             if label is None:
                 raise RuntimeError("add_drive: a drive added after launch needs a label "
@@ -313,6 +312,22 @@ class Handle:
             if slot.label == label and slot.path is not None:
                 return slot.index
         raise RuntimeError(f"remove_drive: no drive has the label {label!r}")
+
+
+def _check_utf8(result: object) -> None:
+    """Raise ``UnicodeDecodeError`` for a string that is not UTF-8 in the guest (a
+    file name, a label), as libguestfs's binding does: guestslots carries such bytes
+    as lone surrogates."""
+    if isinstance(result, str):
+        if any("\udc80" <= c <= "\udcff" for c in result):
+            result.encode("utf-8", "surrogateescape").decode("utf-8")
+    elif isinstance(result, dict):
+        for key, value in result.items():
+            _check_utf8(key)
+            _check_utf8(value)
+    elif isinstance(result, list | tuple):
+        for item in result:
+            _check_utf8(item)
 
 
 def _close_at_exit(ref: weakref.ReferenceType[Handle]) -> None:

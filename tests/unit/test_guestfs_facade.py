@@ -136,3 +136,15 @@ def test_the_list_of_calls_in_docs_is_current() -> None:
     ``python -m guestslots.guestfs --calls > docs/guestfs-calls.md`` fails here."""
     path = Path(__file__).resolve().parents[2] / "docs" / "guestfs-calls.md"
     assert path.read_text() == calls_table()
+
+
+def test_a_name_that_is_not_utf8_raises_as_the_binding_does() -> None:
+    """guestslots carries a guest's non-UTF-8 bytes as lone surrogates; the facade's
+    result then raises UnicodeDecodeError, as libguestfs's binding (RHBZ#1406906)."""
+    from guestslots.guestfs.handle import _check_utf8
+
+    _check_utf8(["/lost+found", {"é": "ü"}])
+    with pytest.raises(UnicodeDecodeError):
+        _check_utf8(["/lost+found", "/\udcd4"])
+    with pytest.raises(UnicodeDecodeError):
+        _check_utf8({"k": ["\udcff"]})
