@@ -344,6 +344,37 @@ class Calls(Handle):
 
     tar_out_opts = tar_out
 
+    def _progress(self, total: int) -> Callable[[int], None] | None:
+        """A transfer's progress as ``EVENT_PROGRESS`` (position, total in bytes), if a
+        callback listens for it."""
+        if not any(mask & EVENT_PROGRESS for _cb, mask in self._callbacks.values()):
+            return None
+        done = 0
+
+        def moved(chunk: int) -> None:
+            nonlocal done
+            done += chunk
+            self._emit(EVENT_PROGRESS, "", [0, 0, done, total])
+        return moved
+
+    def download(self, remotefilename: str, filename: str) -> None:
+        """Copy guest file *remotefilename* to host file *filename* (progress events
+        as it goes)."""
+        def copy() -> None:
+            app = self._launched("download")
+            size = int(app.stat(remotefilename)["size"]) if self._progress(0) else 0
+            app.download(remotefilename, filename, progress=self._progress(size))
+        self._api("download", [remotefilename, filename], copy)
+
+    def upload(self, filename: str, remotefilename: str) -> None:
+        """Copy host file *filename* to guest file *remotefilename* (progress events
+        as it goes)."""
+        def copy() -> None:
+            size = os.path.getsize(filename) if os.path.isfile(filename) else 0
+            self._launched("upload").upload(filename, remotefilename,
+                                            progress=self._progress(size))
+        self._api("upload", [filename, remotefilename], copy)
+
     def copy_out(self, remotepath: str, localdir: str) -> None:
         """Copy *remotepath* (a file or a directory, recursively) into host directory
         *localdir*."""
@@ -458,7 +489,7 @@ SAME = (
     "inspect_get_arch", "inspect_get_package_format", "inspect_get_package_management",
     "inspect_get_osinfo", "inspect_get_windows_systemroot",
     "inspect_get_windows_current_control_set", "inspect_get_windows_software_hive",
-    "inspect_get_windows_system_hive", "download", "upload", "blockdev_getsize64",
+    "inspect_get_windows_system_hive", "blockdev_getsize64",
     "blockdev_getss", "blockdev_getsz", "blockdev_flushbufs", "blockdev_rereadpt",
     "blockdev_setro", "blockdev_setrw", "sh", "sh_lines", "command", "command_lines",
     "zero_device", "e2fsck_f", "resize2fs", "resize2fs_size", "resize2fs_M", "fsck",

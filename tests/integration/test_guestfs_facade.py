@@ -126,6 +126,15 @@ def test_a_handle_s_life_hotplug_by_label_and_a_second_launch(tmp_path: Path) ->
     g.mount("/dev/sdb", "/")
     g.write("/scratch", "x")
     assert g.cat("/scratch") == "x"
+    # progress events as a file moves
+    g.write("/big", os.urandom(3 << 20))
+    progress: list[list[int]] = []
+    handle = g.set_event_callback(lambda ev, h, buf, arr: progress.append(arr),
+                                  guestfs.EVENT_PROGRESS)
+    g.download("/big", str(tmp_path / "big"))
+    assert progress and progress[-1][2:] == [3 << 20, 3 << 20]
+    assert [p[2] for p in progress] == sorted(p[2] for p in progress)
+    g.delete_event_callback(handle)
     g.umount_all()
     # hotplug after launch needs a label; remove_drive unplugs it
     third = images.ext4(tmp_path / "third.img", {"whoami": "third\n"})
