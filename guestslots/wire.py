@@ -100,6 +100,10 @@ CALLS = frozenset({
     # mounts
     "mount", "umount", "umount_all", "mounts",
     # files
+    # augeas
+    "aug_init", "aug_load", "aug_close", "aug_get", "aug_set", "aug_setm", "aug_clear",
+    "aug_rm", "aug_mv", "aug_insert", "aug_defvar", "aug_label", "aug_match", "aug_ls",
+    "aug_save",
     "ls", "stat", "exists", "is_file", "is_dir", "file_types", "readlink",
     "case_sensitive_path", "mkdir",
     "rm", "rmdir", "download", "upload", "pread", "pwrite", "checksum", "statvfs", "sync",

@@ -25,6 +25,7 @@ import socket
 import traceback
 
 from .archive import ArchiveCalls
+from .augeas import AugeasCalls
 from .blkid import Blkid
 from .common import (
     AGENT_PORT,
@@ -103,7 +104,7 @@ def find_port() -> str:
 
 class Agent(DiskCalls, PartCalls, FsToolCalls, VolumeMakeCalls, DeviceIoCalls, MountCalls,
             FileCalls, FsCalls, CpuCalls, NetCalls, TreeCalls, EditCalls, ArchiveCalls,
-            ListingCalls, GuestExecCalls, HiveCalls, RpmCalls):
+            ListingCalls, GuestExecCalls, HiveCalls, RpmCalls, AugeasCalls):
     """The agent: its state, and every area's calls."""
 
     def __init__(self, port: str) -> None:

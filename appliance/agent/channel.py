@@ -21,7 +21,6 @@ from .common import (
 )
 from .state import AgentBase
 
-
 #: Calls that change no device, so what libblkid found stays true across them: a
 #: listing of filesystems and then the blkid of each (as inspection asks) probes
 #: each device once.  Any other call forgets it first.

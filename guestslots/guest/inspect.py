@@ -10,6 +10,7 @@ import io
 from .. import inspection
 from ..errors import DeviceNameError
 from ..inspection import packages
+from .augeas import AugeasCalls
 from .base import serialised
 from .devices import DeviceCalls
 from .files import FileCalls
@@ -17,7 +18,7 @@ from .hivex import HivexCalls
 from .mounts import MountCalls
 
 
-class InspectionCalls(DeviceCalls, MountCalls, FileCalls, HivexCalls):
+class InspectionCalls(DeviceCalls, MountCalls, FileCalls, HivexCalls, AugeasCalls):
     """Operating-system inspection over the device, mount and file calls."""
 
     #: What the last inspect_os found, by root (the inspect_get_* calls read it).

@@ -502,7 +502,9 @@ SAME = (
     "hivex_open", "hivex_close", "hivex_root", "hivex_node_name", "hivex_node_children",
     "hivex_node_get_child", "hivex_node_parent", "hivex_node_values",
     "hivex_node_get_value", "hivex_value_key", "hivex_value_type", "hivex_value_value",
-    "hivex_value_string", "xfs_growfs", "md_create",
+    "hivex_value_string", "xfs_growfs", "md_create", "aug_init", "aug_load", "aug_close",
+    "aug_get", "aug_set", "aug_setm", "aug_clear", "aug_rm", "aug_mv", "aug_insert",
+    "aug_defvar", "aug_label", "aug_match", "aug_ls", "aug_save",
 )
 #: libguestfs returns these booleans as 0 or 1.
 BOOLEANS = ("exists", "is_file", "is_dir", "is_zero", "is_zero_device", "blockdev_getro",

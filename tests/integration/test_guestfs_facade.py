@@ -183,3 +183,37 @@ def test_refusals_name_the_call(tmp_path: Path) -> None:
     g.close()
     with pytest.raises(guestfs.ClosedHandle):
         g.list_devices()
+
+
+def test_augeas_as_nova_uses_it(tmp_path: Path) -> None:
+    """Nova's VFSGuestFS: mount the OS, aug_init, read a user's uid and a group's gid
+    through augeas, chown; an edit saved through augeas lands in the guest's file;
+    a guest symlink pointing out of its filesystem is not followed out."""
+    image = images.ext4(tmp_path / "nova.img", {
+        "etc/passwd": "root:x:0:0:root:/root:/bin/bash\nfred:x:1042:1042::/home/fred:/bin/sh\n",
+        "etc/group": "root:x:0:\nfred:x:1043:\n", "etc/hostname": "nova\n",
+        "home/fred/.keep": ""}, symlinks={"etc/hosts": "/init"})
+    g = guestfs.GuestFS(environment=False, close_on_exit=False)
+    g.add_drive_opts(str(image), format="raw")
+    g.launch()
+    g.mount_options("", "/dev/sda", "/")
+    g.aug_init("/", 0)
+    uid = int(g.aug_get("/files/etc/passwd/fred/uid"))
+    gid = int(g.aug_get("/files/etc/group/fred/gid"))
+    g.chown(uid, gid, "/home/fred/.keep")
+    assert (g.statns("/home/fred/.keep")["st_uid"], g.statns("/home/fred/.keep")["st_gid"]) \
+        == (1042, 1043)
+    assert g.aug_match("/files/etc/passwd/*") == ["/files/etc/passwd/root",
+                                                  "/files/etc/passwd/fred"]
+    assert g.aug_ls("/files/etc/group") == ["/files/etc/group/fred", "/files/etc/group/root"]
+    g.aug_set("/files/etc/passwd/fred/shell", "/bin/bash")
+    g.aug_save()
+    assert g.cat("/etc/passwd").splitlines()[1] == "fred:x:1042:1042::/home/fred:/bin/bash"
+    # /etc/hosts -> /init: the appliance's own /init is not read through it
+    assert g.aug_match("/files/etc/hosts/*") == []
+    with pytest.raises(RuntimeError, match="^aug_get: "):
+        g.aug_get("/files/etc/passwd/nobody/uid")
+    g.aug_close()
+    with pytest.raises(RuntimeError, match="aug_init first"):
+        g.aug_get("/files/etc/passwd/fred/uid")
+    g.close()

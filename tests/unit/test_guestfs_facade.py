@@ -59,9 +59,9 @@ def test_errors_states_and_a_closed_handle() -> None:
         g.add_drive_opts("disk", protocol="nbd", server=["unix:/s"], secret="x")
     with pytest.raises(RuntimeError, match="^launch: you must call guestfs_add_drive"):
         g.launch()
-    assert not hasattr(g, "aug_init")  # what is not answered is no attribute
-    with pytest.raises(AttributeError, match="aug_init"):
-        g.aug_init("/", 0)
+    assert not hasattr(g, "inspect_get_icon")  # what is not answered is no attribute
+    with pytest.raises(AttributeError, match="inspect_get_icon"):
+        g.inspect_get_icon("/dev/sda")
     closed: list[tuple[int, int]] = []
     g.set_event_callback(lambda ev, h, buf, arr: closed.append((ev, h)), guestfs.EVENT_CLOSE)
     g.close()
