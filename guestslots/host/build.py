@@ -31,7 +31,7 @@ from .. import wire
 from ..errors import ApplianceBuildError
 from ..inspection.packages import parse_dpkg_status
 from ..model.slots import MAX_SLOTS
-from .cache import cache_root
+from .cache import cache_root, last_used, mark_used, stale
 from .proc import CommandError, run
 
 log = logging.getLogger(__name__)
@@ -316,6 +316,7 @@ def ensure_appliance(progress: Progress | None = None, rebuild: bool = False) ->
     final = root / f"appliance-{key}"
     image = ApplianceImage(final, final / "vmlinux", final / "initrd", final / "root", key)
     if not rebuild and (final / "complete").exists():
+        mark_used(final)
         return image
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "appliance.lock", "w") as lock:
@@ -333,11 +334,13 @@ def ensure_appliance(progress: Progress | None = None, rebuild: bool = False) ->
             tmp.rename(final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        # Older appliances, and the saved states booted from them, are stale now
-        # (running VMs keep their open files).
-        for old in [*root.glob("appliance-*"), *root.glob("state-*")]:
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)
+        # Other appliances, and the saved states booted from them, go once no launch
+        # has used them for a day (running VMs keep their open files): another
+        # guestslots in use here (another checkout or virtual environment) keeps
+        # its own, rather than each rebuilding after the other.
+        entries = [*root.glob("appliance-*"), *root.glob("state-*")]
+        for old in stale(((e, last_used(e)) for e in entries), final, time.time()):
+            shutil.rmtree(old, ignore_errors=True)
         say(f"appliance built in {time.monotonic() - started:.1f} s: {final}")
     return image
 

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import cache_root
+from .cache import cache_root, mark_used
 
 #: Bumped when what a state directory holds changes.
 FORMAT = 3
@@ -113,7 +113,10 @@ def _locked() -> Iterator[None]:
 def find(key: str) -> SavedState | None:
     """The published state for *key*, if there is one (see :func:`check` before use)."""
     saved = SavedState(key, _directory(key))
-    return saved if saved.meta.exists() else None
+    if not saved.meta.exists():
+        return None
+    mark_used(saved.directory)
+    return saved
 
 
 def check(saved: SavedState) -> str:

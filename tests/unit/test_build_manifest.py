@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.resources
+import os
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,23 @@ def test_optional_packages_missing_on_the_host_are_left_out_not_fatal() -> None:
         ["python3", "ntfs-3g"], ["python3-hivex"])
     assert build.choose_packages(listed, set()) == (["python3"], ["ntfs-3g", "python3-hivex"])
     assert "python3" in build.packages() and not any(p.endswith("?") for p in build.packages())
+
+
+def test_a_build_removes_only_what_no_launch_used_for_a_day(tmp_path: Path) -> None:
+    """Another guestslots in use on the machine (another checkout, virtual
+    environment or CI run) keeps its appliance and states when this one builds: they
+    go only once no launch used them for a day."""
+    from guestslots.host.cache import last_used, mark_used, stale
+
+    new, other, old = (tmp_path / n for n in ("appliance-new", "appliance-other", "state-old"))
+    for entry in (new, other, old):
+        entry.mkdir()
+    now = 10 * 24 * 3600.0
+    os.utime(old, (now - 2 * 24 * 3600, now - 2 * 24 * 3600))
+    os.utime(other, (now - 3600, now - 3600))
+    entries = [(e, last_used(e)) for e in (new, other, old)]
+    assert stale(entries, new, now) == [old]
+    mark_used(old)  # a launch used it: kept again
+    assert stale([(old, last_used(old))], new, last_used(old) + 60) == []
+    assert stale([(tmp_path / "gone", last_used(tmp_path / "gone"))], new, now) == \
+        [tmp_path / "gone"]
