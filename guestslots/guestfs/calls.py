@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -418,6 +419,147 @@ class Calls(Handle):
                 app.upload(localpath, posixpath.join(remotedir, name))
         self._api("copy_in", [localpath, remotedir], copy)
 
+    # ---- the handle's state and settings beyond get/set pairs
+
+    def get_state(self) -> int:
+        """0 configuring, 1 launching, 2 ready (libguestfs's numbers)."""
+        return self._api("get_state", [], lambda: 2 if self._app is not None
+                         else 1 if self._launching else 0)
+
+    def is_config(self) -> int:
+        """Whether the handle is being configured (not launched)."""
+        return self._api("is_config", [], lambda: int(self._app is None
+                                                      and not self._launching))
+
+    def is_launching(self) -> int:
+        """Whether the handle is launching."""
+        return self._api("is_launching", [], lambda: int(self._launching))
+
+    def is_ready(self) -> int:
+        """Whether the handle is launched and ready for calls."""
+        return self._api("is_ready", [], lambda: int(self._app is not None))
+
+    def is_busy(self) -> int:
+        """Always 0: a call returns once it is done."""
+        return self._api("is_busy", [], lambda: 0)
+
+    def get_pid(self) -> int:
+        """The appliance's QEMU process id."""
+        def pid() -> int:
+            app = self._launched("get_pid")
+            if app.pid is None:
+                raise RuntimeError("get_pid: no qemu subprocess")
+            return int(app.pid)
+        return self._api("get_pid", [], pid)
+
+    def set_backend_setting(self, name: str, val: str) -> None:
+        """Set backend setting *name* to *val* (``force_tcg`` is honoured)."""
+        def store() -> None:
+            self._settings["backend_settings"] = [
+                s for s in self._settings["backend_settings"]
+                if str(s).partition("=")[0] != name] + [f"{name}={val}"]
+        self._api("set_backend_setting", [name, val], store)
+
+    def get_backend_setting(self, name: str) -> str:
+        """The value of backend setting *name*."""
+        def read() -> str:
+            value = self._backend_setting(name)
+            if value is None:
+                raise RuntimeError("get_backend_setting: setting not found")
+            return value
+        return self._api("get_backend_setting", [name], read)
+
+    def clear_backend_setting(self, name: str) -> int:
+        """Remove backend setting *name*; how many were removed."""
+        def clear() -> int:
+            before = list(self._settings["backend_settings"])
+            self._settings["backend_settings"] = [
+                s for s in before if str(s).partition("=")[0] != name]
+            return len(before) - len(self._settings["backend_settings"])
+        return self._api("clear_backend_setting", [name], clear)
+
+    def set_qemu(self, hv: str | None) -> None:
+        """Deprecated in libguestfs: :meth:`set_hv` (None: the default QEMU)."""
+        self.set_hv(hv or "/usr/bin/qemu-system-x86_64")
+
+    def get_qemu(self) -> str:
+        """Deprecated in libguestfs: :meth:`get_hv`."""
+        return str(self.get_hv())
+
+    def get_sockdir(self) -> str:
+        """Where the handle's sockets would be (``$XDG_RUNTIME_DIR`` or /tmp)."""
+        return self._api("get_sockdir", [], lambda: os.environ.get("XDG_RUNTIME_DIR")
+                         or "/tmp")
+
+    def canonical_device_name(self, device: str) -> str:
+        """*device* as libguestfs names it (``/dev/vda1``, ``/dev/hda1`` -> ``/dev/sda1``)."""
+        return self._api("canonical_device_name", [device],
+                         lambda: re.sub(r"^/dev/(?:h|v|xv)d(?=[a-z])", "/dev/sd", device))
+
+    def nr_devices(self) -> int:
+        """How many drives the handle has."""
+        return self._api("nr_devices", [], lambda: len(self._app_devices("nr_devices")))
+
+    def device_index(self, device: str) -> int:
+        """The index of drive *device* (/dev/sda: 0)."""
+        def index() -> int:
+            devices = self._app_devices("device_index")
+            if device not in devices:
+                raise RuntimeError(f"device_index: {device}: device not found")
+            return devices.index(device)
+        return self._api("device_index", [device], index)
+
+    def _app_devices(self, name: str) -> list[str]:
+        return [s.device for s in self._launched(name).slots() if s.path is not None]
+
+    def inspect_get_format(self, root: str) -> str:
+        """Deprecated in libguestfs: ``installed`` (guestslots finds installed systems)."""
+        def answer() -> str:
+            self._launched("inspect_get_format").inspect_get_type(root)  # a known root
+            return "installed"
+        return self._api("inspect_get_format", [root], answer)
+
+    def inspect_is_live(self, root: str) -> int:
+        """Deprecated in libguestfs: 0 (an installed system is no live CD)."""
+        return self._api("inspect_is_live", [root], lambda: self._not_installer(root))
+
+    def inspect_is_netinst(self, root: str) -> int:
+        """Deprecated in libguestfs: 0."""
+        return self._api("inspect_is_netinst", [root], lambda: self._not_installer(root))
+
+    def inspect_is_multipart(self, root: str) -> int:
+        """Deprecated in libguestfs: 0."""
+        return self._api("inspect_is_multipart", [root], lambda: self._not_installer(root))
+
+    def _not_installer(self, root: str) -> int:
+        self._launched("inspect").inspect_get_type(root)  # a known root
+        return 0
+
+    def is_symlink(self, path: str) -> int:
+        """Whether *path* is a symbolic link."""
+        return self._api("is_symlink", [path], lambda: int(
+            self._launched("is_symlink").file_types([path])[0] == "l"))
+
+    def _is_type(self, name: str, letter: str, path: str, follow: bool | None) -> int:
+        return self._api(name, [path], lambda: int(self._launched(name).file_types(
+            [path], bool(follow))[0] == letter), {"followsymlinks": follow})
+
+    def is_chardev(self, path: str, followsymlinks: bool | None = None) -> int:
+        """Whether *path* is a character device."""
+        return self._is_type("is_chardev", "c", path, followsymlinks)
+
+    def is_blockdev(self, path: str, followsymlinks: bool | None = None) -> int:
+        """Whether *path* is a block device."""
+        return self._is_type("is_blockdev", "b", path, followsymlinks)
+
+    def is_fifo(self, path: str, followsymlinks: bool | None = None) -> int:
+        """Whether *path* is a FIFO."""
+        return self._is_type("is_fifo", "p", path, followsymlinks)
+
+    def is_socket(self, path: str, followsymlinks: bool | None = None) -> int:
+        """Whether *path* is a Unix socket."""
+        return self._is_type("is_socket", "s", path, followsymlinks)
+
     def debug(self, subcmd: str, extraargs: list[str]) -> str:
         """libguestfs's debugging commands: ``help``, and ``progress N``, which sends
         progress events (``EVENT_PROGRESS``, from 0 to N in steps) to test callbacks."""
@@ -517,7 +659,7 @@ HASHES = ("list_filesystems", "mountpoints", "inspect_get_mountpoints",
 #: 0 or 1, as libguestfs's do.
 SETTINGS = ("verbose", "trace", "autosync", "memsize", "smp", "backend",
             "backend_settings", "recovery_proc", "append", "program", "identifier",
-            "path", "tmpdir", "pgroup")
+            "path", "tmpdir", "pgroup", "cachedir", "hv")
 _BOOLEAN_SETTINGS = ("verbose", "trace", "autosync", "recovery_proc", "pgroup")
 
 

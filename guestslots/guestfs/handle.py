@@ -74,7 +74,10 @@ class Handle:
             "append": None, "program": os.path.basename(sys.argv[0] or "python"),
             "identifier": "", "path": "/usr/lib/x86_64-linux-gnu/guestfs",
             "tmpdir": os.environ.get("TMPDIR", "/tmp"), "pgroup": False,
+            "cachedir": os.environ.get("LIBGUESTFS_CACHEDIR", "/var/tmp"),
+            "hv": os.environ.get("LIBGUESTFS_HV", "/usr/bin/qemu-system-x86_64"),
         }
+        self._launching = False
         if environment:
             self._parse_environment(os.environ)
         if close_on_exit:
@@ -159,6 +162,10 @@ class Handle:
             self._settings["path"] = env["LIBGUESTFS_PATH"]
         if env.get("TMPDIR"):
             self._settings["tmpdir"] = env["TMPDIR"]
+        if env.get("LIBGUESTFS_HV"):
+            self._settings["hv"] = env["LIBGUESTFS_HV"]
+        if env.get("LIBGUESTFS_CACHEDIR"):
+            self._settings["cachedir"] = env["LIBGUESTFS_CACHEDIR"]
 
     def _appliance_options(self) -> dict[str, Any]:
         """guestslots' Appliance options for this handle's settings."""
@@ -174,9 +181,19 @@ class Handle:
                 options["uri"] = backend.removeprefix("libvirt:")
         else:
             raise RuntimeError(f"launch: unknown backend: {backend}")
-        if "force_tcg" in self._settings["backend_settings"]:
+        if self._backend_setting("force_tcg") not in (None, "0"):
             options["accel"] = "tcg"
+        if self._settings["hv"] != "/usr/bin/qemu-system-x86_64":
+            options["qemu"] = self._settings["hv"]
         return options
+
+    def _backend_setting(self, name: str) -> str | None:
+        """A backend setting's value (``1`` for one given bare), or None."""
+        for setting in self._settings["backend_settings"]:
+            key, equals, value = str(setting).partition("=")
+            if key == name:
+                return value if equals else "1"
+        return None
 
     # ---- drives
 
@@ -264,6 +281,7 @@ class Handle:
             for _ in range(SPARE_SLOTS):
                 app.add_drive("/dev/null")
             self._emit(EVENT_LIBRARY, "launch: guestslots appliance")
+            self._launching = True
             app.launch()
             # each domain's disks, in order, into the first empty slots: its own
             for domain in dict.fromkeys(d.domain for d in self._drives if d.domain):
@@ -271,6 +289,8 @@ class Handle:
         except BaseException:
             app.shutdown()
             raise
+        finally:
+            self._launching = False
         self._app = app
         self._emit(EVENT_APPLIANCE, f"appliance {app.id} ready ({app.launched_from})")
         self._emit(EVENT_LAUNCH_DONE)

@@ -119,11 +119,16 @@ def test_a_handle_s_life_hotplug_by_label_and_a_second_launch(tmp_path: Path) ->
     g.launch()
     assert "launch_done" in events
     assert g.list_devices() == ["/dev/sda", "/dev/sdb"]
+    assert (g.get_state(), g.is_ready(), g.is_config()) == (2, 1, 0)
+    assert g.get_pid() > 0 and g.nr_devices() == 2 and g.device_index("/dev/sdb") == 1
     assert g.list_filesystems() == {"/dev/sda": "ext4", "/dev/sdb": "ext4"}
     with pytest.raises(RuntimeError, match="^launch: the libguestfs handle has already"):
         g.launch()
     # a read-only drive takes writes, into a throwaway overlay
     g.mount("/dev/sdb", "/")
+    g.ln_s("whoami", "/link")
+    assert (g.is_symlink("/link"), g.is_symlink("/whoami"), g.is_chardev("/whoami")) == \
+        (1, 0, 0)
     g.write("/scratch", "x")
     assert g.cat("/scratch") == "x"
     # progress events as a file moves

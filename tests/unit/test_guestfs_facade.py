@@ -148,3 +148,30 @@ def test_a_name_that_is_not_utf8_raises_as_the_binding_does() -> None:
         _check_utf8(["/lost+found", "/\udcd4"])
     with pytest.raises(UnicodeDecodeError):
         _check_utf8({"k": ["\udcff"]})
+
+
+def test_backend_settings_state_and_names_before_launch() -> None:
+    g = handle()
+    g.set_backend_setting("force_tcg", "1")
+    g.set_backend_setting("force_tcg", "1")  # replaces, never doubles
+    assert g.get_backend_settings() == ["force_tcg=1"]
+    assert g.get_backend_setting("force_tcg") == "1"
+    assert g._appliance_options()["accel"] == "tcg"
+    with pytest.raises(RuntimeError, match="^get_backend_setting: setting not found"):
+        g.get_backend_setting("nope")
+    assert g.clear_backend_setting("force_tcg") == 1
+    assert "accel" not in g._appliance_options()
+    g.set_backend_settings(["force_tcg"])  # bare: 1
+    assert g.get_backend_setting("force_tcg") == "1"
+    assert (g.get_state(), g.is_config(), g.is_launching(), g.is_ready(), g.is_busy()) == \
+        (0, 1, 0, 0, 0)
+    assert g.get_hv() == g.get_qemu() == "/usr/bin/qemu-system-x86_64"
+    g.set_qemu("/opt/qemu/bin/qemu-system-x86_64")
+    assert g.get_hv() == "/opt/qemu/bin/qemu-system-x86_64"
+    assert g._appliance_options()["qemu"] == "/opt/qemu/bin/qemu-system-x86_64"
+    assert [g.canonical_device_name(d) for d in ("/dev/vda1", "/dev/hdb", "/dev/xvdc2",
+                                                 "/dev/sda", "/dev/vg/lv")] == [
+        "/dev/sda1", "/dev/sdb", "/dev/sdc2", "/dev/sda", "/dev/vg/lv"]
+    with pytest.raises(RuntimeError, match="^get_pid: call launch before"):
+        g.get_pid()
+    g.close()
