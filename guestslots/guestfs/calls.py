@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..appliance import Appliance
 from ..model.sources import is_url
+from . import icons
 from .events import EVENT_PROGRESS
 from .handle import VERSION, Handle
 
@@ -534,6 +535,23 @@ class Calls(Handle):
     def _not_installer(self, root: str) -> int:
         self._launched("inspect").inspect_get_type(root)  # a known root
         return 0
+
+    def inspect_get_icon(self, root: str, favicon: bool | None = None,
+                         highquality: bool | None = None) -> bytes:
+        """The logo of the OS on *root* (its filesystems mounted) as PNG bytes, found
+        as libguestfs looks for it: the guest's /etc/favicon.png unless *favicon* is
+        false, then its distribution's logo; ``b""`` if there is none (Windows'
+        icons, in explorer.exe's resources, are not read)."""
+        def icon() -> bytes:
+            app = self._launched("inspect_get_icon")
+            tries = icons.candidates(app.inspect_get_type(root), app.inspect_get_distro(root),
+                                     app.inspect_get_major_version(root),
+                                     favicon is not False, bool(highquality))
+            return icons.find_icon(
+                tries, lambda p: app.is_file(p, followsymlinks=True),
+                lambda p: int(app.stat(p)["size"]), lambda p, n: app.pread(p, n, 0))
+        return self._api("inspect_get_icon", [root], icon,
+                         {"favicon": favicon, "highquality": highquality})
 
     def is_symlink(self, path: str) -> int:
         """Whether *path* is a symbolic link."""

@@ -248,3 +248,18 @@ def cluster_bomb(dest: Path, at_least: int) -> Path:
             f.seek(l2)
             f.write(mapped * entries)
     return dest
+
+
+def png(width: int, height: int) -> bytes:
+    """A small grey PNG of *width* x *height* pixels (an OS's logo in a test image)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    rows = b"".join(b"\0" + b"\x80" * width for _ in range(height))  # filter 0, grey
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))

@@ -46,6 +46,8 @@ PROGRAM = textwrap.dedent('''
         mps = g.inspect_get_mountpoints(root)
         for mp, dev in sorted(mps, key=lambda m: len(m[0])):
             g.mount_ro(dev, mp)
+        icon = g.inspect_get_icon(root)
+        print("icon", len(icon), icon[:4], len(g.inspect_get_icon(root, favicon=0)))
         apps = g.inspect_list_applications2(root)
         print(len(apps), [(a["app2_name"], a["app2_version"], a["app2_release"],
                            a["app2_epoch"]) for a in apps[:3]])
@@ -78,6 +80,7 @@ def _debian_like(directory: Path) -> Path:
         "bin/ls": Path("/usr/bin/ls").read_bytes(), "usr/bin/.keep": "",
         "etc/debian_version": "12.4\n", "etc/hostname": "facade\n",
         "etc/fstab": "/dev/sda / ext4 defaults 0 1\n", "var/lib/dpkg/status": status,
+        "usr/share/pixmaps/debian-logo.png": images.png(48, 48),
     }, size_mib=16, label="root")
 
 
@@ -97,6 +100,7 @@ def test_a_libguestfs_program_runs_unchanged_with_the_same_output(tmp_path: Path
     assert ours.returncode == 0, ours.stderr
     assert "roots ['/dev/sda']" in ours.stdout and "cat 'facade\\n'" in ours.stdout
     assert ours.stdout.count("error True") == 2
+    assert f"icon {len(images.png(48, 48))} " in ours.stdout
     if peer.available():
         pytest.skip(f"no libguestfs to compare with: {peer.available()}")
     theirs = subprocess.run([peer.SYSTEM_PYTHON, str(program), str(image)],

@@ -59,9 +59,9 @@ def test_errors_states_and_a_closed_handle() -> None:
         g.add_drive_opts("disk", protocol="nbd", server=["unix:/s"], secret="x")
     with pytest.raises(RuntimeError, match="^launch: you must call guestfs_add_drive"):
         g.launch()
-    assert not hasattr(g, "inspect_get_icon")  # what is not answered is no attribute
-    with pytest.raises(AttributeError, match="inspect_get_icon"):
-        g.inspect_get_icon("/dev/sda")
+    assert not hasattr(g, "mount_local")  # what is not answered is no attribute
+    with pytest.raises(AttributeError, match="mount_local"):
+        g.mount_local("/mnt")
     closed: list[tuple[int, int]] = []
     g.set_event_callback(lambda ev, h, buf, arr: closed.append((ev, h)), guestfs.EVENT_CLOSE)
     g.close()
@@ -175,3 +175,25 @@ def test_backend_settings_state_and_names_before_launch() -> None:
     with pytest.raises(RuntimeError, match="^get_pid: call launch before"):
         g.get_pid()
     g.close()
+
+
+def test_where_an_os_keeps_its_logo_and_which_pngs_are_taken() -> None:
+    from guestslots.guestfs import icons
+    from guestslots.testing.testimages import png
+
+    assert icons.candidates("linux", "debian", 12, True, False) == [
+        ("/etc/favicon.png", 0), ("/usr/share/pixmaps/debian-logo.png", 2048)]
+    assert icons.candidates("linux", "ubuntu", 22, True, True) == []  # low quality
+    assert icons.candidates("linux", "centos", 6, False, False) == [
+        ("/usr/share/pixmaps/redhat/shadowman-transparent.png", 102400)]
+    assert icons.candidates("windows", "windows", 10, False, False) == []
+    files = {"/etc/favicon.png": png(8, 8), "/usr/share/pixmaps/debian-logo.png": png(48, 48)}
+    tries = icons.candidates("linux", "debian", 12, True, False)
+
+    def found() -> bytes:
+        return icons.find_icon(tries, files.__contains__, lambda p: len(files[p]),
+                               lambda p, n: files[p][:n])
+    assert icons.png_size(files["/etc/favicon.png"]) == (8, 8)
+    assert found() == files["/usr/share/pixmaps/debian-logo.png"]  # 8 px: too small
+    files["/usr/share/pixmaps/debian-logo.png"] = b"GIF89a" + bytes(64)
+    assert found() == b""  # not a PNG

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Acceptance check, kept outside the suite: programs written for libguestfs's Python
+binding run unchanged on guestslots' facade (issue 30), side by side with libguestfs.
+
+Runs libguestfs's own examples as Debian ships them (python3-guestfs:
+``create_disk.py``, then ``inspect_vm.py`` on the disk it made and on a Debian-like
+image), and a Nova-like program (file injection with augeas), each once through
+``python -m guestslots.guestfs`` and once through libguestfs (direct backend, TCG
+forced where KVM does not run), in separate directories; compares what each
+printed, the calls their traces show, and the disks they made.  Prints ok / FAILED
+per program with both wall times; the exit status is the number of failures.
+
+Run ``.venv/bin/python tools/acceptance/facade.py`` (needs ./tools/setup: the
+system's python3-guestfs).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from guestslots.host.accel import expected_accel
+from guestslots.testing import peer
+from guestslots.testing import testimages as images
+
+EXAMPLES = Path("/usr/share/doc/python3-guestfs/examples")
+
+#: What Nova's VFSGuestFS does to inject a file and set its owner.
+NOVA = textwrap.dedent('''
+    import sys
+    import guestfs
+
+    g = guestfs.GuestFS()
+    g.add_drive_opts(sys.argv[1], format="raw")
+    g.launch()
+    roots = g.inspect_os()
+    mounts = g.inspect_get_mountpoints(roots[0])
+    mounts.sort(key=lambda mount: mount[1])
+    for mountpoint, device in mounts:
+        g.mount_options("", device, mountpoint)
+    g.aug_init("/", 0)
+    g.mkdir_p("/root/.ssh")
+    g.write("/root/.ssh/authorized_keys", "ssh-ed25519 AAAA test\\n")
+    g.write_append("/root/.ssh/authorized_keys", "ssh-ed25519 BBBB more\\n")
+    g.chmod(0o700, "/root/.ssh")
+    uid = int(g.aug_get("/files/etc/passwd/fred/uid"))
+    gid = int(g.aug_get("/files/etc/group/fred/gid"))
+    g.chown(uid, gid, "/root/.ssh/authorized_keys")
+    st = g.stat("/root/.ssh/authorized_keys")
+    print(st["uid"], st["gid"], oct(g.stat("/root/.ssh")["mode"]))
+    print(g.read_file("/root/.ssh/authorized_keys"))
+    g.aug_close()
+    g.shutdown()
+    g.close()
+''')
+
+
+def peer_env() -> dict[str, str]:
+    env = {**os.environ, "LIBGUESTFS_BACKEND": "direct"}
+    if expected_accel(shutil.which("qemu-system-x86_64") or "") != "kvm":
+        env["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg"
+    return env
+
+
+def run(ours: bool, program: Path, args: list[str], cwd: Path
+        ) -> tuple[float, subprocess.CompletedProcess[str]]:
+    argv = ([sys.executable, "-m", "guestslots.guestfs"] if ours else [peer.SYSTEM_PYTHON])
+    started = time.perf_counter()
+    done = subprocess.run([*argv, str(program), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=900, check=False,
+                          env=None if ours else peer_env())
+    return time.perf_counter() - started, done
+
+
+def traced_calls(stderr: str) -> list[str]:
+    """The calls a trace shows, in order (``libguestfs: trace: NAME ...``)."""
+    return [m.group(1) for m in re.finditer(r"^libguestfs: trace: ([a-z0-9_]+)(?: |$)",
+                                            stderr, re.M)
+            if not m.group(0).rstrip().endswith("=")]
+
+
+def debian_like(directory: Path) -> Path:
+    return images.ext4(directory / "debian.img", {
+        "bin/ls": Path("/usr/bin/ls").read_bytes(), "usr/bin/.keep": "",
+        "etc/debian_version": "12.4\n", "etc/hostname": "acceptance\n",
+        "etc/issue.net": "Debian GNU/Linux 12\nline two\nline three\nline four\n",
+        "etc/fstab": "/dev/sda / ext4 defaults 0 1\n",
+        "etc/passwd": "root:x:0:0:root:/root:/bin/bash\nfred:x:1042:1042::/home/fred:/bin/sh\n",
+        "etc/group": "root:x:0:\nfred:x:1043:\n", "root/.keep": "",
+    }, size_mib=16)
+
+
+def main() -> int:
+    if peer.available():
+        print(f"libguestfs is needed to compare with: {peer.available()}")
+        return 1
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="guestslots-facade-") as tmp:
+        work = Path(tmp)
+        ours_dir, theirs_dir = work / "ours", work / "theirs"
+        ours_dir.mkdir()
+        theirs_dir.mkdir()
+        nova = work / "nova.py"
+        nova.write_text(NOVA)
+        cases: list[tuple[str, Path, list[str] | None]] = [
+            ("create_disk.py", EXAMPLES / "create_disk.py", []),
+            ("inspect_vm.py on the disk create_disk.py made", EXAMPLES / "inspect_vm.py",
+             ["disk.img"]),
+            ("inspect_vm.py on a Debian-like image", EXAMPLES / "inspect_vm.py", None),
+            ("Nova-like file injection (augeas)", nova, None),
+        ]
+        for label, program, args in cases:
+            per_side = []
+            for ours, cwd in ((True, ours_dir), (False, theirs_dir)):
+                argv = args if args is not None else [str(debian_like(cwd))]
+                per_side.append(run(ours, program, argv, cwd))
+            (ours_took, ours_done), (theirs_took, theirs_done) = per_side
+            same = (ours_done.returncode, ours_done.stdout) == \
+                (theirs_done.returncode, theirs_done.stdout)
+            same_calls = traced_calls(ours_done.stderr) == traced_calls(theirs_done.stderr)
+            ok = same and same_calls
+            failures += not ok
+            print(f"{'ok    ' if ok else 'FAILED'} {label}: guestslots {ours_took:.1f} s, "
+                  f"libguestfs {theirs_took:.1f} s ({theirs_took / ours_took:.0f}x)")
+            if not same:
+                print(textwrap.indent(f"ours ({ours_done.returncode}):\n{ours_done.stdout}"
+                                      f"{ours_done.stderr[-2000:]}\ntheirs "
+                                      f"({theirs_done.returncode}):\n{theirs_done.stdout}"
+                                      f"{theirs_done.stderr[-2000:]}", "    "))
+            elif not same_calls:
+                print(f"    traced calls: ours {traced_calls(ours_done.stderr)}\n"
+                      f"    theirs {traced_calls(theirs_done.stderr)}")
+        # the disks create_disk.py made hold the same files
+        listing = []
+        for side in (ours_dir, theirs_dir):
+            done = subprocess.run([sys.executable, "-m", "guestslots.cli", "ls",
+                                   str(side / "disk.img"), "/"],
+                                  capture_output=True, text=True, check=False)
+            listing.append(done.stdout)
+        ok = listing[0] == listing[1] and "hello" in listing[0]
+        failures += not ok
+        print(f"{'ok    ' if ok else 'FAILED'} the two disks hold the same files: "
+              f"{listing[0].split()}")
+    print(f"\n{failures} failed" if failures else "\nall ok")
+    return failures
+
+
+if __name__ == "__main__":
+    sys.exit(main())
