@@ -3,12 +3,13 @@
 binding run unchanged on guestslots' facade (issue 30), side by side with libguestfs.
 
 Runs libguestfs's own examples as Debian ships them (python3-guestfs:
-``create_disk.py``, then ``inspect_vm.py`` on the disk it made and on a Debian-like
-image), and a Nova-like program (file injection with augeas), each once through
-``python -m guestslots.guestfs`` and once through libguestfs (direct backend, TCG
-forced where KVM does not run), in separate directories; compares what each
-printed, the calls their traces show, and the disks they made.  Prints ok / FAILED
-per program with both wall times; the exit status is the number of failures.
+``create_disk.py``, then ``inspect_vm.py`` on the disk it made, on a Debian-like
+image and on libguestfs's phony Windows), and a Nova-like program (file injection
+with augeas), each once through ``python -m guestslots.guestfs`` and once through
+libguestfs (direct backend, TCG forced where KVM does not run), in separate
+directories; compares what each printed, the calls their traces show, and the
+disks they made.  Prints ok / FAILED per program with both wall times; the exit
+status is the number of failures.
 
 Run ``.venv/bin/python tools/acceptance/facade.py`` (needs ./tools/setup: the
 system's python3-guestfs).
@@ -29,6 +30,7 @@ from pathlib import Path
 from guestslots.host.accel import expected_accel
 from guestslots.testing import peer
 from guestslots.testing import testimages as images
+from guestslots.testing.windowsimage import windows_image
 
 EXAMPLES = Path("/usr/share/doc/python3-guestfs/examples")
 
@@ -107,6 +109,8 @@ def main() -> int:
         ours_dir, theirs_dir = work / "ours", work / "theirs"
         ours_dir.mkdir()
         theirs_dir.mkdir()
+        for side in (ours_dir, theirs_dir):
+            windows_image(side / "windows.img")
         nova = work / "nova.py"
         nova.write_text(NOVA)
         cases: list[tuple[str, Path, list[str] | None]] = [
@@ -114,6 +118,8 @@ def main() -> int:
             ("inspect_vm.py on the disk create_disk.py made", EXAMPLES / "inspect_vm.py",
              ["disk.img"]),
             ("inspect_vm.py on a Debian-like image", EXAMPLES / "inspect_vm.py", None),
+            ("inspect_vm.py on libguestfs's phony Windows", EXAMPLES / "inspect_vm.py",
+             ["windows.img"]),
             ("Nova-like file injection (augeas)", nova, None),
         ]
         for label, program, args in cases:
