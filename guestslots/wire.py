@@ -104,7 +104,7 @@ CALLS = frozenset({
     "aug_init", "aug_load", "aug_close", "aug_get", "aug_set", "aug_setm", "aug_clear",
     "aug_rm", "aug_mv", "aug_insert", "aug_defvar", "aug_label", "aug_match", "aug_ls",
     "aug_save",
-    "ls", "stat", "exists", "is_file", "is_dir", "file_types", "readlink",
+    "ls", "stat", "exists", "is_file", "is_dir", "file_types", "readlink", "realpath",
     "case_sensitive_path", "mkdir",
     "rm", "rmdir", "download", "upload", "pread", "pwrite", "checksum", "statvfs", "sync",
     # devices as bytes, and their ioctls

@@ -146,6 +146,12 @@ class FileCalls(Channel):
         with self.root.inside():
             return os.readlink(check_path(path))
 
+    def call_realpath(self, path: str) -> str:
+        """*path* with every symlink, ``.`` and ``..`` resolved, within the guest
+        filesystem (its root is ``/``); it must exist."""
+        with self.root.inside():
+            return os.path.realpath(check_path(path), strict=True)
+
     def call_mkdir(self, path: str, parents: bool = False, mode: int = 0o755) -> None:
         with self.root.inside():
             if parents:

@@ -71,6 +71,12 @@ class FileCalls(GuestCalls):
         return str(self._call("readlink", path=path))
 
     @serialised
+    def realpath(self, path: str) -> str:
+        """*path* made canonical: symlinks, ``.`` and ``..`` resolved within the guest
+        filesystem (an absolute link starts at its root).  It must exist."""
+        return str(self._call("realpath", path=path))
+
+    @serialised
     def mkdir(self, path: str) -> None:
         """Create directory *path*."""
         self._call("mkdir", path=path)

@@ -9,6 +9,7 @@ calls that way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import re
@@ -16,9 +17,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..appliance import Appliance
+from ..errors import GuestslotsError
 from ..model.sources import is_url
 from . import icons
-from .events import EVENT_PROGRESS
+from .events import EVENT_PROGRESS, EVENT_SUBPROCESS_QUIT
 from .handle import VERSION, Handle
 
 
@@ -170,6 +172,20 @@ class Calls(Handle):
         """Write back and stop the appliance; the handle can be given drives and
         launched again."""
         self._api("shutdown", [], self._shutdown)
+
+    def kill_subprocess(self) -> None:
+        """Deprecated in libguestfs: stop the appliance at once, without writing back
+        (:meth:`shutdown` writes back first)."""
+        def kill() -> None:
+            app, self._app = self._app, None
+            if app is None:
+                raise RuntimeError("kill_subprocess: no subprocess to kill")
+            app.kill()
+            with contextlib.suppress(GuestslotsError):
+                app.shutdown()  # its work directory and records, with nothing written
+            self._emit(EVENT_SUBPROCESS_QUIT)
+            self._drives = []
+        self._api("kill_subprocess", [], kill)
 
     def close(self) -> None:
         """Close the handle: shut down the appliance; any later call raises
@@ -635,6 +651,7 @@ def _statns(st: dict[str, int]) -> dict[str, int]:
 SAME = (
     "list_partitions", "mounts", "umount_all", "sync", "cat", "ls", "ll", "mkdir",
     "mkdir_p", "rm", "rm_rf", "rm_f", "rmdir", "touch", "chmod", "chown", "lchown", "ln",
+    "realpath",
     "ln_f", "ln_s", "ln_sf", "readlink", "find", "head", "head_n", "tail", "tail_n",
     "checksum", "du", "df", "df_h", "vfs_type", "vfs_label", "vfs_uuid", "mount", "mount_ro",
     "mount_options", "write", "read_file", "part_init", "part_add", "part_disk", "part_del",

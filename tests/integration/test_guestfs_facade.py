@@ -19,6 +19,8 @@ from guestslots.host.accel import expected_accel
 from guestslots.testing import peer
 from guestslots.testing import testimages as images
 
+from .test_faults import wait_gone
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.single_pass("the facade maps onto the library, the same on both backends"),
@@ -131,6 +133,10 @@ def test_a_handle_s_life_hotplug_by_label_and_a_second_launch(tmp_path: Path) ->
     # a read-only drive takes writes, into a throwaway overlay
     g.mount("/dev/sdb", "/")
     g.ln_s("whoami", "/link")
+    g.ln_s("/../../../whoami", "/far")
+    assert (g.realpath("/link"), g.realpath("/far")) == ("/whoami", "/whoami")
+    with pytest.raises(RuntimeError, match="^realpath: "):
+        g.realpath("/nope/x")
     assert (g.is_symlink("/link"), g.is_symlink("/whoami"), g.is_chardev("/whoami")) == \
         (1, 0, 0)
     g.write("/scratch", "x")
@@ -168,6 +174,10 @@ def test_a_handle_s_life_hotplug_by_label_and_a_second_launch(tmp_path: Path) ->
     g.mount_ro("/dev/sda", "/")
     assert g.cat("/whoami") == "second\n"
     assert images.sh("qemu-img", "info", "-U", str(second)).count("backing") == 0
+    pid = g.get_pid()
+    g.kill_subprocess()  # at once, nothing written back; configuring again
+    wait_gone(pid)
+    assert (g.is_config(), events.count("subprocess_quit")) == (1, 2)
     g.close()
     assert events.count("close") == 1
 
