@@ -82,10 +82,22 @@ def run(ours: bool, program: Path, args: list[str], cwd: Path
 
 
 def traced_calls(stderr: str) -> list[str]:
-    """The calls a trace shows, in order (``libguestfs: trace: NAME ...``)."""
-    return [m.group(1) for m in re.finditer(r"^libguestfs: trace: ([a-z0-9_]+)(?: |$)",
-                                            stderr, re.M)
-            if not m.group(0).rstrip().endswith("=")]
+    """The calls a program made, in order, as its trace shows them: the top-level
+    ones (libguestfs also traces the calls it makes inside a call, such as
+    ``launch``'s ``get_tmpdir``)."""
+    calls, depth = [], 0
+    for line in stderr.splitlines():
+        m = re.match(r"libguestfs: trace: ([a-z0-9_]+)( = .*)?$|libguestfs: trace: "
+                     r"([a-z0-9_]+) ", line)
+        if not m:
+            continue
+        if m.group(2):  # NAME = RESULT: a call ends
+            depth -= 1
+            continue
+        if depth == 0:
+            calls.append(m.group(1) or m.group(3))
+        depth += 1
+    return calls
 
 
 def debian_like(directory: Path) -> Path:
