@@ -28,7 +28,8 @@ from collections.abc import Hashable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from .appliance import Appliance
+from .appliance import Appliance, ApplianceState
+from .errors import GuestslotsError
 from .model.flags import CONFIG, LIVE
 from .opening import open_appliance
 
@@ -63,10 +64,16 @@ def isolated(
             for index, image in enumerate(images):
                 app.hotplug(index, image, format=format, readonly=readonly,
                             flags=LIVE | CONFIG)
+        except GuestslotsError:
+            died = app.state is not ApplianceState.RUNNING
+            app.shutdown()
+            if not died:
+                raise  # the image's fault: as the launch would have said
+            app = None  # it died while it waited: launch as if there were none
         except BaseException:
             app.shutdown()
             raise
-    else:
+    if app is None:
         app = open_appliance([(image, format) for image in images], readonly=readonly,
                              slots=slots, launch=True, **options)
     if key is not None:

@@ -120,6 +120,11 @@ class Handle:
             if tracing:
                 self._trace(f"{name} = -1 (error)")
             raise
+        except OSError as e:  # a host file the call was given (upload, download...)
+            if tracing:
+                self._trace(f"{name} = -1 (error)")
+            where = f"{e.filename}: " if e.filename else ""
+            raise RuntimeError(f"{name}: {where}{e.strerror or e}") from None
         if tracing:
             self._trace(f"{name} = {shown_result(result)}")
         _check_utf8(result)

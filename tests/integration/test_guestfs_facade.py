@@ -199,6 +199,11 @@ def test_refusals_name_the_call(tmp_path: Path) -> None:
     g.launch()
     with pytest.raises(RuntimeError, match="^mount_ro: /dev/sdz1: "):
         g.mount_ro("/dev/sdz1", "/")
+    g.mount("/dev/sda", "/")
+    with pytest.raises(RuntimeError, match="^upload: .*nowhere"):
+        g.upload(str(tmp_path / "nowhere"), "/x")  # a host file that is not there
+    with pytest.raises(RuntimeError, match="^download: "):
+        g.download("/whoami", str(tmp_path / "no-dir" / "x"))
     g.close()
     with pytest.raises(guestfs.ClosedHandle):
         g.list_devices()

@@ -236,3 +236,26 @@ def test_isolated_in_a_loop_takes_a_standby_that_held_no_image(
     drop_standby()
     wait_gone(standby_pid)
     assert _STANDBY._pending is None
+    # a standby that died while it waited is not handed out: a launch instead
+    for _ in range(2):
+        with guestslots.isolated(image.path, format=image.format, slots=1):
+            pass
+    pending = _STANDBY._pending
+    assert pending is not None
+    dead = pending[1].result(timeout=120)
+    dead_pid = dead.pid
+    assert dead_pid is not None
+    dead.kill()
+    wait_gone(dead_pid)
+    with guestslots.isolated(image.path, format=image.format, slots=1) as app:
+        assert app.pid != dead_pid and whoami(app, "/dev/sda1") == "mbr-raw-ext4"
+    # an image's own fault is the caller's error, as without a standby
+    taken = _STANDBY._pending
+    assert taken is not None
+    taken_pid = taken[1].result(timeout=120).pid
+    assert taken_pid is not None
+    with pytest.raises(guestslots.DriveError, match="no such file"), \
+            guestslots.isolated(image.path.with_name("missing.img"), slots=1):
+        pass
+    wait_gone(taken_pid)
+    drop_standby()
