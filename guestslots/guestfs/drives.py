@@ -30,6 +30,7 @@ def _server_url(protocol: str, filename: str, server: list[str] | None,
         return f"{protocol}://{user}{where.removeprefix('tcp:')}/{filename.lstrip('/')}"
     raise RuntimeError(f"add_drive: protocol {protocol!r} is not supported here")
 
+
 class DriveCalls(Handle):
     """Drives and the handle's life."""
 
