@@ -50,16 +50,18 @@ class DriveCalls(Handle):
                     "label": label, "protocol": protocol, "server": server,
                     "username": username, "secret": secret, "cachemode": cachemode,
                     "discard": discard, "copyonread": copyonread, "blocksize": blocksize}
-        if secret is not None:
-            raise RuntimeError("add_drive: secrets are not taken here (they would be kept "
-                               "in the appliance's records): use a key or an agent")
-        url = None
-        if protocol not in (None, "file"):
-            url = _server_url(protocol, filename, server, username)
-        elif is_url(filename):
-            url = filename
-        self._api("add_drive", [filename], lambda: self._add_drive(
-            filename, readonly, format, label, url), optional)
+
+        def add() -> None:
+            if secret is not None:
+                raise RuntimeError("add_drive: secrets are not taken here (they would be "
+                                   "kept in the appliance's records): use a key or an agent")
+            url = None
+            if protocol not in (None, "file"):
+                url = _server_url(protocol, filename, server, username)
+            elif is_url(filename):
+                url = filename
+            self._add_drive(filename, readonly, format, label, url)
+        self._api("add_drive", [filename], add, optional)
 
     add_drive_opts = add_drive
 

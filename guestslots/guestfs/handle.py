@@ -344,8 +344,11 @@ def _check_utf8(result: object) -> None:
     file name, a label), as libguestfs's binding does: guestslots carries such bytes
     as lone surrogates."""
     if isinstance(result, str):
-        if any("\udc80" <= c <= "\udcff" for c in result):
-            result.encode("utf-8", "surrogateescape").decode("utf-8")
+        if not result.isascii():
+            try:
+                result.encode("utf-8")  # in C: fails only on a lone surrogate
+            except UnicodeEncodeError:
+                result.encode("utf-8", "surrogateescape").decode("utf-8")
     elif isinstance(result, dict):
         for key, value in result.items():
             _check_utf8(key)

@@ -70,6 +70,8 @@ def test_errors_states_and_a_closed_handle() -> None:
         g.get_memsize()
     with pytest.raises(guestfs.ClosedHandle):
         g.close()
+    with pytest.raises(guestfs.ClosedHandle):  # before its own refusals
+        g.add_drive_opts("disk", protocol="nbd", server=["unix:/s"], secret="x")
     assert closed == [(guestfs.EVENT_CLOSE, 0)]  # once
 
 
