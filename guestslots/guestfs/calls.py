@@ -11,10 +11,12 @@ calls that way.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..appliance import Appliance
+from ..errors import GuestOSError
 from .drives import DriveCalls
 from .queries import QueryCalls
 from .transfers import TransferCalls
@@ -115,17 +117,47 @@ class Calls(DriveCalls, TransferCalls, QueryCalls):
 
     umount_opts = umount
 
+    def mount(self, mountable: str, mountpoint: str) -> None:
+        """Mount *mountable* (a device, LV, or ``btrfsvol:DEVICE/SUBVOLUME``) on
+        *mountpoint*, a directory of what is mounted already (``/`` first)."""
+        self._api("mount", [mountable, mountpoint], lambda: self._mount_at(
+            "mount", lambda app: app.mount(mountable, mountpoint), mountpoint))
+
+    def mount_ro(self, mountable: str, mountpoint: str) -> None:
+        """:meth:`mount`, read-only."""
+        self._api("mount_ro", [mountable, mountpoint], lambda: self._mount_at(
+            "mount_ro", lambda app: app.mount_ro(mountable, mountpoint), mountpoint))
+
+    def mount_options(self, options: str, mountable: str, mountpoint: str) -> None:
+        """:meth:`mount` with mount *options* (``ro``, ``noatime``...)."""
+        self._api("mount_options", [options, mountable, mountpoint], lambda: self._mount_at(
+            "mount_options", lambda app: app.mount_options(options, mountable, mountpoint),
+            mountpoint))
+
     def mount_vfs(self, options: str, vfstype: str, mountable: str, mountpoint: str) -> None:
         """Mount *mountable* on *mountpoint* with *options* (*vfstype* must be what
         the filesystem is)."""
-        def mount() -> None:
-            app = self._launched("mount_vfs")
+        def mount(app: Appliance) -> None:
             found = app.vfs_type(mountable)
             if vfstype and found != vfstype:
                 raise RuntimeError(f"mount_vfs: {mountable}: a {found} filesystem, not "
                                    f"{vfstype}")
             app.mount_options(options, mountable, mountpoint)
-        self._api("mount_vfs", [options, vfstype, mountable, mountpoint], mount)
+        self._api("mount_vfs", [options, vfstype, mountable, mountpoint],
+                  lambda: self._mount_at("mount_vfs", mount, mountpoint))
+
+    def _mount_at(self, name: str, mount: Callable[[Appliance], None],
+                  mountpoint: str) -> None:
+        """*mount* on the launched appliance; a mount point that is not a directory
+        fails as libguestfs's daemon words it."""
+        app = self._launched(name)
+        try:
+            mount(app)
+        except GuestOSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR) and mountpoint in str(e):
+                raise RuntimeError(f"{name}: mount: {mountpoint}: mount point is not a "
+                                   "directory") from None
+            raise
 
     def mkfs(self, fstype: str, device: str, blocksize: int | None = None,
              features: str | None = None, inode: int | None = None,
@@ -182,8 +214,8 @@ SAME = (
     "mkdir_p", "rm", "rm_rf", "rm_f", "rmdir", "touch", "chmod", "chown", "lchown", "ln",
     "realpath",
     "ln_f", "ln_s", "ln_sf", "readlink", "find", "head", "head_n", "tail", "tail_n",
-    "checksum", "du", "df", "df_h", "vfs_type", "vfs_label", "vfs_uuid", "mount", "mount_ro",
-    "mount_options", "write", "read_file", "part_init", "part_add", "part_disk", "part_del",
+    "checksum", "du", "df", "df_h", "vfs_type", "vfs_label", "vfs_uuid", "write",
+    "read_file", "part_init", "part_add", "part_disk", "part_del",
     "part_list", "part_get_parttype", "part_set_bootable",
     "part_get_mbr_id", "part_get_gpt_type", "part_set_gpt_type", "part_get_name",
     "part_set_name", "part_to_dev", "part_to_partnum", "set_label", "set_uuid", "pvcreate",

@@ -83,10 +83,12 @@ def _stanzas(text: str) -> list[dict[str, str]]:
 
 
 def parse_dpkg_status(text: str) -> list[Application]:
-    """The installed packages of a dpkg status file, by name."""
+    """The installed packages of a dpkg status file, by name: a Status with the word
+    ``installed`` in it, as libguestfs reads it (its phony Debian writes ``installed
+    ok``); libguestfs also counts ``not-installed``, which is not an application."""
     apps = []
     for s in _stanzas(text):
-        if "Package" not in s or not s.get("Status", "").endswith(" installed"):
+        if "Package" not in s or "installed" not in s.get("Status", "").split():
             continue
         epoch, version, release = _split_version(s.get("Version", ""))
         summary, _, description = s.get("Description", "").partition("\n")

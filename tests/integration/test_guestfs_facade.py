@@ -194,12 +194,24 @@ def test_refusals_name_the_call(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError, match=f"^launch: .*{said}"):
             g.launch()
         g.close()
+    # a writable drive added twice (libguestfs's launch fails on QEMU's image lock)
+    g = guestfs.GuestFS(environment=False, close_on_exit=False)
+    g.add_drive_opts(str(base), format="raw")
+    g.add_drive_opts(str(base), format="raw")
+    with pytest.raises(RuntimeError, match="^launch: .*holds this image writable"):
+        g.launch()
+    g.close()
     g = guestfs.GuestFS(environment=False, close_on_exit=False)
     g.add_drive_opts(str(base), format="raw", readonly=True)
     g.launch()
     with pytest.raises(RuntimeError, match="^mount_ro: /dev/sdz1: "):
         g.mount_ro("/dev/sdz1", "/")
     g.mount("/dev/sda", "/")
+    # libguestfs's daemon words a mount point that is not a directory so
+    for mountpoint in ("/whoami", "/nowhere"):
+        with pytest.raises(RuntimeError, match=f"^mount_ro: mount: {mountpoint}: mount point "
+                                               "is not a directory$"):
+            g.mount_ro("/dev/sda", mountpoint)
     with pytest.raises(RuntimeError, match="^upload: .*nowhere"):
         g.upload(str(tmp_path / "nowhere"), "/x")  # a host file that is not there
     with pytest.raises(RuntimeError, match="^download: "):

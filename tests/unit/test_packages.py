@@ -29,12 +29,22 @@ Package: tzdata
 Status: install ok installed
 Architecture: all
 Version: 2024a
+
+Package: purged
+Status: purge ok not-installed
+Version: 2.0-1
+
+Package: phony
+Status: installed ok
+Architecture: amd64
+Version: 1.2.3-1
 """
 
 
 def test_dpkg_installed_packages_with_epoch_version_release() -> None:
     assert parse_dpkg_status(DPKG) == [
         Application("bash", "5.2.15", "2+b2", 0, "amd64"),
+        Application("phony", "1.2.3", "1", 0, "amd64"),  # libguestfs's phony Debian
         Application("tzdata", "2024a", "", 0, "all"),
         Application("zlib1g", "1.2.13.dfsg", "1", 1, "amd64", "compression library",
                     "a continuation line: Version: 9"),
