@@ -4,22 +4,28 @@ binding run unchanged on guestslots' facade (issue 30), side by side with libgue
 
 Runs libguestfs's own examples as Debian ships them (python3-guestfs:
 ``create_disk.py``, then ``inspect_vm.py`` on the disk it made, on a Debian-like
-image and on libguestfs's phony Windows), and a Nova-like program (file injection
-with augeas), each once through ``python -m guestslots.guestfs`` and once through
-libguestfs (direct backend, TCG forced where KVM does not run), in separate
-directories; compares what each printed, the calls their traces show, and the
-disks they made.  Prints ok / FAILED per program with both wall times; the exit
-status is the number of failures.
+image, on libguestfs's phony guests and on a real Debian 12), and a Nova-like
+program (file injection with augeas), each once through ``python -m
+guestslots.guestfs`` and once through libguestfs (direct backend, TCG forced where
+KVM does not run), in separate directories; compares what each printed, the calls
+their traces show, and the disks they made.  Prints ok / FAILED per program with
+both wall times; the exit status is the number of failures.
 
-Run ``.venv/bin/python tools/acceptance/facade.py`` (needs ./tools/setup: the
-system's python3-guestfs).
+The phony guests are libguestfs 1.48's own (``test-data/phony-guests``: Debian,
+Ubuntu, Arch Linux, CoreOS, Fedora on partitions and on btrfs subvolumes), made by
+its own scripts with guestfish from Debian's libguestfs source package; the real
+Debian 12 is debootstrapped (minbase) from the machine's Debian mirror.  Both are
+fetched once (``tools/debfetch``, apt's own tools; nothing is installed) and kept in
+``~/.cache/guestslots/acceptance``.
+
+Run ``.venv/bin/python tools/acceptance/facade.py`` as root (needs ./tools/setup:
+the system's python3-guestfs; debootstrap and libguestfs-perl are installed if
+missing).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,10 +33,12 @@ import textwrap
 import time
 from pathlib import Path
 
-from guestslots.host.accel import expected_accel
 from guestslots.testing import peer
 from guestslots.testing import testimages as images
 from guestslots.testing.windowsimage import windows_image
+
+sys.path.insert(0, str(Path(__file__).parent))
+import guests
 
 EXAMPLES = Path("/usr/share/doc/python3-guestfs/examples")
 
@@ -63,12 +71,41 @@ NOVA = textwrap.dedent('''
     g.close()
 ''')
 
+#: What virt-manager's inspection asks of a domain's disks (its steps, in its order:
+#: the OS's facts, its filesystems mounted read-only by mount point length, its icon,
+#: high quality first, and its applications with libguestfs's application2 fields).
+VIRT_MANAGER = textwrap.dedent('''
+    import sys
+    import guestfs
 
-def peer_env() -> dict[str, str]:
-    env = {**os.environ, "LIBGUESTFS_BACKEND": "direct"}
-    if expected_accel(shutil.which("qemu-system-x86_64") or "") != "kvm":
-        env["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg"
-    return env
+    g = guestfs.GuestFS(close_on_exit=False, python_return_dict=True)
+    for disk in sys.argv[1:]:
+        g.add_drive_opts(disk, readonly=1)
+    g.launch()
+    roots = g.inspect_os()
+    if not roots:
+        sys.exit("no operating systems found")
+    root = roots[0]
+    for ask in ("type", "distro", "major_version", "minor_version", "hostname",
+                "product_name", "product_variant", "package_format"):
+        print(ask, repr(getattr(g, "inspect_get_" + ask)(root)))
+    for mountpoint, device in sorted(g.inspect_get_mountpoints(root).items(),
+                                     key=lambda item: len(item[0])):
+        try:
+            g.mount_ro(device, mountpoint)
+        except RuntimeError as e:
+            print("mount_ro", mountpoint, "failed:", e)
+    icon = g.inspect_get_icon(root, favicon=0, highquality=1) or \
+        g.inspect_get_icon(root, favicon=0, highquality=0)
+    print("icon bytes", len(icon))
+    apps = g.inspect_list_applications2(root)
+    print("applications", len(apps))
+    for app in apps:
+        print(" ", app["app2_name"], app["app2_epoch"], app["app2_version"],
+              app["app2_release"], app["app2_arch"], repr(app["app2_summary"][:40]))
+    g.shutdown()
+    g.close()
+''')
 
 
 def run(ours: bool, program: Path, args: list[str], cwd: Path
@@ -77,7 +114,7 @@ def run(ours: bool, program: Path, args: list[str], cwd: Path
     started = time.perf_counter()
     done = subprocess.run([*argv, str(program), *args], cwd=cwd, capture_output=True,
                           text=True, timeout=900, check=False,
-                          env=None if ours else peer_env())
+                          env=None if ours else guests.libguestfs_env())
     return time.perf_counter() - started, done
 
 
@@ -125,6 +162,8 @@ def main() -> int:
             windows_image(side / "windows.img")
         nova = work / "nova.py"
         nova.write_text(NOVA)
+        virt_manager = work / "virt_manager.py"
+        virt_manager.write_text(VIRT_MANAGER)
         cases: list[tuple[str, Path, list[str] | None]] = [
             ("create_disk.py", EXAMPLES / "create_disk.py", []),
             ("inspect_vm.py on the disk create_disk.py made", EXAMPLES / "inspect_vm.py",
@@ -132,6 +171,13 @@ def main() -> int:
             ("inspect_vm.py on a Debian-like image", EXAMPLES / "inspect_vm.py", None),
             ("inspect_vm.py on libguestfs's phony Windows", EXAMPLES / "inspect_vm.py",
              ["windows.img"]),
+            *((f"inspect_vm.py on libguestfs's phony {name}", EXAMPLES / "inspect_vm.py",
+               [str(path)]) for name, path in guests.phony_guests().items()),
+            ("inspect_vm.py on a real Debian 12 (debootstrap)", EXAMPLES / "inspect_vm.py",
+             [str(guests.debian12())]),
+            *((f"virt-manager-like inspection of {name}", virt_manager, [str(path)])
+              for name, path in [*guests.phony_guests().items(),
+                                 ("a real Debian 12", guests.debian12())]),
             ("Nova-like file injection (augeas)", nova, None),
         ]
         for label, program, args in cases:
