@@ -89,13 +89,29 @@ def expected_accel(qemu: str, requested: str | None = None) -> str | None:
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg"
     try:
-        cached = json.loads((cache_root() / "accel.json").read_text())
-        boot, binary = str(cached["key"]).split("|")[:2]
-    except (OSError, ValueError, KeyError, TypeError):
+        prefix = f"{_boot_id()}|{file_id(qemu)}|"
+    except OSError:
         return None
-    if boot == _boot_id() and binary == file_id(qemu):
-        return str(cached["accel"])
+    for key, verdict in _verdicts().items():
+        if key.startswith(prefix):
+            return str(verdict["accel"])
     return None
+
+
+def _verdicts() -> dict[str, dict[str, str]]:
+    """The probes' cached verdicts, by host boot, QEMU binary and kernel: one per
+    QEMU and kernel, so that two QEMUs used in turn do not probe again and again."""
+    try:
+        cached = json.loads((cache_root() / "accel.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(cached, dict):
+        return {}
+    if "key" in cached:  # one verdict, as guestslots wrote it before
+        cached = {str(cached["key"]): cached}
+    boot = f"{_boot_id()}|"
+    return {k: v for k, v in cached.items()  # this host boot's only
+            if k.startswith(boot) and isinstance(v, dict) and "accel" in v}
 
 
 def choose_accel(qemu: str, kernel: str, requested: str | None = None) -> AccelChoice:
@@ -112,11 +128,8 @@ def choose_accel(qemu: str, kernel: str, requested: str | None = None) -> AccelC
         return AccelChoice("tcg", "/dev/kvm is not accessible to this user: using TCG")
     key = f"{_boot_id()}|{file_id(qemu)}|{file_id(kernel)}"
     cache = cache_root() / "accel.json"
-    try:
-        cached = json.loads(cache.read_text())
-    except (OSError, ValueError):
-        cached = {}
-    if cached.get("key") == key:
+    cached = _verdicts().get(key)
+    if cached is not None:
         return AccelChoice(cached["accel"], cached["reason"] + " (cached for this host boot)")
     failure = probe_kvm(qemu, kernel)
     if failure:
@@ -126,6 +139,7 @@ def choose_accel(qemu: str, kernel: str, requested: str | None = None) -> AccelC
     log.info("%s", choice.reason)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"key": key, "accel": choice.accel, "reason": choice.reason}))
+    verdicts = {**_verdicts(), key: {"accel": choice.accel, "reason": choice.reason}}
+    tmp.write_text(json.dumps(verdicts))
     tmp.replace(cache)
     return choice

@@ -44,3 +44,27 @@ def test_probe_verdict_is_cached(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert first.accel == second.accel == "tcg"
     assert "KVM does not run" in first.reason and "cached" in second.reason
     assert len(calls) == 1
+
+
+def test_two_qemus_used_in_turn_probe_once_each(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    """The suite runs two QEMUs side by side: each keeps its verdict (one cached verdict
+    made each switch probe again, a whole timeout where KVM hangs)."""
+    monkeypatch.setattr(os.path, "exists", lambda path: True)
+    monkeypatch.delenv(accel.ENV_VAR, raising=False)
+    monkeypatch.setenv("GUESTSLOTS_CACHE_DIR", str(tmp_path))
+    calls = []
+
+    def probe(qemu: str, kernel: str) -> str:
+        calls.append(qemu)
+        return "KVM probe failed (timed out after 10 s)"
+
+    monkeypatch.setattr(accel, "probe_kvm", probe)
+    monkeypatch.setattr(os, "access", lambda *_: True)
+    other = tmp_path / "other-qemu"
+    other.write_text("")
+    for _ in range(2):
+        for qemu in (sys.executable, str(other)):
+            assert accel.choose_accel(qemu, __file__).accel == "tcg"
+            assert accel.expected_accel(qemu) == "tcg"
+    assert calls == [sys.executable, str(other)]
