@@ -29,10 +29,11 @@ from ..guest.volumes import VolumeCalls
 from ..host import owner, runtime
 from ..model.runtime import RuntimeRecordError
 from ..model.saved import DESCRIPTION, SavedAppliance
-from .core import BACKEND_ENV, ApplianceState, slot_identity
+from .core import BACKEND_ENV, QEMU_ENV, ApplianceState, slot_identity
 from .migration import MigrationArea
 
-__all__ = ["BACKEND_ENV", "Appliance", "ApplianceState", "attach", "relaunch", "restore"]
+__all__ = ["BACKEND_ENV", "QEMU_ENV", "Appliance", "ApplianceState", "attach", "relaunch",
+           "restore"]
 
 
 
@@ -52,6 +53,9 @@ class Appliance(InspectionCalls, VolumeCalls, FsCalls, NetCalls, TreeCalls, Edit
     :meth:`shutdown` (or ``guestslots stop ID``), and another process takes it over
     with :func:`guestslots.attach` once this one has exited or called
     :meth:`disconnect`.
+
+    The backend is *backend*, else ``$GUESTSLOTS_BACKEND``, else ``qemu``; the QEMU
+    binary *qemu*, else ``$GUESTSLOTS_QEMU``, else ``/usr/bin/qemu-system-x86_64``.
     """
 
 

@@ -56,6 +56,10 @@ log = logging.getLogger(__name__)
 
 #: Chooses the backend of an ``Appliance()`` that names none (default ``qemu``).
 BACKEND_ENV = "GUESTSLOTS_BACKEND"
+#: Chooses the QEMU binary of an ``Appliance()`` that names none (as libguestfs's
+#: ``LIBGUESTFS_HV``).
+QEMU_ENV = "GUESTSLOTS_QEMU"
+DEFAULT_QEMU = "/usr/bin/qemu-system-x86_64"
 
 Progress = Callable[[str], None]
 
@@ -114,7 +118,7 @@ class ApplianceCore(GuestCalls):
         max_slots: int = MAX_SLOTS,
         call_timeout: float = 120.0,
         boot_timeout: float = 180.0,
-        qemu: str = "/usr/bin/qemu-system-x86_64",
+        qemu: str | None = None,
         progress: Progress | None = None,
         saved_state: bool = True,
         auto_activate: bool = True,
@@ -137,7 +141,8 @@ class ApplianceCore(GuestCalls):
         self.tcg_cache_mib = tcg_cache_mib
         self.call_timeout = call_timeout
         self.boot_timeout = boot_timeout
-        self.qemu_binary = qemu
+        #: The QEMU binary: *qemu*, else ``$GUESTSLOTS_QEMU``, else the system's.
+        self.qemu_binary = qemu or os.environ.get(QEMU_ENV) or DEFAULT_QEMU
         self._progress = progress
         #: Whether launches save and restore the booted appliance (see :meth:`launch`).
         self.saved_state = saved_state

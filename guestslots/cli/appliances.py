@@ -52,6 +52,19 @@ def cmd_test_tool(args: argparse.Namespace) -> int:
         return path
 
     check("qemu-system-x86_64", lambda: tool("qemu-system-x86_64"), "./tools/setup")
+
+    def qemus() -> str:
+        from ..appliance.core import DEFAULT_QEMU, QEMU_ENV
+        from ..host.qemuversion import known_qemus
+
+        default = os.environ.get(QEMU_ENV) or DEFAULT_QEMU
+        found = known_qemus(default)
+        if not found or found[0][0] != default:
+            raise FileNotFoundError(f"{default} not found")
+        return "; ".join(f"{path} {version}" + (" (used)" if path == default else "")
+                         for path, version in found)
+
+    check("QEMUs found", qemus, "./tools/setup (and ./tools/second-qemu for a second one)")
     check("qemu-img", lambda: tool("qemu-img"), "./tools/setup")
     check("supermin", lambda: tool("supermin"), "./tools/setup")
     check("host kernel", lambda: str(build.host_kernel()[0]), "apt-get install linux-image-amd64")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -158,6 +159,10 @@ def test_test_tool_checks_the_host() -> None:
     proc = cli("test-tool")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ok   hotplug: read 'testtool' from a hotplugged disk" in proc.stdout
+    # the QEMUs it found, each with the version it reports, the one it used marked
+    used = os.environ.get("GUESTSLOTS_QEMU") or "/usr/bin/qemu-system-x86_64"
+    assert re.search(rf"^ok   QEMUs found: .*{re.escape(used)} \d+\.\d+\.\d+ \(used\)",
+                     proc.stdout, re.M), proc.stdout
     assert proc.stdout.rstrip().endswith("all checks passed")
 
 

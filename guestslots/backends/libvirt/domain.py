@@ -25,6 +25,7 @@ from ...errors import GuestslotsError, LaunchError, QemuError
 from ...host import workdir as workdirs
 from ...host.cache import file_id
 from ...host.owner import Owner
+from ...host.qemuversion import reported_version
 from .. import Layout, VMSpec
 from ..common import log_tail
 from ..workfiles import Generation, overlay_path, root_overlay
@@ -138,10 +139,11 @@ class DomainCore:
         return self._conn
 
     def _layout(self) -> str:
-        """libvirt's version, the emulator, and the domain XML with every per-instance
-        name and path blanked."""
+        """libvirt's version, the emulator and the version it reports, and the domain
+        XML with every per-instance name and path blanked."""
         h = hashlib.sha256()
         h.update(json.dumps([self.name, libvirt.getVersion(), file_id(self.spec.qemu),
+                             reported_version(self.spec.qemu),
                              domain_xml(self._config("/", name="@"))]).encode())
         return h.hexdigest()
 

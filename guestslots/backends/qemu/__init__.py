@@ -22,6 +22,7 @@ from ...errors import LaunchError, QemuError
 from ...host import workdir as workdirs
 from ...host.cache import file_id
 from ...host.proc import CommandError
+from ...host.qemuversion import reported_version
 from ...host.savedstate import RAM_FILE, ROOT_FILE, STATE_FILE
 from ...host.tap import open_tap
 from ...model.drives import DriveSpec
@@ -101,9 +102,11 @@ class QemuBackend:
         )
 
     def layout_key(self) -> str:
-        """The QEMU binary and the command line with every per-instance path blanked."""
+        """The QEMU binary and the version it reports, and the command line with every
+        per-instance path blanked."""
         h = hashlib.sha256()
         h.update(json.dumps([self.name, file_id(self.spec.qemu),
+                             reported_version(self.spec.qemu),
                              layout_key_command(self._config("/"))]).encode())
         return h.hexdigest()
 
