@@ -12,9 +12,18 @@ import pytest
 
 import guestslots
 from guestslots import Appliance, SlotState
-from guestslots.appliance import BACKEND_ENV
+from guestslots.appliance import BACKEND_ENV, QEMU_ENV
 from guestslots.testing import peer
 from guestslots.testing import testimages as images
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``GUESTSLOTS_TEST_QEMU=/path`` runs the tests on that QEMU (tools/test's pass on
+    the second QEMU): every appliance they make takes it, in this process and in the
+    command-line processes they start (``$GUESTSLOTS_QEMU``)."""
+    qemu = os.environ.get("GUESTSLOTS_TEST_QEMU")
+    if qemu:
+        os.environ[QEMU_ENV] = qemu
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

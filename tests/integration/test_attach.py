@@ -20,7 +20,7 @@ from guestslots.model.migration import MigrationParams
 from guestslots.model.runtime import RuntimeRecordError
 from guestslots.testing import testimages as images
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_qemu]
 
 BACKEND = os.environ.get("GUESTSLOTS_BACKEND") or "qemu"
 

@@ -30,7 +30,7 @@ from guestslots.host import runtime
 from guestslots.model.runtime import RuntimeRecordError
 from guestslots.testing import testimages as images
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_qemu]
 
 
 def sha(path: Path) -> str:

@@ -36,7 +36,7 @@ from guestslots import (
 )
 from guestslots.testing import testimages as images
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_qemu]
 
 
 def wait_gone(pid: int, timeout: float = 20.0) -> None:

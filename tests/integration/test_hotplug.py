@@ -16,7 +16,7 @@ from guestslots.testing import testimages as images
 
 from .conftest import RESERVED, Image, fs_device, whoami
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_qemu]
 
 
 def check_all(app: Appliance, placed: dict[int, Image]) -> None:

@@ -25,7 +25,7 @@ from guestslots.testing import testimages as images
 
 from .test_faults import wait_gone
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_qemu]
 
 
 def test_launch_failure_holds_exit_status_command_and_log(tmp_path: Path) -> None:

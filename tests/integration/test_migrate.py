@@ -28,7 +28,7 @@ from guestslots.host import runtime
 from guestslots.model.runtime import RuntimeRecordError
 from guestslots.testing import testimages as images
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_qemu]
 
 #: test_vcpus's layout: the same saved state.
 MAX_VCPUS = 4

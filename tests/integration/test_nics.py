@@ -19,7 +19,7 @@ from guestslots.testing.webserver import serving
 
 from .conftest import Image
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_qemu]
 
 
 @pytest.fixture(scope="module")

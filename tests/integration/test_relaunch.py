@@ -22,7 +22,7 @@ from guestslots.testing import testimages as images
 
 from .conftest import Image, fs_device, whoami
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_qemu]
 
 
 def layout(app: Appliance) -> list[tuple[Any, ...]]:

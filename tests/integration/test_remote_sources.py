@@ -19,7 +19,7 @@ from guestslots.host import runtime
 from guestslots.testing import certs, nbdserver, sshserver, webserver
 from guestslots.testing import testimages as images
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_qemu]
 
 CLI = str(Path(sys.executable).parent / "guestslots")
 

@@ -20,7 +20,7 @@ from guestslots.testing import testimages as images
 
 from .conftest import Image
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_qemu]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

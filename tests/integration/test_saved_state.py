@@ -19,7 +19,7 @@ from guestslots.testing import testimages as images
 from .conftest import Image, whoami
 from .test_faults import wait_gone
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_qemu]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -11,7 +11,7 @@ from guestslots import CONFIG, LIVE, Appliance, NicError
 from guestslots.host import runtime
 from guestslots.model.cpus import VcpuError
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_qemu]
 
 #: One layout (one saved state) for every appliance here.
 MAX = 4
