@@ -1,4 +1,5 @@
-"""A libvirt daemon of the test's own, to migrate appliances to.
+"""libvirt daemons for the tests: a private one of the test's own, to migrate appliances
+to, and the host's system daemon as Debian runs it.
 
 The embedded driver the libvirt backend uses refuses to take a domain from itself,
 and a migration within one libvirt is refused anyway ("the same host": libvirt
@@ -102,3 +103,51 @@ def private_libvirtd(base: Path, capabilities: Path | None = None,
         except subprocess.TimeoutExpired:
             daemon.kill()
             daemon.wait()
+
+
+SYSTEM_SOCKET = "/run/libvirt/libvirt-sock"
+VIRTLOGD = "/usr/sbin/virtlogd"
+
+
+def _answers(socket_path: str) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(socket_path)
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def system_libvirtd(timeout: float = 30.0) -> Iterator[str]:
+    """The host's system libvirt daemon (``qemu:///system``) as Debian's package runs
+    it: its own configuration (none: the built-in defaults, QEMU as ``libvirt-qemu``
+    with dynamic ownership) and virtlogd beside it.  One that runs is used and left
+    running; else this starts ``virtlogd -d`` and ``libvirtd -d`` (as Debian's init
+    script does) and stops what it started on exit."""
+    started: list[str] = []
+    pids = {"virtlogd": "/run/virtlogd.pid", "libvirtd": "/run/libvirtd.pid"}
+    try:
+        for daemon, socket_path in ((VIRTLOGD, "/run/libvirt/virtlogd-sock"),
+                                    (LIBVIRTD, SYSTEM_SOCKET)):
+            if _answers(socket_path):
+                continue
+            subprocess.run([daemon, "-d"], check=True, timeout=timeout)
+            started.append(os.path.basename(daemon))
+            deadline = time.monotonic() + timeout
+            while not _answers(socket_path):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{daemon} -d did not answer on {socket_path} in "
+                                       f"{timeout:g} s")
+                time.sleep(0.05)  # polled: the socket is the daemon's only sign
+        yield "qemu:///system"
+    finally:
+        for name in reversed(started):
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(Path(pids[name]).read_text())
+                os.kill(pid, 15)
+                deadline = time.monotonic() + timeout
+                while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)  # not our child: polled until it is gone

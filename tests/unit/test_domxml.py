@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ pytest.importorskip("lxml")
 
 from lxml import etree
 
+from guestslots.backends.libvirt import connection
 from guestslots.backends.libvirt.domxml import (
     DomainConfig,
     backup_xml,
@@ -187,6 +189,26 @@ def test_live_disk_finds_a_slot_by_alias() -> None:
     assert live_disk(text, slot_alias(3, "ab")) is None
 
 
+def test_a_root_caller_at_a_daemon_runs_qemu_as_root_relabelling_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """qemu:///system runs QEMU as its own user and chowns what it opens (the work
+    directory it cannot reach, the caller's images): libguestfs's static DAC label."""
+    assert "seclabel" not in domain_xml(CFG)
+    root = etree.fromstring(domain_xml(replace(CFG, dac_label="0:0")).encode())
+    [label] = root.findall("seclabel")
+    assert {k: str(v) for k, v in label.attrib.items()} == {
+        "type": "static", "model": "dac", "relabel": "no"}
+    assert label.findtext("label") == "0:0"
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert connection.dac_label("qemu:///system") == "0:0"
+    assert connection.dac_label("qemu:///session") == "0:0"
+    assert connection.dac_label("qemu+unix:///system?socket=/x/sock") == "0:0"
+    for uri in ("embed", "qemu:///embed?root=/x", "qemu+ssh://root@far/system"):
+        assert connection.dac_label(uri) == "", uri
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert connection.dac_label("qemu:///system") == ""
+
+
 SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")
 
 
@@ -196,7 +218,8 @@ def test_libvirts_schema_accepts_the_domain() -> None:
     schema = etree.RelaxNG(etree.parse(str(SCHEMA)))
     domain = domain_xml(CFG)
     disks = "".join(disk_xml(i, DriveSpec(f"/i/{i}.img", "raw"), owner="ab") for i in range(2))
-    for text in (domain, domain.replace("</devices>", disks + "</devices>")):
+    for text in (domain, domain.replace("</devices>", disks + "</devices>"),
+                 domain_xml(replace(CFG, dac_label="0:0"))):
         document = etree.fromstring(text.encode())
         assert schema.validate(document), schema.error_log
 

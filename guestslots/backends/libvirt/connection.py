@@ -138,6 +138,18 @@ def embedded(name: str) -> bool:
     return name == "embed" or urllib.parse.urlsplit(name).path == "/embed"
 
 
+def dac_label(name: str) -> str:
+    """The ``UID:GID`` an appliance's QEMU runs as at URI *name*, with nothing
+    relabelled: ``0:0`` for a root caller at a local daemon (``qemu:///system`` runs
+    QEMU as its own user and chowns what it opens to it: the caller's work directory,
+    which that user cannot reach, and the caller's images, which must not change),
+    as libguestfs's libvirt backend does; else "" (the daemon's choice)."""
+    name = name or uri()
+    if os.geteuid() != 0 or embedded(name) or urllib.parse.urlsplit(name).hostname:
+        return ""
+    return "0:0"
+
+
 def connect(name: str = "") -> libvirt.virConnect:
     """The process's connection to *name* (default :func:`uri`; ``embed``: the embedded
     driver with this process's root)."""

@@ -126,6 +126,7 @@ class DomainCore:
             tcg_cache_mib=self.spec.tcg_cache_mib,
             max_vcpus=self.spec.max_vcpus,
             detached=self.spec.detached,
+            dac_label=connection.dac_label(self.uri),
         )
 
     def _connect(self) -> libvirt.virConnect:

@@ -62,6 +62,10 @@ class DomainConfig:
     detached: bool = False
     #: vCPU ids 0..max_vcpus-1 can be plugged (0 at boot; the rest hotpluggable).
     max_vcpus: int = 1
+    #: ``UID:GID`` QEMU runs as, with nothing relabelled (a daemon that would run QEMU
+    #: as its own user and chown the images to it, for a root caller: as libguestfs
+    #: does); "" leaves it to the daemon.
+    dac_label: str = ""
 
 
 def slot_alias(index: int, owner: str) -> str:
@@ -233,6 +237,8 @@ def domain_xml(cfg: DomainConfig) -> str:
             el("memballoon", model="none"),
             el("video", el("model", type="none")),
         ),
+        *([el("seclabel", el("label", cfg.dac_label), type="static", model="dac",
+              relabel="no")] if cfg.dac_label else []),
         type="kvm" if cfg.accel == "kvm" else "qemu",
     )
     return etree.tostring(domain, pretty_print=True, encoding="unicode")
