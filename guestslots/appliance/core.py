@@ -41,8 +41,10 @@ from ..guest.base import GuestCalls
 from ..host import owner, runtime
 from ..host.accel import AccelChoice
 from ..host.build import ApplianceImage
+from ..host.proc import CommandError
+from ..host.qemuversion import reported_version
 from ..host.sources import PROBE_TIMEOUT, make_drive
-from ..model.cpus import VcpuTable
+from ..model.cpus import TcgVcpuRules, VcpuTable, tcg_vcpu_rules
 from ..model.disksets import DiskSet
 from ..model.drives import DriveSpec, check_chain
 from ..model.names import is_volume, split_btrfsvol, translate_out_text
@@ -346,6 +348,22 @@ class ApplianceCore(GuestCalls):
         self.memory_mb = record.memory_mb
         self._diskset = DiskSet(i for i in record.diskset
                                 if i < len(drives) and drives[i] is not None)
+
+    def _tcg_rules(self) -> TcgVcpuRules:
+        """What this appliance's QEMU survives of vCPU hotplug under TCG, by the version
+        it reports (every limit for a QEMU that does not say)."""
+        try:
+            version = reported_version(self.qemu_binary)
+        except (OSError, CommandError):
+            version = "unknown"
+        return tcg_vcpu_rules(version)
+
+    def _tcg_limits_after_unplug(self) -> TcgVcpuRules | None:
+        """The TCG rules if a vCPU was unplugged from this QEMU process under TCG (what
+        a save, a migration or a PCI hotplug must respect); else None."""
+        if self._vcpu_unplugged and self.accel is not None and self.accel.accel == "tcg":
+            return self._tcg_rules()
+        return None
 
     def _running(self, call: str) -> tuple[Backend, AgentClient]:
         self._require(call, ApplianceState.RUNNING)

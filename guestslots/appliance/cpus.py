@@ -71,9 +71,10 @@ class CpusArea(DomainsArea):
         is unplugged and its removal confirmed by QEMU.  vCPU 0, the boot CPU,
         cannot be removed.  *flags* as for :meth:`add_vcpu`.
 
-        Under TCG, QEMU 7.2 limits this (measured): the plugged ids must stay 0 to
-        k-1 (add the lowest free id, remove the highest), and after a ``LIVE``
-        removal no vCPU can be plugged until the next launch; on the libvirt
+        Under TCG, QEMU limits this (measured on 7.2 and 10.0, the rules chosen by
+        the version QEMU reports): the plugged ids must stay 0 to k-1 (add the
+        lowest free id, remove the highest), and after a ``LIVE`` removal no vCPU
+        can be plugged until the next launch; on the libvirt
         backend a ``LIVE`` removal cannot be done at all under TCG (libvirt waits
         for an event QEMU does not send: remove with ``CONFIG`` and launch again).
         Anything else is refused with :class:`VcpuError`, nothing changed.
@@ -107,14 +108,14 @@ class CpusArea(DomainsArea):
         accel = self.accel.accel if self.accel is not None else \
             expected_accel(self.qemu_binary, self._accel_request)
         if accel == "tcg":
-            check_tcg_definition(vcpu, config)
+            check_tcg_definition(vcpu, config, self._tcg_rules())
 
     def _tcg_vcpu_limits(self, vcpu: int, adding: bool) -> None:
         """Under TCG, refuse what QEMU cannot do with vCPUs (see
         :func:`~guestslots.model.cpus.check_tcg_change`)."""
         if self.accel is not None and self.accel.accel == "tcg":
             check_tcg_change(vcpu, adding, self._vcpus.live, self._vcpus.max_vcpus,
-                             self._vcpu_unplugged)
+                             self._vcpu_unplugged, self._tcg_rules())
 
     def _plug_vcpu(self, vcpu: int) -> None:
         backend, agent = self._running("add_vcpu")

@@ -123,7 +123,8 @@ class LifecycleArea(DiskSetArea):
             self._say(f"accelerator: {self.accel.accel} ({self.accel.reason})")
             if self.accel.accel == "tcg" and self._vcpus.config:
                 # defined before the accelerator was known: refused before QEMU starts
-                check_tcg_definition(max(self._vcpus.config), self._vcpus.config)
+                check_tcg_definition(max(self._vcpus.config), self._vcpus.config,
+                                     self._tcg_rules())
             self._start_vm(self.image, fresh)
             try:
                 for slot in self._table:

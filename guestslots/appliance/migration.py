@@ -101,10 +101,11 @@ class MigrationArea(SavingArea):
             if taps:
                 raise NicError(taps[0], "a tap NIC's device is held by the running QEMU: "
                                "remove it before migrating")
-            if self._vcpu_unplugged and self.accel is not None and self.accel.accel == "tcg":
+            rules = self._tcg_limits_after_unplug()
+            if rules is not None and not rules.save_after_unplug:
                 raise VcpuError(None, "migrate: a vCPU was unplugged since this appliance "
-                                "started, and QEMU 7.2 under TCG then crashes saving its "
-                                "state; shut down and launch again")
+                                f"started, and {rules.because('cannot then save its state')}; "
+                                "shut down and launch again")
             backend.check_migration(params)  # before copies are made for nothing
             copies = self._make_copies(backend, indices, os.path.abspath(directory or "."))
             info: MigrationProgress

@@ -63,11 +63,13 @@ class NicsArea(CpusArea):
 
     def _plug_nic(self, slot: int, nic: NicSpec) -> None:
         backend, agent = self._running("add_nic")
-        if self._vcpu_unplugged and self.accel is not None and self.accel.accel == "tcg":
+        rules = self._tcg_limits_after_unplug()
+        if rules is not None and not rules.pci_after_unplug:
             raise NicError(slot, "cannot be plugged: a vCPU was unplugged since this appliance "
-                           "started, and QEMU 7.2 under TCG then crashes on the PCI hotplug "
-                           "(the unplugged vCPU's freed address space); shut down and launch "
-                           "again (the definition, CONFIG, is unaffected)")
+                           "started, and " + rules.because(
+                               "then crashes on a PCI hotplug, in the unplugged vCPU's freed "
+                               "address space") + "; shut down and launch again (the "
+                           "definition, CONFIG, is unaffected)")
         with self._watch():
             backend.attach_nic(slot, nic, timeout=self.call_timeout)
             try:

@@ -69,10 +69,11 @@ class SavingArea(DetachedArea):
             if not isinstance(backend, Saves):
                 raise GuestslotsError(f"save: the {self.backend} backend cannot save an "
                                       "appliance with its slots yet")
-            if self._vcpu_unplugged and self.accel is not None and self.accel.accel == "tcg":
+            rules = self._tcg_limits_after_unplug()
+            if rules is not None and not rules.save_after_unplug:
                 raise VcpuError(None, "save: a vCPU was unplugged since this appliance "
-                                "started, and QEMU 7.2 under TCG then crashes saving its "
-                                "state; shut down and launch again")
+                                f"started, and {rules.because('cannot then save its state')}; "
+                                "shut down and launch again")
             if disks not in ("", "diskset", "all"):
                 raise DiskSetError(f"save: disks is 'diskset' or 'all', not {disks!r}")
             if with_disk_set and disks == "all":

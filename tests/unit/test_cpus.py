@@ -11,7 +11,15 @@ from guestslots.backends.qemu.qmpargs import (
     vcpu_device_args,
     vcpu_positions,
 )
-from guestslots.model.cpus import MAX_VCPUS, VcpuError, VcpuTable, check_counts, check_tcg_change
+from guestslots.model.cpus import (
+    MAX_VCPUS,
+    VcpuError,
+    VcpuTable,
+    check_counts,
+    check_tcg_change,
+    check_tcg_definition,
+    tcg_vcpu_rules,
+)
 
 
 def test_launch_plugs_the_first_vcpus_and_reserves_the_rest() -> None:
@@ -102,8 +110,40 @@ def test_vcpu_ids_follow_qemus_positions_by_topology() -> None:
 ])
 def test_tcgs_vcpu_rules(vcpu: int, adding: bool, live: set[int], unplugged: bool,
                          refused: str | None) -> None:
+    rules = tcg_vcpu_rules("7.2.22")
     if refused is None:
-        check_tcg_change(vcpu, adding, live, 4, unplugged)
+        check_tcg_change(vcpu, adding, live, 4, unplugged, rules)
     else:
         with pytest.raises(VcpuError, match=refused):
-            check_tcg_change(vcpu, adding, live, 4, unplugged)
+            check_tcg_change(vcpu, adding, live, 4, unplugged, rules)
+
+
+def test_tcg_rules_are_chosen_by_the_version_qemu_reports() -> None:
+    """Measured on 7.2 and 10.0 (tools/bench/qemu_rules.py); a version not measured
+    gets every limit, and its refusals say so."""
+    old, new, other = tcg_vcpu_rules("7.2.22"), tcg_vcpu_rules("10.0.2"), \
+        tcg_vcpu_rules("8.2.2")
+    assert (old.qemu, old.save_after_unplug, old.pci_after_unplug) == ("7.2", False, False)
+    assert (new.qemu, new.save_after_unplug, new.pci_after_unplug) == ("10.0", False, True)
+    assert not new.plug_after_unplug  # 10.0 dies within a few plug/unplug cycles
+    assert (other.measured, other.save_after_unplug, other.gaps) == (False, False, False)
+    assert new.gaps and not old.gaps
+    with pytest.raises(VcpuError, match=r"QEMU 10\.0 under TCG crashes on a vCPU plug"):
+        check_tcg_change(1, True, {0}, 4, True, new)
+    with pytest.raises(VcpuError, match=r"QEMU 8\.2 under TCG .*this version was not"):
+        check_tcg_change(1, True, {0}, 4, True, other)
+    assert tcg_vcpu_rules("unknown").measured is False
+
+
+def test_qemu_10s_guest_survives_gaps_so_any_free_id_is_plugged() -> None:
+    lenient = tcg_vcpu_rules("10.0.2")
+    assert lenient.gaps and not tcg_vcpu_rules("7.2.22").gaps
+    check_tcg_change(3, True, {0}, 4, False, lenient)   # a gap
+    check_tcg_change(1, False, {0, 1, 3}, 4, False, lenient)  # not the highest
+    with pytest.raises(VcpuError, match="before vCPU 1"):
+        check_tcg_change(3, True, {0}, 4, False, tcg_vcpu_rules("7.2.22"))
+    # a definition keeps 0..k-1 everywhere: a launch with a gap was measured nowhere
+    with pytest.raises(VcpuError, match="was not measured"):
+        check_tcg_definition(2, {0, 2}, lenient)
+    with pytest.raises(VcpuError, match=r"QEMU 7\.2 under TCG locks up with a gap"):
+        check_tcg_definition(2, {0, 2}, tcg_vcpu_rules("7.2.22"))
