@@ -93,11 +93,19 @@ class Calls(DriveCalls, TransferCalls, QueryCalls):
             "read_lines").cat(path).splitlines())
 
     def write_append(self, path: str, content: bytes | str) -> None:
-        """Append *content* to file *path*."""
+        """Append *content* to file *path*, which is created if it does not exist (as
+        libguestfs's does: Nova's append_file to a new file)."""
         def append() -> None:
             app = self._launched("write_append")
             data = content.encode() if isinstance(content, str) else content
-            app.pwrite(path, data, int(app.stat(path)["size"]))
+            try:
+                size = int(app.stat(path)["size"])
+            except GuestOSError as e:
+                if e.errno != errno.ENOENT:
+                    raise
+                app.write(path, data)
+                return
+            app.pwrite(path, data, size)
         self._api("write_append", [path, content], append)
 
     def glob_expand(self, pattern: str, directoryslash: bool | None = None) -> list[str]:

@@ -253,3 +253,61 @@ def test_augeas_as_nova_uses_it(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="aug_init first"):
         g.aug_get("/files/etc/passwd/fred/uid")
     g.close()
+
+
+def test_nova_s_file_injection_as_its_fake_specifies_it(tmp_path: Path) -> None:
+    """OpenStack Nova's VFSGuestFS, the calls its fakeguestfs.py specifies, in its order:
+    a capability launch on /dev/null, the OS found by inspection and its filesystems
+    mounted by mount point, augeas, make_path / append_file / replace_file /
+    read_file / has_file / set_permissions / set_ownership / get_image_fs, and its
+    teardown; a call Nova probes for that is not answered is an AttributeError."""
+    root = images.ext4(tmp_path / "root.ext4", {
+        "etc/passwd": "root:x:0:0:root:/root:/bin/bash\nfred:x:105:105::/home/fred:/bin/sh\n",
+        "etc/group": "root:x:0:\nusers:x:500:\n", "etc/debian_version": "12.4\n",
+        "etc/fstab": "/dev/sda1 / ext4 defaults 0 1\n/dev/sda2 /boot ext4 defaults 0 2\n",
+        "bin/ls": Path("/usr/bin/ls").read_bytes(), "usr/bin/.keep": "", "boot/.keep": ""},
+        size_mib=16)
+    boot = images.ext4(tmp_path / "boot.ext4", {"grub/grub.cfg": "set default=0\n"})
+    image = images.partitioned(tmp_path / "nova.img", "dos", root, boot)
+    probe = guestfs.GuestFS(python_return_dict=False, close_on_exit=False)
+    probe.set_backend_settings(["force_tcg"])
+    probe.add_drive("/dev/null")
+    probe.launch()  # Nova's capability check
+    probe.close()
+    g = guestfs.GuestFS(python_return_dict=False, close_on_exit=False)
+    assert hasattr(g, "set_backend_settings") and not hasattr(g, "no_such_call")
+    g.add_drive_opts(str(image), format="raw", readonly=False)
+    g.launch()
+    roots = g.inspect_os()
+    assert roots == ["/dev/sda1"]
+    mounts = sorted(g.inspect_get_mountpoints(roots[0]), key=lambda m: m[0])
+    assert mounts == [("/", "/dev/sda1"), ("/boot", "/dev/sda2")]
+    for mountpoint, device in mounts:
+        g.mount_options("", device, mountpoint)
+    g.aug_init("/", 0)
+    g.mkdir_p("/root/.ssh")                                         # make_path
+    g.write_append("/root/.ssh/authorized_keys", "ssh-rsa AAAA one\n")  # append_file
+    g.write_append("/root/.ssh/authorized_keys", "ssh-rsa BBBB two\n")
+    g.write("/etc/hostname", "injected\n")                          # replace_file
+    assert g.read_file("/root/.ssh/authorized_keys") == \
+        b"ssh-rsa AAAA one\nssh-rsa BBBB two\n"                     # read_file
+    assert g.stat("/etc/hostname")["size"] == 9                     # has_file
+    with pytest.raises(RuntimeError, match="^stat: /etc/nowhere: No such file"):
+        g.stat("/etc/nowhere")
+    g.chmod(0o700, "/root/.ssh")                                    # set_permissions
+    uid = int(g.aug_get("/files/etc/passwd/fred/uid"))              # set_ownership
+    gid = int(g.aug_get("/files/etc/group/users/gid"))
+    g.chown(uid, gid, "/root/.ssh/authorized_keys")
+    st = g.stat("/root/.ssh/authorized_keys")
+    assert (st["uid"], st["gid"], oct(g.stat("/root/.ssh")["mode"])) == (105, 500, "0o40700")
+    assert g.cat("/boot/grub/grub.cfg") == "set default=0\n"       # /boot mounted there
+    assert g.vfs_type("/dev/sda1") == "ext4"                        # get_image_fs
+    g.aug_close()                                                   # teardown
+    g.shutdown()
+    g.close()
+    check = guestfs.GuestFS(close_on_exit=False)
+    check.add_drive_opts(str(image), format="raw", readonly=True)
+    check.launch()
+    check.mount_ro("/dev/sda1", "/")
+    assert check.cat("/etc/hostname") == "injected\n"  # written back by shutdown
+    check.close()
