@@ -72,9 +72,9 @@ class CpusArea(DomainsArea):
         cannot be removed.  *flags* as for :meth:`add_vcpu`.
 
         Under TCG, QEMU limits this (measured on 7.2 and 10.0, the rules chosen by
-        the version QEMU reports): the plugged ids must stay 0 to k-1 (add the
-        lowest free id, remove the highest), and after a ``LIVE`` removal no vCPU
-        can be plugged until the next launch; on the libvirt
+        the version QEMU reports): on 7.2 the plugged ids must stay 0 to k-1 (add
+        the lowest free id, remove the highest); on both, after a ``LIVE`` removal
+        no vCPU can be plugged until the next launch; on the libvirt
         backend a ``LIVE`` removal cannot be done at all under TCG (libvirt waits
         for an event QEMU does not send: remove with ``CONFIG`` and launch again).
         Anything else is refused with :class:`VcpuError`, nothing changed.

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..appliance import Appliance
-from ..errors import GuestOSError
+from ..errors import GuestOSError, GuestslotsError
 from .drives import DriveCalls
 from .queries import QueryCalls
 from .transfers import TransferCalls
@@ -162,10 +162,16 @@ class Calls(DriveCalls, TransferCalls, QueryCalls):
         try:
             mount(app)
         except GuestOSError as e:
-            if e.errno in (errno.ENOENT, errno.ENOTDIR) and mountpoint in str(e):
-                raise RuntimeError(f"{name}: mount: {mountpoint}: mount point is not a "
-                                   "directory") from None
-            raise
+            if e.errno not in (errno.ENOENT, errno.ENOTDIR) or mountpoint == "/":
+                raise
+            try:  # the mount point, not the device, is what is missing?
+                is_dir = app.is_dir(mountpoint)
+            except GuestslotsError:  # nothing mounted at / either
+                is_dir = False
+            if is_dir:
+                raise
+            raise RuntimeError(f"{name}: mount: {mountpoint}: mount point is not a "
+                               "directory") from None
 
     def mkfs(self, fstype: str, device: str, blocksize: int | None = None,
              features: str | None = None, inode: int | None = None,

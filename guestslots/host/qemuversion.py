@@ -56,12 +56,6 @@ def _still_there(key: str) -> bool:
         return False
 
 
-def major_minor(version: str) -> tuple[int, int]:
-    """``"10.0.2"`` -> ``(10, 0)``."""
-    parts = version.split(".")
-    return int(parts[0]), int(parts[1])
-
-
 def second_qemu() -> str:
     """Where ``tools/second-qemu`` unpacks the next Debian release's QEMU (a wrapper
     script), whether or not it is there."""
