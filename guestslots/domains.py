@@ -51,8 +51,10 @@ def _where(name: str, uri: str) -> str:
 def _connect(uri: str) -> Any:
     import libvirt
 
+    from .backends.libvirt.connection import target
+
     try:
-        return libvirt.open(uri)
+        return libvirt.open(target(uri))
     except libvirt.libvirtError as e:
         raise DriveError(f"libvirt {uri}", f"cannot connect: {e.get_error_message()}") from None
 

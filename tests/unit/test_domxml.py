@@ -209,6 +209,22 @@ def test_a_root_caller_at_a_daemon_runs_qemu_as_root_relabelling_nothing(
     assert connection.dac_label("qemu:///system") == ""
 
 
+def test_local_daemons_are_opened_by_their_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that embeds the driver cannot open a plain qemu:///system (libvirt
+    routes it to the embedded driver: "Missing URI parameter 'root'")."""
+    assert connection.target("qemu:///system") == \
+        "qemu+unix:///system?socket=/run/libvirt/libvirt-sock"
+    monkeypatch.setattr(connection, "_root", None)
+    assert connection.target("qemu:///session") == "qemu:///session"  # autostarts
+    monkeypatch.setattr(connection, "_root", object())
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+    assert connection.target("qemu:///session") == \
+        "qemu+unix:///session?socket=/run/user/1000/libvirt/libvirt-sock"
+    for other in ("qemu+unix:///system?socket=/x", "qemu+ssh://far/system", "embed"):
+        assert connection.target(other) == other
+
+
 SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")
 
 

@@ -150,6 +150,30 @@ def dac_label(name: str) -> str:
     return "0:0"
 
 
+#: The system daemon's socket (libvirt's default).
+SYSTEM_SOCKET = "/run/libvirt/libvirt-sock"
+
+
+def target(name: str) -> str:
+    """The URI to open for *name* at a local daemon: ``qemu:///system`` and, once this
+    process embeds the driver, ``qemu:///session`` name their socket (``qemu+unix``).
+    A process that has opened the embedded driver cannot open a plain
+    ``qemu:///system`` or ``qemu:///session`` (libvirt routes it to the embedded
+    driver: "Missing URI parameter 'root'"), and ``qemu+unix:///system`` without a
+    socket finds no driver then.  A plain ``qemu:///session`` in a process without the
+    embedded driver stays as it is, so libvirt starts the session daemon if needed.
+    (For root, libvirt serves ``qemu:///session`` from the system daemon.)"""
+    if name == "qemu:///system":
+        return f"qemu+unix:///system?socket={SYSTEM_SOCKET}"
+    if name == "qemu:///session" and _root is not None:
+        socket = SYSTEM_SOCKET if os.geteuid() == 0 else os.path.join(
+            os.environ.get("XDG_RUNTIME_DIR") or os.path.join(os.path.expanduser("~"),
+                                                              ".cache"),
+            "libvirt", "libvirt-sock")
+        return f"qemu+unix:///session?socket={socket}"
+    return name
+
+
 def connect(name: str = "") -> libvirt.virConnect:
     """The process's connection to *name* (default :func:`uri`; ``embed``: the embedded
     driver with this process's root)."""
@@ -161,11 +185,11 @@ def connect(name: str = "") -> libvirt.virConnect:
         if name == "embed":
             if _root is None:
                 _root = _new_root()
-            target = f"qemu:///embed?root={_root.path}"
+            opened = f"qemu:///embed?root={_root.path}"
         else:
-            target = name
+            opened = target(name)
         _start_event_loop()
-        conn = libvirt.open(target)
+        conn = libvirt.open(opened)
         # One callback per event and connection (libvirt-python allows no second one):
         # it dispatches to whoever waits for that domain's device.
         conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
