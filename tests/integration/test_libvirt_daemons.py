@@ -1,7 +1,7 @@
 """The libvirt backend at the daemons libvirt users have: the host's system daemon
 (``qemu:///system``, QEMU as ``libvirt-qemu`` with dynamic ownership, as Debian runs
-it) and the caller's session daemon (``qemu:///session``), as at the embedded
-driver: launch and restored launch, hotplug of images in the caller's own
+it) and ``qemu:///session`` (for root, the suite's user, libvirt serves it from the
+system daemon), as at the embedded driver: launch and restored launch, hotplug of images in the caller's own
 directories (read-only and writable), save and restore, detached and attach; no
 image's owner or mode changes.
 
