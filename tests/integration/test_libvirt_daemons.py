@@ -1,9 +1,9 @@
 """The libvirt backend at the daemons libvirt users have: the host's system daemon
 (``qemu:///system``, QEMU as ``libvirt-qemu`` with dynamic ownership, as Debian runs
 it) and ``qemu:///session`` (for root, the suite's user, libvirt serves it from the
-system daemon), as at the embedded driver: launch and restored launch, hotplug of images in the caller's own
-directories (read-only and writable), save and restore, detached and attach; no
-image's owner or mode changes.
+system daemon), as at the embedded driver: launch and restored launch, hotplug of
+images in the caller's own directories (read-only and writable), save and restore,
+detached and attach; no image's owner or mode changes.
 
 Before: at the system daemon every launch failed (``Cannot access storage file
 '.../root.qcow2' (as uid:999, gid:995): Permission denied``): the daemon ran QEMU as

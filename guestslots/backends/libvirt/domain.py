@@ -17,6 +17,7 @@ import select
 import socket
 import struct
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import libvirt
@@ -141,11 +142,14 @@ class DomainCore:
 
     def _layout(self) -> str:
         """libvirt's version, the emulator and the version it reports, and the domain
-        XML with every per-instance name and path blanked."""
+        XML with every per-instance name and path blanked, and without the DAC label
+        (the host's choice per daemon: a state saved at one daemon restores at
+        another)."""
         h = hashlib.sha256()
         h.update(json.dumps([self.name, libvirt.getVersion(), file_id(self.spec.qemu),
                              reported_version(self.spec.qemu),
-                             domain_xml(self._config("/", name="@"))]).encode())
+                             domain_xml(replace(self._config("/", name="@"),
+                                                dac_label=""))]).encode())
         return h.hexdigest()
 
     @property

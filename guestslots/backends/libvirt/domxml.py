@@ -237,8 +237,7 @@ def domain_xml(cfg: DomainConfig) -> str:
             el("memballoon", model="none"),
             el("video", el("model", type="none")),
         ),
-        *([el("seclabel", el("label", cfg.dac_label), type="static", model="dac",
-              relabel="no")] if cfg.dac_label else []),
+        *([_dac_label(cfg.dac_label)] if cfg.dac_label else []),
         type="kvm" if cfg.accel == "kvm" else "qemu",
     )
     return etree.tostring(domain, pretty_print=True, encoding="unicode")
@@ -364,7 +363,15 @@ def restore_xml(saved: str, cfg: DomainConfig, moved: dict[str, str] | None = No
     source.set("file", cfg.root_overlay)
     source.addnext(_backing_chain(cfg.root_backing))
     _host_sockets(root, cfg.agent_socket, cfg.console_log)
+    for label in root.findall("seclabel[@model='dac']"):  # this daemon's, not the saver's
+        root.remove(label)
+    if cfg.dac_label:
+        root.append(_dac_label(cfg.dac_label))
     return etree.tostring(root, encoding="unicode")
+
+
+def _dac_label(label: str) -> etree._Element:
+    return el("seclabel", el("label", label), type="static", model="dac", relabel="no")
 
 
 def _host_sockets(root: etree._Element, agent_socket: str, console_log: str) -> None:
