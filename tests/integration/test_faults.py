@@ -19,6 +19,7 @@ import sys
 import textwrap
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -52,18 +53,29 @@ def wait_gone(pid: int, timeout: float = 20.0) -> None:
         os.close(fd)
 
 
-def wait_request_queued(pid: int, timeout: float = 20.0) -> None:
-    """Wait until a request waits, unread, on one of (stopped) process *pid*'s Unix
-    sockets: the monitor command of a call in flight (``ss`` shows its Recv-Q)."""
+def wait_request_queued(pid: int, caller: threading.Thread, raised: list[BaseException],
+                        timeout: float = 60.0) -> None:
+    """Wait until a request of *caller*'s waits, unread, on one of (stopped) process
+    *pid*'s Unix sockets: the monitor command of a call in flight (``ss`` shows its
+    Recv-Q).  If *caller* ends first (*raised*: what it raised), or the time is up,
+    say what was seen: the process's sockets and state, and where *caller* was."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    seen: list[str] = []
+    while time.monotonic() < deadline and caller.is_alive():
         listing = subprocess.run(["ss", "-xpnH"], capture_output=True, text=True,
                                  check=True).stdout
-        for line in listing.splitlines():
-            if f"pid={pid}," in line and int(line.split()[2]) > 0:
-                return
+        seen = [line for line in listing.splitlines() if f"pid={pid}," in line]
+        if any(int(line.split()[2]) > 0 for line in seen):
+            return
         time.sleep(0.01)  # polled: the kernel has no event for a socket's queue
-    raise AssertionError(f"no request reached process {pid}'s sockets in {timeout:g} s")
+    frame = sys._current_frames().get(caller.ident or -1)
+    where = "".join(traceback.format_stack(frame)) if frame is not None else "(ended)"
+    with contextlib.suppress(OSError):
+        seen.append(Path(f"/proc/{pid}/stat").read_text())
+    raise AssertionError(
+        f"no request reached process {pid}'s sockets "
+        + ("before the call ended" if not caller.is_alive() else f"in {timeout:g} s")
+        + f" (it raised {raised!r}):\n" + "\n".join(seen) + f"\ncaller at:\n{where}")
 
 
 def alive(pid: int) -> bool:
@@ -261,7 +273,7 @@ def test_qemu_killed_mid_hotplug(launch: Callable[..., Appliance], small: Path) 
     thread.start()
     # once the hotplug's command waits at QEMU's monitor (libvirt then reports the
     # monitor's end before the domain's: CI's libvirt pass blamed the image)
-    wait_request_queued(pid)
+    wait_request_queued(pid, thread, failure)
     os.kill(pid, signal.SIGKILL)  # ...and QEMU dies under it
     thread.join(60)
     assert not thread.is_alive()

@@ -45,6 +45,10 @@ from .qmpargs import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: How long a QEMU whose monitor connection ended may take to exit: it closes its
+#: sockets as it exits, a little before the kernel reports the process gone.
+LOST_EXIT_TIMEOUT = 5.0
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -387,7 +391,24 @@ class MachineProcess:
         except ExecuteError as e:
             raise QMPCommandError(command, args or {}, e.error_class, str(e)) from None
         except QMPError as e:
+            await self._lost()
             raise self.error(f"QMP {command}: connection to QEMU lost ({e})") from None
+
+    async def _lost(self) -> None:
+        """The monitor connection ended under a command: QEMU is exiting (it closes its
+        sockets before the kernel reports it gone, and under load that gap is long
+        enough for the caller to find it still running).  Wait for its end; one that
+        runs on without a monitor cannot be controlled any more, so it is killed."""
+        if self._proc is None or self._proc.returncode is not None:
+            return
+        try:
+            await asyncio.wait_for(self._proc.wait(), LOST_EXIT_TIMEOUT)
+        except TimeoutError:
+            log.warning("QEMU (pid %s) runs on without its monitor: killed", self._proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._proc.wait(), LOST_EXIT_TIMEOUT)
 
     def execute(
         self, command: str, args: dict[str, Any] | None = None, timeout: float = 30.0
