@@ -1,23 +1,33 @@
 """The libvirt backend at the daemons libvirt users have: the host's system daemon
 (``qemu:///system``, QEMU as ``libvirt-qemu`` with dynamic ownership, as Debian runs
-it) and ``qemu:///session`` (for root, the suite's user, libvirt serves it from the
-system daemon), as at the embedded driver: launch and restored launch, hotplug of
-images in the caller's own directories (read-only and writable), save and restore,
-detached and attach; no image's owner or mode changes.
+it), ``qemu:///session`` for root (libvirt serves it from the system daemon), and a
+user's own session daemon (``qemu:///session`` for ``nobody``: libvirt starts it,
+and it runs QEMU as that user), as at the embedded driver: launch and restored
+launch, hotplug of images in the caller's own directories (read-only and writable),
+save and restore, detached and attach, a migration from the embedded driver to the
+system daemon; no image's owner or mode changes.
 
 Before: at the system daemon every launch failed (``Cannot access storage file
 '.../root.qcow2' (as uid:999, gid:995): Permission denied``): the daemon ran QEMU as
-its own user, which cannot reach the caller's 0700 work directory.
+its own user, which cannot reach the caller's 0700 work directory.  A migration there
+failed the same way until the destination's definition got the daemon's label.
 
 The libvirt pass runs these (the QEMU pass has no libvirt appliance to test).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import importlib.resources
 import os
+import select
+import shutil
+import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +36,9 @@ from typing import Any
 import pytest
 
 import guestslots
-from guestslots import Appliance, ApplianceState
+from guestslots import Appliance, ApplianceState, MigrationParams
 from guestslots.backends.libvirt import connection
+from guestslots.host.build import ensure_appliance
 from guestslots.testing import libvirtd
 from guestslots.testing import testimages as images
 
@@ -113,14 +124,56 @@ def test_the_system_daemon_runs_appliances_as_the_embedded_driver_does(
     assert owners(mine, rw, ro) == before
 
 
+def test_an_appliance_migrates_from_the_embedded_driver_to_the_system_daemon(
+        system_uri: str, app: Appliance, tmp_path: Path) -> None:
+    """The destination daemon's label, not the source's: QEMU runs there as root too,
+    relabelling nothing.  Before: the destination's QEMU ran as libvirt-qemu, which
+    could not reach the caller's work directory (the migration failed)."""
+    assert app.backend == "libvirt"  # the embedded driver is open in this process
+    mine, rw, ro = caller_images(tmp_path)
+    before = owners(mine, rw, ro)
+    lv = Appliance("libvirt", uri="embed")
+    try:
+        for _ in range(2):
+            lv.add_drive("/dev/null")
+        lv.launch()
+        lv.hotplug(1, ro)
+        done = lv.migrate(MigrationParams(destination_uri=system_uri))
+        assert done.status == "completed", done
+        backend: Any = lv._backend
+        assert backend.uri == system_uri
+        xml = backend.domain.XMLDesc(0)
+        assert "<seclabel type='static' model='dac' relabel='no'>" in xml, xml
+        assert lv.pid is not None and os.stat(f"/proc/{lv.pid}").st_uid == 0
+        use(lv, rw, ro)  # hotplug, write and read over there
+        back = guestslots.restore(lv.save(tmp_path / "saved"))  # at the system daemon
+        try:
+            restored: Any = back._backend
+            assert restored.uri == system_uri
+            with back.mounted("/dev/sdb"):
+                assert back.cat("/whoami") == "ro\n"
+        finally:
+            back.shutdown()
+    finally:
+        lv.shutdown()
+    assert owners(mine, rw, ro) == before
+
+
 SESSION = textwrap.dedent('''
-    import sys
+    import os, sys
     import guestslots
     rw, ro, saved = sys.argv[1:]
-    app = guestslots.Appliance("libvirt", uri="qemu:///session")
-    for _ in range(2):
-        app.add_drive("/dev/null")
-    app.launch()
+    def launched(**options):
+        app = guestslots.Appliance("libvirt", uri="qemu:///session", **options)
+        for _ in range(2):
+            app.add_drive("/dev/null")
+        app.launch()
+        return app
+    app = launched()  # a cold boot the first time
+    print("QEMU runs as the caller:", os.stat(f"/proc/{app.pid}").st_uid == os.getuid())
+    app.shutdown()
+    app = launched()  # from the state the first launch saved
+    print(app.launched_from)
     app.hotplug(0, rw, readonly=False)
     app.hotplug(1, ro)
     with app.mounted("/dev/sda", readonly=False):
@@ -132,9 +185,19 @@ SESSION = textwrap.dedent('''
     back.hotplug(0, rw)
     with back.mounted("/dev/sda"):
         print(back.cat("/written"), end="")
-    back.shutdown()
     print(back.launched_from)
+    back.shutdown()
+    lv = launched(detached=True)
+    lv.hotplug(1, ro)
+    ident = lv.id
+    lv.disconnect()
+    lv = guestslots.attach(ident)
+    with lv.mounted("/dev/sdb"):
+        print("attached:", lv.cat("/whoami"), end="")
+    lv.shutdown()
 ''')
+EXPECTED = ["QEMU runs as the caller: True", "restored", "ro", "by the appliance",
+            "restored from a save", "attached: ro"]
 
 
 def test_the_session_daemon_runs_appliances_as_the_embedded_driver_does(
@@ -148,8 +211,82 @@ def test_the_session_daemon_runs_appliances_as_the_embedded_driver_does(
                            str(tmp_path / "saved")], capture_output=True, text=True,
                           timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.splitlines() == ["ro", "by the appliance", "restored from a save"], \
-        done.stdout
+    assert done.stdout.splitlines() == EXPECTED, done.stdout
+    assert owners(mine, rw, ro) == before
+
+
+@pytest.fixture
+def user_home(app: Appliance) -> Iterator[Path]:
+    """A home for ``nobody`` (not root, in no group with a device) in which it can run
+    guestslots: the package and its libraries copied there, and the session
+    appliance's build hard-linked into its cache (the same inputs: the same key), so
+    only its saved state is its own.  Its session daemon, which libvirt starts for
+    it, is stopped afterwards."""
+    home = Path(tempfile.mkdtemp(prefix="gs-nobody-"))
+    lib = home / "lib"
+    package = Path(guestslots.__file__).parent
+    shutil.copytree(package, lib / "guestslots", ignore=shutil.ignore_patterns("__pycache__"))
+    if not (lib / "guestslots" / "_appliance").is_dir():  # an editable checkout's mapping
+        shutil.copytree(Path(str(importlib.resources.files("guestslots._appliance"))),
+                        lib / "guestslots" / "_appliance",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("qemu.qmp", "tqdm", "lxml"):
+        module = importlib.import_module(name)
+        top = Path(str(module.__file__)).parents[name.count(".")]
+        shutil.copytree(top, lib / top.name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("libvirt", "libvirtmod", "libvirt_qemu", "libvirtmod_qemu"):
+        shutil.copy2(str(importlib.import_module(name).__file__), lib)
+    built = ensure_appliance()
+    cache = home / ".cache" / "guestslots"
+    cache.mkdir(parents=True)
+    subprocess.run(["cp", "-al", str(built.directory), str(cache)], check=True)
+    (home / "run").mkdir(mode=0o700)
+    (home / "tmp").mkdir()
+    subprocess.run(["chown", "-R", "nobody:nogroup", str(home)], check=True)
+    try:
+        yield home
+    finally:
+        for daemon in ("libvirtd", "virtlogd"):
+            with contextlib.suppress(OSError, ValueError):
+                pid = int((home / "run" / "libvirt" / f"{daemon}.pid").read_text())
+                os.kill(pid, signal.SIGTERM)
+                wait_gone(pid)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def wait_gone(pid: int, timeout: float = 30.0) -> None:
+    """Wait until process *pid* (not this process's child) has exited."""
+    fd = os.pidfd_open(pid)
+    try:
+        assert select.select([fd], [], [], timeout)[0], f"{pid} still runs after {timeout:g} s"
+    finally:
+        os.close(fd)
+
+
+def test_a_users_own_session_daemon_runs_appliances_as_the_embedded_driver_does(
+        user_home: Path) -> None:
+    """A user other than root at ``qemu:///session``: libvirt starts that user's own
+    session daemon, which runs QEMU as the user.  Launch (booted, then restored),
+    hotplug of the user's images (read-only and writable), save and restore,
+    detached and attach; no image's owner or mode changes.  (The system's Python,
+    as the suite's own may live where another user cannot reach.)"""
+    mine = user_home / "mine"
+    mine.mkdir(mode=0o700)
+    rw = images.ext4(mine / "rw.img", {"whoami": "rw\n"})
+    ro = images.ext4(mine / "ro.img", {"whoami": "ro\n"})
+    rw.chmod(0o600)
+    ro.chmod(0o400)
+    subprocess.run(["chown", "-R", "nobody:nogroup", str(mine)], check=True)
+    before = owners(mine, rw, ro)
+    env = {"HOME": str(user_home), "XDG_RUNTIME_DIR": str(user_home / "run"),
+           "TMPDIR": str(user_home / "tmp"), "PYTHONPATH": str(user_home / "lib"),
+           "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+    done = subprocess.run(["/usr/bin/python3", "-c", SESSION, str(rw), str(ro),
+                           str(user_home / "saved")], user="nobody", group="nogroup",
+                          extra_groups=[], env=env, cwd=user_home, capture_output=True,
+                          text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == EXPECTED, done.stdout
     assert owners(mine, rw, ro) == before
 
 

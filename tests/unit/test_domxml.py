@@ -209,6 +209,18 @@ def test_a_root_caller_at_a_daemon_runs_qemu_as_root_relabelling_nothing(
     assert connection.dac_label("qemu:///system") == ""
 
 
+def test_a_migrating_domain_gets_the_destination_daemons_label() -> None:
+    """From the embedded driver (no label) to qemu:///system (QEMU as root, nothing
+    relabelled), and back: the destination's label, whatever the source's was."""
+    labelled = migration_xml(domain_xml(CFG), "/w/a-1.sock", "/w/c-1.log", dac_label="0:0")
+    [label] = etree.fromstring(labelled.encode()).findall("seclabel")
+    assert label.get("relabel") == "no" and label.findtext("label") == "0:0"
+    back = migration_xml(labelled, "/w/a-2.sock", "/w/c-2.log")
+    assert "seclabel" not in back
+    assert migration_xml(labelled, "/w/a-2.sock", "/w/c-2.log", {}, "0:0").count(
+        "<seclabel") == 1
+
+
 def test_local_daemons_are_opened_by_their_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     """A process that embeds the driver cannot open a plain qemu:///system (libvirt
     routes it to the embedded driver: "Missing URI parameter 'root'")."""

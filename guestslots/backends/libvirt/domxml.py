@@ -363,15 +363,22 @@ def restore_xml(saved: str, cfg: DomainConfig, moved: dict[str, str] | None = No
     source.set("file", cfg.root_overlay)
     source.addnext(_backing_chain(cfg.root_backing))
     _host_sockets(root, cfg.agent_socket, cfg.console_log)
-    for label in root.findall("seclabel[@model='dac']"):  # this daemon's, not the saver's
-        root.remove(label)
-    if cfg.dac_label:
-        root.append(_dac_label(cfg.dac_label))
+    _set_dac_label(root, cfg.dac_label)  # this daemon's, not the saver's
     return etree.tostring(root, encoding="unicode")
 
 
 def _dac_label(label: str) -> etree._Element:
     return el("seclabel", el("label", label), type="static", model="dac", relabel="no")
+
+
+def _set_dac_label(root: etree._Element, label: str) -> None:
+    """Give domain *root* the static DAC *label* (see
+    :func:`~guestslots.backends.libvirt.connection.dac_label`) in place of any it has:
+    none if *label* is empty (the daemon's choice)."""
+    for old in root.findall("seclabel[@model='dac']"):
+        root.remove(old)
+    if label:
+        root.append(_dac_label(label))
 
 
 def _host_sockets(root: etree._Element, agent_socket: str, console_log: str) -> None:
@@ -388,7 +395,8 @@ def _host_sockets(root: etree._Element, agent_socket: str, console_log: str) -> 
 
 
 def migration_xml(domain: str, agent_socket: str, console_log: str,
-                  copies: Mapping[str, tuple[str, str]] | None = None) -> str:
+                  copies: Mapping[str, tuple[str, str]] | None = None,
+                  dac_label: str = "") -> str:
     """The destination's definition for a migration of *domain* (its migratable XML,
     or the caller's destination XML): the same, but for the host-side paths the new
     QEMU must not share with the old one while both run: the agent channel's
@@ -396,10 +404,12 @@ def migration_xml(domain: str, agent_socket: str, console_log: str,
     the console file, and each
     disk copied in the migration, by device alias in *copies*: (path, format) of
     its copy, whose backing chain is declared empty (the chain collapses into the
-    copy).  Raises ValueError if *domain* is not an appliance's or lacks a disk."""
+    copy); and the destination daemon's *dac_label* in place of the source's.
+    Raises ValueError if *domain* is not an appliance's or lacks a disk."""
     root = etree.fromstring(domain.encode())
     _host_sockets(root, agent_socket, console_log)
     _on_copies(root, copies or {})
+    _set_dac_label(root, dac_label)
     return etree.tostring(root, encoding="unicode")
 
 

@@ -105,7 +105,8 @@ class DomainMigration(DomainSaving):
             typed[LIBVIRT_DEST_XML] = migration_xml(
                 base, agent_socket, gen.console_log,
                 {slot_alias(index, owner): (copy.path, copy.format)
-                 for index, copy in copies.items()})
+                 for index, copy in copies.items()},
+                connection.dac_label(params.destination_uri))
         except (ValueError, etree.XMLSyntaxError) as e:
             raise MigrationParamError("destination_config", f"not an appliance's domain "
                                       f"XML: {e}") from None
