@@ -270,12 +270,7 @@ def test_a_users_own_session_daemon_runs_appliances_as_the_embedded_driver_does(
     hotplug of the user's images (read-only and writable), save and restore,
     detached and attach; no image's owner or mode changes.  (The system's Python,
     as the suite's own may live where another user cannot reach.)"""
-    mine = user_home / "mine"
-    mine.mkdir(mode=0o700)
-    rw = images.ext4(mine / "rw.img", {"whoami": "rw\n"})
-    ro = images.ext4(mine / "ro.img", {"whoami": "ro\n"})
-    rw.chmod(0o600)
-    ro.chmod(0o400)
+    mine, rw, ro = caller_images(user_home)
     subprocess.run(["chown", "-R", "nobody:nogroup", str(mine)], check=True)
     before = owners(mine, rw, ro)
     env = {"HOME": str(user_home), "XDG_RUNTIME_DIR": str(user_home / "run"),
