@@ -27,7 +27,7 @@ from ..guest.parts import PartCalls
 from ..guest.tree import TreeCalls
 from ..guest.volumes import VolumeCalls
 from ..host import owner, runtime
-from ..model.runtime import RuntimeRecordError
+from ..model.runtime import RuntimeRecord, RuntimeRecordError
 from ..model.saved import DESCRIPTION, SavedAppliance
 from .core import BACKEND_ENV, QEMU_ENV, ApplianceState, slot_identity
 from .migration import MigrationArea
@@ -67,7 +67,8 @@ def restore(path: str | os.PathLike[str], **options: Any) -> Appliance:
     (checked: device, inode, size, modification time); otherwise
     :class:`RuntimeRecordError` says which, and nothing is started.  *options* are
     :class:`Appliance`'s (``call_timeout``, ``progress``, ``detached``: by default
-    detached if the saved one was); the layout comes from the save.  The directory
+    detached if the saved one was; ``qemu``: by default the QEMU that saved it, if
+    it is still there); the layout comes from the save.  The directory
     must stay while the appliance runs (its memory may be mapped from it,
     copy-on-write: it is never changed, and may be restored again while the images
     are unchanged)."""
@@ -94,6 +95,7 @@ def restore(path: str | os.PathLike[str], **options: Any) -> Appliance:
         if name in options:
             raise TypeError(f"restore: {name} comes from the save, not from the caller")
     options.setdefault("detached", saved.record.detached)
+    _recorded_qemu(saved.record, options)
     app = Appliance(saved.record.backend, uri=saved.record.uri or None,
                     max_vcpus=saved.record.vcpus_max, memory_mb=saved.record.memory_mb,
                     **options)
@@ -107,7 +109,8 @@ def relaunch(appliance: str | os.PathLike[str], **options: Any) -> Appliance:
 
     The new appliance has the record's layout (see :meth:`Appliance.relaunch`) and
     id, and is owned by the caller; *options* are :class:`Appliance`'s (backend,
-    memory and vCPU count come from the record).  A record whose QEMU still runs, or
+    memory and vCPU count come from the record, and the QEMU unless *options* name
+    one).  A record whose QEMU still runs, or
     that is truncated, of a newer schema, or names changed images: a clear
     :class:`RuntimeRecordError`, and nothing is launched.
     """
@@ -120,11 +123,20 @@ def relaunch(appliance: str | os.PathLike[str], **options: Any) -> Appliance:
                                  f"{record.id}` first")
     uri = record.uri or None  # a QEMU backend's record names none
     options.setdefault("detached", record.detached)
+    _recorded_qemu(record, options)
     app = Appliance(record.backend, uri=uri, memory_mb=record.memory_mb,
                     max_vcpus=record.vcpus_max, **options)
     app._adopt(record)
     app.launch()
     return app
+
+
+def _recorded_qemu(record: RuntimeRecord, options: dict[str, Any]) -> None:
+    """Unless the caller names a QEMU, the one *record*'s appliance ran (a saved state
+    is that QEMU's only, and its version's rules apply), if it is still there; else
+    the default, ``$GUESTSLOTS_QEMU`` or the system's."""
+    if options.get("qemu") is None and record.qemu and os.access(record.qemu, os.X_OK):
+        options["qemu"] = record.qemu
 
 
 def _record_path(appliance: str | os.PathLike[str]) -> Path:
@@ -150,10 +162,11 @@ def attach(appliance: str | os.PathLike[str], *, timeout: float = 10.0,
     record names this process as the one that holds it.  It stays detached:
     :meth:`Appliance.disconnect` (or this process's exit) leaves it for the next,
     :meth:`Appliance.shutdown` stops it.  *options* are :class:`Appliance`'s
-    (``call_timeout``, ``progress``...).  Refused with :class:`RuntimeRecordError`,
-    changing nothing: an appliance that is not detached (only its owner uses it),
-    whose QEMU is gone (see :func:`relaunch`), or that a living process holds (it
-    must exit or disconnect first).  *timeout* bounds the wait for QEMU's greeting.
+    (``call_timeout``, ``progress``...; the QEMU binary is the one it runs).
+    Refused with :class:`RuntimeRecordError`, changing nothing: an appliance that
+    is not detached (only its owner uses it), whose QEMU is gone (see
+    :func:`relaunch`), or that a living process holds (it must exit or disconnect
+    first).  *timeout* bounds the wait for QEMU's greeting.
     As a context manager it is shut down at the end, as any :class:`Appliance`; call
     ``disconnect()`` inside to leave it running.
     """
@@ -179,6 +192,7 @@ def attach(appliance: str | os.PathLike[str], *, timeout: float = 10.0,
             raise TypeError(f"attach: {name} comes from the running appliance, not from "
                             "the caller")
     uri = record.uri or None  # a QEMU backend's record names none
+    _recorded_qemu(record, options)
     app = Appliance(record.backend, uri=uri, memory_mb=record.memory_mb,
                     max_vcpus=record.vcpus_max, detached=True, **options)
     app._attach(record, timeout)

@@ -247,7 +247,7 @@ class ApplianceCore(GuestCalls):
             nics=tuple(nic_record(n) for n in self._nics.listed(True)),
             memory_mb=self.memory_mb, diskset=tuple(self._diskset.list()),
             detached=self.detached, vcpu_unplugged=self._vcpu_unplugged,
-            qmp_socket=info.get("qmp_socket", ""),
+            qemu=self.qemu_binary, qmp_socket=info.get("qmp_socket", ""),
             agent_socket=info.get("agent_socket", ""), uri=info.get("uri", ""),
             domain=info.get("domain", ""))
         self._record = record

@@ -152,6 +152,16 @@ class SavingArea(DetachedArea):
             self._say(f"appliance {self.id} saved in {directory}{with_slots}")
             return str(directory)
 
+    def _not_restorable(self, saved: SavedAppliance) -> str:
+        """Why *saved*'s state does not fit this appliance: which QEMU, if it is not
+        the one that saved it."""
+        qemu = saved.record.qemu
+        if qemu and os.path.realpath(qemu) != os.path.realpath(self.qemu_binary):
+            there = "" if os.access(qemu, os.X_OK) else ", which is gone"
+            return (f"saved with QEMU {qemu}{there}, not restorable by {self.qemu_binary} "
+                    "(a saved state is one QEMU's only)")
+        return "saved with another QEMU, appliance image or accelerator: not restorable here"
+
     def _restore(self, directory: Path, saved: SavedAppliance) -> None:
         """Boot *saved* (from *directory*) with its layout: see :func:`restore`."""
         with self._lock:
@@ -165,9 +175,7 @@ class SavingArea(DetachedArea):
                     backend.claim_domain_name(saved.record.domain)
                 key = savedstate.state_key(backend.layout_key(), self.image.key)
                 if key != saved.state_key:
-                    raise RuntimeRecordError(str(directory), "saved with another QEMU, "
-                                             "appliance image or accelerator: not "
-                                             "restorable here")
+                    raise RuntimeRecordError(str(directory), self._not_restorable(saved))
                 if not isinstance(backend, Saves):
                     raise GuestslotsError(f"restore: the {self.backend} backend cannot "
                                           "restore a saved appliance yet")

@@ -8,12 +8,13 @@ path, format, read-only, overlay, label, serial), its vCPUs and its NICs.  Versi
 a record of a newer schema, a truncated one or one that is not a record is a
 :class:`RuntimeRecordError` that says which, never a guess.
 
-Schema 6 (every key always present; schema 5 had no slot ``sslverify``, schema 4 no
-``detached``, schema 3 no slot
+Schema 7 (every key always present; schema 6 had no ``qemu``, schema 5 no slot
+``sslverify``, schema 4 no ``detached``, schema 3 no slot
 ``chain``, schema 2 no ``diskset``, schema 1 no ``nics``, ``memory_mb`` or slot
 ``identity``)::
 
-    {"schema": 6, "id": "9f2c41d7", "backend": "qemu", "uri": "", "domain": "",
+    {"schema": 7, "id": "9f2c41d7", "backend": "qemu", "uri": "", "domain": "",
+     "qemu": "/usr/bin/qemu-system-x86_64",
      "pid": 12345, "memory_mb": 512, "detached": false, "vcpu_unplugged": false,
      "owner": {"host": ..., "boot_id": ..., "pid": ..., "start": ...},
      "started": 1796120000.5, "updated": 1796120003.1, "workdir": "/tmp/guestslots-x",
@@ -36,7 +37,9 @@ overlays its disk runs on (oldest first; the guest writes to the last), made by
 an https source whose certificate is not checked, null otherwise.  A ``detached``
 appliance outlives its owner (``Appliance(detached=True)``); its ``owner`` is the
 process attached to it now, ``{}`` while none is (``guestslots.attach`` takes it).
-``vcpu_unplugged``: a vCPU was unplugged from this QEMU process.
+``vcpu_unplugged``: a vCPU was unplugged from this QEMU process.  ``qemu`` is the
+QEMU binary the appliance runs (its saved state is that QEMU's only): what a
+restore, relaunch or attach uses unless told otherwise.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from .nics import Nic
 from .slots import Slot
 
 #: The schema this version writes and reads.
-SCHEMA = 6
+SCHEMA = 7
 
 
 class RuntimeRecordError(GuestslotsError):
@@ -124,6 +127,8 @@ class RuntimeRecord:
     #: A vCPU was unplugged from this QEMU process (QEMU 7.2 under TCG then cannot save
     #: or migrate it): whoever attaches must know.
     vcpu_unplugged: bool = False
+    #: The QEMU binary it runs ("" in a record of schema 6 or older).
+    qemu: str = ""
 
     def to_json(self) -> str:
         """The record's document (schema :data:`SCHEMA`)."""
@@ -176,6 +181,7 @@ class RuntimeRecord:
                 if schema >= 3 else (),
                 detached=_typed(doc, "detached", bool) if schema >= 5 else False,
                 vcpu_unplugged=_typed(doc, "vcpu_unplugged", bool) if schema >= 5 else False,
+                qemu=_typed(doc, "qemu", str) if schema >= 7 else "",
             )
         except (KeyError, TypeError) as e:
             raise RuntimeRecordError(where, f"incomplete or malformed ({e})") from None

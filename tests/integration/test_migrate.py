@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from guestslots import (
     restore,
 )
 from guestslots.host import runtime
+from guestslots.host.qemuversion import known_qemus
 from guestslots.model.runtime import RuntimeRecordError
 from guestslots.testing import testimages as images
 
@@ -360,6 +362,34 @@ def test_save_and_restore_bring_back_the_whole_appliance(tmp_path: Path) -> None
     # the restored appliance wrote the image: the save no longer matches it
     with pytest.raises(RuntimeRecordError, match="slot 0"):
         restore(saved)
+
+
+@pytest.mark.single_pass("the QEMU backend's restore with each QEMU (the second-qemu pass "
+                         "runs it on the other)")
+def test_a_restore_takes_the_qemu_that_saved_it(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever ``$GUESTSLOTS_QEMU`` says now: a saved state is one QEMU's only.
+    Before: the restore took the default QEMU and refused the save ("saved with another
+    QEMU, appliance image or accelerator"), not saying which QEMU it needed."""
+    current = Appliance().qemu_binary
+    others = [q for q, version in known_qemus(current)
+              if version[:1].isdigit() and os.path.realpath(q) != os.path.realpath(current)]
+    if not others:
+        pytest.skip("one QEMU on this host (./tools/second-qemu fetches another)")
+    app = Appliance("qemu", qemu=current)
+    app.add_drive("/dev/null")
+    app.launch()
+    saved = app.save(tmp_path / "saved")
+    monkeypatch.setenv("GUESTSLOTS_QEMU", others[0])
+    back = restore(saved)
+    try:
+        assert back.qemu_binary == current and back.state is ApplianceState.RUNNING
+        assert back.list_devices() == ["/dev/sda"]
+    finally:
+        back.shutdown()
+    with pytest.raises(RuntimeRecordError, match=f"saved with QEMU {re.escape(current)}, "
+                       f"not restorable by {re.escape(others[0])}"):
+        restore(saved, qemu=others[0])  # named: refused, saying which
 
 
 def test_a_live_save_of_all_disks_runs_on_and_restores_as_of_the_save(

@@ -45,6 +45,17 @@ def test_a_detached_appliance_is_recorded_so_and_older_records_are_not() -> None
         RuntimeRecord.from_json(json.dumps({**doc, "detached": "yes"}))
 
 
+def test_the_qemu_binary_is_recorded_and_older_records_name_none() -> None:
+    """(A restore, relaunch or attach takes it: a saved state is one QEMU's only.)"""
+    on_10 = dataclasses.replace(record(), qemu="/opt/qemu-10/qemu-system-x86_64")
+    doc = json.loads(on_10.to_json())
+    assert doc["qemu"] == "/opt/qemu-10/qemu-system-x86_64"
+    assert RuntimeRecord.from_json(on_10.to_json()) == on_10
+    assert RuntimeRecord.from_json(json.dumps({**doc, "schema": 6})).qemu == ""
+    with pytest.raises(RuntimeRecordError, match="qemu is None"):
+        RuntimeRecord.from_json(json.dumps({**doc, "qemu": None}))
+
+
 def test_a_schema_2_record_has_an_empty_disk_set() -> None:
     doc = json.loads(record().to_json())
     del doc["diskset"]
