@@ -21,6 +21,7 @@ from guestslots.model.runtime import RuntimeRecordError
 from guestslots.testing import testimages as images
 
 from .conftest import Image, fs_device, whoami
+from .test_faults import wait_gone
 
 pytestmark = [pytest.mark.integration, pytest.mark.every_qemu]
 
@@ -84,7 +85,7 @@ _CHILD = textwrap.dedent("""
     app.launch()
     app.hotplug(1, sys.argv[1], format=sys.argv[2], label="base")
     app.add_nic()
-    print(app.id, flush=True)
+    print(app.pid, app.id, flush=True)
     app.kill()      # QEMU crashes...
     os._exit(0)     # ...and so does its owner, leaving the runtime record behind
 """)
@@ -92,11 +93,15 @@ _CHILD = textwrap.dedent("""
 
 def dead_appliance(image: str, fmt: str) -> str:
     """The id of an appliance (slot 1: *image*, labelled base; a NIC) whose QEMU and
-    owner died in another process, leaving its runtime record behind."""
+    owner died in another process, leaving its runtime record behind.  Once its QEMU
+    is gone: a killed QEMU takes a moment to exit (CI's libvirt pass found it still
+    running, and the relaunch was refused)."""
     done = subprocess.run([sys.executable, "-c", _CHILD, image, fmt],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.split()[-1]
+    pid, ident = done.stdout.split()[-2:]
+    wait_gone(int(pid))
+    return ident
 
 
 def test_another_process_relaunches_a_dead_appliance_from_its_record(
