@@ -27,9 +27,10 @@ from ..guest.parts import PartCalls
 from ..guest.tree import TreeCalls
 from ..guest.volumes import VolumeCalls
 from ..host import owner, runtime
+from ..host.qemuversion import second_qemu
 from ..model.runtime import RuntimeRecord, RuntimeRecordError
 from ..model.saved import DESCRIPTION, SavedAppliance
-from .core import BACKEND_ENV, QEMU_ENV, ApplianceState, slot_identity
+from .core import BACKEND_ENV, DEFAULT_QEMU, QEMU_ENV, ApplianceState, slot_identity
 from .migration import MigrationArea
 
 __all__ = ["BACKEND_ENV", "QEMU_ENV", "Appliance", "ApplianceState", "attach", "relaunch",
@@ -68,7 +69,7 @@ def restore(path: str | os.PathLike[str], **options: Any) -> Appliance:
     :class:`RuntimeRecordError` says which, and nothing is started.  *options* are
     :class:`Appliance`'s (``call_timeout``, ``progress``, ``detached``: by default
     detached if the saved one was; ``qemu``: by default the QEMU that saved it, if
-    it is still there); the layout comes from the save.  The directory
+    it is one this host's guestslots knows); the layout comes from the save.  The directory
     must stay while the appliance runs (its memory may be mapped from it,
     copy-on-write: it is never changed, and may be restored again while the images
     are unchanged)."""
@@ -133,9 +134,15 @@ def relaunch(appliance: str | os.PathLike[str], **options: Any) -> Appliance:
 
 def _recorded_qemu(record: RuntimeRecord, options: dict[str, Any]) -> None:
     """Unless the caller names a QEMU, the one *record*'s appliance ran (a saved state
-    is that QEMU's only, and its version's rules apply), if it is still there; else
-    the default, ``$GUESTSLOTS_QEMU`` or the system's."""
-    if options.get("qemu") is None and record.qemu and os.access(record.qemu, os.X_OK):
+    is that QEMU's only, and its version's rules apply), if it is one this host's
+    guestslots knows (the system's, ``$GUESTSLOTS_QEMU``, ``tools/second-qemu``'s: a
+    save directory may come from elsewhere, and no program it names is run); else the
+    default."""
+    if options.get("qemu") is not None or not record.qemu:
+        return
+    known = {os.path.realpath(p) for p in (DEFAULT_QEMU, os.environ.get(QEMU_ENV, ""),
+                                           second_qemu()) if p}
+    if os.path.realpath(record.qemu) in known and os.access(record.qemu, os.X_OK):
         options["qemu"] = record.qemu
 
 

@@ -56,6 +56,28 @@ def test_the_qemu_binary_is_recorded_and_older_records_name_none() -> None:
         RuntimeRecord.from_json(json.dumps({**doc, "qemu": None}))
 
 
+def test_a_restore_runs_only_a_qemu_this_host_knows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A save directory may come from elsewhere: the QEMU its record names is run only if
+    it is the system's, $GUESTSLOTS_QEMU or tools/second-qemu's."""
+    import guestslots.appliance as appliance
+
+    named = tmp_path / "qemu-system-x86_64"
+    named.write_text("#!/bin/sh\n")
+    named.chmod(0o755)
+    on_it = dataclasses.replace(record(), qemu=str(named))
+    monkeypatch.delenv("GUESTSLOTS_QEMU", raising=False)
+    options: dict[str, object] = {}
+    appliance._recorded_qemu(on_it, options)
+    assert options == {}  # unknown here: the default, not the file's choice
+    monkeypatch.setattr(appliance, "second_qemu", lambda: str(named))
+    appliance._recorded_qemu(on_it, options)
+    assert options == {"qemu": str(named)}
+    chosen: dict[str, object] = {"qemu": "/usr/bin/qemu-system-x86_64"}
+    appliance._recorded_qemu(on_it, chosen)  # the caller's choice stands
+    assert chosen == {"qemu": "/usr/bin/qemu-system-x86_64"}
+
+
 def test_a_schema_2_record_has_an_empty_disk_set() -> None:
     doc = json.loads(record().to_json())
     del doc["diskset"]
