@@ -21,7 +21,6 @@ import contextlib
 import importlib
 import importlib.resources
 import os
-import select
 import shutil
 import signal
 import stat
@@ -41,6 +40,8 @@ from guestslots.backends.libvirt import connection
 from guestslots.host.build import ensure_appliance
 from guestslots.testing import libvirtd
 from guestslots.testing import testimages as images
+
+from .test_faults import wait_gone
 
 pytestmark = [pytest.mark.integration, pytest.mark.libvirt]
 libvirt = pytest.importorskip("libvirt")
@@ -252,15 +253,6 @@ def user_home(app: Appliance) -> Iterator[Path]:
                 os.kill(pid, signal.SIGTERM)
                 wait_gone(pid)
         shutil.rmtree(home, ignore_errors=True)
-
-
-def wait_gone(pid: int, timeout: float = 30.0) -> None:
-    """Wait until process *pid* (not this process's child) has exited."""
-    fd = os.pidfd_open(pid)
-    try:
-        assert select.select([fd], [], [], timeout)[0], f"{pid} still runs after {timeout:g} s"
-    finally:
-        os.close(fd)
 
 
 def test_a_users_own_session_daemon_runs_appliances_as_the_embedded_driver_does(

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import guestslots
-from guestslots import Appliance, ApplianceState, GuestslotsError
+from guestslots import AgentError, Appliance, ApplianceState, GuestslotsError, QemuError
 from guestslots.appliance import cpus as appliance_cpus
 from guestslots.appliance import lifecycle
 from guestslots.host.qemuversion import reported_version, second_qemu
@@ -191,6 +191,8 @@ def verdict(qemu: str, scenario: Scenario, timeout: float) -> str:
             if app.state is ApplianceState.RUNNING:  # (not after a save)
                 answers(app)  # the guest still answers
         except GuestslotsError as e:
+            if not isinstance(e, (QemuError, AgentError)):  # refused: nothing broke
+                return f"error: {str(e).splitlines()[0][:80]}"
             pid = app.pid or pid  # a scenario may have moved it to a new process
             alive = pid is not None and Path(f"/proc/{pid}").exists() and \
                 Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
